@@ -1,0 +1,118 @@
+"""Softmax, cross-entropy and the Softmax-with-Loss layer (sec. 5.6.3)."""
+
+import jax
+import jax.numpy as jnp
+
+from backprop_jax._checks import as_float_array, require_ndim
+
+
+def softmax(x):
+    """Softmax over the last axis: the book's ``softmax`` (sec. 3.5).
+
+    Args:
+      x: float array of shape (..., C), the scores.
+    Returns:
+      Probabilities of the same shape, summing to 1 over the last axis.
+      Computed stably (the maximum is subtracted first) by ``jax.nn.softmax``.
+    """
+    x = as_float_array("softmax", "x", x)
+    return jax.nn.softmax(x, axis=-1)
+
+
+def _check_labels(fn, x, t):
+    """Returns ``(t, is_one_hot)`` after checking ``t`` against ``x`` of shape (N, C)."""
+    t = jnp.asarray(t)
+    N, C = x.shape
+    if jnp.issubdtype(t.dtype, jnp.integer):
+        if t.shape != (N,):
+            raise ValueError(
+                f"{fn}: integer labels t must have shape (N,) = ({N},) to match "
+                f"x of shape {x.shape}, got t of shape {t.shape}")
+        return t, False
+    if jnp.issubdtype(t.dtype, jnp.floating):
+        if t.shape != x.shape:
+            raise ValueError(
+                f"{fn}: one-hot labels t must have the shape (N, C) = {x.shape} "
+                f"of x, got t of shape {t.shape}")
+        return t, True
+    raise TypeError(
+        f"{fn}: labels t must be integer class indices of shape (N,) or float "
+        f"one-hot rows of shape (N, C), got dtype {t.dtype} with shape {t.shape}")
+
+
+def cross_entropy_error(y, t):
+    """Mean cross-entropy of probabilities: the book's ``cross_entropy_error`` (sec. 4.2.4).
+
+    Args:
+      y: float array of shape (N, C) (or (C,) for one sample) of probabilities.
+      t: integer labels of shape (N,) (or a scalar) or one-hot rows of y's shape.
+    Returns:
+      ``-sum(log(y[n, t[n]] + 1e-7)) / N``, a scalar. The 1e-7 is the book's
+      guard against ``log(0)``; ``softmax_with_loss`` does not need it.
+    """
+    y = as_float_array("cross_entropy_error", "y", y)
+    t = jnp.asarray(t)
+    if y.ndim == 1:
+        y = y[None, :]
+        t = t.reshape(1, -1) if t.ndim == 1 else t.reshape(1)
+    require_ndim("cross_entropy_error", "y", y, 2, "(N, C)")
+    t, is_one_hot = _check_labels("cross_entropy_error", y, t)
+    if is_one_hot:
+        t = jnp.argmax(t, axis=1)
+    batch_size = y.shape[0]
+    picked = jnp.take_along_axis(y, t[:, None], axis=1)
+    return -jnp.sum(jnp.log(picked + 1e-7)) / batch_size
+
+
+@jax.custom_vjp
+def softmax_with_loss(x, t):
+    """Softmax-with-Loss layer: the book's ``SoftmaxWithLoss`` (sec. 5.6.3).
+
+    Args:
+      x: float array of shape (N, C), the scores (logits).
+      t: the labels, either integer class indices of shape (N,) or float rows
+        of shape (N, C) that each sum to 1 (one-hot, as in the book).
+    Returns:
+      The mean cross-entropy of ``softmax(x)`` against ``t``, a scalar.
+
+    The forward goes through ``log_softmax``, so the loss is finite even for
+    scores of magnitude 1e4 and no 1e-7 is added inside the log: the hand
+    rule below is the exact gradient of this forward. The labels are treated
+    as constants (they get no cotangent).
+
+    Backward: ``dx = (y - t) / N * dout`` with ``y = softmax(x)``; unlike
+    the book, the incoming ``dout`` is honoured, so the gradient of
+    ``2 * loss`` is twice as large.
+    """
+    return _softmax_with_loss_fwd(x, t)[0]
+
+
+def _softmax_with_loss_fwd(x, t):
+    x = as_float_array("softmax_with_loss", "x", x)
+    require_ndim("softmax_with_loss", "x", x, 2, "(N, C)")
+    if x.shape[0] == 0:
+        raise ValueError(f"softmax_with_loss: the batch is empty (x of shape {x.shape})")
+    t, is_one_hot = _check_labels("softmax_with_loss", x, t)
+    t = jax.lax.stop_gradient(t)
+    batch_size = x.shape[0]
+    logy = jax.nn.log_softmax(x, axis=1)
+    if is_one_hot:
+        loss = -jnp.sum(t * logy) / batch_size
+    else:
+        loss = -jnp.sum(jnp.take_along_axis(logy, t[:, None], axis=1)) / batch_size
+    y = jnp.exp(logy)
+    return loss.astype(x.dtype), (y, t)
+
+
+def _softmax_with_loss_bwd(res, dout):
+    y, t = res
+    batch_size = y.shape[0]
+    if t.ndim == 2:  # one-hot labels
+        dx = (y - t) / batch_size
+    else:
+        dx = y.at[jnp.arange(batch_size), t].add(-1) / batch_size
+    dx = (dx * dout).astype(y.dtype)
+    return dx, None
+
+
+softmax_with_loss.defvjp(_softmax_with_loss_fwd, _softmax_with_loss_bwd)

@@ -1,0 +1,98 @@
+"""Every layer under jit, vmap and reverse-over-reverse, and proof the hand rule runs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import backprop_jax as bj
+from conftest import DTYPES, assert_close, normal
+
+LABELS = jnp.array([1, 0, 2, 2])
+
+# name -> (layer, independent plain-jnp expression, argument builder, number of float args)
+CASES = {
+    "mul": (bj.mul, lambda x, y: x * y, lambda d: (normal(0, (4, 3), d), normal(1, (4, 3), d))),
+    "add": (bj.add, lambda x, y: x + y, lambda d: (normal(0, (4, 3), d), normal(1, (4, 3), d))),
+    "relu": (bj.relu, lambda x: jnp.maximum(x, 0.0), lambda d: (normal(0, (4, 3), d),)),
+    "sigmoid": (bj.sigmoid, lambda x: 1 / (1 + jnp.exp(-x)), lambda d: (normal(0, (4, 3), d),)),
+    "affine": (bj.affine, lambda x, W, b: x.reshape(x.shape[0], -1) @ W + b[None, :],
+               lambda d: (normal(0, (4, 2, 3), d), normal(1, (6, 3), d), normal(2, (3,), d))),
+    "softmax_with_loss": (
+        bj.softmax_with_loss,
+        lambda x, t: -jnp.mean(jnp.sum(jax.nn.one_hot(t, 3, dtype=x.dtype) * (x - jnp.log(jnp.sum(jnp.exp(x), axis=1, keepdims=True))), axis=1)),
+        lambda d: (normal(0, (4, 3), d), LABELS)),
+}
+
+
+def float_argnums(args):
+    return tuple(i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating))
+
+
+def scalar_loss(f, dout):
+    return lambda *a: jnp.sum(dout * f(*a))
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vmap_of_grad_matches_per_example_loop(name, dtype):
+    layer, expr, make = CASES[name]
+    args = make(dtype)
+    stacked = tuple(jnp.stack([a, a * 0.5 if jnp.issubdtype(a.dtype, jnp.floating) else a]) for a in args)
+    argnums = float_argnums(args)
+    g = jax.grad(lambda *a: jnp.sum(layer(*a)), argnums=argnums)
+    vmapped = jax.jit(jax.vmap(g))(*stacked)
+    for k in range(2):
+        one = tuple(s[k] for s in stacked)
+        ref = jax.grad(lambda *a: jnp.sum(expr(*a)), argnums=argnums)(
+            *(a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in one))
+        for v, r in zip(vmapped, ref):
+            assert_close(v[k], r, dtype)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_grad_of_grad_matches_independent_expression(name):
+    layer, expr, make = CASES[name]
+    args = make(jnp.float64)
+    argnums = float_argnums(args)
+    dout = normal(7, jax.eval_shape(layer, *args).shape)
+
+    def second(f):
+        # Reverse over reverse: the gradient of a scalar function of the gradient.
+        def inner(*a):
+            grads = jax.grad(scalar_loss(f, dout), argnums=argnums)(*a)
+            return sum(jnp.sum(jnp.sin(g)) for g in grads)
+        return jax.jit(jax.grad(inner, argnums=argnums))(*args)
+
+    for h, r in zip(second(layer), second(expr)):
+        np.testing.assert_allclose(h, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_forward_mode_is_refused_with_a_clear_error(name):
+    layer, _, make = CASES[name]
+    args = make(jnp.float64)
+    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
+        jax.jacfwd(layer, argnums=float_argnums(args))(*args)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_hand_rule_is_the_one_jax_grad_runs(name, monkeypatch):
+    # Swap the layer's registered backward for one that records its calls and
+    # doubles its result: jax.grad must see both effects.
+    layer, _, make = CASES[name]
+    args = make(jnp.float64)
+    argnums = float_argnums(args)
+    loss = lambda *a: jnp.sum(jnp.cos(layer(*a)))
+    before = jax.grad(loss, argnums=argnums)(*args)
+    calls, original = [], layer.bwd
+
+    def doubled(res, dout):
+        calls.append(1)
+        return tuple(None if d is None else 2 * d for d in original(res, dout))
+
+    monkeypatch.setattr(layer, "bwd", doubled)
+    after = jax.grad(loss, argnums=argnums)(*args)
+    assert calls, "the registered backward rule was not called"
+    for b, a in zip(before, after):
+        np.testing.assert_allclose(a, 2 * b, rtol=1e-14)
