@@ -6,28 +6,37 @@ backward is the textbook's hand-derived rule. ``layer.fwd(*args)`` returns
 argument, so the book's backward chain can be run by hand; ``jax.grad`` runs
 the same rules automatically.
 
-Modules: ``shopping`` (the apple and orange graphs).
+Modules: ``two_layer_net`` and ``multi_layer_net`` (the book's networks),
+``serial`` (compose your own), ``datasets`` (MNIST), ``shopping`` (the apple
+and orange graphs).
 """
 
-from backprop_jax import shopping
+from backprop_jax import datasets, multi_layer_net, serial, shopping, two_layer_net
 from backprop_jax._activations import relu, sigmoid
 from backprop_jax._affine import affine
 from backprop_jax._autodiff import without_hand_rules
 from backprop_jax._basic import add, mul
 from backprop_jax._gradcheck import (
     Comparison, Entry, GradcheckReport, assert_gradcheck, gradcheck)
+from backprop_jax._model import Model, accuracy
 from backprop_jax._softmax import cross_entropy_error, softmax, softmax_with_loss
+from backprop_jax._train import (
+    OPTIMIZERS, Epoch, TrainConfig, TrainingDiverged, TrainState, init_state, train)
+from backprop_jax._weight_decay import weight_decay
 
 __version__ = "0.1.0"
 
 __all__ = [
-    # Layers with hand-written backward rules (chapter 5).
-    "mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss",
+    # Layers with hand-written backward rules (chapter 5, sec. 6.4).
+    "mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "weight_decay",
     # Plain functions (chapters 3 and 4).
     "softmax", "cross_entropy_error",
     # Checking hand rules.
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison",
     "without_hand_rules",
+    # Networks and learning.
+    "Model", "accuracy", "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged",
+    "init_state", "OPTIMIZERS",
     # Modules.
-    "shopping",
+    "two_layer_net", "multi_layer_net", "serial", "datasets", "shopping",
 ]

@@ -1,0 +1,3 @@
+from backprop_jax.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""A training run with files: checkpoints, ``metrics.json``, ``curves.png``, resume."""
+
+import dataclasses
+from pathlib import Path
+
+import jax
+from tqdm.auto import tqdm
+
+from backprop_jax._checkpoint import Checkpoints
+from backprop_jax._io import write_json
+from backprop_jax._plot import plot_curves
+from backprop_jax._train import Epoch, TrainingDiverged, init_state, train
+
+
+class RunError(RuntimeError):
+    """The output directory cannot be used as asked (e.g. resume without a checkpoint)."""
+
+
+def _metrics(dataset, config, history):
+    epochs = [dataclasses.asdict(e) for e in history]
+    return {"dataset": dataset, "config": config, "epochs": epochs,
+            "final_test_acc": epochs[-1]["test_acc"] if epochs else None}
+
+
+def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=1,
+        log=print, progress=True):
+    """Trains with progress output and, given ``out``, files that survive a crash.
+
+    Args:
+      model, data, config: as for ``train``.
+      dataset: the dataset's name, recorded in ``metrics.json``.
+      settings: every setting of the run (model and training) as a JSON-able
+        dict; a resumed run must match it in everything but ``iters_num``.
+      out: directory for ``metrics.json`` (rewritten atomically after each
+        epoch), ``curves.png`` (drawn when training ends or stops) and
+        ``checkpoints/`` (orbax, the last two kept).
+      resume: continue from the newest checkpoint in ``out`` if there is one
+        (else start afresh), so one command line both starts a run and
+        restarts it after a crash; a finished run is not trained further.
+      checkpoint_every: save a checkpoint every this many epochs (and after
+        the last one).
+    Returns:
+      ``(state, history)`` as ``train``.
+    """
+    state, history, checkpoints = None, [], None
+    if out is not None:
+        out = Path(out)
+        checkpoints = Checkpoints(out / "checkpoints")
+        step = checkpoints.latest_step()
+        if resume and step is None:
+            log(f"no checkpoint in {out / 'checkpoints'} yet: starting a new run")
+        elif resume:
+            template = jax.eval_shape(lambda: init_state(model, config))
+            state, record = checkpoints.restore(template)
+            saved = {k: v for k, v in record["settings"].items() if k != "iters_num"}
+            now = {k: v for k, v in settings.items() if k != "iters_num"}
+            if saved != now:
+                diff = {k: (saved.get(k), now.get(k)) for k in saved.keys() | now.keys()
+                        if saved.get(k) != now.get(k)}
+                raise RunError(f"--resume: the checkpoint in {out} was made with other settings "
+                               f"(saved, now): {diff}")
+            history = [Epoch(**e) for e in record["history"]]
+            log(f"resuming from iteration {int(state.iteration)} (epoch {len(history)})")
+        elif step is not None:
+            raise RunError(f"{out} already holds checkpoints of a run (iteration {step}); pass "
+                           f"--resume to continue it, or choose another --out")
+
+    seen = {"history": history}  # the newest history, for the plot even after an error
+
+    def on_epoch(state, history):
+        seen["history"] = history
+        e = history[-1]
+        bar.write(f"epoch {e.epoch}: train acc {e.train_acc:.4f}, test acc {e.test_acc:.4f}, "
+                  f"loss {e.train_loss:.4f}")
+        if out is not None and (e.epoch % checkpoint_every == 0 or e.iteration >= config.iters_num):
+            checkpoints.save(e.iteration, state, {"settings": settings,
+                                                   "history": [dataclasses.asdict(h) for h in history]})
+        if out is not None:
+            write_json(out / "metrics.json", _metrics(dataset, settings, history))
+
+    start = 0 if state is None else int(state.iteration)
+    with tqdm(total=config.iters_num, initial=start, unit="it", disable=not progress,
+              dynamic_ncols=True) as bar:
+        try:
+            state, history = train(model, data, config, state=state, history=history,
+                                   on_epoch=on_epoch, progress=bar)
+        finally:
+            if out is not None:
+                checkpoints.close()
+                if seen["history"]:
+                    # Drawn once, when training ends or stops: cheap next to every epoch.
+                    plot_curves([dataclasses.asdict(h) for h in seen["history"]],
+                                out / "curves.png", title=dataset)
+    return state, history

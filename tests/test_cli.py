@@ -1,0 +1,140 @@
+"""The backprop-jax command: usage errors, train on files, kill and resume, gradcheck."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backprop_jax import _train, two_layer_net
+from backprop_jax._checkpoint import Checkpoints
+from backprop_jax.cli import main
+from test_datasets import fake_mnist
+
+import jax
+
+
+def cli(*args, timeout=300, check=True):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", *args], capture_output=True, text=True,
+                            timeout=timeout, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--iters", "0"], "argument --iters: expected a positive integer, got '0'"),
+    (["train", "--lr", "-1"], "argument --learning-rate/--lr: expected a number > 0, got '-1'"),
+    (["train", "--lr", "nan"], "expected a finite number, got 'nan'"),
+    (["train", "--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
+    (["train", "--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
+    (["train", "--resume"], "--resume needs --out DIR"),
+    (["train", "--weight-decay", "0.1"], "apply to --model multi-layer"),
+    (["train", "--hidden-sizes", "100,x"], "expected comma-separated sizes"),
+    (["train", "--weight-init", "lecun"], "argument --weight-init: expected a number, got 'lecun'"),
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    ([], "the following arguments are required: COMMAND"),
+])
+def test_invalid_flags_give_a_usage_error(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: backprop-jax" in err and message in err and "Traceback" not in err
+
+
+def test_missing_full_mnist_is_a_clean_error(tmp_path):
+    result = cli("train", "--dataset", "mnist", "--data-dir", str(tmp_path), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"MNIST not found in {tmp_path}" in result.stderr
+    assert "train-images-idx3-ubyte.gz" in result.stderr
+
+
+def test_train_on_full_mnist_files_writes_metrics_plot_and_checkpoints(tmp_path):
+    data_dir, out = tmp_path / "mnist", tmp_path / "run"
+    fake_mnist(data_dir, n_train=300, n_test=50)
+    result = cli("train", "--data-dir", str(data_dir), "--iters", "12", "--out", str(out), "--no-progress")
+    assert f"dataset: mnist (full MNIST from {data_dir})" in result.stdout
+    assert "epoch 4: train acc" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "mnist"
+    assert metrics["config"] == {"model": "two-layer", "hidden": 50, "weight_init": 0.01, "iters_num": 12,
+                                 "batch_size": 100, "learning_rate": 0.1, "optimizer": "sgd", "seed": 0}
+    assert [e["iteration"] for e in metrics["epochs"]] == [3, 6, 9, 12]
+    assert set(metrics["epochs"][0]) >= {"epoch", "iteration", "train_loss", "train_acc", "test_acc"}
+    assert metrics["final_test_acc"] == metrics["epochs"][-1]["test_acc"]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["12", "9"]
+
+
+def test_multi_layer_model_from_the_command_line(tmp_path):
+    data_dir = tmp_path / "mnist"
+    fake_mnist(data_dir, n_train=200, n_test=50)
+    result = cli("train", "--data-dir", str(data_dir), "--model", "multi-layer", "--hidden-sizes", "20,20",
+                 "--activation", "sigmoid", "--weight-decay", "0.01", "--optimizer", "adam", "--iters", "4",
+                 "--no-progress")
+    assert "'model': 'multi-layer', 'hidden_sizes': [20, 20], 'activation': 'sigmoid', " \
+           "'weight_init': 'xavier', 'weight_decay': 0.01" in result.stdout
+    assert "adam lr 0.001" in result.stdout and "epoch 2: train acc" in result.stdout
+
+
+def final_params(out):
+    template = jax.eval_shape(lambda: _train.init_state(two_layer_net.model(), _train.TrainConfig()))
+    checkpoints = Checkpoints(Path(out) / "checkpoints")
+    state, _ = checkpoints.restore(template)
+    checkpoints.close()
+    return state
+
+
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
+    args = ["train", "--dataset", "mnist-sample", "--iters", "2400", "--no-progress"]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    cli(*args, "--out", str(whole))
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "backprop_jax", *args, "--out", str(broken)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        steps = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            ckpts = broken / "checkpoints"
+            steps = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
+            if steps and max(steps) >= 400:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = final_params(broken)
+    assert 400 <= int(killed_at.iteration) < 2400
+
+    result = cli(*args, "--out", str(broken), "--resume")
+    assert f"resuming from iteration {int(killed_at.iteration)}" in result.stdout
+    a, b = final_params(whole), final_params(broken)
+    assert int(a.iteration) == int(b.iteration) == 2400
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    # The metrics agree too, epoch by epoch, apart from wall-clock times.
+    resumed = json.loads((broken / "metrics.json").read_text())
+    uninterrupted = json.loads((whole / "metrics.json").read_text())
+    strip = lambda m: {**m, "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in m["epochs"]]}
+    assert [e["epoch"] for e in resumed["epochs"]] == list(range(1, 61))
+    assert strip(resumed) == strip(uninterrupted)
+
+
+def test_gradcheck_command():
+    result = cli("gradcheck", "--batch", "2")
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("mean |hand - numeric| per parameter")
+    assert [l.split(":")[0].strip() for l in lines[1:5]] == ["W1", "W2", "b1", "b2"]
+    assert result.stdout.rstrip().endswith("gradient check passed")

@@ -1,0 +1,196 @@
+"""MNIST files: parsing, errors, download with checksums, the embedded sample."""
+
+import gzip
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backprop_jax import datasets
+
+
+def fake_mnist(directory, n_train=30, n_test=10, seed=0):
+    """Writes four small, valid MNIST files; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_img": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_label": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_img": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_label": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for key, (name, _) in datasets.MNIST_FILES.items():
+        datasets.write_idx(Path(directory) / name, arrays[key])
+    return arrays
+
+
+def test_load_mnist_parses_idx_files_like_the_book(tmp_path):
+    arrays = fake_mnist(tmp_path)
+    (x, t), (xt, tt) = datasets.load_mnist(data_dir=tmp_path)
+    assert x.shape == (30, 784) and x.dtype == np.float32 and xt.shape == (10, 784)
+    np.testing.assert_array_equal(x, arrays["train_img"].reshape(30, 784) / np.float32(255))
+    np.testing.assert_array_equal(t, arrays["train_label"])
+    assert t.dtype == np.int32 and x.min() >= 0 and x.max() <= 1
+    (x, t), _ = datasets.load_mnist(normalize=False, flatten=False, one_hot_label=True, data_dir=tmp_path)
+    assert x.shape == (30, 1, 28, 28) and x.dtype == np.uint8
+    np.testing.assert_array_equal(x[:, 0], arrays["train_img"])
+    np.testing.assert_array_equal(t.argmax(axis=1), arrays["train_label"])
+    assert t.shape == (30, 10) and np.all(t.sum(axis=1) == 1)
+
+
+def test_missing_files_error_names_directory_and_files(tmp_path):
+    fake_mnist(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(datasets.DatasetError) as e:
+        datasets.load_mnist(data_dir=tmp_path)
+    message = str(e.value)
+    assert str(tmp_path) in message and "missing t10k-labels-idx1-ubyte.gz" in message
+    for name, _ in datasets.MNIST_FILES.values():
+        assert name in message
+
+
+def corrupt(path, how):
+    raw = gzip.decompress(path.read_bytes())
+    if how == "truncated":
+        path.write_bytes(gzip.compress(raw[:-5]))
+    elif how == "magic":
+        path.write_bytes(gzip.compress(b"\x00\x00\x08\x02" + raw[4:]))
+    elif how == "not-gzip":
+        path.write_bytes(raw)
+    elif how == "cut-gzip":
+        path.write_bytes(path.read_bytes()[:-100] if path.stat().st_size > 200 else b"\x1f\x8b")
+
+
+@pytest.mark.parametrize("how, message", [
+    ("truncated", r"header says \(30, 28, 28\) = 23520 bytes of data but the file holds 23515"),
+    ("magic", r"wrong magic number 00000802 \(expected 00000803"),
+    ("not-gzip", r"not a readable gzip file"),
+    ("cut-gzip", r"not a readable gzip file"),
+])
+def test_corrupt_files_are_named(tmp_path, how, message):
+    fake_mnist(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    corrupt(path, how)
+    with pytest.raises(datasets.DatasetError, match=message) as e:
+        datasets.load_mnist(data_dir=tmp_path)
+    assert str(path) in str(e.value)
+
+
+def test_inconsistent_counts_and_labels(tmp_path):
+    fake_mnist(tmp_path)
+    datasets.write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(29, np.uint8))
+    with pytest.raises(datasets.DatasetError, match="holds 30 images but train-labels-idx1-ubyte.gz holds 29"):
+        datasets.load_mnist(data_dir=tmp_path)
+    datasets.write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.full(30, 12, np.uint8))
+    with pytest.raises(datasets.DatasetError, match="label 12 is not a digit"):
+        datasets.load_mnist(data_dir=tmp_path)
+
+
+class _Server:
+    """Serves files from a directory on 127.0.0.1; ``cut`` names files sent half-way then dropped."""
+
+    def __init__(self, root, cut=()):
+        root, cut_names = Path(root), set(cut)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                path = root / self.path.lstrip("/")
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                body = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if path.name in cut_names else body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def checksums(directory):
+    return {key: (name, hashlib.md5((Path(directory) / name).read_bytes()).hexdigest())
+            for key, (name, _) in datasets.MNIST_FILES.items()}
+
+
+def test_download_verifies_checksums_and_falls_back_to_the_next_mirror(tmp_path):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    arrays = fake_mnist(good)
+    fake_mnist(bad, seed=1)  # same names, other bytes: wrong checksums
+    files = checksums(good)
+    target = tmp_path / "cache"
+    with _Server(bad) as wrong, _Server(good) as right:
+        log = []
+        datasets.download_mnist(target, mirrors=(wrong.url, right.url), files=files, log=log.append)
+    assert len(log) == 8  # every file tried on the wrong mirror, then fetched from the right one
+    (x, t), _ = datasets.load_mnist(data_dir=target, normalize=False)
+    np.testing.assert_array_equal(t, arrays["train_label"])
+    assert sorted(p.name for p in target.iterdir()) == sorted(n for n, _ in files.values())
+
+
+def test_interrupted_or_wrong_download_leaves_no_file(tmp_path):
+    good = tmp_path / "good"
+    fake_mnist(good)
+    files = checksums(good)
+    target = tmp_path / "cache"
+    with _Server(good, cut=["train-images-idx3-ubyte.gz"]) as server:
+        with pytest.raises(datasets.DatasetError, match=r"could not download train-images-idx3-ubyte.gz"):
+            datasets.download_mnist(target, mirrors=(server.url,), files=files, timeout=10, log=lambda m: None)
+    assert list(target.iterdir()) == []  # no partial file, no temporary left behind
+    wrong = dict(files, train_img=(files["train_img"][0], "0" * 32))
+    with _Server(good) as server:
+        with pytest.raises(datasets.DatasetError, match=r"checksum mismatch: MD5 [0-9a-f]{32}, expected 0{32}"):
+            datasets.download_mnist(target, mirrors=(server.url,), files=wrong, log=lambda m: None)
+    assert list(target.iterdir()) == []
+
+
+def test_download_keeps_good_files(tmp_path):
+    good = tmp_path / "good"
+    fake_mnist(good)
+    files = checksums(good)
+    with _Server(good) as server:
+        datasets.download_mnist(tmp_path / "cache", mirrors=(server.url,), files=files, log=lambda m: None)
+    log = []
+    datasets.download_mnist(tmp_path / "cache", mirrors=("http://127.0.0.1:9/",), files=files, log=log.append)
+    assert log == []
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("BACKPROP_JAX_DATA", str(tmp_path / "data"))
+    assert datasets.cache_dir() == tmp_path / "data"
+    monkeypatch.delenv("BACKPROP_JAX_DATA")
+    assert datasets.cache_dir().name == "backprop-jax"
+
+
+def test_embedded_sample_is_stratified_deterministic_and_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("BACKPROP_JAX_DATA", str(tmp_path))
+    (x, t), (xt, tt) = datasets.load_mnist_sample()
+    assert x.shape == (4000, 784) and xt.shape == (1000, 784)
+    assert np.bincount(t).tolist() == [400] * 10 and np.bincount(tt).tolist() == [100] * 10
+    assert x.dtype == np.float32 and 0 <= x.min() and x.max() == 1.0
+    assert (tmp_path / datasets.SAMPLE_FILE).is_file()
+    # The cached copy gives the same arrays as a fresh split.
+    (x2, t2), (xt2, tt2) = datasets.load_mnist_sample(cache=False)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(tt, tt2)
+    # No image is in both splits.
+    train_rows = {row.tobytes() for row in (x * 255).astype(np.uint8)}
+    assert not any(row.tobytes() in train_rows for row in (xt * 255).astype(np.uint8))
+    # A damaged cache is rebuilt rather than trusted.
+    (tmp_path / datasets.SAMPLE_FILE).write_bytes(b"garbage")
+    (x3, _), _ = datasets.load_mnist_sample()
+    np.testing.assert_array_equal(x, x3)
