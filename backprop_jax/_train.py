@@ -75,29 +75,30 @@ def make_epoch_fn(model, config, iter_per_epoch):
 
     Step ``i`` draws its batch from ``fold_in(key(seed), i + 1)``, so the batch
     sequence depends only on the seed and the iteration: a run resumed from a
-    checkpoint sees exactly the batches of an uninterrupted one. Steps past
-    ``config.iters_num`` leave the state unchanged (``active`` is False for
-    them), so every epoch has the same shape and compiles once per run.
+    checkpoint sees exactly the batches of an uninterrupted one. The number of
+    steps is ``min(iter_per_epoch, iters_num - iteration)``, a traced value, so
+    the last, shorter epoch reuses the same compiled loop; ``losses`` has
+    ``iter_per_epoch`` entries of which the first ``sum(active)`` are real.
     """
     optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
     key = jax.random.key(config.seed)
     grad_fn = jax.value_and_grad(model.loss)
 
     def epoch(state, x_train, t_train):
-        def step(state, _):
+        def step(k, carry):
+            state, losses = carry
             i = state.iteration
             batch_mask = jax.random.randint(jax.random.fold_in(key, i + 1), (config.batch_size,),
                                             0, x_train.shape[0])
             loss, grads = grad_fn(state.params, x_train[batch_mask], t_train[batch_mask])
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            active = i < config.iters_num
-            new = TrainState(params, opt_state, i + 1)
-            state = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, state)
-            return state, (loss, active)
+            return TrainState(params, opt_state, i + 1), losses.at[k].set(loss.astype(losses.dtype))
 
-        state, (losses, active) = jax.lax.scan(step, state, length=iter_per_epoch)
-        return state, losses, active
+        n_steps = jnp.clip(config.iters_num - state.iteration, 0, iter_per_epoch)
+        losses = jnp.full((iter_per_epoch,), jnp.nan, jnp.float32)
+        state, losses = jax.lax.fori_loop(0, n_steps, step, (state, losses))
+        return state, losses, jnp.arange(iter_per_epoch) < n_steps
 
     return epoch
 
