@@ -1,0 +1,284 @@
+"""Training throughput: hand VJPs against autodiff, the textbook's NumPy and PyTorch.
+
+All runs share one process, one dataset (the embedded MNIST sample), the same
+networks, batch sizes and step counts. Each figure is the median of
+``--repeats`` timed repeats after a warm-up. Run:
+
+    uv run python benchmarks/bench.py --name cpu-2core
+
+and read the table, ``benchmarks/results/<name>.json`` and ``<name>.png``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import backprop_jax as bj  # noqa: E402
+from backprop_jax import multi_layer_net  # noqa: E402
+from backprop_jax._io import atomic_path, write_json  # noqa: E402
+from backprop_jax._train import make_epoch_fn  # noqa: E402
+import textbook_numpy  # noqa: E402
+
+WORKLOADS = {  # name -> (layer sizes, batch)
+    "book 784-50-10": ([784, 50, 10], 100),
+    "784-100-100-10": ([784, 100, 100, 10], 100),
+    "784-1024-1024-10": ([784, 1024, 1024, 10], 256),
+}
+BATCH_SWEEP = ([784, 50, 10], [32, 64, 128, 256, 512, 1024, 2048, 4096])
+HIDDEN_SWEEP = ([50, 128, 256, 512, 1024, 2048], 100)  # 784-H-10
+TINY = {"workloads": {"tiny 784-16-10": ([784, 16, 10], 8)},
+        "batch_sweep": ([784, 16, 10], [8, 16]), "hidden_sweep": ([8, 16], 8)}
+
+
+def train_flops(sizes, batch):
+    """FLOPs of one training step's matmuls, 2*M*N*K each: forward, dW for
+    every layer, dx for every layer but the first."""
+    mats = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return 2 * batch * (2 * sum(mats) + sum(mats[1:]))
+
+
+# --- the networks -------------------------------------------------------------
+
+def hand_model(sizes):
+    return multi_layer_net.model(sizes[0], tuple(sizes[1:-1]), sizes[-1], weight_init_std=0.01)
+
+
+def autodiff_model(sizes):
+    """The same net in plain jnp / jax.nn / optax, differentiated automatically."""
+    def predict(params, x):
+        n = len(params) // 2
+        for i in range(1, n):
+            x = jax.nn.relu(x @ params[f"W{i}"] + params[f"b{i}"])
+        return x @ params[f"W{n}"] + params[f"b{n}"]
+
+    def loss(params, x, t):
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(predict(params, x), t))
+
+    return bj.Model(init=hand_model(sizes).init, predict=predict, loss=loss)
+
+
+# --- timing -------------------------------------------------------------------
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def steps_for(flops, seconds=0.15, assumed_gflops=20.0, low=5, high=2000):
+    return int(min(high, max(low, seconds * assumed_gflops * 1e9 / flops)))
+
+
+def time_jax(models, sizes, batch, data, repeats):
+    """Times each of ``models`` (name -> Model), compiled the same way.
+
+    The timed repeats alternate between the models, so that a busy moment of
+    the machine hurts all of them alike and their ratio stays fair.
+    """
+    (x, t), _ = data
+    steps = steps_for(train_flops(sizes, batch))
+    config = bj.TrainConfig(iters_num=2 ** 30, batch_size=batch)
+    x, t = jax.device_put(x), jax.device_put(t)
+    runs, results = {}, {}
+    for name, model in models.items():
+        state = bj.init_state(model, config)
+        start = time.perf_counter()
+        fn = jax.jit(make_epoch_fn(model, config, steps)).lower(state, x, t).compile()
+        compile_s = time.perf_counter() - start
+        jax.block_until_ready(fn(state, x, t))
+        results[name] = {"compile_s": compile_s, "first_step_s": time.perf_counter() - start,
+                         "steps_per_call": steps, "times": []}
+
+        def run(fn=fn, box=[state]):
+            box[0], losses, _ = fn(box[0], x, t)
+            jax.block_until_ready(losses)
+
+        run()  # warm-up
+        runs[name] = run
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            results[name]["times"].append(time.perf_counter() - start)
+    for r in results.values():
+        r["steps_per_s"] = steps / statistics.median(r.pop("times"))
+    return results
+
+
+def time_hand_and_autodiff(sizes, batch, data, repeats):
+    return time_jax({"hand": hand_model(sizes), "autodiff": autodiff_model(sizes)}, sizes, batch, data, repeats)
+
+
+def time_numpy(sizes, batch, data, repeats):
+    (x, t), _ = data
+    net = textbook_numpy.MultiLayerNet(sizes)
+    steps = steps_for(train_flops(sizes, batch), assumed_gflops=10.0, high=500)
+    textbook_numpy.train_steps(net, x, t, batch, 2)  # warm-up
+    return {"steps_per_s": steps / median_time(lambda: textbook_numpy.train_steps(net, x, t, batch, steps), repeats)}
+
+
+def time_torch(sizes, batch, data, repeats):
+    try:
+        import torch
+        import torch_baseline
+    except ImportError:
+        return None
+    (x, t), _ = data
+    x, t = torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(t)).long()
+    net = torch_baseline.make(sizes)
+    steps = steps_for(train_flops(sizes, batch), assumed_gflops=10.0, high=500)
+    torch_baseline.train_steps(net, x, t, batch, 2)
+    return {"steps_per_s": steps / median_time(lambda: torch_baseline.train_steps(net, x, t, batch, steps), repeats),
+            "threads": torch.get_num_threads()}
+
+
+def gemm_peak(repeats, sizes=(1024, 2048, 4096)):
+    """Best float32 matmul rate over a few large square sizes, in GFLOP/s."""
+    best = 0.0
+    for n in sizes:
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+        f = jax.jit(jnp.matmul).lower(a, b).compile()
+        jax.block_until_ready(f(a, b))
+        best = max(best, 2 * n ** 3 / median_time(lambda: jax.block_until_ready(f(a, b)), repeats) / 1e9)
+    return best
+
+
+def machine():
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
+            "numpy": np.__version__, "devices": [str(d) for d in jax.devices()],
+            "device_kind": jax.devices()[0].device_kind}
+    try:
+        import torch
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+# --- the run ------------------------------------------------------------------
+
+def run(name, repeats, tiny, out_dir, log=print):
+    data = bj.datasets.load_mnist_sample()
+    spec = TINY if tiny else {"workloads": WORKLOADS, "batch_sweep": BATCH_SWEEP, "hidden_sweep": HIDDEN_SWEEP}
+    results = {"name": name, "machine": machine(), "repeats": repeats, "workloads": {}, "sweeps": {}}
+    peak = gemm_peak(repeats, (256, 512) if tiny else (1024, 2048, 4096))
+    results["gemm_peak_gflops"] = peak
+    log(f"float32 matmul peak: {peak:.1f} GFLOP/s on {results['machine']['device_kind']}")
+
+    for wname, (sizes, batch) in spec["workloads"].items():
+        flops = train_flops(sizes, batch)
+        jax_r = time_hand_and_autodiff(sizes, batch, data, repeats)
+        hand, auto = jax_r["hand"], jax_r["autodiff"]
+        numpy_r = time_numpy(sizes, batch, data, repeats)
+        torch_r = time_torch(sizes, batch, data, repeats)
+        steps = {"hand": hand["steps_per_s"], "autodiff": auto["steps_per_s"],
+                 "numpy": numpy_r["steps_per_s"], "torch": torch_r and torch_r["steps_per_s"]}
+        results["workloads"][wname] = {
+            "sizes": sizes, "batch": batch, "flops_per_step": flops, "steps_per_s": steps,
+            "peak_fraction": {k: v * flops / 1e9 / peak for k, v in steps.items() if v},
+            "compile_s": {"hand": hand["compile_s"], "autodiff": auto["compile_s"]},
+            "first_step_s": {"hand": hand["first_step_s"], "autodiff": auto["first_step_s"]},
+            "steps_per_call": hand["steps_per_call"]}
+        if torch_r is None:
+            log("torch is not installed: PyTorch column skipped (see README, Performance)")
+        log(f"{wname}: done")
+
+    sizes, batches = spec["batch_sweep"]
+    results["sweeps"]["batch"] = []
+    for batch in batches:
+        row = {"sizes": sizes, "batch": batch, "flops_per_step": train_flops(sizes, batch)}
+        row.update({k: v["steps_per_s"] for k, v in time_hand_and_autodiff(sizes, batch, data, repeats).items()})
+        results["sweeps"]["batch"].append(row)
+    hiddens, batch = spec["hidden_sweep"]
+    results["sweeps"]["hidden"] = []
+    for h in hiddens:
+        sizes = [784, h, 10]
+        row = {"sizes": sizes, "batch": batch, "flops_per_step": train_flops(sizes, batch)}
+        row.update({k: v["steps_per_s"] for k, v in time_hand_and_autodiff(sizes, batch, data, repeats).items()})
+        results["sweeps"]["hidden"].append(row)
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    out_dir = Path(out_dir)
+    write_json(out_dir / f"{name}.json", results)
+    plot(results, out_dir / f"{name}.png")
+    log(table(results))
+    return results
+
+
+def table(results):
+    peak = results["gemm_peak_gflops"]
+    lines = [f"steps/s, median of {results['repeats']}; matmul peak {peak:.1f} GFLOP/s "
+             f"({results['machine']['device_kind']}, {results['machine']['cpu_count']} CPUs)", "",
+             f"{'workload':<20}{'hand':>10}{'autodiff':>10}{'numpy':>10}{'torch':>10}"
+             f"{'hand/auto':>11}{'hand/np':>9}{'hand/torch':>12}{'% peak':>8}{'compile s':>11}"]
+    for name, w in results["workloads"].items():
+        s = w["steps_per_s"]
+        torch_s = f"{s['torch']:>10.0f}" if s["torch"] else f"{'-':>10}"
+        vs_torch = f"{s['hand'] / s['torch']:>12.2f}" if s["torch"] else f"{'-':>12}"
+        lines.append(f"{name:<20}{s['hand']:>10.0f}{s['autodiff']:>10.0f}{s['numpy']:>10.0f}{torch_s}"
+                     f"{s['hand'] / s['autodiff']:>11.2f}{s['hand'] / s['numpy']:>9.2f}{vs_torch}"
+                     f"{100 * w['peak_fraction']['hand']:>7.1f}%{w['compile_s']['hand']:>11.2f}")
+    for sweep, key in (("batch", "batch"), ("hidden", "sizes")):
+        lines += ["", f"{sweep} sweep{'':<11}{'hand':>10}{'autodiff':>10}{'hand/auto':>11}{'hand GFLOP/s':>14}"]
+        for row in results["sweeps"][sweep]:
+            label = f"batch {row['batch']}" if sweep == "batch" else "-".join(map(str, row["sizes"]))
+            lines.append(f"{label:<20}{row['hand']:>10.0f}{row['autodiff']:>10.0f}"
+                         f"{row['hand'] / row['autodiff']:>11.2f}{row['hand'] * row['flops_per_step'] / 1e9:>14.1f}")
+    lines.append(f"\npeak memory of the process: {results['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, sweep, xkey, xlabel in ((axes[0], "batch", "batch", "batch size (784-50-10)"),
+                                    (axes[1], "hidden", "sizes", "hidden size (784-H-10, batch 100)")):
+        rows = results["sweeps"][sweep]
+        xs = [r["batch"] if xkey == "batch" else r["sizes"][1] for r in rows]
+        for kind, style in (("hand", "-o"), ("autodiff", "--s")):
+            ax.plot(xs, [r[kind] * r["flops_per_step"] / 1e9 for r in rows], style, label=kind)
+        ax.axhline(results["gemm_peak_gflops"], color="gray", linestyle=":", label="matmul peak")
+        ax.set(xscale="log", xlabel=xlabel, ylabel="GFLOP/s (training matmuls)")
+        ax.legend()
+    fig.suptitle(f"training throughput: {results['name']} ({results['machine']['device_kind']})")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default="local", help="results file name (default: local)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed repeats per figure (default 9, at least 5)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny workload, to check the harness")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error("--repeats must be at least 5")
+    run(args.name, args.repeats, args.tiny, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The benchmark harness runs on a tiny workload and writes a valid results file.
+
+Speed itself is measured by the harness, never asserted in tests.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+
+
+def test_tiny_run_writes_results_json_and_plot(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, str(BENCH), "--tiny", "--name", "t", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "t.json").read_text())
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert results["gemm_peak_gflops"] > 0
+    assert results["machine"]["cpu_count"] == os.cpu_count()
+    (workload,) = results["workloads"].values()
+    steps = workload["steps_per_s"]
+    assert set(steps) == {"hand", "autodiff", "numpy", "torch"}
+    assert all(steps[k] > 0 for k in ("hand", "autodiff", "numpy"))
+    if importlib.util.find_spec("torch") is None:
+        assert steps["torch"] is None and "torch is not installed" in result.stdout
+    else:
+        assert steps["torch"] > 0
+    assert workload["peak_fraction"]["hand"] == steps["hand"] * workload["flops_per_step"] / 1e9 / results["gemm_peak_gflops"]
+    # FLOPs of 784-16-10 at batch 8: forward + dW of both layers, dx of the second.
+    assert workload["flops_per_step"] == 2 * 8 * (2 * (784 * 16 + 16 * 10) + 16 * 10)
+    assert [r["batch"] for r in results["sweeps"]["batch"]] == [8, 16]
+    assert all(r["hand"] > 0 and r["autodiff"] > 0 for r in results["sweeps"]["hidden"])
+    assert "hand/auto" in result.stdout and "peak memory" in result.stdout
+
+
+def test_fewer_than_five_repeats_is_refused():
+    result = subprocess.run([sys.executable, str(BENCH), "--repeats", "3"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and "--repeats must be at least 5" in result.stderr
