@@ -21,6 +21,16 @@ _CALL_BODIES = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr",
 _CUSTOM_VJP = ("custom_vjp_call", "custom_vjp_call_jaxpr")
 
 
+def bind(eqn, invals):
+    """Applies ``eqn``'s primitive to ``invals`` as ``jax.core.eval_jaxpr`` does; returns a list."""
+    params = eqn.primitive.get_bind_params(eqn.params)
+    subfuns = ()
+    if isinstance(params, tuple):  # older JAX: (subfuns, params)
+        subfuns, params = params
+    out = eqn.primitive.bind(*subfuns, *invals, **params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
 def _eval(jaxpr, consts, args):
     env = {}
 
@@ -40,9 +50,7 @@ def _eval(jaxpr, consts, args):
         elif name in _CALL_BODIES and _CALL_BODIES[name] in eqn.params:
             outvals = _eval_closed(eqn.params[_CALL_BODIES[name]], invals)
         else:
-            outvals = eqn.primitive.bind(*invals, **eqn.params)
-            if not eqn.primitive.multiple_results:
-                outvals = [outvals]
+            outvals = bind(eqn, invals)
         for var, val in zip(eqn.outvars, outvals):
             env[var] = val
     return [read(v) for v in jaxpr.outvars]

@@ -128,3 +128,11 @@ def test_without_hand_rules_removes_every_custom_vjp_and_keeps_values(monkeypatc
     bad = make_scaled_square(3.0)
     g = jax.grad(bj.without_hand_rules(lambda x: jnp.sum(bad(x))))(x)
     np.testing.assert_allclose(g, 2 * x, rtol=1e-15)
+
+
+def test_without_hand_rules_keeps_jax_own_custom_jvp_functions():
+    # jax.nn.relu and jax.nn.softmax carry custom JVP rules: they must evaluate unchanged.
+    f = lambda x: jnp.sum(jax.nn.relu(x) * jax.nn.softmax(x) * bj.sigmoid(x))
+    x = normal(0, (5,))
+    np.testing.assert_allclose(bj.without_hand_rules(f)(x), f(x), rtol=1e-15)
+    np.testing.assert_allclose(jax.grad(bj.without_hand_rules(f))(x), jax.grad(f)(x), rtol=1e-12)
