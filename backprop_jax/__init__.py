@@ -8,10 +8,11 @@ the same rules automatically.
 
 Modules: ``two_layer_net`` and ``multi_layer_net`` (the book's networks),
 ``serial`` (compose your own), ``datasets`` (MNIST), ``shopping`` (the apple
-and orange graphs).
+and orange graphs), ``graph`` (draw a computational graph with its values and
+gradients).
 """
 
-from backprop_jax import datasets, multi_layer_net, serial, shopping, two_layer_net
+from backprop_jax import datasets, graph, multi_layer_net, serial, shopping, two_layer_net
 from backprop_jax._activations import relu, sigmoid
 from backprop_jax._affine import affine
 from backprop_jax._autodiff import without_hand_rules
@@ -38,5 +39,5 @@ __all__ = [
     "Model", "accuracy", "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged",
     "init_state", "OPTIMIZERS",
     # Modules.
-    "two_layer_net", "multi_layer_net", "serial", "datasets", "shopping",
+    "two_layer_net", "multi_layer_net", "serial", "datasets", "shopping", "graph",
 ]

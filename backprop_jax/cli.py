@@ -1,4 +1,4 @@
-"""The ``backprop-jax`` command: train, gradcheck, download."""
+"""The ``backprop-jax`` command: train, gradcheck, graph, download."""
 
 import argparse
 import os
@@ -110,6 +110,19 @@ def build_parser():
     check.add_argument("--batch", type=_positive_int, default=3, help="number of inputs (default 3)")
     check.add_argument("--seed", type=_non_negative_int, default=0)
 
+    graph = sub.add_parser(
+        "graph", help="draw a computational graph: values above the arrows, gradients below",
+        description="Trace a function and draw its graph as the chapter's figures do. WHAT is "
+                    "apple, apple-orange, two-layer-net, or FILE.py:FUNCTION, a function whose "
+                    "parameters all have default values (the inputs to draw it at).")
+    graph.add_argument("what", metavar="WHAT")
+    graph.add_argument("--out", required=True,
+                       help="output file; the format follows the extension: .dot, .svg, .png or .mmd (Mermaid)")
+    graph.add_argument("--expand", action="store_true",
+                       help="show the primitive operations inside each layer")
+    graph.add_argument("--full-arrays", action="store_true",
+                       help="print small arrays (up to 16 entries) in full instead of a summary")
+
     download = sub.add_parser("download", help="download full MNIST into the cache directory")
     download.add_argument("--data-dir", help="target directory (default: $BACKPROP_JAX_DATA or the user cache)")
     return parser
@@ -201,6 +214,58 @@ def cmd_gradcheck(args, parser):
         sys.exit(1)
 
 
+def _graph_target(what, parser):
+    """``(function, args)`` for the graph command's WHAT."""
+    import inspect
+
+    if what in ("apple", "apple-orange"):
+        from backprop_jax import shopping
+        if what == "apple":
+            return shopping.buy_apple, tuple(shopping.APPLE.values())
+        return shopping.buy_apple_orange, tuple(shopping.APPLE_ORANGE.values())
+    if what == "two-layer-net":
+        import jax
+        import jax.numpy as jnp
+
+        from backprop_jax import two_layer_net
+        key_init, key_x = jax.random.split(jax.random.key(0))
+        params = two_layer_net.init(key_init, 784, 50, 10)
+        x = jax.random.uniform(key_x, (2, 784))  # two "images"
+        return two_layer_net.loss, (params, x, jnp.array([3, 7]))
+    path, sep, name = what.rpartition(":")
+    if not sep or not path.endswith(".py"):
+        parser.error(f"WHAT must be apple, apple-orange, two-layer-net or FILE.py:FUNCTION, got {what!r}")
+    if not os.path.isfile(path):
+        parser.error(f"no such file: {path}")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"backprop_jax_graph_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        parser.error(f"{path} has no function {name!r}")
+    params = inspect.signature(fn).parameters.values()
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty]
+    if missing:
+        parser.error(f"{name}: give every parameter a default value to draw it at "
+                     f"(no default for {', '.join(missing)})")
+    return fn, tuple(p.default for p in params)
+
+
+def cmd_graph(args, parser):
+    from backprop_jax import graph
+
+    if os.path.splitext(args.out)[1].lower() not in graph.FORMATS:
+        parser.error(f"--out must end in one of {', '.join(graph.FORMATS)}, got {args.out!r}")
+    fn, fn_args = _graph_target(args.what, parser)
+    g = graph.trace(fn, *fn_args, expand=args.expand)
+    try:
+        g.render(args.out, full_arrays=args.full_arrays)
+    except graph.GraphvizNotFound as e:
+        sys.exit(f"backprop-jax: error: {e}")
+    print(f"wrote {args.out}: {len(g.nodes)} nodes, {len(g.edges)} arrows")
+
+
 def cmd_download(args, parser):
     from backprop_jax import datasets
     try:
@@ -213,7 +278,8 @@ def cmd_download(args, parser):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    {"train": cmd_train, "gradcheck": cmd_gradcheck, "download": cmd_download}[args.command](args, parser)
+    commands = {"train": cmd_train, "gradcheck": cmd_gradcheck, "graph": cmd_graph, "download": cmd_download}
+    commands[args.command](args, parser)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,14 @@ def test_gradient_check_example_passes():
     assert list(book) == ["W1", "W2", "b1", "b2"]
     assert all(float(v) < 1e-8 for v in book.values())
     assert out.rstrip().endswith("gradient check passed")
+
+
+def test_draw_graphs_example_writes_the_three_graphs(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, str(EXAMPLES / "draw_graphs.py"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    for name in ("apple", "apple_orange", "two_layer_net"):
+        assert (tmp_path / f"{name}.dot").is_file() and (tmp_path / f"{name}.mmd").is_file()
+    assert "apple -> mul     value  100   gradient 2.2" in result.stdout
+    assert "mul -> output  value  220   gradient 1" in result.stdout

@@ -1,0 +1,315 @@
+"""Draw a computational graph as the chapter does: values above the arrows, gradients below.
+
+``trace(f, *args)`` runs ``f`` on concrete inputs through its jaxpr, records
+every intermediate value, and runs the backward pass to find the gradient of
+the output with respect to the value on every arrow. Nodes are our layers
+(``mul``, ``add``, ``affine``, ``relu``, ...) and any plain JAX operation
+between them; ``expand=True`` shows the primitive operations inside the
+layers instead. The result renders as Graphviz DOT, SVG or PNG (through
+Graphviz's ``dot``) and as Mermaid text::
+
+    from backprop_jax import graph
+    from backprop_jax.shopping import buy_apple
+    g = graph.trace(buy_apple, 100.0, 2.0, 1.1)
+    g.render("apple.svg")        # or .dot, .png, .mmd
+
+The gradient on an arrow is the part of ``d output / d value`` that flows
+along that arrow (the book's numbers below its arrows); where a value feeds
+several nodes, the gradients on its arrows add up to its total gradient. A
+non-scalar output starts the backward pass from ``dout = 1`` everywhere, as
+the book's ``dprice = 1``.
+"""
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jcore
+
+from backprop_jax._autodiff import bind
+from backprop_jax._gradcheck import _leaf_names
+from backprop_jax._io import atomic_path
+
+# Symbols the book draws in its nodes.
+_SYMBOLS = {"mul": "×", "add": "+"}
+_CALLS = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr"}
+_CUSTOM_VJP = ("custom_vjp_call", "custom_vjp_call_jaxpr")
+FORMATS = (".dot", ".svg", ".png", ".mmd")
+
+
+class GraphvizNotFound(RuntimeError):
+    """Rendering SVG or PNG needs Graphviz's ``dot`` program."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    id: str
+    label: str  # layer or primitive name, input name, or "output"
+    kind: str  # "input", "const", "layer", "op" or "output"
+
+
+@dataclasses.dataclass(frozen=True)
+class Edge:
+    src: str  # Node ids
+    dst: str
+    value: np.ndarray  # the forward value carried by the arrow
+    grad: np.ndarray | None  # d output / d value along this arrow; None if not differentiable
+
+
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    node: Node
+    ins: tuple  # refs (ints) of the values it reads
+    outs: tuple  # refs it defines
+    eqn: object  # the jaxpr equation to evaluate
+
+
+def _flatten(jaxpr, in_refs, const_refs, expand, steps, counter, consts_out):
+    """Appends the steps of ``jaxpr`` to ``steps``, inlining jit calls (and layers if ``expand``)."""
+    env = dict(zip(jaxpr.invars, in_refs))
+    env.update(zip(jaxpr.constvars, const_refs))
+
+    def ref_of(v):
+        if isinstance(v, jcore.Literal):
+            ref = next(counter)
+            consts_out[ref] = v.val
+            return ref
+        return env[v]
+
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        ins = [ref_of(v) for v in eqn.invars]
+        body = None
+        if name in _CALLS:
+            body = eqn.params[_CALLS[name]]
+        elif name in _CUSTOM_VJP and expand:
+            body = eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr"))
+        if body is not None:
+            inner = body.jaxpr if isinstance(body, jcore.ClosedJaxpr) else body
+            inner_consts = body.consts if isinstance(body, jcore.ClosedJaxpr) else []
+            const_refs_inner = []
+            for c in inner_consts:
+                ref = next(counter)
+                consts_out[ref] = c
+                const_refs_inner.append(ref)
+            outs = _flatten(inner, ins, const_refs_inner, expand, steps, counter, consts_out)
+        else:
+            outs = [next(counter) for _ in eqn.outvars]
+            if name in _CUSTOM_VJP:
+                layer = eqn.params["call_jaxpr"].jaxpr.debug_info.func_name
+                node = Node(f"n{len(steps)}", layer, "layer")
+            else:
+                node = Node(f"n{len(steps)}", name, "op")
+            steps.append(_Step(node, tuple(ins), tuple(outs), eqn))
+        for v, ref in zip(eqn.outvars, outs):
+            env[v] = ref
+    return [ref_of(v) for v in jaxpr.outvars]
+
+
+@dataclasses.dataclass(frozen=True)
+class Graph:
+    """Nodes and edges of a traced computation, each edge with its value and gradient."""
+    nodes: tuple
+    edges: tuple
+
+    def layers(self):
+        """Labels of the layer and operation nodes, in evaluation order."""
+        return [n.label for n in self.nodes if n.kind in ("layer", "op")]
+
+    def edges_into(self, label):
+        """Edges entering the nodes labelled ``label``, in order."""
+        ids = {n.id for n in self.nodes if n.label == label}
+        return [e for e in self.edges if e.dst in ids]
+
+    def to_dot(self, full_arrays=False):
+        """Graphviz DOT text: values above each arrow, gradients below in red."""
+        lines = ["digraph backprop {", "  rankdir=LR;", '  node [fontname="Helvetica"];',
+                 '  edge [fontname="Helvetica", fontsize=11];']
+        for n in self.nodes:
+            if n.kind in ("input", "const"):
+                lines.append(f'  {n.id} [label="{_escape(n.label)}", shape=plaintext];')
+            elif n.kind == "output":
+                lines.append(f'  {n.id} [label="", shape=point];')
+            else:
+                label = _SYMBOLS.get(n.label, n.label)
+                shape = "circle" if len(label) <= 4 else "ellipse"
+                lines.append(f'  {n.id} [label="{_escape(label)}", shape={shape}];')
+        for e in self.edges:
+            rows = f"<tr><td>{_escape(format_value(e.value, full_arrays), html=True)}</td></tr>"
+            if e.grad is not None:  # integer labels have no gradient
+                grad = _escape(format_value(e.grad, full_arrays), html=True)
+                rows += f'<tr><td><font color="#d62728">{grad}</font></td></tr>'
+            label = f'<<table border="0" cellspacing="0" cellpadding="1">{rows}</table>>'
+            lines.append(f"  {e.src} -> {e.dst} [label={label}];")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def to_mermaid(self, full_arrays=False):
+        """Mermaid flowchart text; each arrow reads ``value<br/>grad: gradient``."""
+        lines = ["flowchart LR"]
+        for n in self.nodes:
+            label = _SYMBOLS.get(n.label, n.label).replace('"', "'")
+            if n.kind in ("input", "const"):
+                lines.append(f'  {n.id}["{label}"]')
+            elif n.kind == "output":
+                lines.append(f'  {n.id}((" "))')
+            else:
+                lines.append(f'  {n.id}(("{label}"))')
+        for e in self.edges:
+            text = format_value(e.value, full_arrays)
+            if e.grad is not None:
+                text += "<br/>grad: " + format_value(e.grad, full_arrays)
+            lines.append(f'  {e.src} -->|"{text.replace(chr(34), chr(39))}"| {e.dst}')
+        return "\n".join(lines) + "\n"
+
+    def render(self, path, full_arrays=False):
+        """Writes the graph to ``path``; the format follows the extension (.dot, .svg, .png, .mmd)."""
+        path = Path(path)
+        ext = path.suffix.lower()
+        if ext not in FORMATS:
+            raise ValueError(f"cannot write {path}: the extension must be one of {', '.join(FORMATS)}")
+        if ext == ".dot":
+            data = self.to_dot(full_arrays).encode()
+        elif ext == ".mmd":
+            data = self.to_mermaid(full_arrays).encode()
+        else:
+            data = _run_dot(self.to_dot(full_arrays), ext[1:], path)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return path
+
+
+def _run_dot(dot_text, fmt, path):
+    exe = shutil.which("dot")
+    if exe is None:
+        raise GraphvizNotFound(
+            f"writing {path} needs Graphviz's `dot` program, which is not installed: install the "
+            f"'graphviz' package (apt-get install graphviz, brew install graphviz or conda install "
+            f"graphviz), or write .dot or .mmd instead")
+    result = subprocess.run([exe, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"dot failed on the graph for {path}: {result.stderr.decode(errors='replace')}")
+    return result.stdout
+
+
+def _escape(text, html=False):
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") if html else text
+    return text.replace('"', '\\"')
+
+
+def format_value(x, full_arrays=False, max_full=16):
+    """A scalar as a number (6 significant digits), an array as dtype, shape and a short summary."""
+    x = np.asarray(x)
+    if x.ndim == 0:
+        if x.dtype == bool or np.issubdtype(x.dtype, np.integer):
+            return str(x.item())
+        return f"{float(x):.6g}"
+    if full_arrays and x.size <= max_full:
+        return np.array2string(x, precision=4, separator=", ").replace("\n", "")
+    short = {"float32": "f32", "float64": "f64", "bfloat16": "bf16", "float16": "f16", "int32": "i32",
+             "int64": "i64", "bool": "bool"}.get(x.dtype.name, x.dtype.name)
+    head = f"{short}{list(x.shape)}".replace(" ", "")
+    if x.size == 0:
+        return head
+    if np.issubdtype(x.dtype, np.floating) or x.dtype.name == "bfloat16":
+        xf = x.astype(np.float64)
+        return f"{head} |x|={np.linalg.norm(xf):.3g} [{xf.min():.3g}, {xf.max():.3g}]"
+    return f"{head} [{x.min()}, {x.max()}]"
+
+
+def trace(f, *args, expand=False):
+    """Traces ``f(*args)`` into a ``Graph`` with every value and gradient filled in.
+
+    Args:
+      f: a function of arrays (or pytrees of arrays) built from our layers and
+        JAX operations, returning one array (a scalar loss, typically).
+      *args: concrete inputs (Python floats are fine).
+      expand: show the primitive operations inside each layer instead of the
+        layer as one node. The gradients then come from JAX's differentiation
+        of those operations rather than from the layer's hand rule.
+    Returns:
+      A ``Graph``. Inputs are named after ``f``'s parameters (dict leaves by key).
+    """
+    args = tuple(jax.tree_util.tree_map(jnp.asarray, a) for a in args)
+    closed = jax.make_jaxpr(f)(*args)
+    if len(closed.jaxpr.outvars) != 1:
+        raise ValueError(f"graph.trace: f must return one array, got {len(closed.jaxpr.outvars)} outputs")
+    flat_args = jax.tree_util.tree_leaves(args)
+    names = _leaf_names(f, args, range(len(args)))
+
+    counter = iter(range(10 ** 9))
+    in_refs = [next(counter) for _ in flat_args]
+    consts = {}
+    const_refs = []
+    for c in closed.consts:
+        ref = next(counter)
+        consts[ref] = c
+        const_refs.append(ref)
+    steps = []
+    (out_ref,) = _flatten(closed.jaxpr, in_refs, const_refs, expand, steps, counter, consts)
+    # Keep only the steps the output depends on (a layer's forward may compute
+    # values that only its backward uses).
+    needed, kept = {out_ref}, []
+    for step in reversed(steps):
+        if needed.intersection(step.outs):
+            needed.update(step.ins)
+            kept.append(step)
+    steps = kept[::-1]
+
+    # An arrow is an input slot ``(step, position)``; perturbing the value along
+    # one arrow alone and differentiating gives the gradient that flows along it.
+    arrows = {(k, j): ref for k, step in enumerate(steps) for j, ref in enumerate(step.ins)}
+
+    def differentiable(x):
+        return jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+
+    def run(eps):
+        env = dict(zip(in_refs, flat_args))
+        env.update(consts)
+        for k, step in enumerate(steps):
+            invals = [env[ref] + eps[(k, j)] if (k, j) in eps else env[ref]
+                      for j, ref in enumerate(step.ins)]
+            for ref, val in zip(step.outs, bind(step.eqn, invals)):
+                env[ref] = val
+        return env
+
+    env = run({})
+    out = env[out_ref]
+    eps = {a: jnp.zeros_like(env[ref]) for a, ref in arrows.items() if differentiable(env[ref])}
+    out_key = (len(steps), 0)  # the arrow into the output
+    eps[out_key] = jnp.zeros_like(out)
+    grads = {}
+    if differentiable(out):
+        def total(eps):
+            o = run(eps)[out_ref] + eps[out_key]
+            return jnp.sum(o)  # dout = 1 everywhere, as the book's dprice = 1
+        grads = jax.grad(total)(eps)
+
+    nodes, edges, producer = [], [], {}
+    for name, ref in zip(names, in_refs):
+        node = Node(f"in{ref}", name, "input")
+        nodes.append(node)
+        producer[ref] = node.id
+    for step in steps:
+        for ref in step.ins:
+            if ref not in producer:  # a constant or literal
+                node = Node(f"c{ref}", format_value(consts[ref]), "const")
+                nodes.append(node)
+                producer[ref] = node.id
+        nodes.append(step.node)
+        for ref in step.outs:
+            producer[ref] = step.node.id
+    for k, step in enumerate(steps):
+        for j, ref in enumerate(step.ins):
+            g = grads.get((k, j))
+            edges.append(Edge(producer[ref], step.node.id, np.asarray(env[ref]),
+                              None if g is None else np.asarray(g)))
+    out_node = Node("out", "output", "output")
+    nodes.append(out_node)
+    g = grads.get(out_key)
+    edges.append(Edge(producer[out_ref], out_node.id, np.asarray(out), None if g is None else np.asarray(g)))
+    return Graph(nodes=tuple(nodes), edges=tuple(edges))

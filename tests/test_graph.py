@@ -1,0 +1,166 @@
+"""Computational graphs: the chapter's numbers on the arrows, layers in order, real gradients."""
+
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import backprop_jax as bj
+from backprop_jax import graph, shopping, two_layer_net
+from conftest import normal
+
+
+def arrows(g):
+    """``(source label, target label, value, gradient)`` per edge."""
+    label = {n.id: n.label for n in g.nodes}
+    return [(label[e.src], label[e.dst], float(e.value), float(e.grad)) for e in g.edges]
+
+
+def test_apple_graph_carries_the_chapters_numbers():
+    g = graph.trace(shopping.buy_apple, 100.0, 2.0, 1.1)
+    assert g.layers() == ["mul", "mul"]
+    got = arrows(g)
+    expected = [("apple", "mul", 100, 2.2), ("apple_num", "mul", 2, 110), ("mul", "mul", 200, 1.1),
+                ("tax", "mul", 1.1, 200), ("mul", "output", 220, 1)]
+    assert [a[:2] for a in got] == [e[:2] for e in expected]
+    np.testing.assert_allclose([a[2:] for a in got], [e[2:] for e in expected], rtol=1e-6)
+    dot = g.to_dot()
+    for text in ("100", "2.2", "110", "200", "1.1", "220", ">1<", "×"):
+        assert text in dot
+
+
+def test_apple_orange_graph_carries_the_chapters_numbers():
+    g = graph.trace(shopping.buy_apple_orange, 100.0, 2.0, 150.0, 3.0, 1.1)
+    assert g.layers() == ["mul", "mul", "add", "mul"]
+    got = {(a[0], round(a[2], 4)): round(a[3], 4) for a in arrows(g)}
+    assert got == {("apple", 100): 2.2, ("apple_num", 2): 110, ("orange", 150): 3.3, ("orange_num", 3): 165,
+                   ("mul", 200): 1.1, ("mul", 450): 1.1, ("add", 650): 1.1, ("tax", 1.1): 650,
+                   ("mul", 715): 1}
+
+
+def net_inputs():
+    params = two_layer_net.init(jax.random.key(0), 784, 50, 10, dtype=jnp.float64)
+    params["b1"] = 0.1 * normal(5, (50,))
+    return params, jax.random.uniform(jax.random.key(1), (3, 784), jnp.float64), jnp.array([3, 7, 1])
+
+
+@pytest.mark.parametrize("transform", [lambda f: f, jax.jit], ids=["eager", "jit"])
+def test_two_layer_net_graph_has_the_four_layers_with_their_shapes(transform):
+    params, x, t = net_inputs()
+    g = graph.trace(transform(two_layer_net.loss), params, x, t)
+    assert g.layers() == ["affine", "relu", "affine", "softmax_with_loss"]
+    label = {n.id: n.label for n in g.nodes}
+    into = lambda name: [(label[e.src], e.value.shape) for e in g.edges_into(name)]
+    assert sorted(into("affine")) == sorted([("x", (3, 784)), ("W1", (784, 50)), ("b1", (50,)),
+                                             ("relu", (3, 50)), ("W2", (50, 10)), ("b2", (10,))])
+    assert into("relu") == [("affine", (3, 50))]
+    assert into("softmax_with_loss") == [("affine", (3, 10)), ("t", (3,))]
+    (t_edge,) = [e for e in g.edges_into("softmax_with_loss") if label[e.src] == "t"]
+    assert t_edge.grad is None  # integer labels: no gradient below their arrow
+    (out,) = g.edges_into("output")
+    np.testing.assert_allclose(out.value, two_layer_net.loss(params, x, t), rtol=1e-12)
+
+
+def test_edge_gradients_equal_jax_grad_with_respect_to_that_value():
+    params, x, t = net_inputs()
+    g = graph.trace(two_layer_net.loss, params, x, t)
+    label = {n.id: n.label for n in g.nodes}
+    (relu_out,) = [e for e in g.edges if label[e.src] == "relu"]
+    (scores,) = [e for e in g.edges if label[e.dst] == "softmax_with_loss" and label[e.src] == "affine"]
+    # Written here with optax and jnp, independently of the library.
+    rest_from_h = lambda h: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+        h @ params["W2"] + params["b2"][None, :], t))
+    h = jnp.maximum(x @ params["W1"] + params["b1"][None, :], 0)
+    np.testing.assert_allclose(relu_out.value, h, rtol=1e-12)
+    np.testing.assert_allclose(relu_out.grad, jax.grad(rest_from_h)(h), rtol=1e-10, atol=1e-15)
+    s = h @ params["W2"] + params["b2"][None, :]
+    ds = jax.grad(lambda s: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(s, t)))(s)
+    np.testing.assert_allclose(scores.grad, ds, rtol=1e-10, atol=1e-15)
+    w1 = [e for e in g.edges if label[e.src] == "W1"][0]
+    np.testing.assert_allclose(w1.grad, jax.grad(two_layer_net.loss)(params, x, t)["W1"], rtol=1e-10, atol=1e-15)
+
+
+def test_a_value_used_twice_shows_each_arrows_share():
+    # out = x * x + x: the three arrows leaving x carry x, 3, 1 (sum: 2x + 1).
+    g = graph.trace(lambda x: bj.add(bj.mul(x, x), x), 3.0)
+    from_x = sorted(a[3] for a in arrows(g) if a[0] == "x")
+    assert from_x == [1.0, 3.0, 3.0]
+    assert sum(from_x) == jax.grad(lambda x: x * x + x)(3.0)
+
+
+def test_plain_jax_operations_and_constants_are_nodes():
+    g = graph.trace(lambda x: jnp.sum(bj.relu(x) * 2.0), jnp.array([-1.0, 2.0]))
+    assert g.layers() == ["relu", "mul", "reduce_sum"]
+    assert [n.label for n in g.nodes if n.kind == "const"] == ["2"]
+
+
+def test_expand_shows_primitives_inside_the_layers():
+    params, x, t = net_inputs()
+    g = graph.trace(two_layer_net.loss, params, x, t, expand=True)
+    ops = g.layers()
+    assert "affine" not in ops and "relu" not in ops
+    assert ops.count("dot_general") == 2 and "log" in ops
+    (out,) = g.edges_into("output")
+    np.testing.assert_allclose(out.value, two_layer_net.loss(params, x, t), rtol=1e-12)
+
+
+def test_mermaid_and_dot_files(tmp_path):
+    g = graph.trace(shopping.buy_apple, 100.0, 2.0, 1.1)
+    mmd = g.render(tmp_path / "apple.mmd").read_text()
+    assert mmd.startswith("flowchart LR") and '-->|"100<br/>grad: 2.2"|' in mmd
+    dot = g.render(tmp_path / "apple.dot").read_text()
+    assert dot.startswith("digraph") and dot == g.to_dot()
+    with pytest.raises(ValueError, match=r"the extension must be one of \.dot, \.svg, \.png, \.mmd"):
+        g.render(tmp_path / "apple.jpg")
+
+
+def test_arrays_are_summarised_or_shown_in_full():
+    assert graph.format_value(np.float64(220.00000000000003)) == "220"
+    assert graph.format_value(np.array([[3.0, -4.0]], np.float32)) == "f32[1,2] |x|=5 [-4, 3]"
+    assert graph.format_value(np.array([3.0, -4.0]), full_arrays=True) == "[ 3., -4.]"
+
+
+def test_svg_rendered_with_graphviz(tmp_path):
+    if shutil.which("dot") is None:
+        assert not os.environ.get("CI"), ".ci/run installs Graphviz; it must be there in CI"
+        pytest.skip("Graphviz's dot is not installed on this machine")
+    path = graph.trace(shopping.buy_apple, 100.0, 2.0, 1.1).render(tmp_path / "apple.svg")
+    root = ET.parse(path).getroot()
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    for text in ("apple", "apple_num", "tax", "100", "2.2", "2", "110", "200", "1.1", "220", "1", "×"):
+        assert text in texts, text
+
+
+def test_missing_graphviz_names_the_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    g = graph.trace(shopping.buy_apple, 100.0, 2.0, 1.1)
+    with pytest.raises(graph.GraphvizNotFound, match=r"install the 'graphviz' package"):
+        g.render(tmp_path / "apple.png")
+    assert not (tmp_path / "apple.png").exists()
+
+
+def test_graph_command(tmp_path):
+    user = tmp_path / "mine.py"
+    user.write_text("import backprop_jax as bj\n\n"
+                    "def price(apple=100.0, n=3.0):\n    return bj.mul(apple, n)\n\n"
+                    "def needs_input(x):\n    return x\n")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "backprop_jax", "graph", *a],
+                                    capture_output=True, text=True, timeout=300)
+    result = run(f"{user}:price", "--out", str(tmp_path / "p.mmd"))
+    assert result.returncode == 0, result.stderr
+    assert '-->|"100<br/>grad: 3"|' in (tmp_path / "p.mmd").read_text()
+    result = run("apple", "--out", str(tmp_path / "a.dot"))
+    assert result.returncode == 0 and "wrote" in result.stdout
+    result = run(f"{user}:needs_input", "--out", str(tmp_path / "x.dot"))
+    assert result.returncode == 2 and "give every parameter a default value" in result.stderr
+    result = run("banana", "--out", str(tmp_path / "x.dot"))
+    assert result.returncode == 2 and "WHAT must be apple, apple-orange, two-layer-net or FILE.py:FUNCTION" in result.stderr
+    result = run("apple", "--out", str(tmp_path / "x.gif"))
+    assert result.returncode == 2 and "--out must end in one of" in result.stderr
