@@ -17,6 +17,9 @@ from backprop_jax._activations import relu, sigmoid
 from backprop_jax._affine import affine
 from backprop_jax._autodiff import without_hand_rules
 from backprop_jax._basic import add, mul
+from backprop_jax._batch_norm import batch_norm, init_batch_norm_state
+from backprop_jax._conv import col2im, convolution, im2col, max_pooling
+from backprop_jax._dropout import dropout
 from backprop_jax._gradcheck import (
     Comparison, Entry, GradcheckReport, assert_gradcheck, gradcheck)
 from backprop_jax._model import Model, accuracy
@@ -30,6 +33,9 @@ __version__ = "0.1.0"
 __all__ = [
     # Layers with hand-written backward rules (chapter 5, sec. 6.4).
     "mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "weight_decay",
+    # The rest of the book's layers (chapters 6 and 7).
+    "dropout", "batch_norm", "init_batch_norm_state", "convolution", "max_pooling",
+    "im2col", "col2im",
     # Plain functions (chapters 3 and 4).
     "softmax", "cross_entropy_error",
     # Checking hand rules.
