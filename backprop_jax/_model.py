@@ -10,11 +10,15 @@ class Model(NamedTuple):
     """A classifier: what training needs to know about a network.
 
     Every function is pure; parameters are an explicit pytree (a dict keyed
-    like the book: ``W1``, ``b1``, ...).
+    like the book: ``W1``, ``b1``, ...). A network with batch normalisation
+    or dropout is ``stateful``: it also carries a state (running statistics)
+    that its loss returns updated, and its loss takes a PRNG key (dropout
+    masks); its predict runs in evaluation mode.
     """
-    init: Callable  # key -> params
-    predict: Callable  # (params, x of shape (N, ...)) -> scores of shape (N, C)
-    loss: Callable  # (params, x, t) -> scalar loss (through the hand rules)
+    init: Callable  # key -> params; stateful: key -> (params, state)
+    predict: Callable  # (params, x of shape (N, ...)) -> scores (N, C); stateful: (params, state, x)
+    loss: Callable  # (params, x, t) -> scalar loss; stateful: (params, state, x, t, key) -> (loss, state)
+    stateful: bool = False
 
 
 def accuracy(predict, params, x, t):

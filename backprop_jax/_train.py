@@ -57,6 +57,7 @@ class TrainState(NamedTuple):
     params: Any  # the model's parameter pytree
     opt_state: Any  # optax state of the same structure
     iteration: jax.Array  # int32 scalar: updates done so far
+    model_state: Any = ()  # a stateful model's state (batch-norm running statistics)
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,8 +67,11 @@ class TrainingDiverged(RuntimeError):
 def init_state(model, config):
     """Initial parameters (from ``config.seed``) and optimiser state."""
     params = model.init(jax.random.fold_in(jax.random.key(config.seed), 0))
+    model_state = ()
+    if model.stateful:
+        params, model_state = params
     optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), model_state)
 
 
 def make_epoch_fn(model, config, iter_per_epoch):
@@ -82,7 +86,8 @@ def make_epoch_fn(model, config, iter_per_epoch):
     """
     optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
     key = jax.random.key(config.seed)
-    grad_fn = jax.value_and_grad(model.loss)
+    dropout_key = jax.random.fold_in(key, 2 ** 31 - 1)  # apart from the batch keys
+    grad_fn = jax.value_and_grad(model.loss, has_aux=model.stateful)
 
     def epoch(state, x_train, t_train):
         def step(k, carry):
@@ -90,10 +95,17 @@ def make_epoch_fn(model, config, iter_per_epoch):
             i = state.iteration
             batch_mask = jax.random.randint(jax.random.fold_in(key, i + 1), (config.batch_size,),
                                             0, x_train.shape[0])
-            loss, grads = grad_fn(state.params, x_train[batch_mask], t_train[batch_mask])
+            x_batch, t_batch = x_train[batch_mask], t_train[batch_mask]
+            model_state = state.model_state
+            if model.stateful:
+                (loss, model_state), grads = grad_fn(state.params, model_state, x_batch, t_batch,
+                                                     jax.random.fold_in(dropout_key, i))
+            else:
+                loss, grads = grad_fn(state.params, x_batch, t_batch)
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
-            return TrainState(params, opt_state, i + 1), losses.at[k].set(loss.astype(losses.dtype))
+            new = TrainState(params, opt_state, i + 1, model_state)
+            return new, losses.at[k].set(loss.astype(losses.dtype))
 
         n_steps = jnp.clip(config.iters_num - state.iteration, 0, iter_per_epoch)
         losses = jnp.full((iter_per_epoch,), jnp.nan, jnp.float32)
@@ -183,8 +195,12 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     x_train, t_train = jax.device_put(x_train), jax.device_put(t_train)
     x_test, t_test = jax.device_put(x_test), jax.device_put(t_test)
     epoch_fn = jax.jit(make_epoch_fn(model, config, iter_per_epoch))
-    train_acc_fn = make_evaluator(model.predict, len(x_train))
-    test_acc_fn = make_evaluator(model.predict, len(x_test))
+    if model.stateful:  # evaluation mode, with the running statistics
+        predict, variables = (lambda v, x: model.predict(v[0], v[1], x)), (lambda s: (s.params, s.model_state))
+    else:
+        predict, variables = model.predict, (lambda s: s.params)
+    train_acc_fn = make_evaluator(predict, len(x_train))
+    test_acc_fn = make_evaluator(predict, len(x_test))
 
     start = time.perf_counter() - (history[-1].seconds if history else 0.0)
     while int(state.iteration) < config.iters_num:
@@ -202,8 +218,8 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         history.append(Epoch(
             epoch=len(history) + 1, iteration=int(state.iteration),
             train_loss=float(losses.mean()),
-            train_acc=float(train_acc_fn(state.params, x_train, t_train)),
-            test_acc=float(test_acc_fn(state.params, x_test, t_test)),
+            train_acc=float(train_acc_fn(variables(state), x_train, t_train)),
+            test_acc=float(test_acc_fn(variables(state), x_test, t_test)),
             seconds=time.perf_counter() - start))
         if progress is not None:
             progress.update(int(state.iteration) - done_before)

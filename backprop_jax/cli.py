@@ -1,4 +1,4 @@
-"""The ``backprop-jax`` command: train, gradcheck, graph, download."""
+"""The ``backprop-jax`` command: train, gradcheck, graph, compare-optimizers, download."""
 
 import argparse
 import os
@@ -51,6 +51,13 @@ def _sizes(text):
     return sizes
 
 
+def _fraction(text):
+    value = _number(low_inclusive=0)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def _weight_init(text):
     if text.lower() in ("he", "xavier", "relu", "sigmoid"):
         return text.lower()
@@ -68,14 +75,11 @@ def build_parser():
 
     train = sub.add_parser("train", help="train a network on MNIST (the book's recipe by default)",
                            description="Train a network with the hand-written backward rules.")
-    data = train.add_argument_group("data")
-    data.add_argument("--dataset", choices=["auto", "mnist", "mnist-sample"], default="auto",
-                      help="auto (default): full MNIST if its files are in the data directory, "
-                           "else the embedded 5,000-digit sample")
-    data.add_argument("--data-dir", help="directory with the four MNIST .gz files "
-                                         "(default: $BACKPROP_JAX_DATA or the user cache directory)")
+    _add_data_flags(train)
     net = train.add_argument_group("network")
-    net.add_argument("--model", choices=["two-layer", "multi-layer"], default="two-layer")
+    net.add_argument("--model", choices=["two-layer", "multi-layer", "convnet"], default="two-layer",
+                     help="the book's two-layer net (default), multi-layer net, or simple convnet "
+                          "(conv 30x5x5, pool, affine 100, affine 10; Adam lr 0.001 by default)")
     net.add_argument("--hidden", type=_positive_int, default=50,
                      help="hidden size of the two-layer net (default 50)")
     net.add_argument("--hidden-sizes", type=_sizes, default=[100, 100, 100],
@@ -87,6 +91,10 @@ def build_parser():
                           "net as in the book; 'he' for relu, 'xavier' for sigmoid in the multi-layer net)")
     net.add_argument("--weight-decay", type=_number(low_inclusive=0), default=0.0,
                      help="L2 weight decay lambda of the multi-layer net (default 0)")
+    net.add_argument("--batch-norm", action="store_true",
+                     help="multi-layer net: batch normalisation after every hidden affine layer")
+    net.add_argument("--dropout", type=_fraction, default=0.0, metavar="DROP_RATE",
+                     help="multi-layer net: drop this fraction of hidden units in training (default 0)")
     opt = train.add_argument_group("training")
     opt.add_argument("--iters", type=_positive_int, default=defaults.iters_num,
                      help=f"mini-batch updates (default {defaults.iters_num})")
@@ -94,7 +102,8 @@ def build_parser():
                      help=f"default {defaults.batch_size}")
     opt.add_argument("--learning-rate", "--lr", type=_number(low_exclusive=0), default=None,
                      help="default 0.1 for sgd, 0.001 for adam, 0.01 for the others")
-    opt.add_argument("--optimizer", choices=list(OPTIMIZERS), default=defaults.optimizer)
+    opt.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
+                     help="default sgd (adam for the convnet)")
     opt.add_argument("--seed", type=_non_negative_int, default=defaults.seed,
                      help="seed of the initial weights and of the batch order (default 0)")
     files = train.add_argument_group("output")
@@ -109,6 +118,16 @@ def build_parser():
                                        "book init) with autodiff and central differences, in float64.")
     check.add_argument("--batch", type=_positive_int, default=3, help="number of inputs (default 3)")
     check.add_argument("--seed", type=_non_negative_int, default=0)
+
+    compare = sub.add_parser(
+        "compare-optimizers", help="the book's optimiser comparison: SGD, Momentum, AdaGrad, Adam",
+        description="Train the book's 5-layer ReLU net (784-100x4-10, He init, batch 128) with SGD "
+                    "(lr 0.01), Momentum (0.01), AdaGrad (0.01) and Adam (0.001) on the same data "
+                    "and plot their loss curves in one figure.")
+    _add_data_flags(compare)
+    compare.add_argument("--out", required=True, help="directory for optimizers.png and optimizers.json")
+    compare.add_argument("--iters", type=_positive_int, default=2000, help="iterations per optimiser (default 2000)")
+    compare.add_argument("--seed", type=_non_negative_int, default=0)
 
     graph = sub.add_parser(
         "graph", help="draw a computational graph: values above the arrows, gradients below",
@@ -131,16 +150,18 @@ def build_parser():
 LEARNING_RATES = {"sgd": 0.1, "adam": 0.001}
 
 
-def cmd_train(args, parser):
-    if args.resume and not args.out:
-        parser.error("--resume needs --out DIR, the directory of the run to continue")
-    if args.model == "two-layer" and (args.weight_decay or args.hidden_sizes != [100, 100, 100]
-                                      or args.activation != "relu"):
-        parser.error("--weight-decay, --hidden-sizes and --activation apply to --model multi-layer")
+def _add_data_flags(parser):
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", choices=["auto", "mnist", "mnist-sample"], default="auto",
+                      help="auto (default): full MNIST if its files are in the data directory, "
+                           "else the embedded 5,000-digit sample")
+    data.add_argument("--data-dir", help="directory with the four MNIST .gz files "
+                                         "(default: $BACKPROP_JAX_DATA or the user cache directory)")
 
-    from backprop_jax import datasets, multi_layer_net, two_layer_net
-    from backprop_jax._run import RunError, run
-    from backprop_jax._train import TrainConfig, TrainingDiverged
+
+def _load_data(args):
+    """``(dataset name, data)`` for the --dataset and --data-dir flags; says which it used."""
+    from backprop_jax import datasets
 
     data_dir = args.data_dir or datasets.cache_dir()
     dataset = args.dataset
@@ -151,11 +172,29 @@ def cmd_train(args, parser):
                  else f"(the embedded 5,000-digit sample; full MNIST not found in {data_dir})"))
     try:
         if dataset == "mnist":
-            data = datasets.load_mnist(data_dir=data_dir)
-        else:
-            data = datasets.load_mnist_sample()
+            return dataset, datasets.load_mnist(data_dir=data_dir)
+        return dataset, datasets.load_mnist_sample()
     except datasets.DatasetError as e:
         sys.exit(f"backprop-jax: error: {e}")
+
+
+def cmd_train(args, parser):
+    if args.resume and not args.out:
+        parser.error("--resume needs --out DIR, the directory of the run to continue")
+    if args.model != "multi-layer" and (args.weight_decay or args.hidden_sizes != [100, 100, 100]
+                                        or args.activation != "relu" or args.batch_norm or args.dropout):
+        parser.error("--weight-decay, --hidden-sizes, --activation, --batch-norm and --dropout apply "
+                     "to --model multi-layer")
+    if args.model == "convnet" and args.hidden != 50:
+        parser.error("--hidden applies to --model two-layer")
+    if args.optimizer is None:
+        args.optimizer = "adam" if args.model == "convnet" else "sgd"
+
+    from backprop_jax import conv_net, datasets, multi_layer_net, two_layer_net
+    from backprop_jax._run import RunError, run
+    from backprop_jax._train import TrainConfig, TrainingDiverged
+
+    dataset, data = _load_data(args)
 
     lr = args.learning_rate if args.learning_rate is not None else LEARNING_RATES.get(args.optimizer, 0.01)
     config = TrainConfig(iters_num=args.iters, batch_size=args.batch_size, learning_rate=lr,
@@ -164,13 +203,21 @@ def cmd_train(args, parser):
         init = 0.01 if args.weight_init is None else args.weight_init
         model = two_layer_net.model(784, args.hidden, 10, weight_init_std=init)
         net_settings = {"model": "two-layer", "hidden": args.hidden, "weight_init": init}
+    elif args.model == "convnet":
+        init = 0.01 if args.weight_init is None else args.weight_init
+        if isinstance(init, str):
+            parser.error("--weight-init for the convnet must be a number (the book uses 0.01)")
+        model = conv_net.model(weight_init_std=init)
+        net_settings = {"model": "convnet", "weight_init": init}
     else:
         init = args.weight_init or ("he" if args.activation == "relu" else "xavier")
         model = multi_layer_net.model(784, tuple(args.hidden_sizes), 10, activation=args.activation,
-                                      weight_init_std=init, weight_decay_lambda=args.weight_decay)
+                                      weight_init_std=init, weight_decay_lambda=args.weight_decay,
+                                      use_batchnorm=args.batch_norm, drop_rate=args.dropout)
         net_settings = {"model": "multi-layer", "hidden_sizes": args.hidden_sizes,
                         "activation": args.activation, "weight_init": init,
-                        "weight_decay": args.weight_decay}
+                        "weight_decay": args.weight_decay, "batch_norm": args.batch_norm,
+                        "dropout": args.dropout}
     settings = {**net_settings, **vars(config)}
     (x_train, _), (x_test, _) = data
     print(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
@@ -266,6 +313,14 @@ def cmd_graph(args, parser):
     print(f"wrote {args.out}: {len(g.nodes)} nodes, {len(g.edges)} arrows")
 
 
+def cmd_compare(args, parser):
+    from backprop_jax._compare import compare_optimizers
+
+    _, data = _load_data(args)
+    compare_optimizers(data, args.out, iters_num=args.iters, seed=args.seed)
+    print(f"wrote {os.path.join(args.out, 'optimizers.png')} and {os.path.join(args.out, 'optimizers.json')}")
+
+
 def cmd_download(args, parser):
     from backprop_jax import datasets
     try:
@@ -278,7 +333,8 @@ def cmd_download(args, parser):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"train": cmd_train, "gradcheck": cmd_gradcheck, "graph": cmd_graph, "download": cmd_download}
+    commands = {"train": cmd_train, "gradcheck": cmd_gradcheck, "graph": cmd_graph,
+                "compare-optimizers": cmd_compare, "download": cmd_download}
     commands[args.command](args, parser)
 
 

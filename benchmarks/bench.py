@@ -148,6 +148,41 @@ def time_torch(sizes, batch, data, repeats):
             "threads": torch.get_num_threads()}
 
 
+def time_convolution(shape, filters, repeats):
+    """Forward + backward of one convolution layer: im2col (ours) against ``lax.conv``.
+
+    Both timed as a compiled gradient of ``sum(dout * conv(x, W, b))`` with
+    respect to x, W and b, repeats interleaved.
+    """
+    x = jax.random.normal(jax.random.key(0), shape)
+    W = 0.1 * jax.random.normal(jax.random.key(1), filters)
+    b = jnp.zeros(filters[0])
+    out_shape = jax.eval_shape(lambda: bj.convolution(x, W, b, 1, 0)).shape
+    dout = jax.random.normal(jax.random.key(2), out_shape)
+
+    def lax_conv(x, W, b):
+        return jax.lax.conv_general_dilated(x, W, (1, 1), "VALID") + b[None, :, None, None]
+
+    fns = {name: jax.jit(jax.grad(lambda x, W, b, f=f: jnp.sum(dout * f(x, W, b)), argnums=(0, 1, 2)))
+           for name, f in (("im2col", lambda x, W, b: bj.convolution(x, W, b, 1, 0)), ("lax_conv", lax_conv))}
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        jax.block_until_ready(fn(x, W, b))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(x, W, b))
+            times[name].append(time.perf_counter() - start)
+    N, C, H, Wd = shape
+    FN, _, FH, FW = filters
+    oh, ow = out_shape[2], out_shape[3]
+    flops = 3 * 2 * N * oh * ow * FN * C * FH * FW  # forward, dW and dx matmuls
+    result = {"x_shape": list(shape), "W_shape": list(filters), "flops": flops}
+    for name, ts in times.items():
+        result[f"{name}_ms"] = 1000 * statistics.median(ts)
+    return result
+
+
 def gemm_peak(repeats, sizes=(1024, 2048, 4096)):
     """Best float32 matmul rate over a few large square sizes, in GFLOP/s."""
     best = 0.0
@@ -214,6 +249,8 @@ def run(name, repeats, tiny, out_dir, log=print):
         row = {"sizes": sizes, "batch": batch, "flops_per_step": train_flops(sizes, batch)}
         row.update({k: v["steps_per_s"] for k, v in time_hand_and_autodiff(sizes, batch, data, repeats).items()})
         results["sweeps"]["hidden"].append(row)
+    conv_shape, conv_filters = ((8, 1, 12, 12), (4, 1, 3, 3)) if tiny else ((100, 1, 28, 28), (30, 1, 5, 5))
+    results["convolution"] = time_convolution(conv_shape, conv_filters, repeats)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     out_dir = Path(out_dir)
@@ -242,6 +279,10 @@ def table(results):
             label = f"batch {row['batch']}" if sweep == "batch" else "-".join(map(str, row["sizes"]))
             lines.append(f"{label:<20}{row['hand']:>10.0f}{row['autodiff']:>10.0f}"
                          f"{row['hand'] / row['autodiff']:>11.2f}{row['hand'] * row['flops_per_step'] / 1e9:>14.1f}")
+    c = results["convolution"]
+    lines += ["", f"convolution forward+backward, x {c['x_shape']}, W {c['W_shape']}: "
+              f"im2col {c['im2col_ms']:.2f} ms, lax.conv {c['lax_conv_ms']:.2f} ms "
+              f"(im2col/lax.conv time {c['im2col_ms'] / c['lax_conv_ms']:.2f})"]
     lines.append(f"\npeak memory of the process: {results['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 

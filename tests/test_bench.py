@@ -35,7 +35,9 @@ def test_tiny_run_writes_results_json_and_plot(tmp_path):
     assert workload["flops_per_step"] == 2 * 8 * (2 * (784 * 16 + 16 * 10) + 16 * 10)
     assert [r["batch"] for r in results["sweeps"]["batch"]] == [8, 16]
     assert all(r["hand"] > 0 and r["autodiff"] > 0 for r in results["sweeps"]["hidden"])
-    assert "hand/auto" in result.stdout and "peak memory" in result.stdout
+    conv = results["convolution"]
+    assert conv["im2col_ms"] > 0 and conv["lax_conv_ms"] > 0 and conv["W_shape"] == [4, 1, 3, 3]
+    assert "hand/auto" in result.stdout and "peak memory" in result.stdout and "im2col/lax.conv" in result.stdout
 
 
 def test_fewer_than_five_repeats_is_refused():

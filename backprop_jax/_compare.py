@@ -1,0 +1,55 @@
+"""The book's optimiser comparison (sec. 6.1.8): the same net and data, four update rules."""
+
+import dataclasses
+from pathlib import Path
+
+from backprop_jax import multi_layer_net
+from backprop_jax._io import atomic_path, write_json
+from backprop_jax._train import TrainConfig, train
+
+# The book's comparison: name, optax optimiser, learning rate.
+BOOK_OPTIMIZERS = (("SGD", "sgd", 0.01), ("Momentum", "momentum", 0.01),
+                   ("AdaGrad", "adagrad", 0.01), ("Adam", "adam", 0.001))
+
+
+def compare_optimizers(data, out, *, iters_num=2000, batch_size=128, hidden_size_list=(100, 100, 100, 100),
+                       seed=0, log=print):
+    """Trains the book's 5-layer ReLU net (He init) with each optimiser; writes
+    ``out/optimizers.png`` (loss curves) and ``out/optimizers.json``.
+
+    Returns:
+      ``{name: [Epoch, ...]}``.
+    """
+    model = multi_layer_net.model(784, hidden_size_list, 10, weight_init_std="he")
+    histories = {}
+    for name, optimizer, lr in BOOK_OPTIMIZERS:
+        config = TrainConfig(iters_num=iters_num, batch_size=batch_size, learning_rate=lr,
+                             optimizer=optimizer, seed=seed)
+        _, histories[name] = train(model, data, config)
+        last = histories[name][-1]
+        log(f"{name:<9} lr {lr:<6} final loss {last.train_loss:.4f}, test acc {last.test_acc:.4f}")
+    out = Path(out)
+    write_json(out / "optimizers.json", {
+        "net": [784, *hidden_size_list, 10], "iters_num": iters_num, "batch_size": batch_size, "seed": seed,
+        "optimizers": {name: {"optimizer": opt, "learning_rate": lr,
+                              "epochs": [dataclasses.asdict(e) for e in histories[name]]}
+                       for name, opt, lr in BOOK_OPTIMIZERS}})
+    _plot(histories, out / "optimizers.png")
+    return histories
+
+
+def _plot(histories, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (name, history), marker in zip(histories.items(), "osD^"):
+        ax.plot([e.iteration for e in history], [e.train_loss for e in history], marker=marker,
+                markevery=max(len(history) // 10, 1), label=name)
+    ax.set(xlabel="iterations", ylabel="loss (mini-batch mean per epoch)", ylim=(0, None))
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

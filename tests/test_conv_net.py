@@ -1,0 +1,101 @@
+"""The convolutional net, the extended multi-layer net and the optimiser comparison."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import backprop_jax as bj
+from backprop_jax import conv_net, multi_layer_net
+from backprop_jax._checkpoint import Checkpoints
+from backprop_jax._compare import compare_optimizers
+from backprop_jax._run import run
+from backprop_jax.cli import main
+from conftest import normal
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return bj.datasets.load_mnist_sample()
+
+
+def small(data, n_train=400, n_test=100):
+    (x, t), (xt, tt) = data
+    return (x[:n_train], t[:n_train]), (xt[:n_test], tt[:n_test])
+
+
+def test_conv_net_shapes_and_gradcheck():
+    params = conv_net.init(jax.random.key(0), dtype=jnp.float64)
+    assert {k: v.shape for k, v in params.items()} == {
+        "W1": (30, 1, 5, 5), "b1": (30,), "W2": (4320, 100), "b2": (100,), "W3": (100, 10), "b3": (10,)}
+    x = jax.random.uniform(jax.random.key(1), (2, 784), jnp.float64)
+    assert conv_net.predict(params, x).shape == (2, 10)
+    np.testing.assert_allclose(conv_net.predict(params, x), conv_net.predict(params, x.reshape(2, 1, 28, 28)))
+    # A smaller net for the numeric check: 3 filters, hidden 8.
+    small_params = conv_net.init(jax.random.key(2), filter_num=3, hidden_size=8, weight_init_std=0.3,
+                                 dtype=jnp.float64)
+    bj.assert_gradcheck(conv_net.loss, small_params, x, jnp.array([3, 8]), argnums=0)
+
+
+def test_conv_net_learns(sample):
+    _, history = bj.train(conv_net.model(), small(sample, 1000, 200),
+                          bj.TrainConfig(iters_num=100, optimizer="adam", learning_rate=0.001))
+    assert history[-1].train_loss < 0.5 * history[0].train_loss
+    assert history[-1].test_acc > 0.6
+
+
+@pytest.mark.parametrize("use_batchnorm, drop_rate", [(True, 0.0), (False, 0.3), (True, 0.2)])
+def test_extended_multi_layer_net_gradcheck(use_batchnorm, drop_rate):
+    model = multi_layer_net.model(6, (5, 4), 3, use_batchnorm=use_batchnorm, drop_rate=drop_rate,
+                                  weight_decay_lambda=0.1, dtype=jnp.float64)
+    assert model.stateful
+    params, state = model.init(jax.random.key(0))
+    assert ("gamma1" in params) == use_batchnorm and (set(state) == {"bn1", "bn2"}) == use_batchnorm
+    # Nonzero biases: a unit whose inputs are all dropped would otherwise sit
+    # exactly on ReLU's kink, where central differences disagree with any rule.
+    params = {k: v + 0.05 if k.startswith("b") else v for k, v in params.items()}
+    x, t, key = normal(1, (8, 6)), jnp.array([0, 1, 2, 0, 1, 2, 0, 1]), jax.random.key(5)
+    bj.assert_gradcheck(lambda p, x: model.loss(p, state, x, t, key)[0], params, x)
+
+
+def test_extended_net_trains_with_state_and_resumes_exactly(sample, tmp_path):
+    model = multi_layer_net.model(784, (50, 50), 10, use_batchnorm=True, drop_rate=0.1)
+    data = small(sample)
+    config = bj.TrainConfig(iters_num=16, batch_size=50)  # 8 iterations an epoch
+    whole, _ = run(model, data, config, dataset="d", settings={"s": 1}, out=tmp_path / "a", progress=False)
+    # The running statistics moved away from their zero start and were checkpointed.
+    assert float(jnp.abs(whole.model_state["bn1"]["running_mean"]).sum()) > 0
+    first, _ = run(model, data, bj.TrainConfig(iters_num=8, batch_size=50), dataset="d",
+                   settings={"s": 1}, out=tmp_path / "b", progress=False)
+    resumed, history = run(model, data, config, dataset="d", settings={"s": 1}, out=tmp_path / "b",
+                           resume=True, progress=False)
+    assert [e.iteration for e in history] == [8, 16]
+    for a, b in zip(jax.tree_util.tree_leaves(whole), jax.tree_util.tree_leaves(resumed)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_compare_optimizers_writes_one_plot(sample, tmp_path):
+    log = []
+    histories = compare_optimizers(small(sample, 512, 100), tmp_path, iters_num=8, batch_size=128, log=log.append)
+    assert list(histories) == ["SGD", "Momentum", "AdaGrad", "Adam"]
+    assert (tmp_path / "optimizers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads((tmp_path / "optimizers.json").read_text())
+    assert record["net"] == [784, 100, 100, 100, 100, 10]
+    assert {k: v["learning_rate"] for k, v in record["optimizers"].items()} == {
+        "SGD": 0.01, "Momentum": 0.01, "AdaGrad": 0.01, "Adam": 0.001}
+    assert [e["iteration"] for e in record["optimizers"]["Adam"]["epochs"]] == [4, 8]
+    assert len(log) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "convnet", "--hidden", "80"], "--hidden applies to --model two-layer"),
+    (["train", "--batch-norm"], "apply to --model multi-layer"),
+    (["train", "--model", "multi-layer", "--dropout", "1.5"], "expected a fraction in [0, 1), got '1.5'"),
+    (["train", "--model", "convnet", "--weight-init", "he"], "--weight-init for the convnet must be a number"),
+])
+def test_new_flags_are_checked(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
