@@ -117,6 +117,7 @@ def build_parser():
                            description="Compare the hand rules of the two-layer net (784-50-10, "
                                        "book init) with autodiff and central differences, in float64.")
     check.add_argument("--batch", type=_positive_int, default=3, help="number of inputs (default 3)")
+    check.add_argument("--hidden", type=_positive_int, default=50, help="hidden size (default 50, the book's)")
     check.add_argument("--seed", type=_non_negative_int, default=0)
 
     compare = sub.add_parser(
@@ -247,9 +248,9 @@ def cmd_gradcheck(args, parser):
     from backprop_jax import gradcheck, two_layer_net
 
     key_init, key_x, key_t = jax.random.split(jax.random.key(args.seed), 3)
-    params = two_layer_net.init(key_init, 784, 50, 10, dtype=jnp.float64)
+    params = two_layer_net.init(key_init, 784, args.hidden, 10, dtype=jnp.float64)
     # Nonzero biases, so that their gradients are exercised too.
-    params["b1"] = 0.01 * jax.random.normal(key_t, (50,), jnp.float64)
+    params["b1"] = 0.01 * jax.random.normal(key_t, (args.hidden,), jnp.float64)
     x = jax.random.uniform(key_x, (args.batch, 784), jnp.float64)
     t = jax.random.randint(key_t, (args.batch,), 0, 10)
     report = gradcheck(two_layer_net.loss, params, x, t, argnums=0)

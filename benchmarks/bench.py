@@ -40,7 +40,7 @@ WORKLOADS = {  # name -> (layer sizes, batch)
 BATCH_SWEEP = ([784, 50, 10], [32, 64, 128, 256, 512, 1024, 2048, 4096])
 HIDDEN_SWEEP = ([50, 128, 256, 512, 1024, 2048], 100)  # 784-H-10
 TINY = {"workloads": {"tiny 784-16-10": ([784, 16, 10], 8)},
-        "batch_sweep": ([784, 16, 10], [8, 16]), "hidden_sweep": ([8, 16], 8)}
+        "batch_sweep": ([784, 16, 10], [8]), "hidden_sweep": ([8], 8)}
 
 
 def train_flops(sizes, batch):

@@ -149,8 +149,7 @@ def test_missing_graphviz_names_the_package(tmp_path, monkeypatch):
 def test_graph_command(tmp_path):
     user = tmp_path / "mine.py"
     user.write_text("import backprop_jax as bj\n\n"
-                    "def price(apple=100.0, n=3.0):\n    return bj.mul(apple, n)\n\n"
-                    "def needs_input(x):\n    return x\n")
+                    "def price(apple=100.0, n=3.0):\n    return bj.mul(apple, n)\n")
     run = lambda *a: subprocess.run([sys.executable, "-m", "backprop_jax", "graph", *a],
                                     capture_output=True, text=True, timeout=300)
     result = run(f"{user}:price", "--out", str(tmp_path / "p.mmd"))
@@ -158,9 +157,19 @@ def test_graph_command(tmp_path):
     assert '-->|"100<br/>grad: 3"|' in (tmp_path / "p.mmd").read_text()
     result = run("apple", "--out", str(tmp_path / "a.dot"))
     assert result.returncode == 0 and "wrote" in result.stdout
-    result = run(f"{user}:needs_input", "--out", str(tmp_path / "x.dot"))
-    assert result.returncode == 2 and "give every parameter a default value" in result.stderr
-    result = run("banana", "--out", str(tmp_path / "x.dot"))
-    assert result.returncode == 2 and "WHAT must be apple, apple-orange, two-layer-net or FILE.py:FUNCTION" in result.stderr
-    result = run("apple", "--out", str(tmp_path / "x.gif"))
-    assert result.returncode == 2 and "--out must end in one of" in result.stderr
+
+
+
+@pytest.mark.parametrize("what, out, message", [
+    ("{user}:needs_input", "x.dot", "give every parameter a default value to draw it at (no default for x)"),
+    ("{user}:nothing", "x.dot", "has no function 'nothing'"),
+    ("banana", "x.dot", "WHAT must be apple, apple-orange, two-layer-net or FILE.py:FUNCTION"),
+    ("apple", "x.gif", "--out must end in one of .dot, .svg, .png, .mmd"),
+])
+def test_graph_command_usage_errors(tmp_path, capsys, what, out, message):
+    from backprop_jax.cli import main
+    user = tmp_path / "mine.py"
+    user.write_text("def needs_input(x):\n    return x\n")
+    with pytest.raises(SystemExit) as e:
+        main(["graph", what.format(user=user), "--out", str(tmp_path / out)])
+    assert e.value.code == 2 and message in capsys.readouterr().err
