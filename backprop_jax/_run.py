@@ -23,7 +23,7 @@ def _metrics(dataset, config, history):
 
 
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=1,
-        log=print, progress=True):
+        log=print, progress=True, mesh=None):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     Args:
@@ -39,6 +39,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         restarts it after a crash; a finished run is not trained further.
       checkpoint_every: save a checkpoint every this many epochs (and after
         the last one).
+      mesh: as for ``train``: split every mini-batch over the mesh's devices.
     Returns:
       ``(state, history)`` as ``train``.
     """
@@ -83,7 +84,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
               dynamic_ncols=True) as bar:
         try:
             state, history = train(model, data, config, state=state, history=history,
-                                   on_epoch=on_epoch, progress=bar)
+                                   on_epoch=on_epoch, progress=bar, mesh=mesh)
         finally:
             if out is not None:
                 checkpoints.close()

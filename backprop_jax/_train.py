@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 # The book's optimiser set (sec. 6.1), with the book's constants.
 OPTIMIZERS = {
@@ -74,7 +75,23 @@ def init_state(model, config):
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), model_state)
 
 
-def make_epoch_fn(model, config, iter_per_epoch):
+def data_parallel_mesh(n_devices=None):
+    """A 1-D mesh with axis ``"data"`` over the first ``n_devices`` devices (default: all).
+
+    The axis type is ``Auto``: XLA decides how the outputs of the hand rules
+    are sharded. Under ``Explicit`` axes (the default of ``jax.make_mesh`` in
+    recent JAX) a rule such as ``dW = x.T @ dout``, which contracts over the
+    sharded batch axis, is refused as ambiguous; with ``Auto`` XLA makes dW
+    replicated and inserts the all-reduce, as it does for autodiff.
+    """
+    devices = jax.devices()
+    n = len(devices) if n_devices is None else n_devices
+    if not 1 <= n <= len(devices):
+        raise ValueError(f"cannot use {n} devices: {len(devices)} available ({devices[0].platform})")
+    return jax.make_mesh((n,), ("data",), axis_types=(AxisType.Auto,), devices=devices[:n])
+
+
+def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None):
     """``(state, x_train, t_train) -> (state, losses, active)`` running one epoch; jit it.
 
     Step ``i`` draws its batch from ``fold_in(key(seed), i + 1)``, so the batch
@@ -83,6 +100,8 @@ def make_epoch_fn(model, config, iter_per_epoch):
     steps is ``min(iter_per_epoch, iters_num - iteration)``, a traced value, so
     the last, shorter epoch reuses the same compiled loop; ``losses`` has
     ``iter_per_epoch`` entries of which the first ``sum(active)`` are real.
+    With ``batch_sharding``, each mini-batch is split over the devices that
+    way (data parallelism); XLA adds the all-reduce of the gradients.
     """
     optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
     key = jax.random.key(config.seed)
@@ -96,6 +115,9 @@ def make_epoch_fn(model, config, iter_per_epoch):
             batch_mask = jax.random.randint(jax.random.fold_in(key, i + 1), (config.batch_size,),
                                             0, x_train.shape[0])
             x_batch, t_batch = x_train[batch_mask], t_train[batch_mask]
+            if batch_sharding is not None:
+                x_batch = jax.lax.with_sharding_constraint(x_batch, batch_sharding)
+                t_batch = jax.lax.with_sharding_constraint(t_batch, batch_sharding)
             model_state = state.model_state
             if model.stateful:
                 (loss, model_state), grads = grad_fn(state.params, model_state, x_batch, t_batch,
@@ -164,7 +186,7 @@ class Epoch:
 
 
 def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch=None,
-          progress=None):
+          progress=None, mesh=None):
     """Trains ``model`` on ``data`` and returns ``(state, history)``.
 
     Args:
@@ -179,6 +201,9 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         checkpoints and metrics files). It is not called for an epoch whose
         loss was not finite.
       progress: a tqdm-like bar to advance by iterations, or None.
+      mesh: a 1-D mesh with axis ``"data"`` (``data_parallel_mesh``) to split
+        every mini-batch over its devices; parameters, optimiser state and the
+        dataset are replicated. ``batch_size`` must divide by the device count.
     Returns:
       The final ``TrainState`` and the list of ``Epoch`` records.
     Raises:
@@ -192,9 +217,17 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     state = init_state(model, config) if state is None else state
     history = list(history)
 
-    x_train, t_train = jax.device_put(x_train), jax.device_put(t_train)
-    x_test, t_test = jax.device_put(x_test), jax.device_put(t_test)
-    epoch_fn = jax.jit(make_epoch_fn(model, config, iter_per_epoch))
+    batch_sharding, replicated = None, None
+    if mesh is not None:
+        if config.batch_size % mesh.size:
+            raise ValueError(f"batch_size {config.batch_size} does not split evenly over {mesh.size} "
+                             f"devices; choose a multiple of {mesh.size}")
+        batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+        replicated = NamedSharding(mesh, PartitionSpec())
+        state = jax.device_put(state, replicated)
+    x_train, t_train = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
+    x_test, t_test = jax.device_put(x_test, replicated), jax.device_put(t_test, replicated)
+    epoch_fn = jax.jit(make_epoch_fn(model, config, iter_per_epoch, batch_sharding))
     if model.stateful:  # evaluation mode, with the running statistics
         predict, variables = (lambda v, x: model.predict(v[0], v[1], x)), (lambda s: (s.params, s.model_state))
     else:

@@ -104,6 +104,8 @@ def build_parser():
                      help="default 0.1 for sgd, 0.001 for adam, 0.01 for the others")
     opt.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
                      help="default sgd (adam for the convnet)")
+    opt.add_argument("--devices", type=_positive_int, default=None,
+                     help="split every mini-batch over this many devices (default: all local devices)")
     opt.add_argument("--seed", type=_non_negative_int, default=defaults.seed,
                      help="seed of the initial weights and of the batch order (default 0)")
     files = train.add_argument_group("output")
@@ -220,15 +222,24 @@ def cmd_train(args, parser):
                         "weight_decay": args.weight_decay, "batch_norm": args.batch_norm,
                         "dropout": args.dropout}
     settings = {**net_settings, **vars(config)}
+    from backprop_jax._train import data_parallel_mesh
+    try:
+        mesh = data_parallel_mesh(args.devices)
+    except ValueError as e:
+        parser.error(f"--devices: {e}")
+    if config.batch_size % mesh.size:
+        parser.error(f"--batch-size {config.batch_size} does not split evenly over {mesh.size} devices; "
+                     f"choose a multiple of {mesh.size} or pass --devices")
     (x_train, _), (x_test, _) = data
     print(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
           f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer} "
-          f"lr {config.learning_rate}")
+          f"lr {config.learning_rate}, on {mesh.size} {mesh.devices.flat[0].platform} device"
+          f"{'s' if mesh.size > 1 else ''}")
     start = time.perf_counter()
     try:
         state, history = run(model, data, config, dataset=dataset, settings=settings, out=args.out,
                              resume=args.resume, checkpoint_every=args.checkpoint_every,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, mesh=mesh if mesh.size > 1 else None)
     except (RunError, TrainingDiverged) as e:
         sys.exit(f"backprop-jax: error: {e}")
     if history:

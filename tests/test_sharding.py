@@ -1,0 +1,77 @@
+"""Data parallelism over 8 simulated CPU devices (each test runs in its own process,
+since the device count is fixed when JAX starts)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+CHECK = textwrap.dedent('''
+    import jax, jax.numpy as jnp, numpy as np
+    import backprop_jax as bj
+    from backprop_jax import two_layer_net
+    from backprop_jax._train import data_parallel_mesh
+    assert len(jax.devices()) == 8, jax.devices()
+
+    (x, t), (xt, tt) = bj.datasets.load_mnist_sample()
+    data = ((x[:800], t[:800]), (xt[:200], tt[:200]))
+    config = bj.TrainConfig(iters_num=100, batch_size=96)
+
+    seen = []  # the sharding of the mini-batch inside the compiled step
+    base = two_layer_net.model()
+    def loss(params, x, t):
+        jax.debug.inspect_array_sharding(x, callback=seen.append)
+        return base.loss(params, x, t)
+    model = bj.Model(base.init, base.predict, loss)
+
+    single, _ = bj.train(model, data, config)
+    mesh = data_parallel_mesh()
+    sharded, _ = bj.train(model, data, config, mesh=mesh)
+    assert mesh.size == 8 and mesh.axis_names == ("data",)
+    for k in single.params:
+        np.testing.assert_allclose(sharded.params[k], single.params[k], rtol=2e-4, atol=1e-6)
+        s = sharded.params[k].sharding
+        assert s.is_fully_replicated and len(s.device_set) == 8, (k, s)
+    assert int(sharded.iteration) == 100
+    assert seen[0].is_fully_replicated or len(seen[0].device_set) == 1  # the single-device run
+    batch = seen[-1]
+    assert not batch.is_fully_replicated and len(batch.device_set) == 8, batch
+    assert batch.shard_shape((96, 784)) == (12, 784), batch.shard_shape((96, 784))
+    try:
+        bj.train(model, data, bj.TrainConfig(iters_num=10, batch_size=100), mesh=mesh)
+    except ValueError as e:
+        assert "batch_size 100 does not split evenly over 8 devices" in str(e), e
+    else:
+        raise AssertionError("an uneven batch was accepted")
+    print("sharded training matches")
+''')
+
+
+def run_with_devices(code, n=8, timeout=300):
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(n), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_sharded_training_matches_single_device_and_really_shards():
+    result = run_with_devices(CHECK)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sharded training matches" in result.stdout
+
+
+def test_devices_flag(tmp_path):
+    code = textwrap.dedent(f'''
+        import sys
+        from backprop_jax.cli import main
+        sys.argv = ["backprop-jax"]
+        main(["train", "--dataset", "mnist-sample", "--iters", "80", "--batch-size", "96",
+              "--devices", "4", "--no-progress"])
+    ''')
+    result = run_with_devices(code)
+    assert result.returncode == 0, result.stderr
+    assert "on 4 cpu devices" in result.stdout and "epoch 2: train acc" in result.stdout
+    bad = run_with_devices(code.replace('"96"', '"98"'))
+    assert bad.returncode == 2 and "--batch-size 98 does not split evenly over 4 devices" in bad.stderr
+    many = run_with_devices(code.replace('"4"', '"16"'))
+    assert many.returncode == 2 and "cannot use 16 devices: 8 available" in many.stderr
