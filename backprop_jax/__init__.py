@@ -6,13 +6,13 @@ backward is the textbook's hand-derived rule. ``layer.fwd(*args)`` returns
 argument, so the book's backward chain can be run by hand; ``jax.grad`` runs
 the same rules automatically.
 
-Modules: ``two_layer_net`` and ``multi_layer_net`` (the book's networks),
+Modules: ``two_layer_net``, ``multi_layer_net`` and ``conv_net`` (the book's networks),
 ``serial`` (compose your own), ``datasets`` (MNIST), ``shopping`` (the apple
 and orange graphs), ``graph`` (draw a computational graph with its values and
 gradients).
 """
 
-from backprop_jax import datasets, graph, multi_layer_net, serial, shopping, two_layer_net
+from backprop_jax import conv_net, datasets, graph, multi_layer_net, serial, shopping, two_layer_net
 from backprop_jax._activations import relu, sigmoid
 from backprop_jax._affine import affine
 from backprop_jax._autodiff import without_hand_rules
@@ -25,7 +25,7 @@ from backprop_jax._gradcheck import (
 from backprop_jax._model import Model, accuracy
 from backprop_jax._softmax import cross_entropy_error, softmax, softmax_with_loss
 from backprop_jax._train import (
-    OPTIMIZERS, Epoch, TrainConfig, TrainingDiverged, TrainState, init_state, train)
+    OPTIMIZERS, Epoch, TrainConfig, TrainingDiverged, TrainState, data_parallel_mesh, init_state, train)
 from backprop_jax._weight_decay import weight_decay
 
 __version__ = "0.1.0"
@@ -43,7 +43,7 @@ __all__ = [
     "without_hand_rules",
     # Networks and learning.
     "Model", "accuracy", "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged",
-    "init_state", "OPTIMIZERS",
+    "init_state", "OPTIMIZERS", "data_parallel_mesh",
     # Modules.
-    "two_layer_net", "multi_layer_net", "serial", "datasets", "shopping", "graph",
+    "two_layer_net", "multi_layer_net", "conv_net", "serial", "datasets", "shopping", "graph",
 ]
