@@ -44,6 +44,7 @@ class Entry:
     dtype: str
     autodiff: Comparison
     numeric: Comparison | None  # None when central differences were skipped
+    numeric_elements: int = 0  # how many elements central differences checked
 
     @property
     def ok(self):
@@ -79,6 +80,8 @@ class GradcheckReport:
             else:
                 row += (f"{e.numeric.max_abs:>21.2e}{e.numeric.max_rel:>10.2e}"
                         f"{'ok' if e.numeric.ok else 'FAIL':>6}")
+                if e.numeric_elements < int(np.prod(e.shape)):
+                    row += f"  ({e.numeric_elements} of {int(np.prod(e.shape))} elements)"
             lines.append(row)
         if self.skipped:
             lines.append(f"not differentiable, skipped: {', '.join(self.skipped)}")
@@ -133,15 +136,15 @@ def _scalarize(f, args, key):
     return lambda *a: sum(jnp.sum(d * o) for d, o in zip(douts, jax.tree_util.tree_leaves(f(*a))))
 
 
-def _numeric_grad(g, leaves, index, eps, chunk_elems=1 << 24):
-    """Central differences ``(g(v + eps) - g(v - eps)) / (2 eps)``, one element at a time.
+def _numeric_grad(g, leaves, index, eps, elements, chunk_elems=1 << 24):
+    """Central differences ``(g(v + eps) - g(v - eps)) / (2 eps)`` at the flat ``elements``.
 
     The book's ``numerical_gradient``, vectorised: perturbed copies are built
     and evaluated a chunk at a time under ``vmap``.
     """
     leaf = leaves[index]
     n = leaf.size
-    chunk = max(1, min(n, chunk_elems // max(n, 1)))
+    chunk = max(1, min(len(elements), chunk_elems // max(n, 1)))
 
     def g_flat(v):
         new = list(leaves)
@@ -157,14 +160,14 @@ def _numeric_grad(g, leaves, index, eps, chunk_elems=1 << 24):
         return (plus - minus) / (2 * eps)
 
     out = []
-    for start in range(0, n, chunk):
-        idx = np.arange(start, start + chunk) % n
-        out.append(np.asarray(diffs(jnp.asarray(idx)))[: min(chunk, n - start)])
-    return np.concatenate(out).reshape(leaf.shape) if out else np.zeros(leaf.shape)
+    for start in range(0, len(elements), chunk):
+        idx = np.resize(elements[start:start + chunk], chunk)  # pad the last chunk by repeating
+        out.append(np.asarray(diffs(jnp.asarray(idx)))[: min(chunk, len(elements) - start)])
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None,
-              rtol=None, numeric=True, key=None):
+              rtol=None, numeric=True, numeric_elements=None, key=None):
     """Compares the hand rule with autodiff and with central differences.
 
     For every differentiable array among ``args`` (leaves of pytrees such as
@@ -194,6 +197,9 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None,
         numeric comparison than for the autodiff one.
       numeric: set False to skip central differences (they cost two
         evaluations of ``f`` per element).
+      numeric_elements: check central differences on at most this many
+        elements per array, drawn at random from ``key`` (default: all, as
+        the book does); for large networks.
       key: PRNG key for the random cotangent (default ``jax.random.key(0)``).
     Returns:
       A ``GradcheckReport``; ``report.ok`` is True only if every comparison
@@ -248,14 +254,21 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None,
             a_atol = n_atol = atol
         if rtol is not None:
             a_rtol = n_rtol = rtol
-        num = None
+        num, elements = None, np.arange(leaf.size)
+        if numeric_elements is not None and numeric_elements < leaf.size:
+            if numeric_elements < 1:
+                raise ValueError(f"gradcheck: numeric_elements must be >= 1, got {numeric_elements}")
+            chosen = jax.random.choice(jax.random.fold_in(key, j + 1), leaf.size, (numeric_elements,),
+                                       replace=False)
+            elements = np.sort(np.asarray(chosen))
         if numeric:
             step = _EPS.get(dtype, 1e-3) if eps is None else eps
             eps_used[name] = step
-            num = _compare(hand[j], _numeric_grad(g, leaves, j, step), n_atol, n_rtol)
+            hand_at = np.asarray(hand[j]).reshape(-1)[elements]
+            num = _compare(hand_at, _numeric_grad(g, leaves, j, step, elements), n_atol, n_rtol)
         entries.append(Entry(name=name, shape=tuple(leaf.shape), dtype=dtype,
                              autodiff=_compare(hand[j], auto[j], a_atol, a_rtol),
-                             numeric=num))
+                             numeric=num, numeric_elements=len(elements) if numeric else 0))
     return GradcheckReport(entries=tuple(entries), eps=eps_used, skipped=tuple(skipped))
 
 

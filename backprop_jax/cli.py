@@ -120,6 +120,8 @@ def build_parser():
                                        "book init) with autodiff and central differences, in float64.")
     check.add_argument("--batch", type=_positive_int, default=3, help="number of inputs (default 3)")
     check.add_argument("--hidden", type=_positive_int, default=50, help="hidden size (default 50, the book's)")
+    check.add_argument("--numeric-elements", type=_positive_int, default=None, metavar="K",
+                       help="central differences on K random elements per parameter (default: all)")
     check.add_argument("--seed", type=_non_negative_int, default=0)
 
     compare = sub.add_parser(
@@ -264,7 +266,7 @@ def cmd_gradcheck(args, parser):
     params["b1"] = 0.01 * jax.random.normal(key_t, (args.hidden,), jnp.float64)
     x = jax.random.uniform(key_x, (args.batch, 784), jnp.float64)
     t = jax.random.randint(key_t, (args.batch,), 0, 10)
-    report = gradcheck(two_layer_net.loss, params, x, t, argnums=0)
+    report = gradcheck(two_layer_net.loss, params, x, t, argnums=0, numeric_elements=args.numeric_elements)
     print("mean |hand - numeric| per parameter (the book's check):")
     for line in report.book_lines():
         print("  " + line)

@@ -136,3 +136,16 @@ def test_without_hand_rules_keeps_jax_own_custom_jvp_functions():
     x = normal(0, (5,))
     np.testing.assert_allclose(bj.without_hand_rules(f)(x), f(x), rtol=1e-15)
     np.testing.assert_allclose(jax.grad(bj.without_hand_rules(f))(x), jax.grad(f)(x), rtol=1e-12)
+
+
+def test_numeric_elements_samples_large_arrays_and_still_catches_a_wrong_rule():
+    x = normal(0, (40, 30)) + 3
+    report = bj.gradcheck(lambda x: jnp.sum(make_scaled_square(1.0)(x)), x, numeric_elements=25)
+    assert report.ok and report.entries[0].numeric_elements == 25
+    assert "(25 of 1200 elements)" in str(report)
+    bad = bj.gradcheck(lambda x: jnp.sum(make_scaled_square(1.01)(x)), x, numeric_elements=25)
+    assert not bad.entries[0].numeric.ok and not bad.entries[0].autodiff.ok
+    full = bj.gradcheck(lambda x: jnp.sum(make_scaled_square(1.0)(x)), x[:2, :3], numeric_elements=100)
+    assert full.entries[0].numeric_elements == 6 and "elements)" not in str(full)
+    with pytest.raises(ValueError, match="numeric_elements must be >= 1"):
+        bj.gradcheck(bj.relu, x, numeric_elements=0)
