@@ -9,7 +9,7 @@ import backprop_jax as bj
 from conftest import assert_close, normal
 
 dtypes = st.sampled_from([jnp.float32, jnp.float64])
-SETTINGS = settings(max_examples=8, deadline=None)
+SETTINGS = settings(max_examples=6, deadline=None)
 
 
 @SETTINGS
