@@ -13,12 +13,12 @@ from backprop_jax._train import Epoch, TrainingDiverged, init_state, train
 
 
 class RunError(RuntimeError):
-    """The output directory cannot be used as asked (e.g. resume without a checkpoint)."""
+    """The output directory cannot be used as asked (it holds another run, or one with other settings)."""
 
 
-def _metrics(dataset, config, history):
+def _metrics(dataset, settings, history):
     epochs = [dataclasses.asdict(e) for e in history]
-    return {"dataset": dataset, "config": config, "epochs": epochs,
+    return {"dataset": dataset, "config": settings, "epochs": epochs,
             "final_test_acc": epochs[-1]["test_acc"] if epochs else None}
 
 

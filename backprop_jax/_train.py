@@ -5,7 +5,7 @@
 3. update: one optax step;
 4. repeat.
 
-One compiled call runs a whole epoch of steps with ``lax.scan``; the
+One compiled call runs a whole epoch of steps with ``lax.fori_loop``; the
 training set lives on the device and batches are gathered there, so the host
 only hears from the device once per epoch, to evaluate and checkpoint.
 """

@@ -197,8 +197,16 @@ def cmd_train(args, parser):
 
     from backprop_jax import conv_net, datasets, multi_layer_net, two_layer_net
     from backprop_jax._run import RunError, run
-    from backprop_jax._train import TrainConfig, TrainingDiverged
+    from backprop_jax._train import TrainConfig, TrainingDiverged, data_parallel_mesh
 
+    # Usage errors first, before any data is loaded.
+    try:
+        mesh = data_parallel_mesh(args.devices)
+    except ValueError as e:
+        parser.error(f"--devices: {e}")
+    if args.batch_size % mesh.size:
+        parser.error(f"--batch-size {args.batch_size} does not split evenly over {mesh.size} devices; "
+                     f"choose a multiple of {mesh.size} or pass --devices")
     dataset, data = _load_data(args)
 
     lr = args.learning_rate if args.learning_rate is not None else LEARNING_RATES.get(args.optimizer, 0.01)
@@ -224,14 +232,6 @@ def cmd_train(args, parser):
                         "weight_decay": args.weight_decay, "batch_norm": args.batch_norm,
                         "dropout": args.dropout}
     settings = {**net_settings, **vars(config)}
-    from backprop_jax._train import data_parallel_mesh
-    try:
-        mesh = data_parallel_mesh(args.devices)
-    except ValueError as e:
-        parser.error(f"--devices: {e}")
-    if config.batch_size % mesh.size:
-        parser.error(f"--batch-size {config.batch_size} does not split evenly over {mesh.size} devices; "
-                     f"choose a multiple of {mesh.size} or pass --devices")
     (x_train, _), (x_test, _) = data
     print(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
           f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer} "

@@ -24,8 +24,8 @@ def main(out_dir="graphs"):
     x = jax.random.uniform(key_x, (2, 784))
     t = jnp.array([3, 7])
     graphs = {
-        "apple": graph.trace(shopping.buy_apple, 100.0, 2.0, 1.1),
-        "apple_orange": graph.trace(shopping.buy_apple_orange, 100.0, 2.0, 150.0, 3.0, 1.1),
+        "apple": graph.trace(shopping.buy_apple, *shopping.APPLE.values()),
+        "apple_orange": graph.trace(shopping.buy_apple_orange, *shopping.APPLE_ORANGE.values()),
         "two_layer_net": graph.trace(two_layer_net.loss, params, x, t),
     }
     formats = [".dot", ".mmd"] + ([".svg"] if shutil.which("dot") else [])
