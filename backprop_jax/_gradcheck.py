@@ -167,7 +167,7 @@ def _numeric_grad(g, leaves, index, eps, elements, chunk_elems=1 << 24):
 
 
 def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None,
-              rtol=None, numeric=True, numeric_elements=None, key=None):
+              rtol=None, numeric=True, numeric_elements=None, key=None, matmul_precision="highest"):
     """Compares the hand rule with autodiff and with central differences.
 
     For every differentiable array among ``args`` (leaves of pytrees such as
@@ -201,10 +201,19 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None,
         elements per array, drawn at random from ``key`` (default: all, as
         the book does); for large networks.
       key: PRNG key for the random cotangent (default ``jax.random.key(0)``).
+      matmul_precision: ``jax.default_matmul_precision`` for all three
+        gradients (default ``"highest"``). GPUs and TPUs run float32 matrix
+        products in TF32 or bfloat16 passes by default, whose rounding (about
+        1e-3) swamps central differences; None keeps the current setting.
     Returns:
       A ``GradcheckReport``; ``report.ok`` is True only if every comparison
       passes and ``str(report)`` is a table per argument.
     """
+    if matmul_precision is not None:
+        with jax.default_matmul_precision(matmul_precision):
+            return gradcheck(f, *args, reference=reference, argnums=argnums, eps=eps, atol=atol,
+                             rtol=rtol, numeric=numeric, numeric_elements=numeric_elements, key=key,
+                             matmul_precision=None)
     args = tuple(jax.tree_util.tree_map(jnp.asarray, a) for a in args)
     argnums = tuple(range(len(args))) if argnums is None else tuple(
         [argnums] if isinstance(argnums, int) else argnums)

@@ -4,6 +4,7 @@ import dataclasses
 from pathlib import Path
 
 import jax
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from backprop_jax._checkpoint import Checkpoints
@@ -26,6 +27,11 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         log=print, progress=True, mesh=None):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
+    In a multi-process run every process calls ``run`` alike: all of them take
+    part in saving and restoring checkpoints (``out`` must be a directory that
+    they all see, e.g. a shared file system), and only process 0 logs, shows
+    progress and writes ``metrics.json`` and ``curves.png``.
+
     Args:
       model, data, config: as for ``train``.
       dataset: the dataset's name, recorded in ``metrics.json``.
@@ -43,6 +49,9 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
     Returns:
       ``(state, history)`` as ``train``.
     """
+    primary = jax.process_index() == 0
+    if not primary:
+        log, progress = (lambda *args, **kwargs: None), False
     state, history, checkpoints = None, [], None
     if out is not None:
         out = Path(out)
@@ -52,6 +61,10 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             log(f"no checkpoint in {out / 'checkpoints'} yet: starting a new run")
         elif resume:
             template = jax.eval_shape(lambda: init_state(model, config))
+            if mesh is not None:  # restored straight into its place on every device
+                replicated = NamedSharding(mesh, PartitionSpec())
+                template = jax.tree.map(
+                    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), template)
             state, record = checkpoints.restore(template)
             saved = {k: v for k, v in record["settings"].items() if k != "iters_num"}
             now = {k: v for k, v in settings.items() if k != "iters_num"}
@@ -71,12 +84,13 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
     def on_epoch(state, history):
         seen["history"] = history
         e = history[-1]
-        bar.write(f"epoch {e.epoch}: train acc {e.train_acc:.4f}, test acc {e.test_acc:.4f}, "
-                  f"loss {e.train_loss:.4f}")
+        if primary:
+            bar.write(f"epoch {e.epoch}: train acc {e.train_acc:.4f}, test acc {e.test_acc:.4f}, "
+                      f"loss {e.train_loss:.4f}")
         if out is not None and (e.epoch % checkpoint_every == 0 or e.iteration >= config.iters_num):
             checkpoints.save(e.iteration, state, {"settings": settings,
                                                    "history": [dataclasses.asdict(h) for h in history]})
-        if out is not None:
+        if out is not None and primary:
             write_json(out / "metrics.json", _metrics(dataset, settings, history))
 
     start = 0 if state is None else int(state.iteration)
@@ -88,7 +102,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         finally:
             if out is not None:
                 checkpoints.close()
-                if seen["history"]:
+                if seen["history"] and primary:
                     # Drawn once, when training ends or stops: cheap next to every epoch.
                     plot_curves([dataclasses.asdict(h) for h in seen["history"]],
                                 out / "curves.png", title=dataset)

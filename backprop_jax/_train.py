@@ -8,9 +8,16 @@
 One compiled call runs a whole epoch of steps with ``lax.fori_loop``; the
 training set lives on the device and batches are gathered there, so the host
 only hears from the device once per epoch, to evaluate and checkpoint.
+
+Data parallelism (one process or several, ``jax.distributed``): a 1-D mesh
+with axis ``"data"`` splits every mini-batch over its devices; parameters and
+optimiser state are replicated and XLA adds the all-reduce of the gradients.
+With several processes each one gathers, on the host, only the rows of each
+batch that its own devices hold (``feed="host"``).
 """
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, NamedTuple
@@ -78,6 +85,9 @@ def init_state(model, config):
 def data_parallel_mesh(n_devices=None):
     """A 1-D mesh with axis ``"data"`` over the first ``n_devices`` devices (default: all).
 
+    In a multi-process run (``jax.distributed``) the mesh spans every device of
+    every process, and ``n_devices`` must be None or that total.
+
     The axis type is ``Auto``: XLA decides how the outputs of the hand rules
     are sharded. Under ``Explicit`` axes (the default of ``jax.make_mesh`` in
     recent JAX) a rule such as ``dW = x.T @ dout``, which contracts over the
@@ -88,33 +98,49 @@ def data_parallel_mesh(n_devices=None):
     n = len(devices) if n_devices is None else n_devices
     if not 1 <= n <= len(devices):
         raise ValueError(f"cannot use {n} devices: {len(devices)} available ({devices[0].platform})")
+    if jax.process_count() > 1 and n != len(devices):
+        raise ValueError(f"cannot use {n} devices: a run of {jax.process_count()} processes uses all "
+                         f"{len(devices)} of their devices (choose each process's devices with "
+                         f"CUDA_VISIBLE_DEVICES or JAX_LOCAL_DEVICE_IDS instead)")
     return jax.make_mesh((n,), ("data",), axis_types=(AxisType.Auto,), devices=devices[:n])
 
 
-def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None):
-    """``(state, x_train, t_train) -> (state, losses, active)`` running one epoch; jit it.
+def batch_indices(seed, iteration, batch_size, n):
+    """The training-set rows of the mini-batch of update ``iteration + 1``, shape ``(batch_size,)``.
 
-    Step ``i`` draws its batch from ``fold_in(key(seed), i + 1)``, so the batch
-    sequence depends only on the seed and the iteration: a run resumed from a
-    checkpoint sees exactly the batches of an uninterrupted one. The number of
-    steps is ``min(iter_per_epoch, iters_num - iteration)``, a traced value, so
-    the last, shorter epoch reuses the same compiled loop; ``losses`` has
+    Drawn at random with replacement from ``fold_in(key(seed), iteration + 1)``,
+    so they depend only on the seed and the iteration (a resumed run sees the
+    batches of an uninterrupted one; every process of a run agrees on them).
+    """
+    return jax.random.randint(jax.random.fold_in(jax.random.key(seed), iteration + 1), (batch_size,), 0, n)
+
+
+def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, fed_batches=False):
+    """``(state, xs, ts) -> (state, losses, active)`` running one epoch; jit it.
+
+    ``xs, ts`` are the training set, from which step ``i`` gathers the rows
+    ``batch_indices(seed, i, ...)``; or, with ``fed_batches``, the epoch's
+    mini-batches already gathered, of shape ``(iter_per_epoch, batch_size, ...)``
+    (``epoch_batches``). The number of steps is
+    ``min(iter_per_epoch, iters_num - iteration)``, a traced value, so the
+    last, shorter epoch reuses the same compiled loop; ``losses`` has
     ``iter_per_epoch`` entries of which the first ``sum(active)`` are real.
     With ``batch_sharding``, each mini-batch is split over the devices that
     way (data parallelism); XLA adds the all-reduce of the gradients.
     """
     optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
-    key = jax.random.key(config.seed)
-    dropout_key = jax.random.fold_in(key, 2 ** 31 - 1)  # apart from the batch keys
+    dropout_key = jax.random.fold_in(jax.random.key(config.seed), 2 ** 31 - 1)  # apart from the batch keys
     grad_fn = jax.value_and_grad(model.loss, has_aux=model.stateful)
 
-    def epoch(state, x_train, t_train):
+    def epoch(state, xs, ts):
         def step(k, carry):
             state, losses = carry
             i = state.iteration
-            batch_mask = jax.random.randint(jax.random.fold_in(key, i + 1), (config.batch_size,),
-                                            0, x_train.shape[0])
-            x_batch, t_batch = x_train[batch_mask], t_train[batch_mask]
+            if fed_batches:
+                x_batch, t_batch = xs[k], ts[k]
+            else:
+                batch_mask = batch_indices(config.seed, i, config.batch_size, xs.shape[0])
+                x_batch, t_batch = xs[batch_mask], ts[batch_mask]
             if batch_sharding is not None:
                 x_batch = jax.lax.with_sharding_constraint(x_batch, batch_sharding)
                 t_batch = jax.lax.with_sharding_constraint(t_batch, batch_sharding)
@@ -137,21 +163,40 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None):
     return epoch
 
 
-def make_evaluator(predict, n, chunk=10_000):
-    """A function ``(params, x, t) -> accuracy`` for a dataset of ``n`` examples.
+@functools.partial(jax.jit, static_argnums=(0, 2, 3, 4))
+def _epoch_rows(seed, first_iteration, batch_size, n, iter_per_epoch):
+    iterations = first_iteration + jnp.arange(iter_per_epoch)
+    return jax.vmap(lambda i: batch_indices(seed, i, batch_size, n))(iterations)
 
-    Examples are scored ``chunk`` at a time under ``lax.map`` (the set is
-    padded to a multiple of ``chunk``), so memory stays bounded for any ``n``.
+
+def epoch_batches(x_train, t_train, config, first_iteration, iter_per_epoch, sharding):
+    """The mini-batches of the epoch that starts after update ``first_iteration``, as global
+    arrays ``(iter_per_epoch, batch_size, ...)`` laid out by ``sharding``.
+
+    Every process computes the same batch indices (``batch_indices``) but
+    gathers, on the host, only the rows that its own devices hold, and sends
+    only those: each process feeds its own shard of every batch.
     """
-    chunk = max(1, min(chunk, n))
-    n_chunks = -(-n // chunk)
+    rows = np.asarray(_epoch_rows(config.seed, first_iteration, config.batch_size, len(x_train),
+                                  iter_per_epoch))
+
+    def put(data):
+        shape = (iter_per_epoch, config.batch_size, *data.shape[1:])
+        return jax.make_array_from_callback(
+            shape, sharding, lambda index: data[rows[index[:2]]][(slice(None), slice(None), *index[2:])])
+    return put(x_train), put(t_train)
+
+
+def make_evaluator(predict, n):
+    """A jitted ``(params, xs, ts) -> accuracy`` for ``n`` examples laid out by ``eval_chunks``.
+
+    Examples are scored one chunk at a time under ``lax.map``, so memory stays
+    bounded for any ``n``; with a sharded layout each device scores its part
+    of every chunk.
+    """
 
     @jax.jit
-    def accuracy(params, x, t):
-        pad = n_chunks * chunk - n
-        xs = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(n_chunks, chunk, *x.shape[1:])
-        ts = jnp.pad(t, (0, pad), constant_values=-1).reshape(n_chunks, chunk)
-
+    def accuracy(params, xs, ts):
         def correct(batch):
             x_chunk, t_chunk = batch
             return jnp.sum(jnp.argmax(predict(params, x_chunk), axis=1) == t_chunk)
@@ -159,6 +204,26 @@ def make_evaluator(predict, n, chunk=10_000):
         return jnp.sum(jax.lax.map(correct, (xs, ts))) / n
 
     return accuracy
+
+
+def eval_chunks(x, t, sharding=None, chunk=10_000):
+    """``x, t`` padded (labels with -1, which never match) and reshaped to
+    ``(n_chunks, chunk, ...)`` on the host, then placed by ``sharding``.
+
+    ``chunk`` is rounded up to a multiple of the devices ``sharding`` splits
+    it over, ``PartitionSpec(None, "data")``; each process sends only its part.
+    """
+    x, t = np.asarray(x), np.asarray(t)
+    n = len(x)
+    n_shards = 1 if sharding is None else sharding.mesh.size
+    chunk = -(-min(chunk, n) // n_shards) * n_shards
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    xs = np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(n_chunks, chunk, *x.shape[1:])
+    ts = np.pad(t, (0, pad), constant_values=-1).reshape(n_chunks, chunk)
+    if sharding is None:
+        return jnp.asarray(xs), jnp.asarray(ts)
+    return jax.device_put(xs, sharding), jax.device_put(ts, sharding)
 
 
 def _check_data(data):
@@ -186,14 +251,15 @@ class Epoch:
 
 
 def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch=None,
-          progress=None, mesh=None):
+          progress=None, mesh=None, feed="auto"):
     """Trains ``model`` on ``data`` and returns ``(state, history)``.
 
     Args:
       model: a ``Model`` (``two_layer_net.model()``, ``multi_layer_net.model()``,
         ``serial.classifier(...)``).
       data: ``((x_train, t_train), (x_test, t_test))`` with integer labels, as
-        ``datasets.load_mnist()`` returns.
+        ``datasets.load_mnist()`` returns. In a multi-process run every process
+        passes the same data.
       config: a ``TrainConfig``.
       state: a ``TrainState`` to continue from (default: a fresh one).
       history: the ``Epoch`` records that led to ``state``.
@@ -202,8 +268,14 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         loss was not finite.
       progress: a tqdm-like bar to advance by iterations, or None.
       mesh: a 1-D mesh with axis ``"data"`` (``data_parallel_mesh``) to split
-        every mini-batch over its devices; parameters, optimiser state and the
-        dataset are replicated. ``batch_size`` must divide by the device count.
+        every mini-batch over its devices; parameters and optimiser state are
+        replicated. ``batch_size`` must divide by the device count.
+      feed: how batches reach the devices. ``"device"``: the training set is
+        copied to every device and each step gathers its batch there (one
+        process only). ``"host"``: once per epoch each process gathers on the
+        host the rows of every batch that its devices hold, and sends only
+        those. ``"auto"`` (default): ``"host"`` when the mesh spans several
+        processes, else ``"device"``. Both give the same batches.
     Returns:
       The final ``TrainState`` and the list of ``Epoch`` records.
     Raises:
@@ -212,22 +284,43 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     """
     _check_data(data)
     (x_train, t_train), (x_test, t_test) = data
+    multi_process = mesh is not None and len({d.process_index for d in mesh.devices.flat}) > 1
+    if feed == "auto":
+        feed = "host" if multi_process else "device"
+    if feed not in ("device", "host"):
+        raise ValueError(f"feed must be 'auto', 'device' or 'host', got {feed!r}")
+    if feed == "device" and multi_process:
+        raise ValueError("feed='device' needs every device in one process; this mesh spans "
+                         f"{jax.process_count()} processes: use feed='host'")
     train_size = len(x_train)
     iter_per_epoch = max(train_size // config.batch_size, 1)
-    state = init_state(model, config) if state is None else state
     history = list(history)
 
-    batch_sharding, replicated = None, None
+    batch_sharding = replicated = fed_sharding = eval_sharding = None
     if mesh is not None:
         if config.batch_size % mesh.size:
             raise ValueError(f"batch_size {config.batch_size} does not split evenly over {mesh.size} "
                              f"devices; choose a multiple of {mesh.size}")
         batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         replicated = NamedSharding(mesh, PartitionSpec())
+        fed_sharding = eval_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+    if state is None and mesh is not None:  # every process computes the same replicated values
+        state = jax.jit(lambda: init_state(model, config), out_shardings=replicated)()
+    elif state is None:
+        state = init_state(model, config)
+    elif mesh is not None:
         state = jax.device_put(state, replicated)
-    x_train, t_train = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
-    x_test, t_test = jax.device_put(x_test, replicated), jax.device_put(t_test, replicated)
-    epoch_fn = jax.jit(make_epoch_fn(model, config, iter_per_epoch, batch_sharding))
+    if feed == "host":
+        x_train, t_train = np.asarray(x_train), np.asarray(t_train)
+        if mesh is None:
+            fed_sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    else:
+        x_device, t_device = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
+    train_eval = eval_chunks(x_train, t_train, eval_sharding)
+    test_eval = eval_chunks(x_test, t_test, eval_sharding)
+    epoch_fn = jax.jit(make_epoch_fn(model, config, iter_per_epoch, batch_sharding,
+                                     fed_batches=feed == "host"),
+                       out_shardings=None if mesh is None else replicated)
     if model.stateful:  # evaluation mode, with the running statistics
         predict, variables = (lambda v, x: model.predict(v[0], v[1], x)), (lambda s: (s.params, s.model_state))
     else:
@@ -238,7 +331,11 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     start = time.perf_counter() - (history[-1].seconds if history else 0.0)
     while int(state.iteration) < config.iters_num:
         done_before = int(state.iteration)
-        new_state, losses, active = epoch_fn(state, x_train, t_train)
+        if feed == "host":
+            xs, ts = epoch_batches(x_train, t_train, config, done_before, iter_per_epoch, fed_sharding)
+        else:
+            xs, ts = x_device, t_device
+        new_state, losses, active = epoch_fn(state, xs, ts)
         losses, active = np.asarray(losses), np.asarray(active)
         losses = losses[active]
         bad = np.flatnonzero(~np.isfinite(losses))
@@ -251,8 +348,8 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         history.append(Epoch(
             epoch=len(history) + 1, iteration=int(state.iteration),
             train_loss=float(losses.mean()),
-            train_acc=float(train_acc_fn(variables(state), x_train, t_train)),
-            test_acc=float(test_acc_fn(variables(state), x_test, t_test)),
+            train_acc=float(train_acc_fn(variables(state), *train_eval)),
+            test_acc=float(test_acc_fn(variables(state), *test_eval)),
             seconds=time.perf_counter() - start))
         if progress is not None:
             progress.update(int(state.iteration) - done_before)

@@ -108,6 +108,21 @@ def build_parser():
                      help="split every mini-batch over this many devices (default: all local devices)")
     opt.add_argument("--seed", type=_non_negative_int, default=defaults.seed,
                      help="seed of the initial weights and of the batch order (default 0)")
+    dist = train.add_argument_group(
+        "several processes or machines (jax.distributed)",
+        "Start the same command once per process, each with its --process-id; every mini-batch is "
+        "split over all devices of all processes. --out must be a directory that all processes see.")
+    dist.add_argument("--coordinator", metavar="HOST:PORT",
+                      help="address of process 0, which all processes connect to")
+    dist.add_argument("--num-processes", type=_positive_int, metavar="N", help="processes in the run")
+    dist.add_argument("--process-id", type=_non_negative_int, metavar="I", help="this process, 0 to N-1")
+    dist.add_argument("--distributed", action="store_true",
+                      help="join a multi-process run whose settings JAX detects from the cluster "
+                           "(SLURM, Open MPI, Kubernetes, Cloud TPU); implied by the three flags above")
+    dist.add_argument("--heartbeat-timeout", type=_positive_int, default=100, metavar="SECONDS",
+                      help="a process silent this long counts as dead, and the others stop (default 100)")
+    dist.add_argument("--connect-timeout", type=_positive_int, default=300, metavar="SECONDS",
+                      help="how long to wait for all processes to join (default 300)")
     files = train.add_argument_group("output")
     files.add_argument("--out", help="directory for metrics.json, curves.png and checkpoints/")
     files.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out, if any (else start a new run)")
@@ -164,7 +179,7 @@ def _add_data_flags(parser):
                                          "(default: $BACKPROP_JAX_DATA or the user cache directory)")
 
 
-def _load_data(args):
+def _load_data(args, say=print):
     """``(dataset name, data)`` for the --dataset and --data-dir flags; says which it used."""
     from backprop_jax import datasets
 
@@ -172,7 +187,7 @@ def _load_data(args):
     dataset = args.dataset
     if dataset == "auto":
         dataset = "mnist" if not datasets.missing_files(data_dir) else "mnist-sample"
-        print(f"dataset: {dataset} "
+        say(f"dataset: {dataset} "
               + (f"(full MNIST from {data_dir})" if dataset == "mnist"
                  else f"(the embedded 5,000-digit sample; full MNIST not found in {data_dir})"))
     try:
@@ -181,6 +196,56 @@ def _load_data(args):
         return dataset, datasets.load_mnist_sample()
     except datasets.DatasetError as e:
         sys.exit(f"backprop-jax: error: {e}")
+
+
+def _wait_for_coordinator(address, timeout):
+    """Returns once process 0 accepts connections at ``address``; exits with a clear error after ``timeout`` s.
+
+    (Without this check JAX aborts with a bare DEADLINE_EXCEEDED when process 0 never comes.)
+    """
+    import socket
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                sys.exit(f"backprop-jax: error: process 0 is not reachable at {address} after {timeout} s "
+                         f"({e}); start it first, or check --coordinator")
+            time.sleep(0.2)
+
+
+def _join_processes(args, parser):
+    """Joins a multi-process run if the flags ask for one; returns the number of processes."""
+    wanted = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and wanted == (None, None, None):
+        return 1
+    if args.coordinator is not None:
+        host, sep, port = args.coordinator.rpartition(":")
+        if not (host and sep and port.isdigit() and 0 < int(port) < 65536):
+            parser.error(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    if not args.distributed and None in wanted:
+        parser.error("a multi-process run needs --coordinator, --num-processes and --process-id "
+                     "(or --distributed, to take them from the cluster environment)")
+    if None not in (args.num_processes, args.process_id) and args.process_id >= args.num_processes:
+        parser.error(f"--process-id must be below --num-processes ({args.num_processes}), "
+                     f"got {args.process_id}")
+    if args.coordinator is not None and args.process_id:
+        _wait_for_coordinator(args.coordinator, args.connect_timeout)
+    print(f"backprop-jax: process {'?' if args.process_id is None else args.process_id} of "
+          f"{'?' if args.num_processes is None else args.num_processes} joining the run at "
+          f"{args.coordinator or '(address from the cluster)'}; waiting up to {args.connect_timeout} s "
+          f"for every process", file=sys.stderr, flush=True)
+    import jax
+    try:
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                                   initialization_timeout=args.connect_timeout,
+                                   heartbeat_timeout_seconds=args.heartbeat_timeout)
+    except (ValueError, RuntimeError) as e:  # missing settings, or the others never came
+        sys.exit(f"backprop-jax: error: could not join the multi-process run: {e}")
+    return jax.process_count()
 
 
 def cmd_train(args, parser):
@@ -200,6 +265,10 @@ def cmd_train(args, parser):
     from backprop_jax._train import TrainConfig, TrainingDiverged, data_parallel_mesh
 
     # Usage errors first, before any data is loaded.
+    n_processes = _join_processes(args, parser)
+    import jax
+    primary = jax.process_index() == 0
+    say = print if primary else (lambda *a, **k: None)  # only process 0 logs
     try:
         mesh = data_parallel_mesh(args.devices)
     except ValueError as e:
@@ -207,7 +276,7 @@ def cmd_train(args, parser):
     if args.batch_size % mesh.size:
         parser.error(f"--batch-size {args.batch_size} does not split evenly over {mesh.size} devices; "
                      f"choose a multiple of {mesh.size} or pass --devices")
-    dataset, data = _load_data(args)
+    dataset, data = _load_data(args, say)
 
     lr = args.learning_rate if args.learning_rate is not None else LEARNING_RATES.get(args.optimizer, 0.01)
     config = TrainConfig(iters_num=args.iters, batch_size=args.batch_size, learning_rate=lr,
@@ -233,17 +302,27 @@ def cmd_train(args, parser):
                         "dropout": args.dropout}
     settings = {**net_settings, **vars(config)}
     (x_train, _), (x_test, _) = data
-    print(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
-          f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer} "
-          f"lr {config.learning_rate}, on {mesh.size} {mesh.devices.flat[0].platform} device"
-          f"{'s' if mesh.size > 1 else ''}")
+    say(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
+        f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer} "
+        f"lr {config.learning_rate}, on {mesh.size} {mesh.devices.flat[0].platform} device"
+        f"{'s' if mesh.size > 1 else ''}"
+        + (f" in {n_processes} processes" if n_processes > 1 else ""))
     start = time.perf_counter()
     try:
         state, history = run(model, data, config, dataset=dataset, settings=settings, out=args.out,
                              resume=args.resume, checkpoint_every=args.checkpoint_every,
-                             progress=not args.no_progress, mesh=mesh if mesh.size > 1 else None)
+                             progress=not args.no_progress, mesh=mesh if mesh.size > 1 else None,
+                             log=say)
     except (RunError, TrainingDiverged) as e:
         sys.exit(f"backprop-jax: error: {e}")
+    except jax.errors.JaxRuntimeError as e:
+        if n_processes == 1:
+            raise
+        sys.exit(f"backprop-jax: error: process {jax.process_index()} lost contact with the other "
+                 f"processes of this run ({e}); once all are stopped, start every process again "
+                 f"with --resume to continue from the last checkpoint")
+    if not primary:
+        return
     if history:
         print(f"final test accuracy {history[-1].test_acc:.4f} after {history[-1].iteration} "
               f"iterations ({time.perf_counter() - start:.1f} s)")

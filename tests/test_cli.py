@@ -39,6 +39,11 @@ def cli(*args, timeout=300, check=True):
     (["train", "--hidden-sizes", "100,x"], "expected comma-separated sizes"),
     (["train", "--weight-init", "lecun"], "argument --weight-init: expected a number, got 'lecun'"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--num-processes", "2"], "a multi-process run needs --coordinator, --num-processes and --process-id"),
+    (["train", "--coordinator", "node0", "--num-processes", "2", "--process-id", "0"],
+     "--coordinator must be HOST:PORT, got 'node0'"),
+    (["train", "--coordinator", "node0:1234", "--num-processes", "2", "--process-id", "2"],
+     "--process-id must be below --num-processes (2), got 2"),
     ([], "the following arguments are required: COMMAND"),
 ])
 def test_invalid_flags_give_a_usage_error(args, message, capsys):
@@ -47,6 +52,20 @@ def test_invalid_flags_give_a_usage_error(args, message, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "usage: backprop-jax" in err and message in err and "Traceback" not in err
+
+
+def test_an_absent_coordinator_is_a_clean_error_in_bounded_time(capsys):
+    import socket
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "1",
+              "--connect-timeout", "1"])
+    assert time.monotonic() - start < 10
+    assert f"process 0 is not reachable at 127.0.0.1:{port} after 1 s" in str(e.value.code)
+    assert "process 1 of 2" not in capsys.readouterr().err  # it never tried to join
 
 
 def test_missing_full_mnist_is_a_clean_error(tmp_path):
@@ -93,7 +112,7 @@ def final_params(out):
 
 
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
-    args = ["train", "--dataset", "mnist-sample", "--iters", "1600", "--no-progress"]
+    args = ["train", "--dataset", "mnist-sample", "--iters", "800", "--no-progress"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     cli(*args, "--out", str(whole))
 
@@ -106,7 +125,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
         while time.monotonic() < deadline and proc.poll() is None:
             ckpts = broken / "checkpoints"
             steps = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
-            if steps and max(steps) >= 400:
+            if steps and max(steps) >= 200:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the run finished before it could be killed"
@@ -116,19 +135,19 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
         if proc.poll() is None:
             proc.kill()
     killed_at = final_params(broken)
-    assert 400 <= int(killed_at.iteration) < 1600
+    assert 200 <= int(killed_at.iteration) < 800
 
     result = cli(*args, "--out", str(broken), "--resume")
     assert f"resuming from iteration {int(killed_at.iteration)}" in result.stdout
     a, b = final_params(whole), final_params(broken)
-    assert int(a.iteration) == int(b.iteration) == 1600
+    assert int(a.iteration) == int(b.iteration) == 800
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
     # The metrics agree too, epoch by epoch, apart from wall-clock times.
     resumed = json.loads((broken / "metrics.json").read_text())
     uninterrupted = json.loads((whole / "metrics.json").read_text())
     strip = lambda m: {**m, "epochs": [{k: v for k, v in e.items() if k != "seconds"} for e in m["epochs"]]}
-    assert [e["epoch"] for e in resumed["epochs"]] == list(range(1, 41))
+    assert [e["epoch"] for e in resumed["epochs"]] == list(range(1, 21))
     assert strip(resumed) == strip(uninterrupted)
 
 

@@ -82,6 +82,22 @@ def test_float32_defaults_are_looser_than_float64():
     assert e.dtype == "float32" and e.autodiff.rtol > 1e-7 and e.numeric.atol > 1e-6
 
 
+def test_matrix_products_run_at_full_precision():
+    # GPUs multiply float32 matrices in TF32 by default; its rounding would swamp central
+    # differences, so every evaluation inside the check is traced at "highest" precision.
+    seen = []
+    def f(x):
+        seen.append(jax.config.jax_default_matmul_precision)
+        return jnp.sum(x @ x.T)
+    x = jnp.ones((3, 2), jnp.float32)
+    bj.gradcheck(f, x)
+    assert seen and set(seen) == {"highest"}, seen
+    seen.clear()
+    with jax.default_matmul_precision("bfloat16"):
+        bj.gradcheck(f, x, matmul_precision=None, numeric=False)
+    assert seen and set(seen) == {"bfloat16"}, seen
+
+
 def test_non_scalar_output_is_checked_through_a_random_cotangent():
     x = normal(0, (3, 4))
     assert bj.gradcheck(bj.sigmoid, x).ok

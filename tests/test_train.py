@@ -41,6 +41,18 @@ def test_same_seed_gives_bitwise_the_same_parameters(sample):
     assert not np.array_equal(a.params["W1"], c.params["W1"])
 
 
+def test_batches_fed_from_the_host_train_exactly_like_batches_gathered_on_the_device(sample):
+    data = small(sample)
+    config = TrainConfig(iters_num=30, batch_size=40)  # 12 iterations an epoch: the last one short
+    a, history_a = train(two_layer_net.model(), data, config, feed="device")
+    b, history_b = train(two_layer_net.model(), data, config, feed="host")
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert [e.train_loss for e in history_a] == [e.train_loss for e in history_b]
+    with pytest.raises(ValueError, match="feed must be 'auto', 'device' or 'host', got 'disk'"):
+        train(two_layer_net.model(), data, config, feed="disk")
+
+
 @pytest.mark.parametrize("optimizer, lr", [("sgd", 0.1), ("momentum", 0.05), ("nesterov", 0.05),
                                            ("adagrad", 0.05), ("rmsprop", 0.001), ("adam", 0.001)])
 def test_every_optimizer_learns(sample, optimizer, lr):
@@ -54,7 +66,7 @@ def test_every_optimizer_learns(sample, optimizer, lr):
 def test_epoch_function_compiles_once_per_run(sample, monkeypatch):
     traced = chex.assert_max_traces(n=1)  # a second trace raises
     make = train_mod.make_epoch_fn
-    monkeypatch.setattr(train_mod, "make_epoch_fn", lambda *a: traced(make(*a)))
+    monkeypatch.setattr(train_mod, "make_epoch_fn", lambda *a, **k: traced(make(*a, **k)))
     chex.clear_trace_counter()
     config = TrainConfig(iters_num=50, batch_size=100)  # 5 iterations an epoch, 10 epochs
     _, history = train(two_layer_net.model(), small(sample), config)
