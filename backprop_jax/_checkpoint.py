@@ -13,20 +13,29 @@ import orbax.checkpoint as ocp
 class Checkpoints:
     """The checkpoints of one training run, numbered by iteration."""
 
-    def __init__(self, directory, max_to_keep=2):
+    def __init__(self, directory, max_to_keep=2, min_interval_s=None):
+        """``min_interval_s``: skip a save (unless forced) if the last one is more recent than
+        this; orbax's policy decides on process 0 and tells the others, so every process
+        of a multi-process run makes the same choice."""
         self.directory = Path(directory).absolute()
+        policy = None
+        if min_interval_s:
+            policy = ocp.checkpoint_managers.ContinuousCheckpointingPolicy(
+                minimum_interval_secs=min_interval_s)
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False))
+                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
+                save_decision_policy=policy))
 
     def latest_step(self):
         """The iteration of the newest complete checkpoint, or None."""
         return self._manager.latest_step()
 
-    def save(self, step, state, record):
-        """Saves the ``state`` pytree and the JSON-able ``record`` as checkpoint ``step``."""
-        self._manager.save(step, args=ocp.args.Composite(
+    def save(self, step, state, record, force=False):
+        """Saves the ``state`` pytree and the JSON-able ``record`` as checkpoint ``step``
+        (unless the interval policy skips it); returns whether it saved."""
+        return self._manager.save(step, force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
 
     def restore(self, template):

@@ -24,7 +24,7 @@ def _metrics(dataset, settings, history):
 
 
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=1,
-        log=print, progress=True, mesh=None):
+        checkpoint_interval=None, log=print, progress=True, mesh=None):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     In a multi-process run every process calls ``run`` alike: all of them take
@@ -44,7 +44,9 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         (else start afresh), so one command line both starts a run and
         restarts it after a crash; a finished run is not trained further.
       checkpoint_every: save a checkpoint every this many epochs (and after
-        the last one).
+        the last one, and after the last good epoch if the loss diverges).
+      checkpoint_interval: and no sooner than this many seconds after the
+        previous save (default: no minimum).
       mesh: as for ``train``: split every mini-batch over the mesh's devices.
     Returns:
       ``(state, history)`` as ``train``.
@@ -55,7 +57,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
     state, history, checkpoints = None, [], None
     if out is not None:
         out = Path(out)
-        checkpoints = Checkpoints(out / "checkpoints")
+        checkpoints = Checkpoints(out / "checkpoints", min_interval_s=checkpoint_interval)
         step = checkpoints.latest_step()
         if resume and step is None:
             log(f"no checkpoint in {out / 'checkpoints'} yet: starting a new run")
@@ -79,17 +81,23 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             raise RunError(f"{out} already holds checkpoints of a run (iteration {step}); pass "
                            f"--resume to continue it, or choose another --out")
 
-    seen = {"history": history}  # the newest history, for the plot even after an error
+    # The newest history (for the plot even after an error), its state, and whether that was saved.
+    seen = {"history": history, "state": None, "saved": True}
+
+    def save(state, history, force):
+        record = {"settings": settings, "history": [dataclasses.asdict(h) for h in history]}
+        if checkpoints.save(history[-1].iteration, state, record, force=force):
+            seen["saved"] = True
 
     def on_epoch(state, history):
-        seen["history"] = history
+        seen["history"], seen["state"], seen["saved"] = history, state, False
         e = history[-1]
         if primary:
             bar.write(f"epoch {e.epoch}: train acc {e.train_acc:.4f}, test acc {e.test_acc:.4f}, "
                       f"loss {e.train_loss:.4f}")
-        if out is not None and (e.epoch % checkpoint_every == 0 or e.iteration >= config.iters_num):
-            checkpoints.save(e.iteration, state, {"settings": settings,
-                                                   "history": [dataclasses.asdict(h) for h in history]})
+        last = e.iteration >= config.iters_num
+        if out is not None and (e.epoch % checkpoint_every == 0 or last):
+            save(state, history, force=last)
         if out is not None and primary:
             write_json(out / "metrics.json", _metrics(dataset, settings, history))
 
@@ -99,6 +107,10 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         try:
             state, history = train(model, data, config, state=state, history=history,
                                    on_epoch=on_epoch, progress=bar, mesh=mesh)
+        except TrainingDiverged:
+            if out is not None and not seen["saved"]:
+                save(seen["state"], seen["history"], force=True)  # the last good epoch
+            raise
         finally:
             if out is not None:
                 checkpoints.close()

@@ -128,6 +128,9 @@ def build_parser():
     files.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out, if any (else start a new run)")
     files.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="EPOCHS",
                        help="save a checkpoint every EPOCHS epochs and after the last (default 1)")
+    files.add_argument("--checkpoint-interval", type=_non_negative_int, default=10, metavar="SECONDS",
+                       help="but no sooner than SECONDS after the previous one (default 10; 0: no "
+                            "minimum); a crash loses at most this much training")
     files.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     check = sub.add_parser("gradcheck", help="the book's gradient check of the two-layer net",
@@ -311,6 +314,7 @@ def cmd_train(args, parser):
     try:
         state, history = run(model, data, config, dataset=dataset, settings=settings, out=args.out,
                              resume=args.resume, checkpoint_every=args.checkpoint_every,
+                             checkpoint_interval=args.checkpoint_interval,
                              progress=not args.no_progress, mesh=mesh if mesh.size > 1 else None,
                              log=say)
     except (RunError, TrainingDiverged) as e:

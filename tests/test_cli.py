@@ -89,7 +89,8 @@ def test_train_on_full_mnist_files_writes_metrics_plot_and_checkpoints(tmp_path)
     assert set(metrics["epochs"][0]) >= {"epoch", "iteration", "train_loss", "train_acc", "test_acc"}
     assert metrics["final_test_acc"] == metrics["epochs"][-1]["test_acc"]
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["12", "9"]
+    # The first epoch, then none within --checkpoint-interval (10 s), then the last.
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["12", "3"]
 
 
 def test_multi_layer_model_from_the_command_line(tmp_path):
@@ -112,7 +113,7 @@ def final_params(out):
 
 
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
-    args = ["train", "--dataset", "mnist-sample", "--iters", "800", "--no-progress"]
+    args = ["train", "--dataset", "mnist-sample", "--iters", "800", "--no-progress", "--checkpoint-interval", "0"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     cli(*args, "--out", str(whole))
 

@@ -1,5 +1,7 @@
 """Training: the book's recipe, determinism, one compilation, divergence, checkpoints."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -101,6 +103,19 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     assert 2.0 <= float(state.params["w"]) < 5.0
     assert [e["iteration"] for e in record["history"]] == [20]
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_minimum_interval_skips_saves_but_keeps_the_last_good_epoch(tmp_path):
+    x = np.zeros((200, 3), np.float32)
+    t = np.zeros(200, np.int32)
+    config = TrainConfig(iters_num=500, batch_size=40, learning_rate=0.1)  # 5 iterations an epoch
+    with pytest.raises(TrainingDiverged) as e:
+        run(diverging_model(), ((x, t), (x, t)), config, dataset="toy", settings={"toy": 1},
+            out=tmp_path, progress=False, checkpoint_interval=3600)
+    last_good = int(re.search(r"parameters of iteration (\d+)", str(e.value)).group(1))
+    assert last_good >= 15  # a few epochs in, so that some saves were skipped
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [5, last_good]  # the first epoch, then nothing for an hour, but the last good one
 
 
 def test_out_dir_is_protected_and_resume_checks_settings(tmp_path, sample):
