@@ -263,7 +263,7 @@ def cmd_train(args, parser):
     if args.optimizer is None:
         args.optimizer = "adam" if args.model == "convnet" else "sgd"
 
-    from backprop_jax import conv_net, datasets, multi_layer_net, two_layer_net
+    from backprop_jax import conv_net, multi_layer_net, two_layer_net
     from backprop_jax._run import RunError, run
     from backprop_jax._train import TrainConfig, TrainingDiverged, data_parallel_mesh
 

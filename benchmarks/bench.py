@@ -10,7 +10,6 @@ and read the table, ``benchmarks/results/<name>.json`` and ``<name>.png``.
 """
 
 import argparse
-import json
 import os
 import platform
 import resource

@@ -9,7 +9,6 @@ import pytest
 
 import backprop_jax as bj
 from backprop_jax import conv_net, multi_layer_net
-from backprop_jax._checkpoint import Checkpoints
 from backprop_jax._compare import compare_optimizers
 from backprop_jax._run import run
 from backprop_jax.cli import main

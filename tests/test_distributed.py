@@ -14,13 +14,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
-import jax
 import numpy as np
 
-from backprop_jax import _train, two_layer_net
-from backprop_jax._checkpoint import Checkpoints
+from test_cli import final_params
 
 WORKER = textwrap.dedent('''
     import sys
@@ -121,14 +118,6 @@ def train_command(port, process_id, out, iters):
             "--heartbeat-timeout", "5", "--connect-timeout", "60"]
 
 
-def final_state(out):
-    template = jax.eval_shape(lambda: _train.init_state(two_layer_net.model(), _train.TrainConfig()))
-    checkpoints = Checkpoints(Path(out) / "checkpoints")
-    state, _ = checkpoints.restore(template)
-    checkpoints.close()
-    return state
-
-
 def test_a_dying_process_stops_the_others_and_the_run_resumes(tmp_path):
     out = tmp_path / "run"
     logs = [tmp_path / f"process{i}.log" for i in range(2)]
@@ -150,7 +139,7 @@ def test_a_dying_process_stops_the_others_and_the_run_resumes(tmp_path):
     assert "another task died" in survivor or "lost contact with the other processes" in survivor, survivor
     assert stopped_after < 60, stopped_after
 
-    killed_at = int(final_state(out).iteration)
+    killed_at = int(final_params(out).iteration)
     assert killed_at > 0
     iters = killed_at + 2 * (4000 // 96)  # two more epochs
     port = free_port()
@@ -170,7 +159,7 @@ def test_a_dying_process_stops_the_others_and_the_run_resumes(tmp_path):
     subprocess.run([sys.executable, "-m", "backprop_jax", "train", "--dataset", "mnist-sample",
                     "--batch-size", "96", "--iters", str(iters), "--out", str(single), "--no-progress"],
                    env=environment(free_port(), devices=1), check=True, capture_output=True, timeout=240)
-    a, b = final_state(out), final_state(single)
+    a, b = final_params(out), final_params(single)
     assert int(a.iteration) == int(b.iteration) == iters
     for k in a.params:
         np.testing.assert_allclose(a.params[k], b.params[k], rtol=2e-4, atol=1e-6)

@@ -6,8 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 CHECK = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np
     import backprop_jax as bj
@@ -66,7 +64,7 @@ def test_sharded_training_matches_single_device_and_really_shards():
 
 
 def test_devices_flag():
-    code = textwrap.dedent(f'''
+    code = textwrap.dedent('''
         import sys
         from backprop_jax.cli import main
         sys.argv = ["backprop-jax"]
