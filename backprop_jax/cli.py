@@ -251,6 +251,31 @@ def _join_processes(args, parser):
     return jax.process_count()
 
 
+def _check_processes_agree(args, dataset, data, settings):
+    """Exits on every process if the processes of a run were given different settings or data."""
+    import hashlib
+    import json
+
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    digest = hashlib.sha256(json.dumps(
+        {"settings": settings, "dataset": dataset, "resume": args.resume,
+         "checkpoint": [args.checkpoint_every, args.checkpoint_interval]}, sort_keys=True).encode())
+    for x, t in data:  # shapes and a sample of about 1000 rows of each array
+        for a in (np.asarray(x), np.asarray(t)):
+            digest.update(repr(a.shape).encode() + np.ascontiguousarray(a[::max(1, len(a) // 1000)]).tobytes())
+    mine = np.frombuffer(digest.digest(), np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(mine))  # (processes, 32)
+    differ = [i for i in range(len(every)) if not np.array_equal(every[i], every[0])]
+    if differ:
+        sys.exit(f"backprop-jax: error: process{'es' if len(differ) > 1 else ''} "
+                 f"{', '.join(map(str, differ))} of this run got other settings or data than process 0 "
+                 f"(this is process {jax.process_index()}); start every process with the same flags "
+                 f"and the same dataset")
+
+
 def cmd_train(args, parser):
     if args.resume and not args.out:
         parser.error("--resume needs --out DIR, the directory of the run to continue")
@@ -304,6 +329,8 @@ def cmd_train(args, parser):
                         "weight_decay": args.weight_decay, "batch_norm": args.batch_norm,
                         "dropout": args.dropout}
     settings = {**net_settings, **vars(config)}
+    if n_processes > 1:
+        _check_processes_agree(args, dataset, data, settings)
     (x_train, _), (x_test, _) = data
     say(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
         f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer} "

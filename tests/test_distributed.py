@@ -118,6 +118,20 @@ def train_command(port, process_id, out, iters):
             "--heartbeat-timeout", "5", "--connect-timeout", "60"]
 
 
+def test_processes_with_different_settings_are_refused(tmp_path):
+    port = free_port()
+    logs = [tmp_path / f"process{i}.log" for i in range(2)]
+    commands = [train_command(port, i, tmp_path / "run", iters=100) for i in range(2)]
+    commands[1] += ["--lr", "0.05"]
+    with processes(commands, environment(port), logs) as procs:
+        codes = wait_all(procs, timeout=120)
+    for i, log in enumerate(logs):
+        text = log.read_text()
+        assert codes[i] == 1, text
+        assert f"process 1 of this run got other settings or data than process 0 (this is process {i})" in text
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
 def test_a_dying_process_stops_the_others_and_the_run_resumes(tmp_path):
     out = tmp_path / "run"
     logs = [tmp_path / f"process{i}.log" for i in range(2)]
