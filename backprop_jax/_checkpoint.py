@@ -38,20 +38,19 @@ class Checkpoints:
         return self._manager.save(step, force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
 
-    def restore(self, template):
+    def restore(self, template, sharding=None):
         """Restores the newest checkpoint into the structure of ``template``; returns ``(state, record)``.
 
-        Each array goes where the template's leaf says (``jax.ShapeDtypeStruct``
-        with a ``sharding``), or, without one, to this process's first device:
-        a checkpoint saved by any number of devices or processes can be read
-        back on one, and the other way round.
+        Every array is placed by ``sharding`` (default: this process's first
+        device), whatever the devices that saved it: a checkpoint saved by any
+        number of devices or processes can be read back on one, and the other
+        way round.
         """
         step = self.latest_step()
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
-            a.shape, a.dtype, sharding=getattr(a, "sharding", None) or device), template)
+        sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), template)
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template), record=ocp.args.JsonRestore()))
         return out["state"], out["record"]

@@ -63,11 +63,9 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             log(f"no checkpoint in {out / 'checkpoints'} yet: starting a new run")
         elif resume:
             template = jax.eval_shape(lambda: init_state(model, config))
-            if mesh is not None:  # restored straight into its place on every device
-                replicated = NamedSharding(mesh, PartitionSpec())
-                template = jax.tree.map(
-                    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), template)
-            state, record = checkpoints.restore(template)
+            # Restored straight into its place: replicated on every device of the mesh.
+            state, record = checkpoints.restore(
+                template, None if mesh is None else NamedSharding(mesh, PartitionSpec()))
             saved = {k: v for k, v in record["settings"].items() if k != "iters_num"}
             now = {k: v for k, v in settings.items() if k != "iters_num"}
             if saved != now:

@@ -296,14 +296,15 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     iter_per_epoch = max(train_size // config.batch_size, 1)
     history = list(history)
 
-    batch_sharding = replicated = fed_sharding = eval_sharding = None
+    # Arrays stacked as (steps or chunks, examples, ...) split their examples over the devices.
+    batch_sharding = replicated = stacked_sharding = None
     if mesh is not None:
         if config.batch_size % mesh.size:
             raise ValueError(f"batch_size {config.batch_size} does not split evenly over {mesh.size} "
                              f"devices; choose a multiple of {mesh.size}")
         batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         replicated = NamedSharding(mesh, PartitionSpec())
-        fed_sharding = eval_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
+        stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
     if state is None and mesh is not None:  # every process computes the same replicated values
         state = jax.jit(lambda: init_state(model, config), out_shardings=replicated)()
     elif state is None:
@@ -312,12 +313,11 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         state = jax.device_put(state, replicated)
     if feed == "host":
         x_train, t_train = np.asarray(x_train), np.asarray(t_train)
-        if mesh is None:
-            fed_sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        fed_sharding = stacked_sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     else:
         x_device, t_device = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
-    train_eval = eval_chunks(x_train, t_train, eval_sharding)
-    test_eval = eval_chunks(x_test, t_test, eval_sharding)
+    train_eval = eval_chunks(x_train, t_train, stacked_sharding)
+    test_eval = eval_chunks(x_test, t_test, stacked_sharding)
     epoch_fn = jax.jit(make_epoch_fn(model, config, iter_per_epoch, batch_sharding,
                                      fed_batches=feed == "host"),
                        out_shardings=None if mesh is None else replicated)

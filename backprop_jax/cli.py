@@ -201,17 +201,24 @@ def _load_data(args, say=print):
         sys.exit(f"backprop-jax: error: {e}")
 
 
+def _host_port(address):
+    """``(host, port)`` from ``HOST:PORT`` (``[::1]:PORT`` for IPv6), or None if it is not one."""
+    host, sep, port = address.rpartition(":")
+    if not (host and sep and port.isdigit() and 0 < int(port) < 65536):
+        return None
+    return host.strip("[]"), int(port)
+
+
 def _wait_for_coordinator(address, timeout):
     """Returns once process 0 accepts connections at ``address``; exits with a clear error after ``timeout`` s.
 
     (Without this check JAX aborts with a bare DEADLINE_EXCEEDED when process 0 never comes.)
     """
     import socket
-    host, _, port = address.rpartition(":")
     deadline = time.monotonic() + timeout
     while True:
         try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+            socket.create_connection(_host_port(address), timeout=1).close()
             return
         except OSError as e:
             if time.monotonic() >= deadline:
@@ -225,10 +232,8 @@ def _join_processes(args, parser):
     wanted = (args.coordinator, args.num_processes, args.process_id)
     if not args.distributed and wanted == (None, None, None):
         return 1
-    if args.coordinator is not None:
-        host, sep, port = args.coordinator.rpartition(":")
-        if not (host and sep and port.isdigit() and 0 < int(port) < 65536):
-            parser.error(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
+    if args.coordinator is not None and _host_port(args.coordinator) is None:
+        parser.error(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
     if not args.distributed and None in wanted:
         parser.error("a multi-process run needs --coordinator, --num-processes and --process-id "
                      "(or --distributed, to take them from the cluster environment)")
