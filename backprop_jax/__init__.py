@@ -6,27 +6,30 @@ backward is the textbook's hand-derived rule. ``layer.fwd(*args)`` returns
 argument, so the book's backward chain can be run by hand; ``jax.grad`` runs
 the same rules automatically.
 
-Modules: ``two_layer_net``, ``multi_layer_net`` and ``conv_net`` (the book's networks),
-``serial`` (compose your own), ``datasets`` (MNIST), ``shopping`` (the apple
-and orange graphs), ``graph`` (draw a computational graph with its values and
-gradients).
+The package, in its order of dependence:
+
+* ``layers``: the hand rules, one family per file;
+* ``nets``: the ``Model`` contract, ``nn`` (layers to compose, in the style of
+  stax) and the book's networks;
+* ``checking``: ``gradcheck`` and ``without_hand_rules``;
+* ``training``: the compiled loop, runs with checkpoints, several processes;
+* ``datasets`` (MNIST), ``graph`` (drawing), ``shopping`` (the apple and
+  orange graphs), ``cli`` (the ``backprop-jax`` command).
+
+Everything public is re-exported here.
 """
 
-from backprop_jax import conv_net, datasets, graph, multi_layer_net, serial, shopping, two_layer_net
-from backprop_jax._activations import relu, sigmoid
-from backprop_jax._affine import affine
-from backprop_jax._autodiff import without_hand_rules
-from backprop_jax._basic import add, mul
-from backprop_jax._batch_norm import batch_norm, init_batch_norm_state
-from backprop_jax._conv import col2im, convolution, im2col, max_pooling
-from backprop_jax._dropout import dropout
-from backprop_jax._gradcheck import (
-    Comparison, Entry, GradcheckReport, assert_gradcheck, gradcheck)
-from backprop_jax._model import Model, accuracy
-from backprop_jax._softmax import cross_entropy_error, softmax, softmax_with_loss
-from backprop_jax._train import (
-    OPTIMIZERS, Epoch, TrainConfig, TrainingDiverged, TrainState, data_parallel_mesh, init_state, train)
-from backprop_jax._weight_decay import weight_decay
+from backprop_jax import checking, datasets, graph, layers, nets, shopping, training
+from backprop_jax._io import atomic_path, write_json
+from backprop_jax.checking import (
+    Comparison, Entry, GradcheckReport, assert_gradcheck, gradcheck, without_hand_rules)
+from backprop_jax.layers import (
+    add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
+    init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay)
+from backprop_jax.nets import Model, conv_net, count_correct, multi_layer_net, nn, two_layer_net
+from backprop_jax.training import (
+    OPTIMIZERS, Checkpoints, DistributedError, Epoch, Optimizer, RunError, TrainConfig, TrainingDiverged,
+    TrainState, compare_optimizers, data_parallel_mesh, init_state, make_epoch_fn, run, train)
 
 __version__ = "0.1.0"
 
@@ -41,9 +44,13 @@ __all__ = [
     # Checking hand rules.
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison",
     "without_hand_rules",
-    # Networks and learning.
-    "Model", "accuracy", "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged",
-    "init_state", "OPTIMIZERS", "data_parallel_mesh",
-    # Modules.
-    "two_layer_net", "multi_layer_net", "conv_net", "serial", "datasets", "shopping", "graph",
+    # Networks: the contract, the layer library, the book's nets.
+    "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net",
+    # Learning.
+    "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS",
+    "Optimizer", "data_parallel_mesh", "make_epoch_fn",
+    # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
+    "run", "RunError", "Checkpoints", "compare_optimizers", "DistributedError", "atomic_path", "write_json",
+    # Subpackages and modules.
+    "layers", "nets", "checking", "training", "datasets", "shopping", "graph",
 ]

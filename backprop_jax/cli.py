@@ -1,9 +1,14 @@
 """The ``backprop-jax`` command: train, gradcheck, graph, compare-optimizers, download."""
 
 import argparse
+import dataclasses
+import hashlib
+import importlib.util
+import inspect
 import os
 import sys
 import time
+from typing import NamedTuple
 
 
 def _int_at_least(low):
@@ -64,8 +69,101 @@ def _weight_init(text):
     return _number(low_exclusive=0)(text)
 
 
+# --- the model registry: a settings dataclass per model, whose asdict checkpoints record -------
+
+@dataclasses.dataclass(frozen=True)
+class TwoLayerSettings:
+    """The book's ``TwoLayerNet`` (sec. 5.7.2): 784-hidden-10, weights 0.01 * N(0, 1)."""
+    hidden: int = 50
+    weight_init: float = 0.01
+
+    def build(self):
+        from backprop_jax.nets import two_layer_net
+        return two_layer_net.model(784, self.hidden, 10, weight_init_std=self.weight_init)
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiLayerSettings:
+    """The book's ``MultiLayerNet`` / ``MultiLayerNetExtend`` (sec. 6.2 - 6.4)."""
+    hidden_sizes: tuple = (100, 100, 100)
+    activation: str = "relu"
+    weight_init: float | str | None = None  # None: "he" for relu, "xavier" for sigmoid
+    weight_decay: float = 0.0
+    batch_norm: bool = False
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden_sizes", list(self.hidden_sizes))
+        if self.weight_init is None:
+            object.__setattr__(self, "weight_init", "he" if self.activation == "relu" else "xavier")
+
+    def build(self):
+        from backprop_jax.nets import multi_layer_net
+        return multi_layer_net.model(784, tuple(self.hidden_sizes), 10, activation=self.activation,
+                                     weight_init_std=self.weight_init, weight_decay_lambda=self.weight_decay,
+                                     use_batchnorm=self.batch_norm, drop_rate=self.dropout)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvNetSettings:
+    """The book's ``SimpleConvNet`` (sec. 7.5): conv, ReLU, 2x2 pool, affine, ReLU, affine."""
+    hidden: int = 100
+    filter_num: int = 30
+    filter_size: int = 5
+    pad: int = 0
+    stride: int = 1
+    weight_init: float = 0.01
+
+    def __post_init__(self):
+        if isinstance(self.weight_init, str):
+            raise ValueError("--weight-init for the convnet must be a number (the book uses 0.01)")
+
+    def build(self):
+        from backprop_jax.nets import conv_net
+        return conv_net.model((1, 28, 28), filter_num=self.filter_num, filter_size=self.filter_size,
+                              pad=self.pad, stride=self.stride, hidden_size=self.hidden,
+                              weight_init_std=self.weight_init)
+
+
+class ModelEntry(NamedTuple):
+    settings: type  # a frozen dataclass with build() -> Model
+    optimizer: str  # the default optimiser
+
+
+MODELS = {
+    "two-layer": ModelEntry(TwoLayerSettings, "sgd"),
+    "multi-layer": ModelEntry(MultiLayerSettings, "sgd"),
+    "convnet": ModelEntry(ConvNetSettings, "adam"),
+}
+DEFAULT_OPTIMIZER = "sgd"
+
+# Settings field -> (flag, argparse arguments); each flag is offered to the models having the field.
+MODEL_FLAGS = {
+    "hidden": ("--hidden", {"type": _positive_int, "help": "hidden size (default 50; 100 for the convnet)"}),
+    "hidden_sizes": ("--hidden-sizes", {"type": _sizes, "help": "hidden sizes (default 100,100,100)"}),
+    "activation": ("--activation", {"choices": ["relu", "sigmoid"], "help": "default relu"}),
+    "weight_init": ("--weight-init", {
+        "type": _weight_init, "help": "init std: a number, 'he' or 'xavier' (default 0.01 as in the book; "
+                                      "'he' for relu, 'xavier' for sigmoid in the multi-layer net)"}),
+    "weight_decay": ("--weight-decay", {"type": _number(low_inclusive=0), "help": "L2 lambda (default 0)"}),
+    "batch_norm": ("--batch-norm", {"action": "store_true",
+                                    "help": "batch normalisation after every hidden affine layer"}),
+    "dropout": ("--dropout", {"type": _fraction, "metavar": "DROP_RATE",
+                              "help": "drop this fraction of hidden units in training (default 0)"}),
+    "filter_num": ("--filter-num", {"type": _positive_int, "help": "convolution filters (default 30)"}),
+    "filter_size": ("--filter-size", {"type": _positive_int, "help": "filter height and width (default 5)"}),
+    "pad": ("--pad", {"type": _non_negative_int, "help": "convolution padding (default 0)"}),
+    "stride": ("--stride", {"type": _positive_int, "help": "convolution stride (default 1)"}),
+}
+
+
+def _fields(settings_class):
+    return {f.name for f in dataclasses.fields(settings_class)}
+
+
+
 def build_parser():
-    from backprop_jax._train import OPTIMIZERS, TrainConfig
+    from backprop_jax.training import OPTIMIZERS, TrainConfig
 
     parser = argparse.ArgumentParser(
         prog="backprop-jax",
@@ -76,34 +174,27 @@ def build_parser():
     train = sub.add_parser("train", help="train a network on MNIST (the book's recipe by default)",
                            description="Train a network with the hand-written backward rules.")
     _add_data_flags(train)
-    net = train.add_argument_group("network")
-    net.add_argument("--model", choices=["two-layer", "multi-layer", "convnet"], default="two-layer",
-                     help="the book's two-layer net (default), multi-layer net, or simple convnet "
-                          "(conv 30x5x5, pool, affine 100, affine 10; Adam lr 0.001 by default)")
-    net.add_argument("--hidden", type=_positive_int, default=50,
-                     help="hidden size of the two-layer net (default 50)")
-    net.add_argument("--hidden-sizes", type=_sizes, default=[100, 100, 100],
-                     help="hidden sizes of the multi-layer net (default 100,100,100)")
-    net.add_argument("--activation", choices=["relu", "sigmoid"], default="relu",
-                     help="multi-layer net activation (default relu)")
-    net.add_argument("--weight-init", type=_weight_init, default=None,
-                     help="init std: a number, 'he' or 'xavier' (default 0.01 for the two-layer "
-                          "net as in the book; 'he' for relu, 'xavier' for sigmoid in the multi-layer net)")
-    net.add_argument("--weight-decay", type=_number(low_inclusive=0), default=0.0,
-                     help="L2 weight decay lambda of the multi-layer net (default 0)")
-    net.add_argument("--batch-norm", action="store_true",
-                     help="multi-layer net: batch normalisation after every hidden affine layer")
-    net.add_argument("--dropout", type=_fraction, default=0.0, metavar="DROP_RATE",
-                     help="multi-layer net: drop this fraction of hidden units in training (default 0)")
+    net = train.add_argument_group(
+        "network", "Each flag applies to the models named in its help; any other is a usage error.")
+    net.add_argument("--model", default="two-layer", metavar="|".join(MODELS) + "|FILE.py:FUNCTION",
+                     help="the book's two-layer net (default), multi-layer net or simple convnet, or "
+                          "your own: FILE.py is executed and FUNCTION() must return a backprop_jax.Model")
+    for field, (flag, kwargs) in MODEL_FLAGS.items():
+        users = [name for name, entry in MODELS.items() if field in _fields(entry.settings)]
+        net.add_argument(flag, dest=field, default=argparse.SUPPRESS,
+                         **{**kwargs, "help": f"{kwargs['help']}; for {', '.join(users)}"})
     opt = train.add_argument_group("training")
     opt.add_argument("--iters", type=_positive_int, default=defaults.iters_num,
                      help=f"mini-batch updates (default {defaults.iters_num})")
     opt.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
                      help=f"default {defaults.batch_size}")
     opt.add_argument("--learning-rate", "--lr", type=_number(low_exclusive=0), default=None,
-                     help="default 0.1 for sgd, 0.001 for adam, 0.01 for the others")
+                     help="default: the optimiser's, " + ", ".join(
+                         f"{name} {o.learning_rate}" for name, o in OPTIMIZERS.items()))
     opt.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
-                     help="default sgd (adam for the convnet)")
+                     help="default: the model's, " + ", ".join(
+                         f"{name} {entry.optimizer}" for name, entry in MODELS.items())
+                     + f", {DEFAULT_OPTIMIZER} for a model from a file")
     opt.add_argument("--devices", type=_positive_int, default=None,
                      help="split every mini-batch over this many devices (default: all local devices)")
     opt.add_argument("--seed", type=_non_negative_int, default=defaults.seed,
@@ -170,9 +261,6 @@ def build_parser():
     return parser
 
 
-LEARNING_RATES = {"sgd": 0.1, "adam": 0.001}
-
-
 def _add_data_flags(parser):
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=["auto", "mnist", "mnist-sample"], default="auto",
@@ -201,38 +289,14 @@ def _load_data(args, say=print):
         sys.exit(f"backprop-jax: error: {e}")
 
 
-def _host_port(address):
-    """``(host, port)`` from ``HOST:PORT`` (``[::1]:PORT`` for IPv6), or None if it is not one."""
-    host, sep, port = address.rpartition(":")
-    if not (host and sep and port.isdigit() and 0 < int(port) < 65536):
-        return None
-    return host.strip("[]"), int(port)
-
-
-def _wait_for_coordinator(address, timeout):
-    """Returns once process 0 accepts connections at ``address``; exits with a clear error after ``timeout`` s.
-
-    (Without this check JAX aborts with a bare DEADLINE_EXCEEDED when process 0 never comes.)
-    """
-    import socket
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(_host_port(address), timeout=1).close()
-            return
-        except OSError as e:
-            if time.monotonic() >= deadline:
-                sys.exit(f"backprop-jax: error: process 0 is not reachable at {address} after {timeout} s "
-                         f"({e}); start it first, or check --coordinator")
-            time.sleep(0.2)
-
-
 def _join_processes(args, parser):
     """Joins a multi-process run if the flags ask for one; returns the number of processes."""
+    from backprop_jax.training import DistributedError, join, parse_host_port
+
     wanted = (args.coordinator, args.num_processes, args.process_id)
     if not args.distributed and wanted == (None, None, None):
         return 1
-    if args.coordinator is not None and _host_port(args.coordinator) is None:
+    if args.coordinator is not None and parse_host_port(args.coordinator) is None:
         parser.error(f"--coordinator must be HOST:PORT, got {args.coordinator!r}")
     if not args.distributed and None in wanted:
         parser.error("a multi-process run needs --coordinator, --num-processes and --process-id "
@@ -240,64 +304,71 @@ def _join_processes(args, parser):
     if None not in (args.num_processes, args.process_id) and args.process_id >= args.num_processes:
         parser.error(f"--process-id must be below --num-processes ({args.num_processes}), "
                      f"got {args.process_id}")
-    if args.coordinator is not None and args.process_id:
-        _wait_for_coordinator(args.coordinator, args.connect_timeout)
-    print(f"backprop-jax: process {'?' if args.process_id is None else args.process_id} of "
-          f"{'?' if args.num_processes is None else args.num_processes} joining the run at "
-          f"{args.coordinator or '(address from the cluster)'}; waiting up to {args.connect_timeout} s "
-          f"for every process", file=sys.stderr, flush=True)
-    import jax
     try:
-        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id,
-                                   initialization_timeout=args.connect_timeout,
-                                   heartbeat_timeout_seconds=args.heartbeat_timeout)
-    except (ValueError, RuntimeError) as e:  # missing settings, or the others never came
-        sys.exit(f"backprop-jax: error: could not join the multi-process run: {e}")
-    return jax.process_count()
+        return join(*wanted, heartbeat_timeout=args.heartbeat_timeout, connect_timeout=args.connect_timeout)
+    except DistributedError as e:
+        sys.exit(f"backprop-jax: error: {e}")
 
 
-def _check_processes_agree(args, dataset, data, settings):
-    """Exits on every process if the processes of a run were given different settings or data."""
-    import hashlib
-    import json
+def _load_function(spec, parser, what):
+    """The function named by ``FILE.py:FUNCTION`` (the file is executed), or a usage error."""
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path.endswith(".py") or not name.isidentifier():
+        parser.error(f"{what} must be {', '.join(_CHOICES[what])} or FILE.py:FUNCTION, got {spec!r}")
+    if not os.path.isfile(path):
+        parser.error(f"no such file: {path}")
+    module_name = f"backprop_jax_user_{hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        parser.error(f"{path} has no function {name!r}")
+    return fn
 
-    import jax
-    import numpy as np
-    from jax.experimental import multihost_utils
 
-    digest = hashlib.sha256(json.dumps(
-        {"settings": settings, "dataset": dataset, "resume": args.resume,
-         "checkpoint": [args.checkpoint_every, args.checkpoint_interval]}, sort_keys=True).encode())
-    for x, t in data:  # shapes and a sample of about 1000 rows of each array
-        for a in (np.asarray(x), np.asarray(t)):
-            digest.update(repr(a.shape).encode() + np.ascontiguousarray(a[::max(1, len(a) // 1000)]).tobytes())
-    mine = np.frombuffer(digest.digest(), np.uint8)
-    every = np.asarray(multihost_utils.process_allgather(mine))  # (processes, 32)
-    differ = [i for i in range(len(every)) if not np.array_equal(every[i], every[0])]
-    if differ:
-        sys.exit(f"backprop-jax: error: process{'es' if len(differ) > 1 else ''} "
-                 f"{', '.join(map(str, differ))} of this run got other settings or data than process 0 "
-                 f"(this is process {jax.process_index()}); start every process with the same flags "
-                 f"and the same dataset")
+_CHOICES = {"--model": list(MODELS), "WHAT": ["apple", "apple-orange", "two-layer-net"]}
+
+
+def _build_model(args, parser):
+    """``(model, settings, optimizer)`` for the --model flag and the model flags given."""
+    from backprop_jax.nets import Model
+
+    given = {field: getattr(args, field) for field in MODEL_FLAGS if hasattr(args, field)}
+    entry = MODELS.get(args.model)
+    takes = set() if entry is None else _fields(entry.settings)
+    extra = [MODEL_FLAGS[f][0] for f in given if f not in takes]
+    if extra:
+        offered = ", ".join(MODEL_FLAGS[f][0] for f in MODEL_FLAGS if f in takes) or "none"
+        parser.error(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to --model "
+                     f"{args.model} (its flags: {offered})")
+    if entry is None:  # FILE.py:FUNCTION
+        fn = _load_function(args.model, parser, "--model")
+        model = fn()
+        if not isinstance(model, Model):
+            parser.error(f"--model {args.model}: {fn.__name__}() returned {type(model).__name__}, "
+                         f"not a backprop_jax.Model")
+        with open(args.model.rpartition(":")[0], "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        return model, {"model": args.model, "model_file_sha256": digest}, DEFAULT_OPTIMIZER
+    try:
+        settings = entry.settings(**given)
+        model = settings.build()
+    except ValueError as e:
+        parser.error(f"--model {args.model}: {e}")
+    return model, {"model": args.model, **dataclasses.asdict(settings)}, entry.optimizer
 
 
 def cmd_train(args, parser):
     if args.resume and not args.out:
         parser.error("--resume needs --out DIR, the directory of the run to continue")
-    if args.model != "multi-layer" and (args.weight_decay or args.hidden_sizes != [100, 100, 100]
-                                        or args.activation != "relu" or args.batch_norm or args.dropout):
-        parser.error("--weight-decay, --hidden-sizes, --activation, --batch-norm and --dropout apply "
-                     "to --model multi-layer")
-    if args.model == "convnet" and args.hidden != 50:
-        parser.error("--hidden applies to --model two-layer")
-    if args.optimizer is None:
-        args.optimizer = "adam" if args.model == "convnet" else "sgd"
-
-    from backprop_jax import conv_net, multi_layer_net, two_layer_net
-    from backprop_jax._run import RunError, run
-    from backprop_jax._train import TrainConfig, TrainingDiverged, data_parallel_mesh
-
     # Usage errors first, before any data is loaded.
+    model, net_settings, default_optimizer = _build_model(args, parser)
+
+    from backprop_jax.training import (
+        DistributedError, RunError, TrainConfig, TrainingDiverged, check_processes_agree, data_parallel_mesh,
+        run)
+
     n_processes = _join_processes(args, parser)
     import jax
     primary = jax.process_index() == 0
@@ -311,31 +382,15 @@ def cmd_train(args, parser):
                      f"choose a multiple of {mesh.size} or pass --devices")
     dataset, data = _load_data(args, say)
 
-    lr = args.learning_rate if args.learning_rate is not None else LEARNING_RATES.get(args.optimizer, 0.01)
-    config = TrainConfig(iters_num=args.iters, batch_size=args.batch_size, learning_rate=lr,
-                         optimizer=args.optimizer, seed=args.seed)
-    if args.model == "two-layer":
-        init = 0.01 if args.weight_init is None else args.weight_init
-        model = two_layer_net.model(784, args.hidden, 10, weight_init_std=init)
-        net_settings = {"model": "two-layer", "hidden": args.hidden, "weight_init": init}
-    elif args.model == "convnet":
-        init = 0.01 if args.weight_init is None else args.weight_init
-        if isinstance(init, str):
-            parser.error("--weight-init for the convnet must be a number (the book uses 0.01)")
-        model = conv_net.model(weight_init_std=init)
-        net_settings = {"model": "convnet", "weight_init": init}
-    else:
-        init = args.weight_init or ("he" if args.activation == "relu" else "xavier")
-        model = multi_layer_net.model(784, tuple(args.hidden_sizes), 10, activation=args.activation,
-                                      weight_init_std=init, weight_decay_lambda=args.weight_decay,
-                                      use_batchnorm=args.batch_norm, drop_rate=args.dropout)
-        net_settings = {"model": "multi-layer", "hidden_sizes": args.hidden_sizes,
-                        "activation": args.activation, "weight_init": init,
-                        "weight_decay": args.weight_decay, "batch_norm": args.batch_norm,
-                        "dropout": args.dropout}
+    config = TrainConfig(iters_num=args.iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         optimizer=args.optimizer or default_optimizer, seed=args.seed)
     settings = {**net_settings, **vars(config)}
     if n_processes > 1:
-        _check_processes_agree(args, dataset, data, settings)
+        try:
+            check_processes_agree({"settings": settings, "dataset": dataset, "resume": args.resume,
+                                   "checkpoint": [args.checkpoint_every, args.checkpoint_interval]}, data)
+        except DistributedError as e:
+            sys.exit(f"backprop-jax: error: {e}")
     (x_train, _), (x_test, _) = data
     say(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
         f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer} "
@@ -368,20 +423,32 @@ def cmd_train(args, parser):
               f"{os.path.join(args.out, 'checkpoints')}")
 
 
+def _two_layer_check_inputs(key, hidden, batch, dtype):
+    """``(model, params, state, x, t)``: the book's 784-hidden-10 net at random inputs and labels."""
+    import jax
+
+    from backprop_jax.nets import two_layer_net
+
+    key_init, key_x, key_t = jax.random.split(key, 3)
+    model = two_layer_net.model(784, hidden, 10, dtype=dtype)
+    params, state = model.init(key_init)
+    x = jax.random.uniform(key_x, (batch, 784), dtype)
+    t = jax.random.randint(key_t, (batch,), 0, 10)
+    return model, params, state, x, t
+
+
 def cmd_gradcheck(args, parser):
     import jax
     jax.config.update("jax_enable_x64", True)  # the book checks in float64, as we do
     import jax.numpy as jnp
 
-    from backprop_jax import gradcheck, two_layer_net
+    from backprop_jax.checking import gradcheck
 
-    key_init, key_x, key_t = jax.random.split(jax.random.key(args.seed), 3)
-    params = two_layer_net.init(key_init, 784, args.hidden, 10, dtype=jnp.float64)
+    model, params, state, x, t = _two_layer_check_inputs(jax.random.key(args.seed), args.hidden, args.batch,
+                                                         jnp.float64)
     # Nonzero biases, so that their gradients are exercised too.
-    params["b1"] = 0.01 * jax.random.normal(key_t, (args.hidden,), jnp.float64)
-    x = jax.random.uniform(key_x, (args.batch, 784), jnp.float64)
-    t = jax.random.randint(key_t, (args.batch,), 0, 10)
-    report = gradcheck(two_layer_net.loss, params, x, t, argnums=0, numeric_elements=args.numeric_elements)
+    params["b1"] = 0.01 * jax.random.normal(jax.random.key(args.seed + 1), (args.hidden,), jnp.float64)
+    report = gradcheck(model.loss_fn(state), params, x, t, argnums=0, numeric_elements=args.numeric_elements)
     print("mean |hand - numeric| per parameter (the book's check):")
     for line in report.book_lines():
         print("  " + line)
@@ -392,8 +459,6 @@ def cmd_gradcheck(args, parser):
 
 def _graph_target(what, parser):
     """``(function, args)`` for the graph command's WHAT."""
-    import inspect
-
     if what in ("apple", "apple-orange"):
         from backprop_jax import shopping
         if what == "apple":
@@ -402,28 +467,13 @@ def _graph_target(what, parser):
     if what == "two-layer-net":
         import jax
         import jax.numpy as jnp
-
-        from backprop_jax import two_layer_net
-        key_init, key_x = jax.random.split(jax.random.key(0))
-        params = two_layer_net.init(key_init, 784, 50, 10)
-        x = jax.random.uniform(key_x, (2, 784))  # two "images"
-        return two_layer_net.loss, (params, x, jnp.array([3, 7]))
-    path, sep, name = what.rpartition(":")
-    if not sep or not path.endswith(".py"):
-        parser.error(f"WHAT must be apple, apple-orange, two-layer-net or FILE.py:FUNCTION, got {what!r}")
-    if not os.path.isfile(path):
-        parser.error(f"no such file: {path}")
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f"backprop_jax_graph_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        parser.error(f"{path} has no function {name!r}")
+        model, params, state, x, t = _two_layer_check_inputs(jax.random.key(0), 50, 2, jnp.float32)
+        return model.loss_fn(state), (params, x, t)  # two "images"
+    fn = _load_function(what, parser, "WHAT")
     params = inspect.signature(fn).parameters.values()
     missing = [p.name for p in params if p.default is inspect.Parameter.empty]
     if missing:
-        parser.error(f"{name}: give every parameter a default value to draw it at "
+        parser.error(f"{fn.__name__}: give every parameter a default value to draw it at "
                      f"(no default for {', '.join(missing)})")
     return fn, tuple(p.default for p in params)
 
@@ -443,7 +493,7 @@ def cmd_graph(args, parser):
 
 
 def cmd_compare(args, parser):
-    from backprop_jax._compare import compare_optimizers
+    from backprop_jax.training import compare_optimizers
 
     _, data = _load_data(args)
     compare_optimizers(data, args.out, iters_num=args.iters, seed=args.seed)

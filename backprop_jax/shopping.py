@@ -5,7 +5,7 @@ through the hand rules. ``examples/buy_apple.py`` and
 ``examples/buy_apple_orange.py`` run the book's manual chain beside them.
 """
 
-from backprop_jax._basic import add, mul
+from backprop_jax.layers import add, mul
 
 
 def buy_apple(apple, apple_num, tax):

@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import backprop_jax as bj  # noqa: E402
 from backprop_jax import multi_layer_net  # noqa: E402
-from backprop_jax._io import atomic_path, write_json  # noqa: E402
-from backprop_jax._train import make_epoch_fn  # noqa: E402
+from backprop_jax import atomic_path, make_epoch_fn, write_json  # noqa: E402
 import textbook_numpy  # noqa: E402
 
 WORKLOADS = {  # name -> (layer sizes, batch)
@@ -63,10 +62,13 @@ def autodiff_model(sizes):
             x = jax.nn.relu(x @ params[f"W{i}"] + params[f"b{i}"])
         return x @ params[f"W{n}"] + params[f"b{n}"]
 
-    def loss(params, x, t):
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(predict(params, x), t))
+    def apply(params, state, x, *, key=None, train=False):
+        return predict(params, x), state
 
-    return bj.Model(init=hand_model(sizes).init, predict=predict, loss=loss)
+    def criterion(scores, t):
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(scores, t))
+
+    return bj.Model(init=hand_model(sizes).init, apply=apply, criterion=criterion)
 
 
 # --- timing -------------------------------------------------------------------

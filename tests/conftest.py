@@ -5,10 +5,20 @@ dtype explicitly. Implicit rank promotion raises, and warnings are errors
 (pyproject.toml), as in the strictest JAX codebases.
 """
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
+import os
+import tempfile
+
+# One persistent XLA compilation cache for the whole suite and the processes it starts
+# (the command-line tests run the same training programs again and again). It lives
+# outside the checkout, so a later run on the same machine starts warm.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "backprop-jax-tests-xla-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -33,7 +43,6 @@ def normal(seed, shape, dtype=jnp.float64):
 @pytest.fixture(autouse=True, scope="session")
 def data_cache(tmp_path_factory):
     """Keeps the suite out of the user's cache: data files go to a fresh directory."""
-    import os
     path = tmp_path_factory.mktemp("data-cache")
     old = os.environ.get("BACKPROP_JAX_DATA")
     os.environ["BACKPROP_JAX_DATA"] = str(path)

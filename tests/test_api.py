@@ -1,11 +1,18 @@
-"""The public surface: every name in __all__ exists, every layer exposes the book's pair."""
+"""The public surface: every name in __all__ exists, every layer exposes the book's pair,
+imports point down the package's layers, and tests and benchmarks use public names only."""
+
+import ast
+from pathlib import Path
 
 import jax
 
 import backprop_jax as bj
 
+ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ["mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "weight_decay",
           "dropout", "batch_norm", "convolution", "max_pooling"]
+# The package's parts in their order of dependence: each may import only those before it.
+ORDER = ["_io", "layers", "nets", "checking", "training", "datasets", "shopping", "graph", "cli"]
 
 
 def test_all_names_exist():
@@ -18,3 +25,40 @@ def test_every_layer_is_a_custom_vjp_with_fwd_and_bwd():
         assert isinstance(layer, jax.custom_vjp), name
         assert callable(layer.fwd) and callable(layer.bwd) and callable(layer.fun), name
         assert layer.__doc__ and "Backward" in layer.__doc__, name
+
+
+def imported_modules(path):
+    """Every ``backprop_jax...`` module that ``path`` imports (at any depth of the file)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "backprop_jax":
+            found += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] == "backprop_jax"]
+    return found
+
+
+def part_of(module_parts):
+    return module_parts[1].removesuffix(".py") if len(module_parts) > 1 else None
+
+
+def test_imports_point_down_the_package():
+    wrong = []
+    for path in (ROOT / "backprop_jax").rglob("*.py"):
+        part = part_of(path.relative_to(ROOT).parts)
+        if part not in ORDER:  # __init__.py and __main__.py see everything
+            continue
+        for module in imported_modules(path):
+            other = part_of(module.split("."))
+            if other in ORDER and ORDER.index(other) > ORDER.index(part):
+                wrong.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert wrong == []
+
+
+def test_tests_benchmarks_and_examples_import_only_public_names():
+    private = []
+    for folder in ("tests", "benchmarks", "examples"):
+        for path in (ROOT / folder).glob("*.py"):
+            private += [f"{path.relative_to(ROOT)}: {m}" for m in imported_modules(path)
+                        if any(p.startswith("_") for p in m.split("."))]
+    assert private == []

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backprop_jax import _train, two_layer_net
-from backprop_jax._checkpoint import Checkpoints
+import backprop_jax as bj
 from backprop_jax.cli import main
 from test_datasets import fake_mnist
 
@@ -35,7 +34,8 @@ def cli(*args, timeout=300, check=True):
     (["train", "--optimizer", "lbfgs"], "argument --optimizer: invalid choice: 'lbfgs'"),
     (["train", "--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["train", "--resume"], "--resume needs --out DIR"),
-    (["train", "--weight-decay", "0.1"], "apply to --model multi-layer"),
+    (["train", "--weight-decay", "0.1"],
+     "--weight-decay does not apply to --model two-layer (its flags: --hidden, --weight-init)"),
     (["train", "--hidden-sizes", "100,x"], "expected comma-separated sizes"),
     (["train", "--weight-init", "lecun"], "argument --weight-init: expected a number, got 'lecun'"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
@@ -105,8 +105,8 @@ def test_multi_layer_model_from_the_command_line(tmp_path):
 
 
 def final_params(out):
-    template = jax.eval_shape(lambda: _train.init_state(two_layer_net.model(), _train.TrainConfig()))
-    checkpoints = Checkpoints(Path(out) / "checkpoints")
+    template = jax.eval_shape(lambda: bj.init_state(bj.two_layer_net.model(), bj.TrainConfig()))
+    checkpoints = bj.Checkpoints(Path(out) / "checkpoints")
     state, _ = checkpoints.restore(template)
     checkpoints.close()
     return state

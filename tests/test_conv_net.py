@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 import backprop_jax as bj
-from backprop_jax import conv_net, multi_layer_net
-from backprop_jax._compare import compare_optimizers
-from backprop_jax._run import run
+from backprop_jax import compare_optimizers, conv_net, multi_layer_net, run
 from backprop_jax.cli import main
 from conftest import normal
 
@@ -26,16 +24,33 @@ def small(data, n_train=400, n_test=100):
 
 
 def test_conv_net_shapes_and_gradcheck():
-    params = conv_net.init(jax.random.key(0), dtype=jnp.float64)
+    params, state = jax.eval_shape(conv_net.model(dtype=jnp.float64).init, jax.random.key(0))
     assert {k: v.shape for k, v in params.items()} == {
         "W1": (30, 1, 5, 5), "b1": (30,), "W2": (4320, 100), "b2": (100,), "W3": (100, 10), "b3": (10,)}
+    assert state == {}
     x = jax.random.uniform(jax.random.key(1), (2, 784), jnp.float64)
-    assert conv_net.predict(params, x).shape == (2, 10)
-    np.testing.assert_allclose(conv_net.predict(params, x), conv_net.predict(params, x.reshape(2, 1, 28, 28)))
-    # A smaller net for the numeric check: 3 filters, hidden 8.
-    small_params = conv_net.init(jax.random.key(2), filter_num=3, hidden_size=8, weight_init_std=0.3,
-                                 dtype=jnp.float64)
-    bj.assert_gradcheck(conv_net.loss, small_params, x, jnp.array([3, 8]), argnums=0)
+    # A smaller net for the numeric check: 3 filters, hidden 8; flattened and image inputs agree.
+    model = conv_net.model(filter_num=3, hidden_size=8, weight_init_std=0.3, dtype=jnp.float64)
+    small_params, _ = model.init(jax.random.key(2))
+    assert model.predict(small_params, {}, x).shape == (2, 10)
+    np.testing.assert_array_equal(model.predict(small_params, {}, x),
+                                  model.predict(small_params, {}, x.reshape(2, 1, 28, 28)))
+    bj.assert_gradcheck(model.loss_fn(), small_params, x, jnp.array([3, 8]), argnums=0)
+
+
+def test_conv_net_honours_pad_stride_and_input_shape():
+    model = conv_net.model((3, 12, 10), filter_num=4, filter_size=3, pad=1, stride=1, hidden_size=6,
+                           output_size=5, dtype=jnp.float64)
+    params, _ = model.init(jax.random.key(0))
+    assert params["W1"].shape == (4, 3, 3, 3) and params["W2"].shape == (4 * 6 * 5, 6)
+    x = normal(1, (2, 3, 12, 10))
+    assert jax.jit(model.predict)(params, {}, x).shape == (2, 5)
+    strided = conv_net.model((1, 9, 9), filter_num=2, filter_size=3, stride=2, hidden_size=4)
+    assert jax.eval_shape(strided.init, jax.random.key(0))[0]["W2"].shape == (2 * 2 * 2, 4)  # conv 4x4, pool 2x2
+    with pytest.raises(ValueError, match=r"does not hold examples of shape \(3, 12, 10\)"):
+        model.predict(params, {}, normal(1, (2, 784)))
+    with pytest.raises(ValueError, match="stride 2 does not divide"):
+        jax.eval_shape(conv_net.model((1, 28, 28), stride=2).init, jax.random.key(0))
 
 
 def test_conv_net_learns(sample):
@@ -45,18 +60,19 @@ def test_conv_net_learns(sample):
     assert history[-1].test_acc > 0.6
 
 
-@pytest.mark.parametrize("use_batchnorm, drop_rate", [(True, 0.2)])  # each alone: test_regularizers.py
-def test_extended_multi_layer_net_gradcheck(use_batchnorm, drop_rate):
-    model = multi_layer_net.model(6, (5, 4), 3, use_batchnorm=use_batchnorm, drop_rate=drop_rate,
-                                  weight_decay_lambda=0.1, dtype=jnp.float64)
-    assert model.stateful
+def test_extended_multi_layer_net_gradcheck():
+    model = multi_layer_net.model(6, (5, 4), 3, use_batchnorm=True, drop_rate=0.2, weight_decay_lambda=0.1,
+                                  dtype=jnp.float64)
     params, state = model.init(jax.random.key(0))
-    assert ("gamma1" in params) == use_batchnorm and (set(state) == {"bn1", "bn2"}) == use_batchnorm
+    assert sorted(params) == ["W1", "W2", "W3", "b1", "b2", "b3", "beta1", "beta2", "gamma1", "gamma2"]
+    assert sorted(state) == ["bn1", "bn2"]
     # Nonzero biases: a unit whose inputs are all dropped would otherwise sit
     # exactly on ReLU's kink, where central differences disagree with any rule.
     params = {k: v + 0.05 if k.startswith("b") else v for k, v in params.items()}
-    x, t, key = normal(1, (8, 6)), jnp.array([0, 1, 2, 0, 1, 2, 0, 1]), jax.random.key(5)
-    bj.assert_gradcheck(lambda p, x: model.loss(p, state, x, t, key)[0], params, x)
+    x, t = normal(1, (8, 6)), jnp.array([0, 1, 2, 0, 1, 2, 0, 1])
+    bj.assert_gradcheck(lambda p, x: model.loss_fn(state, key=jax.random.key(5))(p, x, t), params, x)
+    with pytest.raises(ValueError, match="Dropout: training needs a PRNG key"):
+        model.loss(params, state, x, t)
 
 
 def test_extended_net_trains_with_state_and_resumes_exactly(sample, tmp_path):
@@ -89,8 +105,12 @@ def test_compare_optimizers_writes_one_plot(sample, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--model", "convnet", "--hidden", "80"], "--hidden applies to --model two-layer"),
-    (["train", "--batch-norm"], "apply to --model multi-layer"),
+    (["train", "--model", "convnet", "--hidden-sizes", "80"],
+     "--hidden-sizes does not apply to --model convnet (its flags: --hidden, --weight-init, --filter-num, "
+     "--filter-size, --pad, --stride)"),
+    (["train", "--batch-norm", "--dropout", "0.1"], "--batch-norm, --dropout do not apply to --model two-layer"),
+    (["train", "--model", "nets.py:make", "--hidden", "3"], "--hidden does not apply to --model nets.py:make"),
+    (["train", "--model", "resnet"], "--model must be two-layer, multi-layer, convnet or FILE.py:FUNCTION"),
     (["train", "--model", "multi-layer", "--dropout", "1.5"], "expected a fraction in [0, 1), got '1.5'"),
     (["train", "--model", "convnet", "--weight-init", "he"], "--weight-init for the convnet must be a number"),
 ])

@@ -36,10 +36,11 @@ WORKER = textwrap.dedent('''
 
     seen = []  # the sharding of the mini-batch inside the compiled step
     base = two_layer_net.model()
-    def loss(params, x, t):
-        jax.debug.inspect_array_sharding(x, callback=seen.append)
-        return base.loss(params, x, t)
-    model = bj.Model(base.init, base.predict, loss)
+    def apply(params, state, x, *, key=None, train=False):
+        if train:
+            jax.debug.inspect_array_sharding(x, callback=seen.append)
+        return base.apply(params, state, x, key=key, train=train)
+    model = bj.Model(base.init, apply)
 
     mesh = bj.data_parallel_mesh()
     state, history = bj.train(model, data, config, mesh=mesh)

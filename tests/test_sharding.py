@@ -10,7 +10,7 @@ CHECK = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np
     import backprop_jax as bj
     from backprop_jax import two_layer_net
-    from backprop_jax._train import data_parallel_mesh
+    from backprop_jax import data_parallel_mesh
     assert len(jax.devices()) == 8, jax.devices()
 
     (x, t), (xt, tt) = bj.datasets.load_mnist_sample()
@@ -19,10 +19,11 @@ CHECK = textwrap.dedent('''
 
     seen = []  # the sharding of the mini-batch inside the compiled step
     base = two_layer_net.model()
-    def loss(params, x, t):
-        jax.debug.inspect_array_sharding(x, callback=seen.append)
-        return base.loss(params, x, t)
-    model = bj.Model(base.init, base.predict, loss)
+    def apply(params, state, x, *, key=None, train=False):
+        if train:
+            jax.debug.inspect_array_sharding(x, callback=seen.append)
+        return base.apply(params, state, x, key=key, train=train)
+    model = bj.Model(base.init, apply)
 
     single, _ = bj.train(model, data, config)
     mesh = data_parallel_mesh()

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from backprop_jax._checks import as_float_array
+from backprop_jax.layers._checks import as_float_array
 
 
 @jax.custom_vjp

@@ -1,16 +1,16 @@
 """A training run with files: checkpoints, ``metrics.json``, ``curves.png``, resume."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from backprop_jax._checkpoint import Checkpoints
 from backprop_jax._io import write_json
-from backprop_jax._plot import plot_curves
-from backprop_jax._train import Epoch, TrainingDiverged, init_state, train
+from backprop_jax.training._checkpoint import Checkpoints
+from backprop_jax.training._loop import Epoch, TrainingDiverged, init_state, train
 
 
 class RunError(RuntimeError):
@@ -62,17 +62,19 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         if resume and step is None:
             log(f"no checkpoint in {out / 'checkpoints'} yet: starting a new run")
         elif resume:
-            template = jax.eval_shape(lambda: init_state(model, config))
-            # Restored straight into its place: replicated on every device of the mesh.
-            state, record = checkpoints.restore(
-                template, None if mesh is None else NamedSharding(mesh, PartitionSpec()))
+            # Settings first: a checkpoint of another model must be refused before its arrays are read.
+            record = checkpoints.record(step)
             saved = {k: v for k, v in record["settings"].items() if k != "iters_num"}
-            now = {k: v for k, v in settings.items() if k != "iters_num"}
+            now = {k: v for k, v in json.loads(json.dumps(settings)).items() if k != "iters_num"}  # as saved
             if saved != now:
                 diff = {k: (saved.get(k), now.get(k)) for k in saved.keys() | now.keys()
                         if saved.get(k) != now.get(k)}
                 raise RunError(f"--resume: the checkpoint in {out} was made with other settings "
                                f"(saved, now): {diff}")
+            template = jax.eval_shape(lambda: init_state(model, config))
+            # Restored straight into its place: replicated on every device of the mesh.
+            state, record = checkpoints.restore(
+                template, None if mesh is None else NamedSharding(mesh, PartitionSpec()))
             history = [Epoch(**e) for e in record["history"]]
             log(f"resuming from iteration {int(state.iteration)} (epoch {len(history)})")
         elif step is not None:
@@ -113,6 +115,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             if out is not None:
                 checkpoints.close()
                 if seen["history"] and primary:
+                    from backprop_jax.training._plot import plot_curves  # matplotlib only when drawing
                     # Drawn once, when training ends or stops: cheap next to every epoch.
                     plot_curves([dataclasses.asdict(h) for h in seen["history"]],
                                 out / "curves.png", title=dataset)

@@ -28,14 +28,23 @@ import numpy as np
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-# The book's optimiser set (sec. 6.1), with the book's constants.
+from backprop_jax.nets import count_correct
+
+
+class Optimizer(NamedTuple):
+    """An entry of ``OPTIMIZERS``."""
+    make: Any  # learning rate -> optax GradientTransformation
+    learning_rate: float  # the default learning rate
+
+
+# The book's optimiser set (sec. 6.1), with the book's constants and default learning rates.
 OPTIMIZERS = {
-    "sgd": lambda lr: optax.sgd(lr),
-    "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-    "nesterov": lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True),
-    "adagrad": lambda lr: optax.adagrad(lr, initial_accumulator_value=0.0, eps=1e-7),
-    "rmsprop": lambda lr: optax.rmsprop(lr, decay=0.99, eps=1e-7),
-    "adam": lambda lr: optax.adam(lr, b1=0.9, b2=0.999),
+    "sgd": Optimizer(lambda lr: optax.sgd(lr), 0.1),
+    "momentum": Optimizer(lambda lr: optax.sgd(lr, momentum=0.9), 0.01),
+    "nesterov": Optimizer(lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True), 0.01),
+    "adagrad": Optimizer(lambda lr: optax.adagrad(lr, initial_accumulator_value=0.0, eps=1e-7), 0.01),
+    "rmsprop": Optimizer(lambda lr: optax.rmsprop(lr, decay=0.99, eps=1e-7), 0.01),
+    "adam": Optimizer(lambda lr: optax.adam(lr, b1=0.9, b2=0.999), 0.001),
 }
 
 
@@ -44,11 +53,15 @@ class TrainConfig:
     """Training settings; the defaults are the book's recipe (sec. 5.7.4)."""
     iters_num: int = 10_000  # mini-batch updates in all
     batch_size: int = 100  # examples per update, drawn at random with replacement
-    learning_rate: float = 0.1
+    learning_rate: float | None = None  # None: the optimizer's default (OPTIMIZERS), 0.1 for sgd
     optimizer: str = "sgd"  # one of OPTIMIZERS
     seed: int = 0  # initial weights and the batch sequence
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.learning_rate is None:
+            object.__setattr__(self, "learning_rate", OPTIMIZERS[self.optimizer].learning_rate)
         for name in ("iters_num", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -56,8 +69,10 @@ class TrainConfig:
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    def make_optimizer(self):
+        """The optax ``GradientTransformation`` these settings name."""
+        return OPTIMIZERS[self.optimizer].make(self.learning_rate)
 
 
 class TrainState(NamedTuple):
@@ -65,7 +80,7 @@ class TrainState(NamedTuple):
     params: Any  # the model's parameter pytree
     opt_state: Any  # optax state of the same structure
     iteration: jax.Array  # int32 scalar: updates done so far
-    model_state: Any = ()  # a stateful model's state (batch-norm running statistics)
+    model_state: Any  # the model's state (batch-norm running statistics), {} for most
 
 
 class TrainingDiverged(RuntimeError):
@@ -74,12 +89,8 @@ class TrainingDiverged(RuntimeError):
 
 def init_state(model, config):
     """Initial parameters (from ``config.seed``) and optimiser state."""
-    params = model.init(jax.random.fold_in(jax.random.key(config.seed), 0))
-    model_state = ()
-    if model.stateful:
-        params, model_state = params
-    optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), model_state)
+    params, model_state = model.init(jax.random.fold_in(jax.random.key(config.seed), 0))
+    return TrainState(params, config.make_optimizer().init(params), jnp.zeros((), jnp.int32), model_state)
 
 
 def data_parallel_mesh(n_devices=None):
@@ -128,9 +139,10 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, fed_bat
     With ``batch_sharding``, each mini-batch is split over the devices that
     way (data parallelism); XLA adds the all-reduce of the gradients.
     """
-    optimizer = OPTIMIZERS[config.optimizer](config.learning_rate)
+    optimizer = config.make_optimizer()
     dropout_key = jax.random.fold_in(jax.random.key(config.seed), 2 ** 31 - 1)  # apart from the batch keys
-    grad_fn = jax.value_and_grad(model.loss, has_aux=model.stateful)
+    grad_fn = jax.value_and_grad(lambda params, *args, key: model.loss(params, *args, key=key, train=True),
+                                 has_aux=True)
 
     def epoch(state, xs, ts):
         def step(k, carry):
@@ -144,12 +156,8 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, fed_bat
             if batch_sharding is not None:
                 x_batch = jax.lax.with_sharding_constraint(x_batch, batch_sharding)
                 t_batch = jax.lax.with_sharding_constraint(t_batch, batch_sharding)
-            model_state = state.model_state
-            if model.stateful:
-                (loss, model_state), grads = grad_fn(state.params, model_state, x_batch, t_batch,
-                                                     jax.random.fold_in(dropout_key, i))
-            else:
-                loss, grads = grad_fn(state.params, x_batch, t_batch)
+            (loss, model_state), grads = grad_fn(state.params, state.model_state, x_batch, t_batch,
+                                                 key=jax.random.fold_in(dropout_key, i))
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
             new = TrainState(params, opt_state, i + 1, model_state)
@@ -187,8 +195,8 @@ def epoch_batches(x_train, t_train, config, first_iteration, iter_per_epoch, sha
     return put(x_train), put(t_train)
 
 
-def make_evaluator(predict, n):
-    """A jitted ``(params, xs, ts) -> accuracy`` for ``n`` examples laid out by ``eval_chunks``.
+def make_evaluator(model, n):
+    """A jitted ``(params, state, xs, ts) -> accuracy`` for ``n`` examples laid out by ``eval_chunks``.
 
     Examples are scored one chunk at a time under ``lax.map``, so memory stays
     bounded for any ``n``; with a sharded layout each device scores its part
@@ -196,10 +204,10 @@ def make_evaluator(predict, n):
     """
 
     @jax.jit
-    def accuracy(params, xs, ts):
+    def accuracy(params, state, xs, ts):
         def correct(batch):
             x_chunk, t_chunk = batch
-            return jnp.sum(jnp.argmax(predict(params, x_chunk), axis=1) == t_chunk)
+            return count_correct(model.predict(params, state, x_chunk), t_chunk)
 
         return jnp.sum(jax.lax.map(correct, (xs, ts))) / n
 
@@ -255,8 +263,8 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     """Trains ``model`` on ``data`` and returns ``(state, history)``.
 
     Args:
-      model: a ``Model`` (``two_layer_net.model()``, ``multi_layer_net.model()``,
-        ``serial.classifier(...)``).
+      model: a ``Model`` (``two_layer_net.model()``, ``conv_net.model()``,
+        ``nn.classifier(...)``, your own).
       data: ``((x_train, t_train), (x_test, t_test))`` with integer labels, as
         ``datasets.load_mnist()`` returns. In a multi-process run every process
         passes the same data.
@@ -321,12 +329,8 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     epoch_fn = jax.jit(make_epoch_fn(model, config, iter_per_epoch, batch_sharding,
                                      fed_batches=feed == "host"),
                        out_shardings=None if mesh is None else replicated)
-    if model.stateful:  # evaluation mode, with the running statistics
-        predict, variables = (lambda v, x: model.predict(v[0], v[1], x)), (lambda s: (s.params, s.model_state))
-    else:
-        predict, variables = model.predict, (lambda s: s.params)
-    train_acc_fn = make_evaluator(predict, len(x_train))
-    test_acc_fn = make_evaluator(predict, len(x_test))
+    train_acc_fn = make_evaluator(model, len(x_train))
+    test_acc_fn = make_evaluator(model, len(x_test))
 
     start = time.perf_counter() - (history[-1].seconds if history else 0.0)
     while int(state.iteration) < config.iters_num:
@@ -348,8 +352,8 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         history.append(Epoch(
             epoch=len(history) + 1, iteration=int(state.iteration),
             train_loss=float(losses.mean()),
-            train_acc=float(train_acc_fn(variables(state), *train_eval)),
-            test_acc=float(test_acc_fn(variables(state), *test_eval)),
+            train_acc=float(train_acc_fn(state.params, state.model_state, *train_eval)),
+            test_acc=float(test_acc_fn(state.params, state.model_state, *test_eval)),
             seconds=time.perf_counter() - start))
         if progress is not None:
             progress.update(int(state.iteration) - done_before)

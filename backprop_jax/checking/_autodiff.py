@@ -11,55 +11,24 @@ layer or a whole network.
 import functools
 
 import jax
-from jax.extend import core as jcore
 
-# Higher-order primitives whose body we walk into, by the name of the param
-# holding the body. Custom rules nested inside other control flow (scan, cond,
-# while) are left in place.
-_CALL_BODIES = {"jit": "jaxpr", "pjit": "jaxpr", "closed_call": "call_jaxpr",
-                "core_call": "call_jaxpr", "remat": "jaxpr", "checkpoint": "jaxpr"}
-_CUSTOM_VJP = ("custom_vjp_call", "custom_vjp_call_jaxpr")
-
-
-def bind(eqn, invals):
-    """Applies ``eqn``'s primitive to ``invals`` as ``jax.core.eval_jaxpr`` does; returns a list."""
-    params = eqn.primitive.get_bind_params(eqn.params)
-    subfuns = ()
-    if isinstance(params, tuple):  # older JAX: (subfuns, params)
-        subfuns, params = params
-    out = eqn.primitive.bind(*subfuns, *invals, **params)
-    return list(out) if eqn.primitive.multiple_results else [out]
+from backprop_jax.checking._jaxpr import bind, call_body, is_layer, layer_body, literal_or, open_body
 
 
 def _eval(jaxpr, consts, args):
     env = {}
-
-    def read(v):
-        return v.val if isinstance(v, jcore.Literal) else env[v]
-
+    read = functools.partial(literal_or, env)
     for var, val in zip(jaxpr.constvars, consts):
         env[var] = val
     for var, val in zip(jaxpr.invars, args):
         env[var] = val
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
-        name = eqn.primitive.name
-        if name in _CUSTOM_VJP:
-            body = eqn.params.get("call_jaxpr", eqn.params.get("fun_jaxpr"))
-            outvals = _eval_closed(body, invals)
-        elif name in _CALL_BODIES and _CALL_BODIES[name] in eqn.params:
-            outvals = _eval_closed(eqn.params[_CALL_BODIES[name]], invals)
-        else:
-            outvals = bind(eqn, invals)
+        body = layer_body(eqn) if is_layer(eqn) else call_body(eqn)
+        outvals = bind(eqn, invals) if body is None else _eval(*open_body(body), invals)
         for var, val in zip(eqn.outvars, outvals):
             env[var] = val
     return [read(v) for v in jaxpr.outvars]
-
-
-def _eval_closed(closed, args):
-    if isinstance(closed, jcore.ClosedJaxpr):
-        return _eval(closed.jaxpr, closed.consts, args)
-    return _eval(closed, [], args)
 
 
 def without_hand_rules(f):

@@ -8,7 +8,7 @@ gets a scalar ``dprice``).
 import jax
 import jax.numpy as jnp
 
-from backprop_jax._checks import as_float_array, require_broadcastable
+from backprop_jax.layers._checks import as_float_array, require_broadcastable
 
 
 def unbroadcast(d, shape):

@@ -3,9 +3,9 @@
 import dataclasses
 from pathlib import Path
 
-from backprop_jax import multi_layer_net
 from backprop_jax._io import atomic_path, write_json
-from backprop_jax._train import TrainConfig, train
+from backprop_jax.nets import multi_layer_net
+from backprop_jax.training._loop import TrainConfig, train
 
 # The book's comparison: name, optax optimiser, learning rate.
 BOOK_OPTIMIZERS = (("SGD", "sgd", 0.01), ("Momentum", "momentum", 0.01),

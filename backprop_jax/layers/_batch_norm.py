@@ -6,7 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from backprop_jax._checks import as_float_array
+from backprop_jax.layers._checks import as_float_array
 
 
 def init_batch_norm_state(num_features, dtype=jnp.float32):

@@ -6,13 +6,13 @@ differentiation of the same forward with the hand rules taken out.
 """
 
 import dataclasses
-import inspect
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from backprop_jax._autodiff import without_hand_rules
+from backprop_jax.checking._autodiff import without_hand_rules
+from backprop_jax.checking._jaxpr import leaf_names
 
 # Default tolerances by dtype: (atol, rtol) for hand vs autodiff, then for
 # hand vs central differences, whose own error is far larger than rounding.
@@ -100,25 +100,6 @@ def _compare(hand, ref, atol, rtol):
         max_abs=float(diff.max(initial=0.0)), max_rel=float(rel.max(initial=0.0)),
         mean_abs=float(diff.mean()) if diff.size else 0.0, atol=atol, rtol=rtol,
         ok=bool(np.all(diff <= atol + rtol * np.abs(ref))))
-
-
-def _leaf_names(f, args, argnums):
-    """Readable names for the leaves of the checked arguments: ``x``, ``W1``, ``params.W1``."""
-    try:
-        params = list(inspect.signature(f).parameters)
-    except (TypeError, ValueError):
-        params = []
-    names = []
-    several = sum(1 for i in argnums if jax.tree_util.tree_leaves(args[i]) != [args[i]]) > 1
-    for i in argnums:
-        argname = params[i] if i < len(params) and not params[i].startswith("*") else f"arg{i}"
-        for path, leaf in jax.tree_util.tree_flatten_with_path(args[i])[0]:
-            key = jax.tree_util.keystr(path, simple=True, separator=".")
-            if not key:
-                names.append(argname)
-            else:
-                names.append(f"{argname}.{key}" if several else key)
-    return names
 
 
 def _scalarize(f, args, key):
@@ -224,7 +205,7 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None,
     reference = without_hand_rules(f) if reference is None else reference
 
     flat, tree = jax.tree_util.tree_flatten(args)
-    all_names = _leaf_names(f, args, range(len(args)))
+    all_names = leaf_names(f, args, range(len(args)))
     offsets = np.cumsum([0] + [len(jax.tree_util.tree_leaves(a)) for a in args])
     checked = {p for i in argnums for p in range(offsets[i], offsets[i + 1])}
     names, diff_pos, skipped = [], [], []

@@ -5,7 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from backprop_jax._checks import as_float_array
+from backprop_jax.layers._checks import as_float_array
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))

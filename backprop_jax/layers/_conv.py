@@ -5,7 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from backprop_jax._checks import as_float_array, require_ndim
+from backprop_jax.layers._checks import as_float_array, require_ndim
 
 
 def _out_size(fn, x_shape, filter_h, filter_w, stride, pad):

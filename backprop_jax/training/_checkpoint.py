@@ -38,6 +38,13 @@ class Checkpoints:
         return self._manager.save(step, force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
 
+    def record(self, step=None):
+        """The JSON record saved with checkpoint ``step`` (default: the newest), without its arrays."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        return self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
+
     def restore(self, template, sharding=None):
         """Restores the newest checkpoint into the structure of ``template``; returns ``(state, record)``.
 

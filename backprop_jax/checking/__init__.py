@@ -1,0 +1,11 @@
+"""Checking hand rules: the hand rule against autodiff of the same forward and central differences.
+
+``gradcheck`` compares the three; ``without_hand_rules`` gives the autodiff
+side. Both, and ``backprop_jax.graph``, read traced functions through one
+jaxpr walker (``_jaxpr``).
+"""
+
+from backprop_jax.checking._autodiff import without_hand_rules
+from backprop_jax.checking._gradcheck import Comparison, Entry, GradcheckReport, assert_gradcheck, gradcheck
+
+__all__ = ["gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "without_hand_rules"]

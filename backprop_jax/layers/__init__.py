@@ -1,0 +1,20 @@
+"""The hand rules: every layer of the chapter as a ``jax.custom_vjp`` whose backward is the book's.
+
+One family per file, each written as the primal, ``_fwd`` (the book's
+``forward``, returning what its layer object saves), ``_bwd`` (the book's
+``backward``) and ``defvjp``, side by side. Nothing here knows of networks,
+training or checking.
+"""
+
+from backprop_jax.layers._activations import relu, sigmoid
+from backprop_jax.layers._affine import affine
+from backprop_jax.layers._basic import add, mul
+from backprop_jax.layers._batch_norm import batch_norm, init_batch_norm_state
+from backprop_jax.layers._conv import col2im, convolution, im2col, max_pooling
+from backprop_jax.layers._dropout import dropout
+from backprop_jax.layers._softmax import cross_entropy_error, softmax, softmax_with_loss
+from backprop_jax.layers._weight_decay import weight_decay
+
+__all__ = ["mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "weight_decay", "dropout",
+           "batch_norm", "init_batch_norm_state", "convolution", "max_pooling", "im2col", "col2im",
+           "softmax", "cross_entropy_error"]
