@@ -15,7 +15,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
 def test_tiny_run_writes_results_json_and_plot(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    result = subprocess.run([sys.executable, str(BENCH), "--tiny", "--name", "t", "--out", str(tmp_path)],
+    result = subprocess.run([sys.executable, str(BENCH), "--tiny", "--repeats", "5", "--name", "t", "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "t.json").read_text())

@@ -152,11 +152,12 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
     assert strip(resumed) == strip(uninterrupted)
 
 
-def test_gradcheck_command():
+def test_gradcheck_command(capsys):
     # The full 784-50-10 check runs in test_examples; here a small net, sampled.
-    result = cli("gradcheck", "--batch", "2", "--hidden", "4", "--numeric-elements", "50")
-    assert "(50 of 3136 elements)" in result.stdout
-    lines = result.stdout.splitlines()
+    main(["gradcheck", "--batch", "2", "--hidden", "4", "--numeric-elements", "50"])
+    out = capsys.readouterr().out
+    assert "(50 of 3136 elements)" in out
+    lines = out.splitlines()
     assert lines[0].startswith("mean |hand - numeric| per parameter")
     assert [l.split(":")[0].strip() for l in lines[1:5]] == ["W1", "W2", "b1", "b2"]
-    assert result.stdout.rstrip().endswith("gradient check passed")
+    assert out.rstrip().endswith("gradient check passed")

@@ -59,3 +59,22 @@ def test_draw_graphs_example_writes_the_three_graphs(tmp_path):
         assert (tmp_path / f"{name}.dot").is_file() and (tmp_path / f"{name}.mmd").is_file()
     assert "apple -> mul     value  100   gradient 2.2" in result.stdout
     assert "mul -> output  value  220   gradient 1" in result.stdout
+
+
+def test_own_network_example_defines_a_checked_layer_and_the_books_conv_net():
+    import importlib.util
+
+    import jax
+    import jax.numpy as jnp
+
+    import backprop_jax as bj
+
+    spec = importlib.util.spec_from_file_location("own_network", EXAMPLES / "own_network.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    x = jax.random.normal(jax.random.key(0), (4, 5), jnp.float64)
+    bj.assert_gradcheck(example.leaky_relu, x)
+    np.testing.assert_allclose(jax.grad(lambda x: jnp.sum(example.leaky_relu(x)))(x),
+                               np.where(np.asarray(x) <= 0, 0.01, 1.0), rtol=1e-15)
+    shapes = lambda model: jax.tree.map(jnp.shape, jax.eval_shape(model.init, jax.random.key(0)))
+    assert shapes(example.conv_net()) == shapes(bj.conv_net.model())
