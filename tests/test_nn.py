@@ -19,7 +19,7 @@ from conftest import normal
 # --- the networks as they were written out before they became compositions --------------------
 
 def written_out_multi_layer(params, state, x, t, *, train, activation, drop_rate=0.0, lam=0.0, key=None):
-    """The book's MultiLayerNet(Extend) forward, layer by layer (one dropout key per hidden layer)."""
+    """The book's MultiLayerNet(Extend) forward, layer by layer (every dropout layer draws from the one key)."""
     act = {"relu": bj.relu, "sigmoid": bj.sigmoid}[activation]
     n = sum(1 for k in params if k.startswith("W"))
     new_state = {}

@@ -73,7 +73,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
                                f"(saved, now): {diff}")
             template = jax.eval_shape(lambda: init_state(model, config))
             # Restored straight into its place: replicated on every device of the mesh.
-            state, record = checkpoints.restore(
+            state, _ = checkpoints.restore(
                 template, None if mesh is None else NamedSharding(mesh, PartitionSpec()))
             history = [Epoch(**e) for e in record["history"]]
             log(f"resuming from iteration {int(state.iteration)} (epoch {len(history)})")
