@@ -29,7 +29,8 @@ from backprop_jax.layers import (
 from backprop_jax.nets import Model, conv_net, count_correct, multi_layer_net, nn, two_layer_net
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, DistributedError, Epoch, Optimizer, RunError, TrainConfig, TrainingDiverged,
-    TrainState, compare_optimizers, data_parallel_mesh, init_state, make_epoch_fn, run, train)
+    TrainState, compare_optimizers, data_parallel_mesh, eval_chunks, init_state, iterations_per_epoch, make_epoch_fn,
+    make_epochs_fn, run, train)
 
 __version__ = "0.1.0"
 
@@ -48,7 +49,7 @@ __all__ = [
     "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net",
     # Learning.
     "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS",
-    "Optimizer", "data_parallel_mesh", "make_epoch_fn",
+    "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "iterations_per_epoch",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
     "run", "RunError", "Checkpoints", "compare_optimizers", "DistributedError", "atomic_path", "write_json",
     # Subpackages and modules.

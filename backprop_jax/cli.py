@@ -217,12 +217,16 @@ def build_parser():
     files = train.add_argument_group("output")
     files.add_argument("--out", help="directory for metrics.json, curves.png and checkpoints/")
     files.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out, if any (else start a new run)")
-    files.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="EPOCHS",
-                       help="save a checkpoint every EPOCHS epochs and after the last (default 1)")
+    files.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="EPOCHS",
+                       help="save a checkpoint after every EPOCHS-th epoch, where training pauses "
+                            "(default: by time alone, see --checkpoint-interval); always after the last")
     files.add_argument("--checkpoint-interval", type=_non_negative_int, default=10, metavar="SECONDS",
                        help="but no sooner than SECONDS after the previous one (default 10; 0: no "
-                            "minimum); a crash loses at most this much training")
+                            "minimum); a crash loses little more than this much training")
     files.add_argument("--no-progress", action="store_true", help="no progress bar")
+    files.add_argument("--every-epoch", action="store_true",
+                       help="print a line for every epoch (default: all of them up to 30 epochs, "
+                            "else about 20 evenly spread, and the last; metrics.json has them all)")
 
     check = sub.add_parser("gradcheck", help="the book's gradient check of the two-layer net",
                            description="Compare the hand rules of the two-layer net (784-50-10, "
@@ -403,7 +407,7 @@ def cmd_train(args, parser):
                              resume=args.resume, checkpoint_every=args.checkpoint_every,
                              checkpoint_interval=args.checkpoint_interval,
                              progress=not args.no_progress, mesh=mesh if mesh.size > 1 else None,
-                             log=say)
+                             log=say, every_epoch=args.every_epoch)
     except (RunError, TrainingDiverged) as e:
         sys.exit(f"backprop-jax: error: {e}")
     except jax.errors.JaxRuntimeError as e:
@@ -509,9 +513,33 @@ def cmd_download(args, parser):
     print(f"MNIST is in {directory}")
 
 
+def _use_compilation_cache():
+    """Keeps compiled programs in JAX's persistent cache under the user cache directory
+    (``~/.cache/backprop-jax/xla``), so that a second run does not compile them again.
+    ``$JAX_COMPILATION_CACHE_DIR`` chooses another place; a directory that cannot be
+    written only turns the cache off."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return  # JAX reads it itself
+    import platformdirs
+
+    path = os.path.join(platformdirs.user_cache_dir("backprop-jax"), "xla")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return
+    if not os.access(path, os.W_OK | os.X_OK):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("train", "compare-optimizers"):
+        _use_compilation_cache()
     commands = {"train": cmd_train, "gradcheck": cmd_gradcheck, "graph": cmd_graph,
                 "compare-optimizers": cmd_compare, "download": cmd_download}
     commands[args.command](args, parser)

@@ -10,11 +10,14 @@ and read the table, ``benchmarks/results/<name>.json`` and ``<name>.png``.
 """
 
 import argparse
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import backprop_jax as bj  # noqa: E402
 from backprop_jax import multi_layer_net  # noqa: E402
-from backprop_jax import atomic_path, make_epoch_fn, write_json  # noqa: E402
+from backprop_jax import (  # noqa: E402
+    atomic_path, eval_chunks, iterations_per_epoch, make_epoch_fn, make_epochs_fn, write_json)
 import textbook_numpy  # noqa: E402
 
 WORKLOADS = {  # name -> (layer sizes, batch)
@@ -184,6 +188,101 @@ def time_convolution(shape, filters, repeats):
     return result
 
 
+def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
+    """The book's recipe (784-50-10, batch 100, SGD 0.1, train and test accuracy after every
+    epoch) from start to end, six ways, repeats interleaved:
+
+    - ``device``: the device work alone, every step and evaluation in one compiled call,
+      compiled beforehand;
+    - ``train``: ``bj.train`` (no files), compiled programs already in memory;
+    - ``run``: ``bj.run`` with an output directory, as ``backprop-jax train --out`` does
+      (checkpoints at most every 10 s, metrics.json, curves.png): the call's wall time and
+      the training time it records in metrics.json;
+    - ``cli``: ``backprop-jax train --no-progress --out DIR`` in a new process (imports,
+      data, compilation from JAX's persistent cache, plotting): wall time and recorded
+      training time;
+    - ``numpy``: the book's NumPy ``TwoLayerNet`` loop with its per-epoch evaluation, in
+      float32 like the others, and ``numpy_float64`` as the book runs it (NumPy's default);
+    - ``torch``: the same loop in PyTorch on the CPU (None when torch is missing).
+    """
+    config = bj.TrainConfig(iters_num=iters)
+    model = bj.two_layer_net.model()
+    (x, t), (x_test, t_test) = data
+    per_epoch = iterations_per_epoch(len(x), config.batch_size)
+    n_epochs = -(-iters // per_epoch)
+    device_fn = jax.jit(make_epochs_fn(model, config, per_epoch, len(x), len(x_test), max_epochs=n_epochs))
+    args = (jax.device_put(x), jax.device_put(t), eval_chunks(x, t), eval_chunks(x_test, t_test))
+    state0 = bj.init_state(model, config)
+    compiled = device_fn.lower(state0, jnp.int32(n_epochs), *args).compile()
+    work_dir = Path(work_dir)
+    env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(work_dir / "xla-cache")}
+    recorded = {"run": [], "cli": []}  # training seconds from metrics.json
+    names = iter(range(10 ** 6))
+
+    def device():
+        state, records = compiled(state0, jnp.int32(n_epochs), *args)
+        assert int(records.done) == n_epochs
+        jax.block_until_ready(state)
+
+    def train():
+        bj.train(model, data, config)
+
+    def run():
+        _, history = bj.run(model, data, config, dataset="mnist-sample", settings={"bench": 1},
+                            out=work_dir / f"run{next(names)}", progress=False, checkpoint_interval=10,
+                            log=lambda *a, **k: None)
+        recorded["run"].append(history[-1].seconds)
+
+    def cli():
+        out = work_dir / f"cli{next(names)}"
+        subprocess.run([sys.executable, "-m", "backprop_jax", "train", "--dataset", "mnist-sample",
+                        "--iters", str(iters), "--no-progress", "--out", str(out)],
+                       check=True, capture_output=True, env=env)
+        recorded["cli"].append(json.loads((out / "metrics.json").read_text())["epochs"][-1]["seconds"])
+
+    numpy_data = tuple((np.asarray(a), np.asarray(b)) for a, b in data)
+    float64_data = tuple((a.astype(np.float64), b) for a, b in numpy_data)
+
+    def numpy():
+        textbook_numpy.train_recipe(textbook_numpy.MultiLayerNet([784, 50, 10]), numpy_data, iters)
+
+    def numpy_float64():
+        textbook_numpy.train_recipe(textbook_numpy.MultiLayerNet([784, 50, 10], dtype=np.float64),
+                                    float64_data, iters)
+
+    ways = {"device": device, "train": train, "run": run, "numpy": numpy, "numpy_float64": numpy_float64}
+    try:
+        import torch
+        import torch_baseline
+        torch_data = tuple((torch.from_numpy(a), torch.from_numpy(b).long()) for a, b in numpy_data)
+        ways["torch"] = lambda: torch_baseline.train_recipe(torch_baseline.make([784, 50, 10]), torch_data, iters)
+    except ImportError:
+        log("torch is not installed: the end-to-end PyTorch loop is skipped")
+    for fn in ways.values():
+        fn()  # warm-up: compiles, imports
+    if cli_repeats > 1:
+        cli()  # fills JAX's persistent cache, as a user's first run does
+    recorded = {"run": [], "cli": []}
+    times = {name: [] for name in [*ways, "cli"]}
+    for i in range(repeats):
+        for name, fn in [*ways.items(), *([("cli", cli)] if i < cli_repeats else [])]:
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    s = {name: statistics.median(ts) for name, ts in times.items()}
+    s["run_training"] = statistics.median(recorded["run"])
+    s["cli_training"] = statistics.median(recorded["cli"])
+    s.setdefault("torch", None)
+    return {
+        "iters": iters, "epochs": n_epochs, "repeats": repeats, "cli_repeats": cli_repeats, "seconds": s,
+        "efficiency": {"train": s["device"] / s["train"], "run_training": s["device"] / s["run_training"],
+                       "run": s["device"] / s["run"], "cli_training": s["device"] / s["cli_training"]},
+        "speedup_over_numpy": {k: s["numpy"] / s[k] for k in ("device", "train", "run", "cli")},
+        "speedup_over_numpy_float64": {k: s["numpy_float64"] / s[k] for k in ("device", "train", "run", "cli")},
+        "speedup_over_torch": s["torch"] and {k: s["torch"] / s[k] for k in ("device", "train", "run", "cli")},
+    }
+
+
 def gemm_peak(repeats, sizes=(1024, 2048, 4096)):
     """Best float32 matmul rate over a few large square sizes, in GFLOP/s."""
     best = 0.0
@@ -252,6 +351,9 @@ def run(name, repeats, tiny, out_dir, log=print):
         results["sweeps"]["hidden"].append(row)
     conv_shape, conv_filters = ((8, 1, 12, 12), (4, 1, 3, 3)) if tiny else ((100, 1, 28, 28), (30, 1, 5, 5))
     results["convolution"] = time_convolution(conv_shape, conv_filters, repeats)
+    with tempfile.TemporaryDirectory() as work_dir:
+        results["end_to_end"] = time_end_to_end(data, 100 if tiny else 10_000, repeats, 1 if tiny else repeats,
+                                                work_dir, log)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     out_dir = Path(out_dir)
@@ -284,6 +386,21 @@ def table(results):
     lines += ["", f"convolution forward+backward, x {c['x_shape']}, W {c['W_shape']}: "
               f"im2col {c['im2col_ms']:.2f} ms, lax.conv {c['lax_conv_ms']:.2f} ms "
               f"(im2col/lax.conv time {c['im2col_ms'] / c['lax_conv_ms']:.2f})"]
+    e = results["end_to_end"]
+    s = e["seconds"]
+    lines += ["", f"the book's recipe end to end ({e['iters']} iterations, {e['epochs']} epochs with "
+              f"evaluation), seconds, median of {e['repeats']} ({e['cli_repeats']} for cli):"]
+    for name, label in (("device", "device work alone (one compiled call)"), ("train", "bj.train"),
+                        ("run", "bj.run with --out (call)"), ("run_training", "bj.run, training in metrics.json"),
+                        ("cli", "backprop-jax train --out (wall)"), ("cli_training", "cli, training in metrics.json"),
+                        ("numpy", "book's NumPy loop, float32"), ("numpy_float64", "book's NumPy loop, float64"),
+                        ("torch", "PyTorch loop, float32")):
+        lines.append(f"  {label:<38}{s[name]:>8.2f}" if s[name] is not None else f"  {label:<38}{'-':>8}")
+    lines.append("  efficiency (device / x): " + ", ".join(f"{k} {v:.2f}" for k, v in e["efficiency"].items()))
+    for key, label in (("speedup_over_numpy", "NumPy float32"), ("speedup_over_numpy_float64", "NumPy float64")):
+        lines.append(f"  speed-up over {label}: " + ", ".join(f"{k} {v:.1f}x" for k, v in e[key].items()))
+    if e["speedup_over_torch"]:
+        lines.append("  speed-up over PyTorch: " + ", ".join(f"{k} {v:.1f}x" for k, v in e["speedup_over_torch"].items()))
     lines.append(f"\npeak memory of the process: {results['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 

@@ -23,3 +23,27 @@ def train_steps(net, x_train, t_train, batch_size, steps, learning_rate=0.1, see
         loss = loss_fn(net(x_train[batch_mask]), t_train[batch_mask])
         loss.backward()
         optimizer.step()
+
+
+def train_recipe(net, data, iters_num=10_000, batch_size=100, learning_rate=0.1, seed=0):
+    """The book's recipe as a PyTorch loop: SGD steps, and after every epoch the accuracy on
+    the whole training and test sets; returns the per-epoch ``(train, test)``."""
+    (x_train, t_train), (x_test, t_test) = data
+    optimizer = torch.optim.SGD(net.parameters(), lr=learning_rate)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(seed)
+    iter_per_epoch = max(x_train.shape[0] // batch_size, 1)
+
+    def accuracy(x, t):
+        with torch.no_grad():
+            return (net(x).argmax(dim=1) == t).float().mean().item()
+
+    curve = []
+    for i in range(iters_num):
+        batch_mask = torch.randint(0, x_train.shape[0], (batch_size,), generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(net(x_train[batch_mask]), t_train[batch_mask]).backward()
+        optimizer.step()
+        if (i + 1) % iter_per_epoch == 0 or i + 1 == iters_num:
+            curve.append((accuracy(x_train, t_train), accuracy(x_test, t_test)))
+    return curve

@@ -2,6 +2,9 @@
 imports point down the package's layers, and tests and benchmarks use public names only."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -62,3 +65,13 @@ def test_tests_benchmarks_and_examples_import_only_public_names():
             private += [f"{path.relative_to(ROOT)}: {m}" for m in imported_modules(path)
                         if any(p.startswith("_") for p in m.split("."))]
     assert private == []
+
+
+def test_importing_the_package_leaves_heavy_libraries_for_later():
+    # orbax (with TensorStore) and matplotlib take seconds to import: only a run with files needs them.
+    code = ("import sys, backprop_jax; "
+            "print(sorted(m for m in ('orbax', 'tensorstore', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -37,6 +37,14 @@ def test_tiny_run_writes_results_json_and_plot(tmp_path):
     assert all(r["hand"] > 0 and r["autodiff"] > 0 for r in results["sweeps"]["hidden"])
     conv = results["convolution"]
     assert conv["im2col_ms"] > 0 and conv["lax_conv_ms"] > 0 and conv["W_shape"] == [4, 1, 3, 3]
+    e2e = results["end_to_end"]
+    assert e2e["iters"] == 100 and e2e["epochs"] == 3  # the sample's 4,000 images: 40 iterations an epoch
+    seconds = e2e["seconds"]
+    assert all(seconds[k] > 0 for k in ("device", "train", "run", "run_training", "cli", "cli_training",
+                                        "numpy", "numpy_float64"))
+    assert e2e["efficiency"]["train"] == seconds["device"] / seconds["train"]
+    assert e2e["speedup_over_numpy_float64"]["run"] == seconds["numpy_float64"] / seconds["run"]
+    assert "the book's recipe end to end" in result.stdout
     assert "hand/auto" in result.stdout and "peak memory" in result.stdout and "im2col/lax.conv" in result.stdout
 
 

@@ -93,6 +93,25 @@ def test_train_on_full_mnist_files_writes_metrics_plot_and_checkpoints(tmp_path)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["12", "3"]
 
 
+def test_compiled_programs_are_kept_in_the_user_cache_and_long_runs_print_fewer_lines(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env.update(JAX_PLATFORMS="cpu", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    args = [sys.executable, "-m", "backprop_jax", "train", "--dataset", "mnist-sample", "--iters", "1280",
+            "--no-progress"]  # 40 iterations an epoch, 32 epochs
+    first = subprocess.run([*args, "--every-epoch"], capture_output=True, text=True, timeout=300, env=env)
+    assert first.returncode == 0, first.stderr
+    assert [line.split(":")[0] for line in first.stdout.splitlines() if line.startswith("epoch ")] == [
+        f"epoch {i}" for i in range(1, 33)]
+    cache = tmp_path / "cache" / "backprop-jax" / "xla"
+    entries = sorted(p.name for p in cache.iterdir())
+    assert any(name.startswith("jit_epochs-") for name in entries)
+    second = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert second.returncode == 0, second.stderr
+    assert [line.split(":")[0] for line in second.stdout.splitlines() if line.startswith("epoch ")] == [
+        f"epoch {i}" for i in (1, *range(2, 33, 2))]  # about 20 lines: the first, every second, the last
+    assert sorted(p.name for p in cache.iterdir()) == entries  # nothing compiled again
+
+
 def test_multi_layer_model_from_the_command_line(tmp_path):
     data_dir = tmp_path / "mnist"
     fake_mnist(data_dir, n_train=200, n_test=50)
@@ -113,7 +132,9 @@ def final_params(out):
 
 
 def test_a_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
-    args = ["train", "--dataset", "mnist-sample", "--iters", "800", "--no-progress", "--checkpoint-interval", "0"]
+    # A checkpoint after every epoch, each written in the background while training goes on.
+    args = ["train", "--dataset", "mnist-sample", "--iters", "800", "--no-progress", "--checkpoint-every", "1",
+            "--checkpoint-interval", "0"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     cli(*args, "--out", str(whole))
 

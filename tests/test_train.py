@@ -1,5 +1,7 @@
-"""Training: the book's recipe, determinism, one compilation, divergence, checkpoints."""
+"""Training: the book's recipe, determinism, one compilation, calls of many epochs, divergence,
+checkpoints, what a run prints and writes."""
 
+import json
 import re
 
 import jax
@@ -78,6 +80,33 @@ def test_the_training_step_is_traced_once_per_run(sample):
     assert traces == {True: 1, False: 2}  # one epoch loop; one evaluator each for train and test
 
 
+def test_how_epochs_are_split_into_calls_changes_nothing(sample):
+    data = small(sample)
+    config = TrainConfig(iters_num=230, batch_size=60, seed=1)  # 8 iterations an epoch, 29 epochs, the last short
+    model = two_layer_net.model()
+    runs = {}
+    for name, kwargs in {"one epoch a call": {"seconds_per_call": 1e-9},
+                         "growing calls": {"seconds_per_call": 3600},
+                         "synced every 5": {"seconds_per_call": 3600, "sync_every": 5}}.items():
+        calls = []
+        state, history = train(model, data, config, on_epochs=lambda s, h: calls.append(len(h)), **kwargs)
+        assert int(state.iteration) == history[-1].iteration == 230 and len(history) == 29
+        runs[name] = state, history, calls
+    assert runs["one epoch a call"][2] == list(range(1, 30))
+    assert runs["growing calls"][2] == [1, 3, 7, 15, 29]  # calls of 1, 2, 4, 8, then the 14 left
+    assert runs["synced every 5"][2] == [1, 3, 5, 10, 15, 20, 25, 29]  # never across a multiple of 5
+    state, history, _ = runs["one epoch a call"]
+    for other_state, other_history, _ in list(runs.values())[1:]:
+        for k in state.params:
+            np.testing.assert_array_equal(other_state.params[k], state.params[k])
+        strip = lambda h: [(e.epoch, e.iteration, e.train_loss, e.train_acc, e.test_acc) for e in h]
+        assert strip(other_history) == strip(history)
+    with pytest.raises(ValueError, match="seconds_per_call must be a positive number, got 0"):
+        train(model, data, config, seconds_per_call=0)
+    with pytest.raises(ValueError, match="sync_every must be None or a positive integer, got 0"):
+        train(model, data, config, sync_every=0)
+
+
 def diverging_model():
     """Loss ``sqrt(5 - w) - w``: SGD raises w by about lr per step, and at w > 5 the loss is NaN."""
     return Model(
@@ -104,6 +133,25 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_loss_that_diverges_inside_a_long_call_keeps_the_last_finite_epoch():
+    x = np.zeros((200, 3), np.float32)
+    t = np.zeros(200, np.int32)
+    config = TrainConfig(iters_num=5000, batch_size=10, learning_rate=0.01)  # 20 iterations an epoch
+    seen = []
+    with pytest.raises(TrainingDiverged) as e:
+        train(diverging_model(), ((x, t), (x, t)), config, seconds_per_call=3600,
+              on_epochs=lambda s, h: seen.append((int(s.iteration), h[-1].iteration, float(s.params["w"]))))
+    bad_epoch = int(re.search(r"\(epoch (\d+)\)", str(e.value)).group(1))
+    last_good = int(re.search(r"parameters of iteration (\d+)", str(e.value)).group(1))
+    assert last_good == 20 * (bad_epoch - 1)
+    assert len(seen) < bad_epoch - 1  # calls of several epochs, the bad one inside the last
+    assert seen[-1][:2] == (last_good, last_good) and 0 < seen[-1][2] < 5
+    # What the last call handed over is exactly the state of a run stopped there.
+    stopped, _ = train(diverging_model(), ((x, t), (x, t)), TrainConfig(
+        iters_num=last_good, batch_size=10, learning_rate=0.01))
+    assert float(stopped.params["w"]) == seen[-1][2]
+
+
 def test_a_minimum_interval_skips_saves_but_keeps_the_last_good_epoch(tmp_path):
     x = np.zeros((200, 3), np.float32)
     t = np.zeros(200, np.int32)
@@ -115,6 +163,44 @@ def test_a_minimum_interval_skips_saves_but_keeps_the_last_good_epoch(tmp_path):
     assert last_good >= 15  # a few epochs in, so that some saves were skipped
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert steps == [5, last_good]  # the first epoch, then nothing for an hour, but the last good one
+
+
+def test_long_runs_print_about_twenty_evenly_spread_epoch_lines(sample):
+    data = small(sample, 200, 50)
+    config = TrainConfig(iters_num=200)  # 2 iterations an epoch, 100 epochs
+
+    def printed(**kwargs):
+        log = []
+        run(two_layer_net.model(), data, config, dataset="d", settings={}, progress=False, log=log.append,
+            **kwargs)
+        return [int(re.match(r"epoch (\d+): train acc", line).group(1)) for line in log]
+
+    assert printed() == [1] + list(range(5, 101, 5))  # the first, every fifth, the last
+    assert printed(every_epoch=True) == list(range(1, 101))
+    short = TrainConfig(iters_num=60)  # 30 epochs: every one
+    log = []
+    run(two_layer_net.model(), data, short, dataset="d", settings={}, progress=False, log=log.append)
+    assert len(log) == 30
+
+
+@pytest.mark.parametrize("interval, seen_during_training", [(3600, False), (0, True)])
+def test_metrics_json_is_written_at_most_every_interval_and_at_the_end(tmp_path, sample, interval,
+                                                                       seen_during_training):
+    # The model looks for metrics.json from inside the compiled steps.
+    exists = []
+    base = two_layer_net.model()
+
+    def apply(params, state, x, *, key=None, train=False):
+        if train:
+            jax.debug.callback(lambda: exists.append((tmp_path / "metrics.json").exists()))
+        return base.apply(params, state, x, key=key, train=train)
+
+    config = TrainConfig(iters_num=100)  # 5 iterations an epoch, 20 epochs
+    run(Model(base.init, apply), small(sample), config, dataset="d", settings={}, out=tmp_path,
+        progress=False, log=lambda *a: None, metrics_interval=interval)
+    assert len(exists) == 100 and any(exists) == seen_during_training and not exists[0]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert [e["iteration"] for e in metrics["epochs"]] == list(range(5, 101, 5))
 
 
 def test_out_dir_is_protected_and_resume_checks_settings(tmp_path, sample):
@@ -132,7 +218,8 @@ def test_out_dir_is_protected_and_resume_checks_settings(tmp_path, sample):
     log = []
     state, _ = run(two_layer_net.model(), data, config, dataset="d", settings=settings,
                    out=tmp_path / "new", resume=True, progress=False, log=log.append)
-    assert log == [f"no checkpoint in {tmp_path / 'new' / 'checkpoints'} yet: starting a new run"]
+    assert log[0] == f"no checkpoint in {tmp_path / 'new' / 'checkpoints'} yet: starting a new run"
+    assert [line.split(":")[0] for line in log[1:]] == ["epoch 1", "epoch 2", "epoch 3", "epoch 4"]
     assert int(state.iteration) == 20
     # Resuming a finished run trains no further.
     again, history = run(two_layer_net.model(), data, config, dataset="d", settings=settings,

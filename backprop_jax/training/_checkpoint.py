@@ -1,13 +1,17 @@
 """Training checkpoints with orbax: the state pytree plus a JSON record.
 
 Orbax writes each checkpoint to a temporary directory and renames it when it
-is complete, so a crash mid-save leaves the previous checkpoint intact.
+is complete, so a crash mid-save leaves the previous checkpoint intact. Saves
+run in the background: ``save`` returns once the arrays are copied off the
+device, and training goes on while they are written.
+
+orbax (and TensorStore under it) is imported only when a ``Checkpoints`` is
+made, so that ``import backprop_jax`` stays quick.
 """
 
 from pathlib import Path
 
 import jax
-import orbax.checkpoint as ocp
 
 
 class Checkpoints:
@@ -18,24 +22,42 @@ class Checkpoints:
         this; orbax's policy decides on process 0 and tells the others, so every process
         of a multi-process run makes the same choice."""
         self.directory = Path(directory).absolute()
-        policy = None
-        if min_interval_s:
-            policy = ocp.checkpoint_managers.ContinuousCheckpointingPolicy(
-                minimum_interval_secs=min_interval_s)
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
-                save_decision_policy=policy))
+        self._options = (max_to_keep, min_interval_s)
+        self._ocp = self._made = None
+
+    @property
+    def _manager(self):
+        # Made on first use: a new run whose directory does not exist yet needs no orbax
+        # until its first save.
+        if self._made is None:
+            import orbax.checkpoint as ocp
+
+            max_to_keep, min_interval_s = self._options
+            policy = None
+            if min_interval_s:
+                policy = ocp.checkpoint_managers.ContinuousCheckpointingPolicy(
+                    minimum_interval_secs=min_interval_s)
+            self._ocp = ocp
+            self._made = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True,
+                    save_decision_policy=policy))
+        return self._made
 
     def latest_step(self):
         """The iteration of the newest complete checkpoint, or None."""
+        if self._made is None and not self.directory.exists():
+            return None
         return self._manager.latest_step()
 
     def save(self, step, state, record, force=False):
         """Saves the ``state`` pytree and the JSON-able ``record`` as checkpoint ``step``
-        (unless the interval policy skips it); returns whether it saved."""
-        return self._manager.save(step, force=force, args=ocp.args.Composite(
+        (unless the interval policy skips it); returns whether it saved. The writing
+        goes on in the background; ``close`` waits for it."""
+        manager = self._manager
+        ocp = self._ocp
+        return manager.save(step, force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
 
     def record(self, step=None):
@@ -43,7 +65,9 @@ class Checkpoints:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        return self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
+        manager = self._manager
+        ocp = self._ocp
+        return manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
 
     def restore(self, template, sharding=None):
         """Restores the newest checkpoint into the structure of ``template``; returns ``(state, record)``.
@@ -57,10 +81,14 @@ class Checkpoints:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        manager = self._manager
+        ocp = self._ocp
         template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), template)
-        out = self._manager.restore(step, args=ocp.args.Composite(
+        out = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template), record=ocp.args.JsonRestore()))
         return out["state"], out["record"]
 
     def close(self):
-        self._manager.close()
+        """Waits for a save still being written, then releases orbax's resources."""
+        if self._made is not None:
+            self._made.close()

@@ -3,7 +3,7 @@
 import dataclasses
 from pathlib import Path
 
-from backprop_jax._io import atomic_path, write_json
+from backprop_jax._io import write_json
 from backprop_jax.nets import multi_layer_net
 from backprop_jax.training._loop import TrainConfig, train
 
@@ -34,22 +34,6 @@ def compare_optimizers(data, out, *, iters_num=2000, batch_size=128, hidden_size
         "optimizers": {name: {"optimizer": opt, "learning_rate": lr,
                               "epochs": [dataclasses.asdict(e) for e in histories[name]]}
                        for name, opt, lr in BOOK_OPTIMIZERS}})
-    _plot(histories, out / "optimizers.png")
+    from backprop_jax.training._plot import plot_losses  # matplotlib only when drawing
+    plot_losses(histories, out / "optimizers.png")
     return histories
-
-
-def _plot(histories, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (name, history), marker in zip(histories.items(), "osD^"):
-        ax.plot([e.iteration for e in history], [e.train_loss for e in history], marker=marker,
-                markevery=max(len(history) // 10, 1), label=name)
-    ax.set(xlabel="iterations", ylabel="loss (mini-batch mean per epoch)", ylim=(0, None))
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

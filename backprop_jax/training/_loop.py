@@ -5,9 +5,10 @@
 3. update: one optax step;
 4. repeat.
 
-One compiled call runs a whole epoch of steps with ``lax.fori_loop``; the
-training set lives on the device and batches are gathered there, so the host
-only hears from the device once per epoch, to evaluate and checkpoint.
+One compiled call runs many epochs, each a ``lax.fori_loop`` of steps
+followed by the evaluation on the whole training and test sets; the data lives
+on the device and batches are gathered there. The host hears from the device
+once per call (about twice a second), to log, write files and checkpoint.
 
 Data parallelism (one process or several, ``jax.distributed``): a 1-D mesh
 with axis ``"data"`` splits every mini-batch over its devices; parameters and
@@ -116,6 +117,11 @@ def data_parallel_mesh(n_devices=None):
     return jax.make_mesh((n,), ("data",), axis_types=(AxisType.Auto,), devices=devices[:n])
 
 
+def iterations_per_epoch(n_train, batch_size):
+    """Updates in an epoch, as the book counts them: ``max(n_train // batch_size, 1)``."""
+    return max(n_train // batch_size, 1)
+
+
 def batch_indices(seed, iteration, batch_size, n):
     """The training-set rows of the mini-batch of update ``iteration + 1``, shape ``(batch_size,)``.
 
@@ -195,25 +201,6 @@ def epoch_batches(x_train, t_train, config, first_iteration, iter_per_epoch, sha
     return put(x_train), put(t_train)
 
 
-def make_evaluator(model, n):
-    """A jitted ``(params, state, xs, ts) -> accuracy`` for ``n`` examples laid out by ``eval_chunks``.
-
-    Examples are scored one chunk at a time under ``lax.map``, so memory stays
-    bounded for any ``n``; with a sharded layout each device scores its part
-    of every chunk.
-    """
-
-    @jax.jit
-    def accuracy(params, state, xs, ts):
-        def correct(batch):
-            x_chunk, t_chunk = batch
-            return count_correct(model.predict(params, state, x_chunk), t_chunk)
-
-        return jnp.sum(jax.lax.map(correct, (xs, ts))) / n
-
-    return accuracy
-
-
 def eval_chunks(x, t, sharding=None, chunk=10_000):
     """``x, t`` padded (labels with -1, which never match) and reshaped to
     ``(n_chunks, chunk, ...)`` on the host, then placed by ``sharding``.
@@ -247,6 +234,85 @@ def _check_data(data):
                              f"{np.shape(t)} and dtype {np.asarray(t).dtype}")
 
 
+
+class Records(NamedTuple):
+    """What one call of ``make_epochs_fn``'s function reports; arrays of ``max_epochs`` entries,
+    of which the first ``done`` are real."""
+    train_loss: jax.Array  # float32: mean mini-batch loss of each epoch
+    train_acc: jax.Array  # float32: accuracy on the whole training set after each epoch
+    test_acc: jax.Array  # float32: accuracy on the whole test set after each epoch
+    iteration: jax.Array  # int32: updates done after each epoch
+    done: jax.Array  # int32 scalar: epochs completed with a finite loss
+    bad_iteration: jax.Array  # int32 scalar: the first update whose loss was not finite, or 0
+    bad_loss: jax.Array  # float32 scalar: that loss (NaN or infinite), or 0
+
+
+def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=256, batch_sharding=None,
+                   *, fed_batches=False):
+    """``(state, n_epochs, xs, ts, train_eval, test_eval) -> (state, Records)``: up to
+    ``n_epochs`` epochs (at most ``max_epochs``), each followed by its evaluation, in one
+    compiled call; jit it.
+
+    ``xs, ts`` are as for ``make_epoch_fn`` (with ``fed_batches``, one epoch's
+    mini-batches, and ``n_epochs`` must be 1); ``train_eval`` and ``test_eval``
+    are the ``(xs, ts)`` of ``eval_chunks`` for the ``n_train`` training and
+    ``n_test`` test examples. ``n_epochs`` is a traced value, so calls of any
+    length share one compiled program. The loop stops early when the
+    iterations reach ``config.iters_num`` or an epoch's loss is not finite;
+    then the state stays that of the last finite epoch and ``Records``
+    names the first bad update.
+    """
+    epoch = make_epoch_fn(model, config, iter_per_epoch, batch_sharding, fed_batches=fed_batches)
+
+    def accuracy(params, state, xs, ts, n):
+        def correct(batch):
+            x_chunk, t_chunk = batch
+            return count_correct(model.predict(params, state, x_chunk), t_chunk)
+        return (jnp.sum(jax.lax.map(correct, (xs, ts))) / n).astype(jnp.float32)
+
+    def epochs(state, n_epochs, xs, ts, train_eval, test_eval):
+        def running(carry):
+            e, state, records = carry
+            return (e < n_epochs) & (state.iteration < config.iters_num) & (records.bad_iteration == 0)
+
+        def one_epoch(carry):
+            e, state, r = carry
+            new, losses, active = epoch(state, xs, ts)
+            finite = jnp.isfinite(losses) | ~active
+            ok = jnp.all(finite)
+            first_bad = jnp.argmin(finite)  # the first False, when there is one
+            state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+            train_acc = accuracy(state.params, state.model_state, *train_eval, n_train)
+            test_acc = accuracy(state.params, state.model_state, *test_eval, n_test)
+            mean_loss = (jnp.sum(jnp.where(active, losses, 0.0)) / jnp.sum(active)).astype(jnp.float32)
+            r = r._replace(
+                train_loss=r.train_loss.at[e].set(mean_loss), train_acc=r.train_acc.at[e].set(train_acc),
+                test_acc=r.test_acc.at[e].set(test_acc), iteration=r.iteration.at[e].set(state.iteration),
+                bad_iteration=jnp.where(ok, 0, state.iteration + first_bad + 1).astype(jnp.int32),
+                bad_loss=jnp.where(ok, 0.0, losses[first_bad]))
+            return e + ok.astype(jnp.int32), state, r
+
+        nan = jnp.full((max_epochs,), jnp.nan, jnp.float32)
+        records = Records(nan, nan, nan, jnp.zeros((max_epochs,), jnp.int32), jnp.zeros((), jnp.int32),
+                          jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
+        e, state, records = jax.lax.while_loop(
+            running, one_epoch, (jnp.zeros((), jnp.int32), state, records))
+        return state, records._replace(done=e)
+
+    return epochs
+
+
+_MAX_EPOCHS = 256  # the most epochs one call runs; its records are this long
+
+
+@functools.lru_cache(maxsize=8)
+def _epochs_program(model, config, iter_per_epoch, n_train, n_test, batch_sharding, fed_batches, replicated):
+    # Kept for the next ``train`` of the same model and settings (a notebook, a sweep, a
+    # benchmark), which then neither traces nor compiles again.
+    return jax.jit(make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, _MAX_EPOCHS, batch_sharding,
+                                  fed_batches=fed_batches), out_shardings=replicated)
+
+
 @dataclasses.dataclass
 class Epoch:
     """One line of the learning curve."""
@@ -255,12 +321,17 @@ class Epoch:
     train_loss: float  # mean mini-batch loss over the epoch
     train_acc: float  # accuracy on the whole training set
     test_acc: float  # accuracy on the whole test set
-    seconds: float  # wall time since training started
+    seconds: float  # wall time since training started (spread evenly over the epochs of one call)
 
 
-def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch=None,
-          progress=None, mesh=None, feed="auto"):
+def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epochs=None,
+          progress=None, mesh=None, feed="auto", seconds_per_call=0.5, sync_every=None):
     """Trains ``model`` on ``data`` and returns ``(state, history)``.
+
+    Training runs as a few compiled calls, each of as many epochs (steps and
+    evaluation) as fit in about ``seconds_per_call``: the host hears from the
+    device once per call, so the device does not wait for it. The parameters
+    do not depend on how the epochs are split into calls.
 
     Args:
       model: a ``Model`` (``two_layer_net.model()``, ``conv_net.model()``,
@@ -271,9 +342,10 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
       config: a ``TrainConfig``.
       state: a ``TrainState`` to continue from (default: a fresh one).
       history: the ``Epoch`` records that led to ``state``.
-      on_epoch: called as ``on_epoch(state, history)`` after every epoch (for
-        checkpoints and metrics files). It is not called for an epoch whose
-        loss was not finite.
+      on_epochs: called as ``on_epochs(state, history)`` after every call, with
+        the state after ``history[-1]`` and the whole history, which holds one
+        or more new epochs (for checkpoints and metrics files). Epochs whose
+        loss was not finite never reach it.
       progress: a tqdm-like bar to advance by iterations, or None.
       mesh: a 1-D mesh with axis ``"data"`` (``data_parallel_mesh``) to split
         every mini-batch over its devices; parameters and optimiser state are
@@ -282,15 +354,25 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         copied to every device and each step gathers its batch there (one
         process only). ``"host"``: once per epoch each process gathers on the
         host the rows of every batch that its devices hold, and sends only
-        those. ``"auto"`` (default): ``"host"`` when the mesh spans several
-        processes, else ``"device"``. Both give the same batches.
+        those (one epoch per call). ``"auto"`` (default): ``"host"`` when the
+        mesh spans several processes, else ``"device"``. Both give the same
+        batches.
+      seconds_per_call: the wall time a call aims at; the first call runs one
+        epoch (it includes compilation), later ones grow to fit. Smaller
+        values update ``progress`` and ``on_epochs`` more often.
+      sync_every: if given, a call also ends after every epoch that is a
+        multiple of this, so that ``on_epochs`` sees the state there.
     Returns:
       The final ``TrainState`` and the list of ``Epoch`` records.
     Raises:
       TrainingDiverged: the loss became NaN or infinite; the state after the
-        last good epoch was already handed to ``on_epoch``.
+        last good epoch was already handed to ``on_epochs``.
     """
     _check_data(data)
+    if not (isinstance(seconds_per_call, (int, float)) and seconds_per_call > 0):
+        raise ValueError(f"seconds_per_call must be a positive number, got {seconds_per_call!r}")
+    if sync_every is not None and not (isinstance(sync_every, int) and sync_every >= 1):
+        raise ValueError(f"sync_every must be None or a positive integer, got {sync_every!r}")
     (x_train, t_train), (x_test, t_test) = data
     multi_process = mesh is not None and len({d.process_index for d in mesh.devices.flat}) > 1
     if feed == "auto":
@@ -300,8 +382,7 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     if feed == "device" and multi_process:
         raise ValueError("feed='device' needs every device in one process; this mesh spans "
                          f"{jax.process_count()} processes: use feed='host'")
-    train_size = len(x_train)
-    iter_per_epoch = max(train_size // config.batch_size, 1)
+    iter_per_epoch = iterations_per_epoch(len(x_train), config.batch_size)
     history = list(history)
 
     # Arrays stacked as (steps or chunks, examples, ...) split their examples over the devices.
@@ -326,37 +407,43 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         x_device, t_device = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
     train_eval = eval_chunks(x_train, t_train, stacked_sharding)
     test_eval = eval_chunks(x_test, t_test, stacked_sharding)
-    epoch_fn = jax.jit(make_epoch_fn(model, config, iter_per_epoch, batch_sharding,
-                                     fed_batches=feed == "host"),
-                       out_shardings=None if mesh is None else replicated)
-    train_acc_fn = make_evaluator(model, len(x_train))
-    test_acc_fn = make_evaluator(model, len(x_test))
+    epochs_fn = _epochs_program(model, config, iter_per_epoch, len(x_train), len(x_test), batch_sharding,
+                                feed == "host", replicated)
+    max_epochs = _MAX_EPOCHS
 
+    iteration = int(state.iteration)
     start = time.perf_counter() - (history[-1].seconds if history else 0.0)
-    while int(state.iteration) < config.iters_num:
-        done_before = int(state.iteration)
+    size = 1  # epochs in the next call: one first, as it includes compiling
+    while iteration < config.iters_num:
+        n = min(size, max_epochs, -(-(config.iters_num - iteration) // iter_per_epoch))
+        if sync_every is not None:
+            n = min(n, sync_every - len(history) % sync_every)
         if feed == "host":
-            xs, ts = epoch_batches(x_train, t_train, config, done_before, iter_per_epoch, fed_sharding)
+            n = 1
+            xs, ts = epoch_batches(x_train, t_train, config, iteration, iter_per_epoch, fed_sharding)
         else:
             xs, ts = x_device, t_device
-        new_state, losses, active = epoch_fn(state, xs, ts)
-        losses, active = np.asarray(losses), np.asarray(active)
-        losses = losses[active]
-        bad = np.flatnonzero(~np.isfinite(losses))
-        if bad.size:
+        call_start = time.perf_counter()
+        state, records = epochs_fn(state, jnp.int32(n), xs, ts, train_eval, test_eval)
+        records = jax.device_get(records)  # the call's one blocking read
+        now = time.perf_counter()
+        done = int(records.done)
+        for j in range(done):
+            history.append(Epoch(
+                epoch=len(history) + 1, iteration=int(records.iteration[j]),
+                train_loss=float(records.train_loss[j]), train_acc=float(records.train_acc[j]),
+                test_acc=float(records.test_acc[j]), seconds=call_start - start + (now - call_start) * (j + 1) / done))
+        if done:
+            if progress is not None:
+                progress.update(history[-1].iteration - iteration)
+            iteration = history[-1].iteration
+            if on_epochs is not None:
+                on_epochs(state, history)
+        if records.bad_iteration:
             raise TrainingDiverged(
-                f"the loss became {losses[bad[0]]} at iteration {done_before + bad[0] + 1} "
+                f"the loss became {records.bad_loss} at iteration {int(records.bad_iteration)} "
                 f"(epoch {len(history) + 1}); stopped with the parameters of iteration "
-                f"{done_before}. Try a smaller learning rate (now {config.learning_rate}).")
-        state = new_state
-        history.append(Epoch(
-            epoch=len(history) + 1, iteration=int(state.iteration),
-            train_loss=float(losses.mean()),
-            train_acc=float(train_acc_fn(state.params, state.model_state, *train_eval)),
-            test_acc=float(test_acc_fn(state.params, state.model_state, *test_eval)),
-            seconds=time.perf_counter() - start))
-        if progress is not None:
-            progress.update(int(state.iteration) - done_before)
-        if on_epoch is not None:
-            on_epoch(state, history)
+                f"{iteration}. Try a smaller learning rate (now {config.learning_rate}).")
+        # Grow (at most doubling) or shrink the next call towards seconds_per_call.
+        size = max(1, min(2 * size, int(seconds_per_call * done / max(now - call_start, 1e-9))))
     return state, history

@@ -1,18 +1,26 @@
-"""The learning-curve figure, like the book's accuracy plot (sec. 5.7.4)."""
+"""The figures of a run: learning curves (sec. 5.7.4) and the optimiser comparison (sec. 6.1.7).
 
-import matplotlib
+Drawn on a bare ``matplotlib.figure.Figure``, not through ``pyplot``: no global
+backend is chosen and no window is opened, so this works the same in a script,
+on a server without a display and inside a notebook.
+"""
 
-matplotlib.use("Agg")  # files only; no display needed
+from matplotlib.figure import Figure
 
-import matplotlib.pyplot as plt  # noqa: E402
+from backprop_jax._io import atomic_path
 
-from backprop_jax._io import atomic_path  # noqa: E402
+
+def _save(fig, path):
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
 
 
 def plot_curves(history, path, title=""):
     """Writes train/test accuracy and training loss per epoch to ``path`` (PNG), atomically."""
     epochs = [e["epoch"] for e in history]
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax_acc, ax_loss = fig.subplots(1, 2)
     ax_acc.plot(epochs, [e["train_acc"] for e in history], label="train acc")
     ax_acc.plot(epochs, [e["test_acc"] for e in history], label="test acc", linestyle="--")
     ax_acc.set(xlabel="epochs", ylabel="accuracy", ylim=(0, 1.0))
@@ -22,7 +30,16 @@ def plot_curves(history, path, title=""):
     ax_loss.legend(loc="upper right")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def plot_losses(histories, path):
+    """Writes the loss curves of ``{name: [Epoch, ...]}`` against iterations to ``path`` (PNG)."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for (name, history), marker in zip(histories.items(), "osD^"):
+        ax.plot([e.iteration for e in history], [e.train_loss for e in history], marker=marker,
+                markevery=max(len(history) // 10, 1), label=name)
+    ax.set(xlabel="iterations", ylabel="loss (mini-batch mean per epoch)", ylim=(0, None))
+    ax.legend()
+    _save(fig, path)
