@@ -20,7 +20,7 @@ Everything public is re-exported here.
 """
 
 from backprop_jax import checking, datasets, graph, layers, nets, shopping, training
-from backprop_jax._io import atomic_path, write_json
+from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.checking import (
     Comparison, Entry, GradcheckReport, assert_gradcheck, gradcheck, without_hand_rules)
 from backprop_jax.layers import (
@@ -29,7 +29,7 @@ from backprop_jax.layers import (
 from backprop_jax.nets import Model, conv_net, count_correct, multi_layer_net, nn, two_layer_net
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, DistributedError, Epoch, Optimizer, RunError, TrainConfig, TrainingDiverged,
-    TrainState, compare_optimizers, data_parallel_mesh, eval_chunks, init_state, iterations_per_epoch, make_epoch_fn,
+    TrainState, compare_optimizers, data_fingerprint, data_parallel_mesh, eval_chunks, init_state, iterations_per_epoch, make_epoch_fn,
     make_epochs_fn, run, train)
 
 __version__ = "0.1.0"
@@ -51,7 +51,8 @@ __all__ = [
     "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS",
     "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "iterations_per_epoch",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
-    "run", "RunError", "Checkpoints", "compare_optimizers", "DistributedError", "atomic_path", "write_json",
+    "run", "RunError", "data_fingerprint", "Checkpoints", "compare_optimizers", "DistributedError",
+    "atomic_path", "write_json", "writable_directory",
     # Subpackages and modules.
     "layers", "nets", "checking", "training", "datasets", "shopping", "graph",
 ]

@@ -1,9 +1,11 @@
 """Atomic file writes: a reader (or a crash) never sees half a file."""
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -17,6 +19,7 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
     try:
         yield Path(tmp)
         with open(tmp, "rb") as f:
@@ -25,6 +28,43 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def writable_directory(path):
+    """Creates the directory ``path`` if needed and checks that files can be written in it;
+    ``OSError`` with a one-line message naming it otherwise. For output directories, checked
+    before any work whose results would be lost."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise type(e)(f"{path} cannot be written: {e.strerror or e}") from None
+    return path
+
+
+def _umask():
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(path, older_than_s=60.0):
+    """Removes the temporary files that ``atomic_path(path)`` left behind when a process died
+    while writing (untouched for ``older_than_s`` seconds); returns their paths."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if time.time() - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:  # removed meanwhile
+            pass
+    return removed
 
 
 def write_json(path, obj):

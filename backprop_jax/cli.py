@@ -30,6 +30,13 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _seed(text):
+    value = _non_negative_int(text)
+    if value >= 2 ** 32:  # jax.random.key keeps 32 bits: 2**32 would be seed 0 again
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {2 ** 32 - 1}, got {text!r}")
+    return value
+
+
 def _number(low_exclusive=None, low_inclusive=None):
     def parse(text):
         try:
@@ -197,8 +204,11 @@ def build_parser():
                      + f", {DEFAULT_OPTIMIZER} for a model from a file")
     opt.add_argument("--devices", type=_positive_int, default=None,
                      help="split every mini-batch over this many devices (default: all local devices)")
-    opt.add_argument("--seed", type=_non_negative_int, default=defaults.seed,
+    opt.add_argument("--seed", type=_seed, default=defaults.seed,
                      help="seed of the initial weights and of the batch order (default 0)")
+    opt.add_argument("--ignore-divergence", action="store_true",
+                     help="go on when the loss stays 10x above its starting value for 3 epochs "
+                          "(default: stop there, as a learning rate far too large does that)")
     dist = train.add_argument_group(
         "several processes or machines (jax.distributed)",
         "Start the same command once per process, each with its --process-id; every mini-batch is "
@@ -235,7 +245,7 @@ def build_parser():
     check.add_argument("--hidden", type=_positive_int, default=50, help="hidden size (default 50, the book's)")
     check.add_argument("--numeric-elements", type=_positive_int, default=None, metavar="K",
                        help="central differences on K random elements per parameter (default: all)")
-    check.add_argument("--seed", type=_non_negative_int, default=0)
+    check.add_argument("--seed", type=_seed, default=0)
 
     compare = sub.add_parser(
         "compare-optimizers", help="the book's optimiser comparison: SGD, Momentum, AdaGrad, Adam",
@@ -245,7 +255,7 @@ def build_parser():
     _add_data_flags(compare)
     compare.add_argument("--out", required=True, help="directory for optimizers.png and optimizers.json")
     compare.add_argument("--iters", type=_positive_int, default=2000, help="iterations per optimiser (default 2000)")
-    compare.add_argument("--seed", type=_non_negative_int, default=0)
+    compare.add_argument("--seed", type=_seed, default=0)
 
     graph = sub.add_parser(
         "graph", help="draw a computational graph: values above the arrows, gradients below",
@@ -281,10 +291,14 @@ def _load_data(args, say=print):
     data_dir = args.data_dir or datasets.cache_dir()
     dataset = args.dataset
     if dataset == "auto":
-        dataset = "mnist" if not datasets.missing_files(data_dir) else "mnist-sample"
+        try:
+            dataset = "mnist" if not datasets.missing_files(data_dir) else "mnist-sample"
+            why = f"full MNIST not found in {data_dir}"
+        except datasets.DatasetError as e:  # the sample needs no directory
+            dataset, why = "mnist-sample", str(e)
         say(f"dataset: {dataset} "
-              + (f"(full MNIST from {data_dir})" if dataset == "mnist"
-                 else f"(the embedded 5,000-digit sample; full MNIST not found in {data_dir})"))
+            + (f"(full MNIST from {data_dir})" if dataset == "mnist"
+               else f"(the embedded 5,000-digit sample; {why})"))
     try:
         if dataset == "mnist":
             return dataset, datasets.load_mnist(data_dir=data_dir)
@@ -314,6 +328,17 @@ def _join_processes(args, parser):
         sys.exit(f"backprop-jax: error: {e}")
 
 
+def _failure(error, path):
+    """``raised TYPE: message (line N)``, N the deepest line of ``path`` in the traceback."""
+    import traceback
+
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__)
+             if os.path.abspath(f.filename) == os.path.abspath(path)]
+    where = f" (line {lines[-1]})" if lines else ""
+    message = str(error).strip().splitlines()
+    return f"raised {type(error).__name__}: {message[0] if message else ''}{where}"
+
+
 def _load_function(spec, parser, what):
     """The function named by ``FILE.py:FUNCTION`` (the file is executed), or a usage error."""
     path, sep, name = spec.rpartition(":")
@@ -324,7 +349,12 @@ def _load_function(spec, parser, what):
     module_name = f"backprop_jax_user_{hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        sys.exit(f"backprop-jax: error: {what} {spec}: {path}, line {e.lineno}: {e.msg}")
+    except Exception as e:  # noqa: BLE001 - the user's code: say where it failed, in one line
+        sys.exit(f"backprop-jax: error: {what} {spec}: running {path} {_failure(e, path)}")
     fn = getattr(module, name, None)
     if not callable(fn):
         parser.error(f"{path} has no function {name!r}")
@@ -348,7 +378,11 @@ def _build_model(args, parser):
                      f"{args.model} (its flags: {offered})")
     if entry is None:  # FILE.py:FUNCTION
         fn = _load_function(args.model, parser, "--model")
-        model = fn()
+        try:
+            model = fn()
+        except Exception as e:  # noqa: BLE001 - the user's code
+            sys.exit(f"backprop-jax: error: --model {args.model}: {fn.__name__}() "
+                     f"{_failure(e, args.model.rpartition(':')[0])}")
         if not isinstance(model, Model):
             parser.error(f"--model {args.model}: {fn.__name__}() returned {type(model).__name__}, "
                          f"not a backprop_jax.Model")
@@ -407,7 +441,8 @@ def cmd_train(args, parser):
                              resume=args.resume, checkpoint_every=args.checkpoint_every,
                              checkpoint_interval=args.checkpoint_interval,
                              progress=not args.no_progress, mesh=mesh if mesh.size > 1 else None,
-                             log=say, every_epoch=args.every_epoch)
+                             log=say, every_epoch=args.every_epoch,
+                             divergence_factor=None if args.ignore_divergence else 10.0)
     except (RunError, TrainingDiverged) as e:
         sys.exit(f"backprop-jax: error: {e}")
     except jax.errors.JaxRuntimeError as e:
@@ -488,7 +523,12 @@ def cmd_graph(args, parser):
     if os.path.splitext(args.out)[1].lower() not in graph.FORMATS:
         parser.error(f"--out must end in one of {', '.join(graph.FORMATS)}, got {args.out!r}")
     fn, fn_args = _graph_target(args.what, parser)
-    g = graph.trace(fn, *fn_args, expand=args.expand)
+    try:
+        g = graph.trace(fn, *fn_args, expand=args.expand)
+    except Exception as e:  # noqa: BLE001
+        if args.what in _CHOICES["WHAT"]:
+            raise  # ours: a bug, with its traceback
+        sys.exit(f"backprop-jax: error: WHAT {args.what}: {fn.__name__} {_failure(e, args.what.rpartition(':')[0])}")
     try:
         g.render(args.out, full_arrays=args.full_arrays)
     except graph.GraphvizNotFound as e:
@@ -497,8 +537,13 @@ def cmd_graph(args, parser):
 
 
 def cmd_compare(args, parser):
+    from backprop_jax import writable_directory
     from backprop_jax.training import compare_optimizers
 
+    try:
+        writable_directory(args.out)  # before hours of training, not after
+    except OSError as e:
+        sys.exit(f"backprop-jax: error: --out {e}")
     _, data = _load_data(args)
     compare_optimizers(data, args.out, iters_num=args.iters, seed=args.seed)
     print(f"wrote {os.path.join(args.out, 'optimizers.png')} and {os.path.join(args.out, 'optimizers.json')}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backprop_jax._io import atomic_path
+from backprop_jax._io import atomic_path, remove_stale_temporaries
 
 # The four files of the MNIST database and their MD5 checksums.
 MNIST_FILES = {
@@ -93,9 +93,22 @@ def _md5(path):
         return hashlib.file_digest(f, "md5").hexdigest()
 
 
+def _directory(path):
+    """``path``, unless it exists and is not a directory (``DatasetError``)."""
+    if path.exists() and not path.is_dir():
+        raise DatasetError(f"the data directory {path} is a file, not a directory (check --data-dir "
+                           f"and $BACKPROP_JAX_DATA)")
+    return path
+
+
 def missing_files(data_dir):
-    """Names of the four MNIST files that are not in ``data_dir``."""
-    return [name for name, _ in MNIST_FILES.values() if not (Path(data_dir) / name).is_file()]
+    """Names of the four MNIST files that are not in ``data_dir``; ``DatasetError`` if the
+    directory cannot be read or is a file."""
+    data_dir = _directory(Path(data_dir))
+    try:
+        return [name for name, _ in MNIST_FILES.values() if not (data_dir / name).is_file()]
+    except OSError as e:
+        raise DatasetError(f"cannot read the data directory {data_dir}: {e.strerror or e}") from None
 
 
 def download_mnist(data_dir=None, *, mirrors=MIRRORS, files=MNIST_FILES, timeout=60, log=print):
@@ -110,10 +123,15 @@ def download_mnist(data_dir=None, *, mirrors=MIRRORS, files=MNIST_FILES, timeout
     Raises:
       DatasetError: if a file could not be fetched intact from any mirror.
     """
-    data_dir = Path(data_dir) if data_dir is not None else cache_dir()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = _directory(Path(data_dir) if data_dir is not None else cache_dir())
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"cannot create the data directory {data_dir}: {e.strerror or e}") from None
     for name, md5 in files.values():
         target = data_dir / name
+        for tmp in remove_stale_temporaries(target):  # left by a download that was killed
+            log(f"removed {tmp.name}, left by an interrupted download")
         if target.is_file() and _md5(target) == md5:
             continue
         errors = []
@@ -193,7 +211,12 @@ def load_mnist_sample(normalize=True, flatten=True, one_hot_label=False):
     fixed; the images are uint8 28x28 like MNIST's own, and ``normalize``,
     ``flatten`` and ``one_hot_label`` work as in ``load_mnist``.
     """
-    with resources.files("backprop_jax").joinpath("data", SAMPLE_FILE).open("rb") as f, np.load(f) as data:
-        x_train, t_train, x_test, t_test = (data[k] for k in ("x_train", "t_train", "x_test", "t_test"))
+    source = resources.files("backprop_jax").joinpath("data", SAMPLE_FILE)
+    try:
+        with source.open("rb") as f, np.load(f) as data:
+            x_train, t_train, x_test, t_test = (data[k] for k in ("x_train", "t_train", "x_test", "t_test"))
+    except Exception as e:  # noqa: BLE001 - BadZipFile, a bad CRC, a missing array, ...
+        raise DatasetError(f"the embedded sample {source} is damaged ({type(e).__name__}: {e}); "
+                           f"reinstall backprop-jax") from None
     return (_prepare(x_train, t_train, normalize, flatten, one_hot_label),
             _prepare(x_test, t_test, normalize, flatten, one_hot_label))

@@ -67,3 +67,8 @@ def test_bad_shapes_are_named_at_trace_time(args, message):
 def test_integer_weights_are_a_type_error():
     with pytest.raises(TypeError, match=r"affine: W must be a real floating-point array"):
         bj.affine(jnp.ones((2, 3)), jnp.ones((3, 2), jnp.int32), jnp.ones(2))
+
+
+def test_nested_lists_are_read_as_arrays():
+    out = bj.affine([[1.0, 2.0]], [[1.0], [2.0]], [0.5])
+    np.testing.assert_allclose(out, [[5.5]])  # 1*1 + 2*2 + 0.5

@@ -75,3 +75,13 @@ def test_importing_the_package_leaves_heavy_libraries_for_later():
                             env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        bj.write_json(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644  # readable by others, as open() makes it
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]

@@ -45,6 +45,8 @@ def cli(*args, timeout=300, check=True):
     (["train", "--coordinator", "node0:1234", "--num-processes", "2", "--process-id", "2"],
      "--process-id must be below --num-processes (2), got 2"),
     ([], "the following arguments are required: COMMAND"),
+    (["train", "--seed", "4294967296"], "argument --seed: expected an integer from 0 to 4294967295, got '4294967296'"),
+    (["train", "--seed", str(2 ** 64)], "argument --seed: expected an integer from 0 to 4294967295"),
 ])
 def test_invalid_flags_give_a_usage_error(args, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -131,35 +133,53 @@ def final_params(out):
     return state
 
 
-def test_a_killed_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
-    # A checkpoint after every epoch, each written in the background while training goes on.
+def kill_when(args, out, ready, timeout=240):
+    """Starts ``backprop-jax *args --out out``, SIGKILLs it as soon as ``ready(names in
+    out/checkpoints)`` holds, and returns those names; fails if the run ends first."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "backprop_jax", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        names = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            ckpts = out / "checkpoints"
+            names = [p.name for p in ckpts.iterdir()] if ckpts.is_dir() else []
+            if ready(names):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+        return names
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def steps_in(names):
+    return [int(name) for name in names if name.isdigit()]
+
+
+def test_a_run_killed_again_and_again_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
+    # A checkpoint after every epoch (40 iterations), each written in the background while training goes on.
     args = ["train", "--dataset", "mnist-sample", "--iters", "800", "--no-progress", "--checkpoint-every", "1",
             "--checkpoint-interval", "0"]
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     cli(*args, "--out", str(whole))
 
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "backprop_jax", *args, "--out", str(broken)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        deadline = time.monotonic() + 240
-        steps = []
-        while time.monotonic() < deadline and proc.poll() is None:
-            ckpts = broken / "checkpoints"
-            steps = [int(p.name) for p in ckpts.iterdir() if p.name.isdigit()] if ckpts.is_dir() else []
-            if steps and max(steps) >= 200:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # Killed three times: after a checkpoint, while orbax writes one (its temporary directory
+    # exists), and after a later checkpoint; each time resumed from the last complete one.
+    kill_when(args, broken, lambda names: max(steps_in(names), default=0) >= 120)
+    resume = [*args, "--resume"]
+    names = kill_when(resume, broken, lambda names: max(steps_in(names), default=0) >= 280
+                      and any("tmp" in name for name in names))
+    assert any("tmp" in name for name in names)  # killed mid-write
+    kill_when(resume, broken, lambda names: max(steps_in(names), default=0) >= 520)
     killed_at = final_params(broken)
-    assert 200 <= int(killed_at.iteration) < 800
+    assert 520 <= int(killed_at.iteration) < 800
 
-    result = cli(*args, "--out", str(broken), "--resume")
+    result = cli(*resume, "--out", str(broken))
     assert f"resuming from iteration {int(killed_at.iteration)}" in result.stdout
     a, b = final_params(whole), final_params(broken)
     assert int(a.iteration) == int(b.iteration) == 800
@@ -182,3 +202,25 @@ def test_gradcheck_command(capsys):
     assert lines[0].startswith("mean |hand - numeric| per parameter")
     assert [l.split(":")[0].strip() for l in lines[1:5]] == ["W1", "W2", "b1", "b2"]
     assert out.rstrip().endswith("gradient check passed")
+
+
+def test_output_paths_are_checked_before_any_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as e:
+        main(["compare-optimizers", "--out", str(blocker), "--iters", "1"])
+    assert e.value.code == f"backprop-jax: error: --out {blocker} is a file, not a directory"
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--out", str(blocker), "--iters", "1", "--no-progress"])
+    assert e.value.code == f"backprop-jax: error: --out {blocker} is a file, not a directory"
+    assert "epoch 1" not in capsys.readouterr().out
+
+
+def test_resuming_a_finished_run_writes_its_metrics_again(tmp_path, capsys):
+    args = ["train", "--dataset", "mnist-sample", "--iters", "80", "--no-progress", "--out", str(tmp_path)]
+    main(args)
+    first = json.loads((tmp_path / "metrics.json").read_text())
+    (tmp_path / "metrics.json").unlink()
+    main([*args, "--resume"])
+    assert json.loads((tmp_path / "metrics.json").read_text()) == first
+    assert "wrote" in capsys.readouterr().out

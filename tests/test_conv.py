@@ -116,8 +116,22 @@ def test_max_pooling_ties_send_the_gradient_to_the_first_maximum():
     (lambda: bj.max_pooling(jnp.ones((1, 1, 5, 5)), 2, 2, 2, 0),
      r"max_pooling: stride 2 does not divide the input 5x5"),
     (lambda: bj.max_pooling(jnp.ones((1, 1, 5, 5)), 2, 2, 0, 0), r"stride must be an integer >= 1, got 0"),
+    (lambda: bj.max_pooling(jnp.ones((1, 1, 4, 4)), 0, 2), r"max_pooling: pool_h must be an integer >= 1, got 0"),
+    (lambda: bj.im2col(jnp.ones((1, 1, 4, 4)), 2, 0), r"im2col: filter_w must be an integer >= 1, got 0"),
     (lambda: bj.col2im(jnp.ones((3, 4)), (1, 1, 3, 3), 2, 2), r"col must have shape \(4, 4\)"),
 ])
 def test_bad_shapes_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_static_arguments_traced_by_jit_get_a_clear_error():
+    x = jnp.ones((1, 1, 4, 4))
+    with pytest.raises(TypeError, match=r"im2col: stride must be a Python int, known while tracing"):
+        jax.jit(bj.im2col, static_argnums=(1, 2))(x, 2, 2, 2, 0)
+    # The documented ways: static arguments, or a closure.
+    W, b = jnp.ones((2, 1, 3, 3)), jnp.zeros(2)
+    static = jax.jit(bj.convolution, static_argnums=(3, 4))(x, W, b, 1, 0)
+    closed = jax.jit(lambda x, W, b: bj.convolution(x, W, b, 1, 0))(x, W, b)
+    np.testing.assert_array_equal(static, closed)
+    np.testing.assert_array_equal(static, jnp.full((1, 2, 2, 2), 9.0))

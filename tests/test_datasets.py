@@ -194,3 +194,34 @@ def test_embedded_sample_ships_in_the_package_stratified_and_disjoint():
     assert xi.shape == (4000, 1, 28, 28) and xi.dtype == np.uint8
     np.testing.assert_array_equal(xi.reshape(4000, 784) / np.float32(255), x)
     np.testing.assert_array_equal(ti.argmax(axis=1), t)
+
+
+def test_a_data_directory_that_is_a_file_is_named(tmp_path):
+    path = tmp_path / "not-a-dir"
+    path.write_text("x")
+    for call in (lambda: datasets.load_mnist(data_dir=path), lambda: datasets.missing_files(path),
+                 lambda: datasets.download_mnist(path, mirrors=(), log=lambda m: None)):
+        with pytest.raises(datasets.DatasetError, match=rf"the data directory {path} is a file, not a directory"):
+            call()
+
+
+def test_download_removes_temporaries_left_by_a_killed_download(tmp_path):
+    import os
+    import time
+
+    good = tmp_path / "good"
+    fake_mnist(good)
+    files = checksums(good)
+    target = tmp_path / "cache"
+    target.mkdir()
+    stale = target / ".train-images-idx3-ubyte.gz.abc123.tmp"  # what atomic_path leaves when killed
+    stale.write_bytes(b"half a download")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = target / ".t10k-images-idx3-ubyte.gz.def456.tmp"  # another download, still writing
+    fresh.write_bytes(b"being written")
+    logged = []
+    with _Server(good) as server:
+        datasets.download_mnist(target, mirrors=(server.url,), files=files, log=logged.append)
+    assert not stale.exists() and fresh.exists()
+    assert f"removed {stale.name}, left by an interrupted download" in logged

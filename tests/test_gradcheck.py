@@ -165,3 +165,14 @@ def test_numeric_elements_samples_large_arrays_and_still_catches_a_wrong_rule():
     assert full.entries[0].numeric_elements == 6 and "elements)" not in str(full)
     with pytest.raises(ValueError, match="numeric_elements must be >= 1"):
         bj.gradcheck(bj.relu, x, numeric_elements=0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eps": 0}, r"eps must be None or a finite number > 0, got 0"),
+    ({"eps": float("nan")}, r"eps must be None or a finite number > 0, got nan"),
+    ({"atol": -1}, r"atol must be None or a finite number >= 0, got -1"),
+    ({"rtol": float("inf")}, r"rtol must be None or a finite number >= 0, got inf"),
+])
+def test_bad_tolerances_are_refused_not_reported_as_failures(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bj.gradcheck(lambda x: jnp.sum(bj.relu(x)), jnp.ones(3), **kwargs)

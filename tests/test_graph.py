@@ -173,3 +173,20 @@ def test_graph_command_usage_errors(tmp_path, capsys, what, out, message):
     with pytest.raises(SystemExit) as e:
         main(["graph", what.format(user=user), "--out", str(tmp_path / out)])
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source, message", [
+    ("def f(x=1.0):\n    return x +\n", "broken.py, line 2: invalid syntax"),
+    ("import jax.numpy as jnp\n\ndef f(x=1.0):\n    y = jnp.sin(x)\n    raise ValueError('no graph today')\n",
+     "f raised ValueError: no graph today (line 5)"),
+    ("raise RuntimeError('at import')\n\ndef f(x=1.0):\n    return x\n",
+     "running {user} raised RuntimeError: at import (line 1)"),
+])
+def test_a_user_file_that_fails_is_one_line_naming_where(tmp_path, capsys, source, message):
+    from backprop_jax.cli import main
+    user = tmp_path / "broken.py"
+    user.write_text(source)
+    with pytest.raises(SystemExit) as e:
+        main(["graph", f"{user}:f", "--out", str(tmp_path / "x.dot")])
+    assert str(e.value.code).startswith(f"backprop-jax: error: WHAT {user}:f: ")
+    assert message.format(user=user) in str(e.value.code) and "\n" not in str(e.value.code)

@@ -85,3 +85,12 @@ def test_dropout_evaluation_scales_by_the_keep_fraction():
 def test_dropout_rejects_a_rate_outside_0_1():
     with pytest.raises(ValueError, match=r"drop_rate must be in \[0, 1\), got 1.0"):
         bj.dropout(jnp.ones(3), KEY, 1.0, True)
+
+
+def test_batch_norm_refuses_an_empty_training_batch():
+    state = bj.init_batch_norm_state(3)
+    with pytest.raises(ValueError, match=r"batch_norm: the batch is empty \(x of shape \(0, 3\)\)"):
+        bj.batch_norm(jnp.ones((0, 3)), jnp.ones(3), jnp.zeros(3), state, True)
+    # A batch of one is allowed, and (as documented) gives beta whatever x is.
+    out, _ = bj.batch_norm(jnp.array([[5.0, -2.0, 7.0]]), jnp.ones(3), jnp.array([0.1, 0.2, 0.3]), state, True)
+    np.testing.assert_allclose(out, [[0.1, 0.2, 0.3]], rtol=1e-6)

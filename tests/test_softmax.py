@@ -103,3 +103,29 @@ def test_cross_entropy_error_is_the_books():
     batch = jnp.stack([y, y[::-1]])
     np.testing.assert_allclose(bj.cross_entropy_error(batch, jnp.array([2, 7])),
                                -(np.log(0.6 + 1e-7) + np.log(0.6 + 1e-7)) / 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss_fn", [bj.softmax_with_loss, bj.cross_entropy_error])
+def test_label_values_are_checked_where_known(loss_fn):
+    x = jnp.full((3, 4), 0.25)
+    with pytest.raises(ValueError, match=r"labels t must be classes 0 to 3 \(x has C = 4 columns\), got -1 at index 2"):
+        loss_fn(x, jnp.array([0, 1, -1]))
+    with pytest.raises(ValueError, match=r"got 4 at index 0"):
+        loss_fn(x, np.array([4, 1, 2]))
+    rows = jnp.eye(4)[jnp.array([0, 1, 2])]
+    with pytest.raises(ValueError, match=r"each row of one-hot labels t must be non-negative and sum to 1, "
+                                         r"but row 1 sums to 2"):
+        loss_fn(x, rows.at[1, 3].set(1.0))
+    with pytest.raises(ValueError, match=r"row 0 sums to 1 \(min -0.5\)"):
+        loss_fn(x, rows.at[0, 0].set(0.5).at[0, 1].set(-0.5).at[0, 2].set(1.0))
+    smoothed = 0.9 * rows + 0.1 / 4  # label smoothing: rows still sum to 1
+    assert np.isfinite(loss_fn(x, smoothed))
+
+
+def test_out_of_range_labels_under_jit_give_a_nan_loss_never_a_wrong_finite_one():
+    x = normal(0, (3, 4), jnp.float32)
+    for t in ([0, 1, -1], [0, 1, 4]):
+        assert np.isnan(jax.jit(bj.softmax_with_loss)(x, jnp.array(t)))
+    good = jnp.array([0, 1, 3])
+    expected = -jnp.mean(jax.nn.log_softmax(x)[jnp.arange(3), good])  # the definition, written out
+    np.testing.assert_allclose(jax.jit(bj.softmax_with_loss)(x, good), expected, rtol=1e-6)

@@ -3,6 +3,8 @@ checkpoints, what a run prints and writes."""
 
 import json
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -77,7 +79,8 @@ def test_the_training_step_is_traced_once_per_run(sample):
     config = TrainConfig(iters_num=50, batch_size=100)  # 5 iterations an epoch, 10 epochs
     _, history = train(Model(base.init, apply), small(sample), config)
     assert [e.iteration for e in history] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
-    assert traces == {True: 1, False: 2}  # one epoch loop; one evaluator each for train and test
+    # One epoch loop; one evaluator each for train and test; one look at the shapes to count the classes.
+    assert traces == {True: 1, False: 3}
 
 
 def test_how_epochs_are_split_into_calls_changes_nothing(sample):
@@ -234,12 +237,141 @@ def test_out_dir_is_protected_and_resume_checks_settings(tmp_path, sample):
     assert int(state.iteration) == 40 and [e.iteration for e in history] == [5 * i for i in range(1, 9)]
 
 
+def test_resume_refuses_other_data_and_metrics_record_which(tmp_path, sample):
+    data = small(sample)
+    config = TrainConfig(iters_num=20)
+    settings = {"model": "two-layer", **vars(config)}
+    run(two_layer_net.model(), data, config, dataset="d", settings=settings, out=tmp_path, progress=False,
+        log=lambda *a: None)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["data"] == bj.data_fingerprint(data, "d")
+    assert metrics["data"]["train"] == 500 and metrics["data"]["test"] == 200
+    longer = TrainConfig(iters_num=40)
+    other = small(sample, 600, 200)  # another training set
+    for name, wrong in (("d", other), ("e", data)):  # other images; the same images under another name
+        with pytest.raises(RunError, match=r"was trained on other data \(saved: d, 500 train / 200 test images"):
+            run(two_layer_net.model(), wrong, longer, dataset=name, settings={**settings, "iters_num": 40},
+                out=tmp_path, resume=True, progress=False)
+    state, history = run(two_layer_net.model(), data, longer, dataset="d", settings={**settings, "iters_num": 40},
+                         out=tmp_path, resume=True, progress=False, log=lambda *a: None)
+    assert int(state.iteration) == 40
+
+
+def test_a_run_directory_is_locked_for_the_life_of_its_run(tmp_path, sample):
+    import fcntl
+
+    data = small(sample)
+    config = TrainConfig(iters_num=20)
+
+    def try_lock():
+        with open(tmp_path / ".lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return "held"
+            return "free"
+
+    # Someone else holds it: refused at once, naming the holder.
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+                               "f.write('process 4242 on elsewhere'); f.flush(); fcntl.flock(f, fcntl.LOCK_EX); "
+                               "print('locked', flush=True); time.sleep(120)", str(tmp_path / ".lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(RunError, match=r"is in use by another training run \(process 4242 on elsewhere\)"):
+            run(two_layer_net.model(), data, config, dataset="d", settings={}, out=tmp_path, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert not (tmp_path / "checkpoints").exists()  # nothing of the other run was touched
+    # Held while our own run trains (seen from inside its steps), free again after.
+    seen = []
+    base = two_layer_net.model()
+
+    def apply(params, state, x, *, key=None, train=False):
+        if train:
+            jax.debug.callback(lambda: seen.append(try_lock()))
+        return base.apply(params, state, x, key=key, train=train)
+
+    run(Model(base.init, apply), data, config, dataset="d", settings={}, out=tmp_path, progress=False,
+        log=lambda *a: None)
+    assert seen == ["held"] * 20 and try_lock() == "free"
+
+
+def test_an_output_path_that_cannot_hold_a_run_is_refused_before_training(tmp_path, sample):
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(RunError, match=r"--out .*file is a file, not a directory"):
+        run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d", settings={},
+            out=tmp_path / "file", progress=False)
+    with pytest.raises(OSError, match=r"file is a file, not a directory"):
+        bj.compare_optimizers(small(sample), tmp_path / "file", iters_num=1)
+
+
+def damage(step_dir, how):
+    if how == "truncated array data":
+        data = max((p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"),
+                   key=lambda p: p.stat().st_size)
+        data.write_bytes(data.read_bytes()[:10])
+    elif how == "broken record":
+        (step_dir / "record" / "metadata").write_text("{not json")
+    else:  # missing metadata
+        (step_dir / "state" / "_METADATA").unlink()
+
+
+@pytest.mark.parametrize("how", ["truncated array data", "broken record", "missing metadata"])
+def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, sample, how):
+    data = small(sample)
+    config = TrainConfig(iters_num=40)  # 5 iterations an epoch
+    whole, _ = train(two_layer_net.model(), data, config)
+    short = TrainConfig(iters_num=20)
+    settings = {"model": "two-layer", **vars(short)}
+    run(two_layer_net.model(), data, short, dataset="d", settings=settings, out=tmp_path, progress=False,
+        checkpoint_every=1, log=lambda *a: None)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["15", "20"]
+    damage(tmp_path / "checkpoints" / "20", how)
+    log = []
+    state, history = run(two_layer_net.model(), data, config, dataset="d", settings={**settings, "iters_num": 40},
+                         out=tmp_path, resume=True, progress=False, checkpoint_every=1, log=log.append)
+    assert re.fullmatch(rf"checkpoint 20 cannot be read \(.+\); moved it to {tmp_path}/damaged-checkpoints/20",
+                        log[0]), log[0]
+    assert log[1] == "resuming from iteration 15 (epoch 3)"
+    for k in whole.params:
+        np.testing.assert_array_equal(state.params[k], whole.params[k])
+    assert [e.iteration for e in history] == list(range(5, 41, 5))
+    assert (tmp_path / "damaged-checkpoints" / "20").is_dir()
+
+
 def test_bad_data_is_named(sample):
     (x, t), test = small(sample)
     with pytest.raises(ValueError, match=r"train set: 500 inputs of shape \(500, 784\) but 499 labels"):
         train(two_layer_net.model(), ((x, t[:-1]), test), TrainConfig(iters_num=1))
     with pytest.raises(ValueError, match="train labels must be integers of shape"):
         train(two_layer_net.model(), ((x, np.eye(10)[t]), test), TrainConfig(iters_num=1))
+    # Out of range: -1 would silently train class 9, and 10 would give a NaN loss.
+    for bad, where in ((-1, 7), (10, 3)):
+        wrong = t.copy()
+        wrong[where] = bad
+        with pytest.raises(ValueError, match=rf"train labels must be classes 0 to 9 \(the model scores 10\), "
+                                             rf"got {bad} at index {where} \(1 such labels\)"):
+            train(two_layer_net.model(), ((x, wrong), test), TrainConfig(iters_num=1))
+    (xt, tt) = test
+    with pytest.raises(ValueError, match=r"test labels must be classes 0 to 9 .*got 12 at index 0"):
+        train(two_layer_net.model(), ((x, t), (xt, np.full_like(tt, 12))), TrainConfig(iters_num=1))
+
+
+def test_a_loss_that_explodes_without_becoming_nan_stops_training(sample):
+    data = small(sample)
+    config = TrainConfig(iters_num=500, learning_rate=1e6)  # the loss reaches about 1e26, never NaN
+    with pytest.raises(TrainingDiverged, match=r"the loss has stayed above 10 times its starting value 2\.3\d* "
+                                               r"for 3 epochs .* learning rate \(now 1000000\.0\)") as e:
+        train(two_layer_net.model(), data, config)
+    stopped_at = int(re.search(r"parameters of iteration (\d+)", str(e.value)).group(1))
+    assert stopped_at < 500
+    _, history = train(two_layer_net.model(), data, config, divergence_factor=None)  # turned off: it goes on
+    assert history[-1].iteration == 500 and history[-1].train_loss > 23
+    with pytest.raises(ValueError, match="divergence_factor must be None or a number above 1, got 0.5"):
+        train(two_layer_net.model(), data, config, divergence_factor=0.5)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -248,6 +380,9 @@ def test_bad_data_is_named(sample):
     ({"learning_rate": -0.1}, "learning_rate must be a positive number"),
     ({"learning_rate": float("nan")}, "learning_rate must be a positive number"),
     ({"optimizer": "lbfgs"}, "optimizer must be one of sgd, momentum, nesterov, adagrad, rmsprop, adam"),
+    ({"seed": 2 ** 32}, r"seed must be an integer from 0 to 2\*\*32 - 1 = 4294967295, got 4294967296"),
+    ({"seed": 2 ** 64}, r"seed must be an integer from 0 to 2\*\*32 - 1"),
+    ({"seed": -1}, r"seed must be an integer from 0 to 2\*\*32 - 1"),
 ])
 def test_bad_config_is_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -6,6 +6,7 @@ differentiation of the same forward with the hand rules taken out.
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -195,6 +196,11 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None,
             return gradcheck(f, *args, reference=reference, argnums=argnums, eps=eps, atol=atol,
                              rtol=rtol, numeric=numeric, numeric_elements=numeric_elements, key=key,
                              matmul_precision=None)
+    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)
+                                      and (value > 0 if name == "eps" else value >= 0)):
+            raise ValueError(f"gradcheck: {name} must be None or a finite number "
+                             f"{'> 0' if name == 'eps' else '>= 0'}, got {value!r}")
     args = tuple(jax.tree_util.tree_map(jnp.asarray, a) for a in args)
     argnums = tuple(range(len(args))) if argnums is None else tuple(
         [argnums] if isinstance(argnums, int) else argnums)

@@ -32,6 +32,11 @@ def batch_norm(x, gamma, beta, state, train, momentum=0.9, eps=1e-6):
     Returns:
       ``(out, new_state)``: out of x's shape; new_state like ``state``.
 
+    In training the batch must not be empty (``ValueError``). A batch of one
+    example has variance 0, so ``xn`` is 0 and ``out`` is ``beta`` whatever
+    ``x`` is, and the running variance is pulled towards 0; as in the book
+    nothing stops it, but train with batches of at least a few examples.
+
     Backward (training), the book's stages: ``dbeta = sum(dout)``,
     ``dgamma = sum(xn * dout)``, ``dxn = gamma * dout``, ``dxc = dxn / std``,
     ``dstd = -sum(dxn * xc / std**2)``, ``dvar = 0.5 * dstd / std``,
@@ -53,6 +58,9 @@ def _batch_norm_fwd(x, gamma, beta, state, train, momentum, eps):
         if a.shape != (D,):
             raise ValueError(f"batch_norm: {name} must have shape (D,) = ({D},) for x of shape "
                              f"{x.shape}, got {a.shape}")
+    if train and x.shape[0] == 0:
+        raise ValueError(f"batch_norm: the batch is empty (x of shape {x.shape}); training needs at least "
+                         f"one example (and two to be meaningful) to take its mean and variance")
     x2 = x.reshape(x.shape[0], D)
     if train:
         mu = x2.mean(axis=0)

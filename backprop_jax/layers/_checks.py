@@ -10,7 +10,11 @@ import numpy as np
 
 
 def as_float_array(fn, name, x):
-    """Returns ``x`` as a JAX array; ``TypeError`` unless it is real floating point."""
+    """Returns ``x`` as a JAX array; ``TypeError`` unless it is real floating point.
+
+    Nested Python lists are accepted, as ``jnp.asarray`` reads them."""
+    if isinstance(x, (list, tuple)):
+        x = jnp.asarray(x)
     dtype = jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(

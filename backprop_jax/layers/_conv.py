@@ -11,7 +11,12 @@ from backprop_jax.layers._checks import as_float_array, require_ndim
 def _out_size(fn, x_shape, filter_h, filter_w, stride, pad):
     """``(out_h, out_w)``, or a ``ValueError`` naming the shapes."""
     N, C, H, W = x_shape
-    for name, value, low in (("stride", stride, 1), ("pad", pad, 0)):
+    window = "pool" if fn == "max_pooling" else "filter"
+    for name, value, low in ((f"{window}_h", filter_h, 1), (f"{window}_w", filter_w, 1), ("stride", stride, 1),
+                             ("pad", pad, 0)):
+        if isinstance(value, jax.core.Tracer):
+            raise TypeError(f"{fn}: {name} must be a Python int, known while tracing, got a traced value; "
+                            f"under jax.jit mark it static (static_argnums) or close over it")
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{fn}: {name} must be an integer >= {low}, got {value!r}")
     if filter_h > H + 2 * pad or filter_w > W + 2 * pad:
@@ -90,7 +95,9 @@ def convolution(x, W, b, stride=1, pad=0):
       x: float array of shape (N, C, H, W).
       W: float filters of shape (FN, C, FH, FW).
       b: float array of shape (FN,).
-      stride, pad: Python ints (static).
+      stride, pad: Python ints (static, ``nondiff_argnums``): under ``jax.jit``
+        pass them with ``static_argnums=(3, 4)`` or close over them; a traced
+        value raises JAX's ``UnexpectedTracerError``.
     Returns:
       An array of shape (N, FN, out_h, out_w), out_h = (H + 2*pad - FH) / stride + 1.
 
@@ -143,8 +150,10 @@ def max_pooling(x, pool_h, pool_w, stride=1, pad=0):
 
     Args:
       x: float array of shape (N, C, H, W).
-      pool_h, pool_w, stride, pad: Python ints (static). Padding adds zeros, as
-        in the book (so a window over padding and negative values yields 0).
+      pool_h, pool_w, stride, pad: Python ints (static, ``nondiff_argnums``:
+        under ``jax.jit`` pass them with ``static_argnums=(1, 2, 3, 4)`` or
+        close over them). Padding adds zeros, as in the book (so a window over
+        padding and negative values yields 0).
     Returns:
       An array of shape (N, C, out_h, out_w): the maximum of each window.
 

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from backprop_jax.layers._checks import as_float_array, require_ndim
 
@@ -20,7 +21,9 @@ def softmax(x):
 
 
 def _check_labels(fn, x, t):
-    """Returns ``(t, is_one_hot)`` after checking ``t`` against ``x`` of shape (N, C)."""
+    """Returns ``(t, is_one_hot)`` after checking ``t`` against ``x`` of shape (N, C): its shape
+    always, its values too where they are known (outside ``jit``)."""
+    known = not isinstance(t, jax.core.Tracer)
     t = jnp.asarray(t)
     N, C = x.shape
     if jnp.issubdtype(t.dtype, jnp.integer):
@@ -28,12 +31,26 @@ def _check_labels(fn, x, t):
             raise ValueError(
                 f"{fn}: integer labels t must have shape (N,) = ({N},) to match "
                 f"x of shape {x.shape}, got t of shape {t.shape}")
+        if known:
+            values = np.asarray(t)
+            bad = np.flatnonzero((values < 0) | (values >= C))
+            if bad.size:
+                raise ValueError(f"{fn}: labels t must be classes 0 to {C - 1} (x has C = {C} columns), "
+                                 f"got {values[bad[0]]} at index {bad[0]}")
         return t, False
     if jnp.issubdtype(t.dtype, jnp.floating):
         if t.shape != x.shape:
             raise ValueError(
                 f"{fn}: one-hot labels t must have the shape (N, C) = {x.shape} "
                 f"of x, got t of shape {t.shape}")
+        if known:
+            values = np.asarray(t, np.float64)
+            sums = values.sum(axis=1)
+            tolerance = max(1e-3, 10 * float(jnp.finfo(t.dtype).eps))
+            bad = np.flatnonzero((np.abs(sums - 1) > tolerance) | np.any(values < 0, axis=1))
+            if bad.size:
+                raise ValueError(f"{fn}: each row of one-hot labels t must be non-negative and sum to 1, "
+                                 f"but row {bad[0]} sums to {sums[bad[0]]:.6g} (min {values[bad[0]].min():.6g})")
         return t, True
     raise TypeError(
         f"{fn}: labels t must be integer class indices of shape (N,) or float "
@@ -70,10 +87,17 @@ def softmax_with_loss(x, t):
 
     Args:
       x: float array of shape (N, C), the scores (logits).
-      t: the labels, either integer class indices of shape (N,) or float rows
-        of shape (N, C) that each sum to 1 (one-hot, as in the book).
+      t: the labels, either integer class indices 0 to C-1 of shape (N,) or
+        float rows of shape (N, C), non-negative, that each sum to 1 (one-hot,
+        as in the book).
     Returns:
       The mean cross-entropy of ``softmax(x)`` against ``t``, a scalar.
+
+    Labels are checked where their values are known: called outside ``jit``,
+    a label outside 0..C-1 or a row that does not sum to 1 raises
+    ``ValueError``. Under ``jit`` only shapes are known while tracing; an
+    integer label outside 0..C-1 then makes the loss NaN (never a silently
+    wrong finite value), and rows are not checked.
 
     The forward goes through ``log_softmax``, so the loss is finite even for
     scores of magnitude 1e4 and no 1e-7 is added inside the log: the hand
@@ -100,6 +124,8 @@ def _softmax_with_loss_fwd(x, t):
         loss = -jnp.sum(t * logy) / batch_size
     else:
         loss = -jnp.sum(jnp.take_along_axis(logy, t[:, None], axis=1)) / batch_size
+        # Under jit the labels' values are unknown while tracing: one outside 0..C-1 makes the loss NaN.
+        loss = jnp.where(jnp.all((t >= 0) & (t < x.shape[1])), loss, jnp.nan)
     y = jnp.exp(logy)
     return loss.astype(x.dtype), (y, t)
 

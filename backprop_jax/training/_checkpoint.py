@@ -51,6 +51,30 @@ class Checkpoints:
             return None
         return self._manager.latest_step()
 
+    def all_steps(self):
+        """The iterations of every complete checkpoint, newest first."""
+        if self._made is None and not self.directory.exists():
+            return []
+        return sorted(self._manager.all_steps(), reverse=True)
+
+    def set_aside(self, step, to):
+        """Moves checkpoint ``step`` (one that cannot be read) into the directory ``to``, out of
+        the way of new saves; returns its new path."""
+        to = Path(to)
+        to.mkdir(parents=True, exist_ok=True)
+        target = to / str(step)
+        n = 1
+        while target.exists():
+            target, n = to / f"{step}-{n}", n + 1
+        (self.directory / str(step)).rename(target)
+        self.reload()
+        return target
+
+    def reload(self):
+        """Reads the list of checkpoints again (after another process changed it)."""
+        if self._made is not None:
+            self._made.reload()
+
     def save(self, step, state, record, force=False):
         """Saves the ``state`` pytree and the JSON-able ``record`` as checkpoint ``step``
         (unless the interval policy skips it); returns whether it saved. The writing
@@ -69,15 +93,16 @@ class Checkpoints:
         ocp = self._ocp
         return manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
 
-    def restore(self, template, sharding=None):
-        """Restores the newest checkpoint into the structure of ``template``; returns ``(state, record)``.
+    def restore(self, template, sharding=None, step=None):
+        """Restores checkpoint ``step`` (default: the newest) into the structure of ``template``;
+        returns ``(state, record)``.
 
         Every array is placed by ``sharding`` (default: this process's first
         device), whatever the devices that saved it: a checkpoint saved by any
         number of devices or processes can be read back on one, and the other
         way round.
         """
-        step = self.latest_step()
+        step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

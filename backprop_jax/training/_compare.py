@@ -1,9 +1,8 @@
 """The book's optimiser comparison (sec. 6.1.8): the same net and data, four update rules."""
 
 import dataclasses
-from pathlib import Path
 
-from backprop_jax._io import write_json
+from backprop_jax._io import writable_directory, write_json
 from backprop_jax.nets import multi_layer_net
 from backprop_jax.training._loop import TrainConfig, train
 
@@ -19,7 +18,10 @@ def compare_optimizers(data, out, *, iters_num=2000, batch_size=128, hidden_size
 
     Returns:
       ``{name: [Epoch, ...]}``.
+    Raises:
+      OSError: ``out`` is not a directory that can be written, before any training.
     """
+    out = writable_directory(out)  # before training, not after
     model = multi_layer_net.model(784, hidden_size_list, 10, weight_init_std="he")
     histories = {}
     for name, optimizer, lr in BOOK_OPTIMIZERS:
@@ -28,7 +30,6 @@ def compare_optimizers(data, out, *, iters_num=2000, batch_size=128, hidden_size
         _, histories[name] = train(model, data, config)
         last = histories[name][-1]
         log(f"{name:<9} lr {lr:<6} final loss {last.train_loss:.4f}, test acc {last.test_acc:.4f}")
-    out = Path(out)
     write_json(out / "optimizers.json", {
         "net": [784, *hidden_size_list, 10], "iters_num": iters_num, "batch_size": batch_size, "seed": seed,
         "optimizers": {name: {"optimizer": opt, "learning_rate": lr,

@@ -56,7 +56,7 @@ class TrainConfig:
     batch_size: int = 100  # examples per update, drawn at random with replacement
     learning_rate: float | None = None  # None: the optimizer's default (OPTIMIZERS), 0.1 for sgd
     optimizer: str = "sgd"  # one of OPTIMIZERS
-    seed: int = 0  # initial weights and the batch sequence
+    seed: int = 0  # initial weights and the batch sequence: 0 to 2**32 - 1
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -67,6 +67,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32):
+            # jax.random.key keeps 32 bits of the seed: 2**32 would silently be seed 0 again.
+            raise ValueError(f"seed must be an integer from 0 to 2**32 - 1 = {2 ** 32 - 1}, got {self.seed!r}")
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
@@ -221,7 +224,7 @@ def eval_chunks(x, t, sharding=None, chunk=10_000):
     return jax.device_put(xs, sharding), jax.device_put(ts, sharding)
 
 
-def _check_data(data):
+def _check_data(model, data):
     (x_train, t_train), (x_test, t_test) = data
     for name, x, t in (("train", x_train, t_train), ("test", x_test, t_test)):
         if len(x) != len(t):
@@ -232,7 +235,16 @@ def _check_data(data):
         if np.ndim(t) != 1 or not np.issubdtype(np.asarray(t).dtype, np.integer):
             raise ValueError(f"{name} labels must be integers of shape (N,), got shape "
                              f"{np.shape(t)} and dtype {np.asarray(t).dtype}")
-
+    # The number of classes, from the shapes alone: nothing is computed.
+    params, state = jax.eval_shape(model.init, jax.random.key(0))
+    example = jax.ShapeDtypeStruct((1, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
+    n_classes = jax.eval_shape(model.predict, params, state, example).shape[-1]
+    for name, t in (("train", t_train), ("test", t_test)):
+        t = np.asarray(t)
+        bad = np.flatnonzero((t < 0) | (t >= n_classes))
+        if bad.size:
+            raise ValueError(f"{name} labels must be classes 0 to {n_classes - 1} (the model scores "
+                             f"{n_classes}), got {t[bad[0]]} at index {bad[0]} ({bad.size} such labels)")
 
 
 class Records(NamedTuple):
@@ -245,6 +257,7 @@ class Records(NamedTuple):
     done: jax.Array  # int32 scalar: epochs completed with a finite loss
     bad_iteration: jax.Array  # int32 scalar: the first update whose loss was not finite, or 0
     bad_loss: jax.Array  # float32 scalar: that loss (NaN or infinite), or 0
+    first_loss: jax.Array  # float32 scalar: the loss of the call's first step, before its update
 
 
 def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=256, batch_sharding=None,
@@ -289,12 +302,13 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
                 train_loss=r.train_loss.at[e].set(mean_loss), train_acc=r.train_acc.at[e].set(train_acc),
                 test_acc=r.test_acc.at[e].set(test_acc), iteration=r.iteration.at[e].set(state.iteration),
                 bad_iteration=jnp.where(ok, 0, state.iteration + first_bad + 1).astype(jnp.int32),
-                bad_loss=jnp.where(ok, 0.0, losses[first_bad]))
+                bad_loss=jnp.where(ok, 0.0, losses[first_bad]),
+                first_loss=jnp.where(e == 0, losses[0], r.first_loss))
             return e + ok.astype(jnp.int32), state, r
 
         nan = jnp.full((max_epochs,), jnp.nan, jnp.float32)
         records = Records(nan, nan, nan, jnp.zeros((max_epochs,), jnp.int32), jnp.zeros((), jnp.int32),
-                          jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32))
+                          jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
         e, state, records = jax.lax.while_loop(
             running, one_epoch, (jnp.zeros((), jnp.int32), state, records))
         return state, records._replace(done=e)
@@ -325,7 +339,8 @@ class Epoch:
 
 
 def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epochs=None,
-          progress=None, mesh=None, feed="auto", seconds_per_call=0.5, sync_every=None):
+          progress=None, mesh=None, feed="auto", seconds_per_call=0.5, sync_every=None,
+          divergence_factor=10.0, divergence_epochs=3):
     """Trains ``model`` on ``data`` and returns ``(state, history)``.
 
     Training runs as a few compiled calls, each of as many epochs (steps and
@@ -362,17 +377,29 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         values update ``progress`` and ``on_epochs`` more often.
       sync_every: if given, a call also ends after every epoch that is a
         multiple of this, so that ``on_epochs`` sees the state there.
+      divergence_factor, divergence_epochs: stop when the mean loss of
+        ``divergence_epochs`` epochs in a row is above ``divergence_factor``
+        times the loss of the first step (a learning rate far too large makes
+        the loss explode to 1e26 without ever becoming NaN). The check runs
+        after each call, so on the epochs it brought; ``None`` turns it off;
+        it is off for a loss that starts at or below 0.
     Returns:
       The final ``TrainState`` and the list of ``Epoch`` records.
     Raises:
-      TrainingDiverged: the loss became NaN or infinite; the state after the
-        last good epoch was already handed to ``on_epochs``.
+      TrainingDiverged: the loss became NaN or infinite (the state after the
+        last good epoch was already handed to ``on_epochs``), or it stayed far
+        above its starting value (the state at the end of the call was).
     """
-    _check_data(data)
+    _check_data(model, data)
     if not (isinstance(seconds_per_call, (int, float)) and seconds_per_call > 0):
         raise ValueError(f"seconds_per_call must be a positive number, got {seconds_per_call!r}")
     if sync_every is not None and not (isinstance(sync_every, int) and sync_every >= 1):
         raise ValueError(f"sync_every must be None or a positive integer, got {sync_every!r}")
+    if divergence_factor is not None and not (isinstance(divergence_factor, (int, float))
+                                              and divergence_factor > 1):
+        raise ValueError(f"divergence_factor must be None or a number above 1, got {divergence_factor!r}")
+    if not (isinstance(divergence_epochs, int) and divergence_epochs >= 1):
+        raise ValueError(f"divergence_epochs must be a positive integer, got {divergence_epochs!r}")
     (x_train, t_train), (x_test, t_test) = data
     multi_process = mesh is not None and len({d.process_index for d in mesh.devices.flat}) > 1
     if feed == "auto":
@@ -412,6 +439,7 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     max_epochs = _MAX_EPOCHS
 
     iteration = int(state.iteration)
+    first_epoch, reference = len(history), None  # this train's first epoch, and its starting loss
     start = time.perf_counter() - (history[-1].seconds if history else 0.0)
     size = 1  # epochs in the next call: one first, as it includes compiling
     while iteration < config.iters_num:
@@ -432,13 +460,25 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
             history.append(Epoch(
                 epoch=len(history) + 1, iteration=int(records.iteration[j]),
                 train_loss=float(records.train_loss[j]), train_acc=float(records.train_acc[j]),
-                test_acc=float(records.test_acc[j]), seconds=call_start - start + (now - call_start) * (j + 1) / done))
+                test_acc=float(records.test_acc[j]),
+                seconds=call_start - start + (now - call_start) * (j + 1) / done))
         if done:
             if progress is not None:
                 progress.update(history[-1].iteration - iteration)
             iteration = history[-1].iteration
             if on_epochs is not None:
                 on_epochs(state, history)
+        if reference is None:
+            reference = float(records.first_loss)
+        recent = history[max(first_epoch, len(history) - divergence_epochs):]
+        if (divergence_factor is not None and reference > 0 and len(recent) == divergence_epochs
+                and all(e.train_loss > divergence_factor * reference for e in recent)):
+            raise TrainingDiverged(
+                f"the loss has stayed above {divergence_factor:g} times its starting value "
+                f"{reference:.4g} for {divergence_epochs} epochs ({recent[-1].train_loss:.4g} in epoch "
+                f"{recent[-1].epoch}); stopped with the parameters of iteration {iteration}. Try a smaller "
+                f"learning rate (now {config.learning_rate}), or turn this check off "
+                f"(divergence_factor=None; --ignore-divergence) to go on.")
         if records.bad_iteration:
             raise TrainingDiverged(
                 f"the loss became {records.bad_loss} at iteration {int(records.bad_iteration)} "

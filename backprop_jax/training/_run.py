@@ -1,28 +1,146 @@
 """A training run with files: checkpoints, ``metrics.json``, ``curves.png``, resume."""
 
+import contextlib
 import dataclasses
+import gc
+import hashlib
 import importlib
 import json
+import os
+import socket
+import sys
 import threading
 import time
 from pathlib import Path
 
 import jax
+import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
-from backprop_jax._io import write_json
+from backprop_jax._io import writable_directory, write_json
 from backprop_jax.training._checkpoint import Checkpoints
 from backprop_jax.training._loop import Epoch, TrainingDiverged, init_state, iterations_per_epoch, train
 
 
 class RunError(RuntimeError):
-    """The output directory cannot be used as asked (it holds another run, or one with other settings)."""
+    """The output directory cannot be used as asked: it is not a writable directory, another run is
+    using it, it holds another run, or one with other settings or data."""
 
 
-def _metrics(dataset, settings, history):
+def data_fingerprint(data, name):
+    """What a run records of its data, to refuse resuming on other data: the dataset's ``name``,
+    the sizes, and a SHA-256 of every array (shapes, dtypes and values)."""
+    digest = hashlib.sha256()
+    for x, t in data:
+        for a in (x, t):
+            a = np.ascontiguousarray(a)
+            digest.update(f"{a.dtype.str}{a.shape}".encode())
+            digest.update(a.data)
+    (x_train, _), (x_test, _) = data
+    return {"name": name, "train": len(x_train), "test": len(x_test), "sha256": digest.hexdigest()}
+
+
+@contextlib.contextmanager
+def _exclusive(out):
+    """Holds an exclusive lock on the run directory ``out`` (its ``.lock`` file); the system
+    releases it when the process ends, however it ends."""
+    try:
+        writable_directory(out)
+        lock = open(out / ".lock", "a+")
+    except OSError as e:
+        raise RunError(f"--out {e}") from None
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        fcntl = None
+    with lock:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                raise RunError(f"{out} is in use by another training run ({lock.read().strip() or 'unknown'}); "
+                               f"wait for it to end, or choose another --out") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+            lock.flush()
+        yield
+
+
+def _short(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200] if text else ''}"
+
+
+def _same_run(record, settings, fingerprint, out):
+    """Raises ``RunError`` unless ``record`` was saved by a run with these settings (all but
+    ``iters_num``) and this data."""
+    saved = {k: v for k, v in record["settings"].items() if k != "iters_num"}
+    now = {k: v for k, v in json.loads(json.dumps(settings)).items() if k != "iters_num"}  # as saved
+    if saved != now:
+        diff = {k: (saved.get(k), now.get(k)) for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)}
+        raise RunError(f"--resume: the checkpoint in {out} was made with other settings (saved, now): {diff}")
+    data = record.get("data")
+    if data is not None and data != fingerprint:
+        describe = lambda d: f"{d['name']}, {d['train']} train / {d['test']} test images, sha256 {d['sha256'][:12]}"
+        raise RunError(f"--resume: the checkpoint in {out} was trained on other data (saved: {describe(data)}; "
+                       f"now: {describe(fingerprint)}); resume with the data it started with, or choose "
+                       f"another --out")
+
+
+def _collect_quietly():
+    """A failed orbax restore leaves coroutines and callbacks behind that complain (on stderr)
+    when they are collected, at some later moment; collect them now, without the noise."""
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+
+
+def _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, primary):
+    """``(state, history)`` from the newest checkpoint that can be read; one that cannot (a
+    damaged file) is set aside into ``out/damaged-checkpoints`` with a message."""
+    template = jax.eval_shape(lambda: init_state(model, config))
+    # Restored straight into its place: replicated on every device of the mesh.
+    sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec())
+    skipped = []
+    for step in checkpoints.all_steps():
+        try:
+            record = checkpoints.record(step)
+        except Exception as e:  # noqa: BLE001 - any damage: try the one before
+            skipped.append((step, e))
+            continue
+        # Settings first: a checkpoint of another model must be refused before its arrays are read.
+        _same_run(record, settings, fingerprint, out)
+        try:
+            state, _ = checkpoints.restore(template, sharding, step=step)
+        except Exception as e:  # noqa: BLE001
+            skipped.append((step, e))
+            continue
+        break
+    else:
+        raise RunError(f"--resume: no checkpoint in {checkpoints.directory} can be read: "
+                       + "; ".join(f"{step}: {_short(e)}" for step, e in skipped))
+    if skipped:
+        _collect_quietly()
+        if primary:
+            for step, e in skipped:
+                where = checkpoints.set_aside(step, out / "damaged-checkpoints")
+                log(f"checkpoint {step} cannot be read ({_short(e)}); moved it to {where}")
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("backprop-jax: damaged checkpoints set aside")
+        checkpoints.reload()
+    return state, [Epoch(**e) for e in record["history"]]
+
+
+def _metrics(dataset, fingerprint, settings, history):
     epochs = [dataclasses.asdict(e) for e in history]
-    return {"dataset": dataset, "config": settings, "epochs": epochs,
+    return {"dataset": dataset, "data": fingerprint, "config": settings, "epochs": epochs,
             "final_test_acc": epochs[-1]["test_acc"] if epochs else None}
 
 
@@ -41,7 +159,7 @@ def _import_early(*modules):
 
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=None,
         checkpoint_interval=None, log=print, progress=True, mesh=None, every_epoch=False,
-        metrics_interval=5.0):
+        metrics_interval=5.0, divergence_factor=10.0):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     In a multi-process run every process calls ``run`` alike: all of them take
@@ -78,38 +196,39 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         and the last (``metrics.json`` holds every epoch either way).
       metrics_interval: the least number of seconds between two writes of
         ``metrics.json`` during training.
+      divergence_factor: as for ``train``: stop when the loss stays this many
+        times above its starting value (None: never).
     Returns:
       ``(state, history)`` as ``train``.
     """
     primary = jax.process_index() == 0
     if not primary:
         log, progress = (lambda *args, **kwargs: None), False
+    with contextlib.ExitStack() as stack:
+        if out is not None:
+            out = Path(out)
+            if primary:  # one lock per run, however many processes it has
+                stack.enter_context(_exclusive(out))
+        return _run(model, data, config, dataset, settings, out, resume, checkpoint_every, checkpoint_interval,
+                    log, progress, mesh, every_epoch, metrics_interval, divergence_factor, primary)
+
+
+def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, checkpoint_interval, log,
+         progress, mesh, every_epoch, metrics_interval, divergence_factor, primary):
     state, history, checkpoints = None, [], None
+    fingerprint = None
     if out is not None:
+        fingerprint = data_fingerprint(data, dataset)
         _import_early("orbax.checkpoint", *(["backprop_jax.training._plot"] if primary else []))
-        out = Path(out)
         checkpoints = Checkpoints(out / "checkpoints", min_interval_s=checkpoint_interval)
-        step = checkpoints.latest_step()
-        if resume and step is None:
+        steps = checkpoints.all_steps()
+        if resume and not steps:
             log(f"no checkpoint in {out / 'checkpoints'} yet: starting a new run")
         elif resume:
-            # Settings first: a checkpoint of another model must be refused before its arrays are read.
-            record = checkpoints.record(step)
-            saved = {k: v for k, v in record["settings"].items() if k != "iters_num"}
-            now = {k: v for k, v in json.loads(json.dumps(settings)).items() if k != "iters_num"}  # as saved
-            if saved != now:
-                diff = {k: (saved.get(k), now.get(k)) for k in saved.keys() | now.keys()
-                        if saved.get(k) != now.get(k)}
-                raise RunError(f"--resume: the checkpoint in {out} was made with other settings "
-                               f"(saved, now): {diff}")
-            template = jax.eval_shape(lambda: init_state(model, config))
-            # Restored straight into its place: replicated on every device of the mesh.
-            state, _ = checkpoints.restore(
-                template, None if mesh is None else NamedSharding(mesh, PartitionSpec()))
-            history = [Epoch(**e) for e in record["history"]]
+            state, history = _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, primary)
             log(f"resuming from iteration {int(state.iteration)} (epoch {len(history)})")
-        elif step is not None:
-            raise RunError(f"{out} already holds checkpoints of a run (iteration {step}); pass "
+        elif steps:
+            raise RunError(f"{out} already holds checkpoints of a run (iteration {steps[0]}); pass "
                            f"--resume to continue it, or choose another --out")
 
     # Which epochs get a line: all of a short run, about 20 of a long one.
@@ -122,12 +241,13 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             "written_at": time.monotonic()}
 
     def save(state, history, force):
-        record = {"settings": settings, "history": [dataclasses.asdict(h) for h in history]}
+        record = {"settings": settings, "data": fingerprint,
+                  "history": [dataclasses.asdict(h) for h in history]}
         if checkpoints.save(history[-1].iteration, state, record, force=force):
             seen["saved"] = True
 
     def write_metrics(history):
-        write_json(out / "metrics.json", _metrics(dataset, settings, history))
+        write_json(out / "metrics.json", _metrics(dataset, fingerprint, settings, history))
         seen["written_at"] = time.monotonic()
 
     def on_epochs(state, history):
@@ -150,7 +270,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         try:
             state, history = train(model, data, config, state=state, history=history,
                                    on_epochs=on_epochs, progress=bar, mesh=mesh,
-                                   sync_every=checkpoint_every)
+                                   sync_every=checkpoint_every, divergence_factor=divergence_factor)
         except TrainingDiverged:
             if out is not None and not seen["saved"]:
                 save(seen["state"], seen["history"], force=True)  # the last good epoch
