@@ -70,6 +70,21 @@ def test_an_absent_coordinator_is_a_clean_error_in_bounded_time(capsys):
     assert "process 1 of 2" not in capsys.readouterr().err  # it never tried to join
 
 
+def test_process_0_whose_peers_never_join_ends_with_a_clean_error_in_bounded_time():
+    import socket
+    with socket.socket() as s:  # a free port for process 0 to serve on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    result = cli("train", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0",
+                 "--connect-timeout", "3", check=False, timeout=120)
+    assert time.monotonic() - start < 60
+    assert result.returncode == 1, result.stderr
+    assert ("backprop-jax: error: not every process joined the run within 3 s (--connect-timeout); "
+            "start all 2 processes") in result.stderr
+    assert "DEADLINE_EXCEEDED" not in result.stderr and "@ 0x" not in result.stderr  # no C++ stack trace
+
+
 def test_missing_full_mnist_is_a_clean_error(tmp_path):
     result = cli("train", "--dataset", "mnist", "--data-dir", str(tmp_path), check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -2,8 +2,10 @@
 
 import hashlib
 import json
+import os
 import socket
 import sys
+import threading
 import time
 
 import jax
@@ -45,7 +47,10 @@ def join(coordinator=None, num_processes=None, process_id=None, *, heartbeat_tim
 
     Settings left None are read by JAX from the cluster (SLURM, Open MPI,
     Kubernetes, Cloud TPU). A process other than 0 first waits for process 0's
-    port, so that an absent coordinator is a clear error.
+    port, so that an absent coordinator is a clear error. If not every process
+    has joined after ``connect_timeout`` seconds, this process prints a one-line
+    error and exits with status 1 (JAX itself would abort it from C++, which
+    no ``except`` can catch).
     """
     if coordinator is not None and process_id:
         wait_for_coordinator(coordinator, connect_timeout)
@@ -53,12 +58,27 @@ def join(coordinator=None, num_processes=None, process_id=None, *, heartbeat_tim
           f"{'?' if num_processes is None else num_processes} joining the run at "
           f"{coordinator or '(address from the cluster)'}; waiting up to {connect_timeout} s "
           f"for every process", file=sys.stderr, flush=True)
+    # When the others never come, JAX aborts the process from C++ (a stack trace, status 134)
+    # at its own timeout, which nothing in Python can catch: a watchdog ends it first, cleanly.
+    joined = threading.Event()
+
+    def watchdog():
+        if not joined.wait(connect_timeout):
+            print(f"backprop-jax: error: not every process joined the run within {connect_timeout} s "
+                  f"(--connect-timeout); start all {num_processes or 'the'} processes with the same "
+                  f"--coordinator, each with its own --process-id, or allow more time", file=sys.stderr,
+                  flush=True)
+            os._exit(1)
+
+    threading.Thread(target=watchdog, name="backprop-jax-join-watchdog", daemon=True).start()
     try:
         jax.distributed.initialize(coordinator, num_processes, process_id,
-                                   initialization_timeout=connect_timeout,
+                                   initialization_timeout=connect_timeout + 30,
                                    heartbeat_timeout_seconds=heartbeat_timeout)
-    except (ValueError, RuntimeError) as e:  # missing settings, or the others never came
+    except (ValueError, RuntimeError) as e:  # missing settings
         raise DistributedError(f"could not join the multi-process run: {e}") from None
+    finally:
+        joined.set()
     return jax.process_count()
 
 
