@@ -19,7 +19,7 @@ The package, in its order of dependence:
 Everything public is re-exported here.
 """
 
-from backprop_jax import checking, datasets, graph, layers, nets, shopping, training
+from backprop_jax import checking, datasets, experiments, graph, layers, nets, shopping, training
 from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.checking import (
     Comparison, Entry, GradcheckReport, assert_gradcheck, gradcheck, without_hand_rules)
@@ -29,8 +29,8 @@ from backprop_jax.layers import (
 from backprop_jax.nets import Model, conv_net, count_correct, multi_layer_net, nn, two_layer_net
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, DistributedError, Epoch, Optimizer, RunError, TrainConfig, TrainingDiverged,
-    TrainState, compare_optimizers, data_fingerprint, data_parallel_mesh, eval_chunks, init_state, iterations_per_epoch, make_epoch_fn,
-    make_epochs_fn, run, train)
+    TrainState, compare_optimizers, data_fingerprint, data_parallel_mesh, eval_chunks, init_state,
+    iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, run, train)
 
 __version__ = "0.1.0"
 
@@ -48,11 +48,11 @@ __all__ = [
     # Networks: the contract, the layer library, the book's nets.
     "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net",
     # Learning.
-    "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS",
+    "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS", "optimizers",
     "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "iterations_per_epoch",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
     "run", "RunError", "data_fingerprint", "Checkpoints", "compare_optimizers", "DistributedError",
     "atomic_path", "write_json", "writable_directory",
     # Subpackages and modules.
-    "layers", "nets", "checking", "training", "datasets", "shopping", "graph",
+    "layers", "nets", "checking", "training", "datasets", "experiments", "shopping", "graph",
 ]

@@ -94,15 +94,13 @@ class MultiLayerSettings:
     """The book's ``MultiLayerNet`` / ``MultiLayerNetExtend`` (sec. 6.2 - 6.4)."""
     hidden_sizes: tuple = (100, 100, 100)
     activation: str = "relu"
-    weight_init: float | str | None = None  # None: "he" for relu, "xavier" for sigmoid
+    weight_init: float | str = "he"  # the book's default ('relu', that is He) whatever the activation
     weight_decay: float = 0.0
     batch_norm: bool = False
     dropout: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_sizes", list(self.hidden_sizes))
-        if self.weight_init is None:
-            object.__setattr__(self, "weight_init", "he" if self.activation == "relu" else "xavier")
 
     def build(self):
         from backprop_jax.nets import multi_layer_net
@@ -135,12 +133,13 @@ class ConvNetSettings:
 class ModelEntry(NamedTuple):
     settings: type  # a frozen dataclass with build() -> Model
     optimizer: str  # the default optimiser
+    epochs: int | None = None  # the default length in epochs, where the book's script gives one
 
 
 MODELS = {
-    "two-layer": ModelEntry(TwoLayerSettings, "sgd"),
+    "two-layer": ModelEntry(TwoLayerSettings, "sgd"),  # train_neuralnet.py: 10,000 iterations
     "multi-layer": ModelEntry(MultiLayerSettings, "sgd"),
-    "convnet": ModelEntry(ConvNetSettings, "adam"),
+    "convnet": ModelEntry(ConvNetSettings, "adam", epochs=20),  # train_convnet.py: 20 epochs, Adam
 }
 DEFAULT_OPTIMIZER = "sgd"
 
@@ -150,8 +149,9 @@ MODEL_FLAGS = {
     "hidden_sizes": ("--hidden-sizes", {"type": _sizes, "help": "hidden sizes (default 100,100,100)"}),
     "activation": ("--activation", {"choices": ["relu", "sigmoid"], "help": "default relu"}),
     "weight_init": ("--weight-init", {
-        "type": _weight_init, "help": "init std: a number, 'he' or 'xavier' (default 0.01 as in the book; "
-                                      "'he' for relu, 'xavier' for sigmoid in the multi-layer net)"}),
+        "type": _weight_init, "help": "init std: a number, 'he' or 'xavier' (default 0.01 for the two-layer "
+                                      "net and convnet; 'he' for the multi-layer net whatever the activation, "
+                                      "as the book's MultiLayerNet; 'xavier' suits sigmoid)"}),
     "weight_decay": ("--weight-decay", {"type": _number(low_inclusive=0), "help": "L2 lambda (default 0)"}),
     "batch_norm": ("--batch-norm", {"action": "store_true",
                                     "help": "batch normalisation after every hidden affine layer"}),
@@ -191,8 +191,12 @@ def build_parser():
         net.add_argument(flag, dest=field, default=argparse.SUPPRESS,
                          **{**kwargs, "help": f"{kwargs['help']}; for {', '.join(users)}"})
     opt = train.add_argument_group("training")
-    opt.add_argument("--iters", type=_positive_int, default=defaults.iters_num,
-                     help=f"mini-batch updates (default {defaults.iters_num})")
+    length = opt.add_mutually_exclusive_group()
+    length.add_argument("--iters", type=_positive_int, default=None,
+                        help=f"mini-batch updates (default {defaults.iters_num}, as the book's "
+                             f"train_neuralnet.py; the convnet: 20 epochs, as its train_convnet.py)")
+    length.add_argument("--epochs", type=_positive_int, default=None,
+                        help="train this many epochs (train size / batch size updates each) instead")
     opt.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
                      help=f"default {defaults.batch_size}")
     opt.add_argument("--learning-rate", "--lr", type=_number(low_exclusive=0), default=None,
@@ -206,6 +210,9 @@ def build_parser():
                      help="split every mini-batch over this many devices (default: all local devices)")
     opt.add_argument("--seed", type=_seed, default=defaults.seed,
                      help="seed of the initial weights and of the batch order (default 0)")
+    opt.add_argument("--evaluate-sample-num", type=_positive_int, default=None, metavar="N",
+                     help="evaluate each epoch on the first N training and test images only, as the "
+                          "book's Trainer(evaluate_sample_num_per_epoch=N); the last epoch on all")
     opt.add_argument("--ignore-divergence", action="store_true",
                      help="go on when the loss stays 10x above its starting value for 3 epochs "
                           "(default: stop there, as a learning rate far too large does that)")
@@ -269,6 +276,18 @@ def build_parser():
                        help="show the primitive operations inside each layer")
     graph.add_argument("--full-arrays", action="store_true",
                        help="print small arrays (up to 16 entries) in full instead of a summary")
+
+    experiment = sub.add_parser(
+        "experiment", help="an experiment of chapters 6-7: its figure (NAME.png) and numbers (NAME.json)",
+        description="Run one of the book's experiments of chapters 6 and 7 and write its figure and the "
+                    "numbers behind it: " + "; ".join(
+                        f"{name}: {fn.__doc__.split(chr(10))[0].rstrip('.')}" for name, fn in _experiments().items()))
+    experiment.add_argument("name", metavar="NAME", choices=list(_experiments()) + ["all"],
+                            help=", ".join(_experiments()) + ", or all")
+    experiment.add_argument("--out", required=True, help="directory for NAME.png and NAME.json")
+    _add_data_flags(experiment)
+    experiment.add_argument("--seed", type=_seed, default=0)
+    experiment.add_argument("--quick", action="store_true", help="a tiny version, to check that it runs")
 
     download = sub.add_parser("download", help="download full MNIST into the cache directory")
     download.add_argument("--data-dir", help="target directory (default: $BACKPROP_JAX_DATA or the user cache)")
@@ -420,8 +439,15 @@ def cmd_train(args, parser):
                      f"choose a multiple of {mesh.size} or pass --devices")
     dataset, data = _load_data(args, say)
 
-    config = TrainConfig(iters_num=args.iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         optimizer=args.optimizer or default_optimizer, seed=args.seed)
+    iters = args.iters
+    if iters is None:
+        from backprop_jax.training import iterations_per_epoch
+        epochs = args.epochs or getattr(MODELS.get(args.model), "epochs", None)
+        per_epoch = iterations_per_epoch(len(data[0][0]), args.batch_size)
+        iters = TrainConfig().iters_num if epochs is None else epochs * per_epoch
+    config = TrainConfig(iters_num=iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         optimizer=args.optimizer or default_optimizer, seed=args.seed,
+                         evaluate_sample_num_per_epoch=args.evaluate_sample_num)
     settings = {**net_settings, **vars(config)}
     if n_processes > 1:
         try:
@@ -549,6 +575,27 @@ def cmd_compare(args, parser):
     print(f"wrote {os.path.join(args.out, 'optimizers.png')} and {os.path.join(args.out, 'optimizers.json')}")
 
 
+def _experiments():
+    from backprop_jax.experiments import EXPERIMENTS
+    return EXPERIMENTS
+
+
+def cmd_experiment(args, parser):
+    from backprop_jax import writable_directory
+
+    try:
+        out = writable_directory(args.out)
+    except OSError as e:
+        sys.exit(f"backprop-jax: error: --out {e}")
+    _, data = _load_data(args)
+    names = list(_experiments()) if args.name == "all" else [args.name]
+    for name in names:
+        start = time.perf_counter()
+        print(f"{name}:")
+        _experiments()[name](data, out, quick=args.quick, seed=args.seed)
+        print(f"wrote {out / (name + '.png')} and {out / (name + '.json')} ({time.perf_counter() - start:.1f} s)")
+
+
 def cmd_download(args, parser):
     from backprop_jax import datasets
     try:
@@ -583,10 +630,10 @@ def _use_compilation_cache():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("train", "compare-optimizers"):
+    if args.command in ("train", "compare-optimizers", "experiment"):
         _use_compilation_cache()
     commands = {"train": cmd_train, "gradcheck": cmd_gradcheck, "graph": cmd_graph,
-                "compare-optimizers": cmd_compare, "download": cmd_download}
+                "compare-optimizers": cmd_compare, "experiment": cmd_experiment, "download": cmd_download}
     commands[args.command](args, parser)
 
 

@@ -208,7 +208,9 @@ def load_mnist_sample(normalize=True, flatten=True, one_hot_label=False):
     """5,000 real MNIST digits shipped with the package: 4,000 to train, 1,000 to test.
 
     The split is stratified (400 training and 100 test images per digit) and
-    fixed; the images are uint8 28x28 like MNIST's own, and ``normalize``,
+    fixed, each split in a fixed shuffled order as MNIST's own files are (so
+    the book's ``x_train[:300]`` holds every digit); the images are uint8
+    28x28 like MNIST's own, and ``normalize``,
     ``flatten`` and ``one_hot_label`` work as in ``load_mnist``.
     """
     source = resources.files("backprop_jax").joinpath("data", SAMPLE_FILE)

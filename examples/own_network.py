@@ -38,7 +38,7 @@ leaky_relu.defvjp(_leaky_relu_fwd, _leaky_relu_bwd)
 def conv_net():
     """The book's SimpleConvNet with the reader's leaky ReLU after the convolution."""
     return nn.classifier(nn.serial(
-        nn.Convolution(30, 5, weight_init_std=0.01), nn.elementwise(leaky_relu), nn.MaxPooling(2, 2),
+        nn.Convolution(30, 5, weight_init_std=0.01), nn.elementwise(leaky_relu), nn.MaxPooling(2, 2, stride=2),
         nn.Affine(100, weight_init_std=0.01), nn.Relu, nn.Affine(10, weight_init_std=0.01),
     ), input_shape=(1, 28, 28))
 

@@ -101,7 +101,8 @@ def test_train_on_full_mnist_files_writes_metrics_plot_and_checkpoints(tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == "mnist"
     assert metrics["config"] == {"model": "two-layer", "hidden": 50, "weight_init": 0.01, "iters_num": 12,
-                                 "batch_size": 100, "learning_rate": 0.1, "optimizer": "sgd", "seed": 0}
+                                 "batch_size": 100, "learning_rate": 0.1, "optimizer": "sgd", "seed": 0,
+                                 "evaluate_sample_num_per_epoch": None}
     assert [e["iteration"] for e in metrics["epochs"]] == [3, 6, 9, 12]
     assert set(metrics["epochs"][0]) >= {"epoch", "iteration", "train_loss", "train_acc", "test_acc"}
     assert metrics["final_test_acc"] == metrics["epochs"][-1]["test_acc"]
@@ -129,6 +130,19 @@ def test_compiled_programs_are_kept_in_the_user_cache_and_long_runs_print_fewer_
     assert sorted(p.name for p in cache.iterdir()) == entries  # nothing compiled again
 
 
+def test_lengths_follow_the_books_scripts_or_the_flags(tmp_path):
+    data_dir = tmp_path / "mnist"
+    fake_mnist(data_dir, n_train=200, n_test=50)  # 2 iterations an epoch at batch 100
+    convnet = cli("train", "--data-dir", str(data_dir), "--model", "convnet", "--filter-num", "2", "--hidden", "4",
+                  "--no-progress", "--evaluate-sample-num", "20")
+    assert "40 iterations of batch 100, adam lr 0.001" in convnet.stdout  # train_convnet.py: 20 epochs
+    assert "epoch 20: train acc" in convnet.stdout
+    two_layer = cli("train", "--data-dir", str(data_dir), "--epochs", "3", "--no-progress")
+    assert "6 iterations of batch 100, sgd lr 0.1" in two_layer.stdout and "epoch 3: train acc" in two_layer.stdout
+    both = cli("train", "--epochs", "3", "--iters", "5", check=False)
+    assert both.returncode == 2 and "argument --iters: not allowed with argument --epochs" in both.stderr
+
+
 def test_multi_layer_model_from_the_command_line(tmp_path):
     data_dir = tmp_path / "mnist"
     fake_mnist(data_dir, n_train=200, n_test=50)
@@ -136,7 +150,7 @@ def test_multi_layer_model_from_the_command_line(tmp_path):
                  "--activation", "sigmoid", "--weight-decay", "0.01", "--optimizer", "adam", "--iters", "4",
                  "--no-progress")
     assert "'model': 'multi-layer', 'hidden_sizes': [20, 20], 'activation': 'sigmoid', " \
-           "'weight_init': 'xavier', 'weight_decay': 0.01" in result.stdout
+           "'weight_init': 'he', 'weight_decay': 0.01" in result.stdout  # the book's default
     assert "adam lr 0.001" in result.stdout and "epoch 2: train acc" in result.stdout
 
 

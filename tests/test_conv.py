@@ -135,3 +135,16 @@ def test_static_arguments_traced_by_jit_get_a_clear_error():
     closed = jax.jit(lambda x, W, b: bj.convolution(x, W, b, 1, 0))(x, W, b)
     np.testing.assert_array_equal(static, closed)
     np.testing.assert_array_equal(static, jnp.full((1, 2, 2, 2), 9.0))
+
+
+def test_pooling_stride_defaults_as_the_books_pooling_class():
+    x = normal(0, (2, 3, 6, 6), jnp.float32)
+    # The book: out_h = int(1 + (H - pool_h) / stride) with Pooling(pool_h, pool_w, stride=1, pad=0).
+    assert bj.max_pooling(x, 2, 2).shape == (2, 3, int(1 + (6 - 2) / 1), int(1 + (6 - 2) / 1))
+    assert bj.max_pooling(x, 2, 2, 2).shape == (2, 3, 3, 3)
+    # In the layer library the stride must be said: MaxPooling(2, 2) alone is ambiguous.
+    with pytest.raises(TypeError, match="stride"):
+        bj.nn.MaxPooling(2, 2)
+    _, params, _ = bj.nn.MaxPooling(2, 2, stride=2).init(None, (2, 3, 6, 6))
+    out, _ = bj.nn.MaxPooling(2, 2, stride=2).apply({}, {}, x)
+    np.testing.assert_array_equal(out, bj.max_pooling(x, 2, 2, 2))

@@ -180,6 +180,8 @@ def test_embedded_sample_ships_in_the_package_stratified_and_disjoint():
     (x, t), (xt, tt) = datasets.load_mnist_sample()
     assert x.shape == (4000, 784) and xt.shape == (1000, 784)
     assert np.bincount(t).tolist() == [400] * 10 and np.bincount(tt).tolist() == [100] * 10
+    # Shuffled like MNIST's own files, not sorted by digit: the book's x_train[:300] has every digit.
+    assert np.bincount(t[:300], minlength=10).min() >= 15 and np.bincount(tt[:100], minlength=10).min() >= 5
     assert x.dtype == np.float32 and 0 <= x.min() and x.max() == 1.0
     assert t.dtype == np.int32
     # Real digits, not noise: the mean image of each digit is far from the others'.

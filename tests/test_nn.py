@@ -84,7 +84,7 @@ def test_conv_net_equals_the_written_out_net():
 # --- research use: compose, wrap your own rule, train ----------------------------------------
 
 def test_a_conv_net_composed_from_public_layers_trains_and_equals_conv_net():
-    net = nn.serial(nn.Convolution(30, 5, weight_init_std=0.01), nn.Relu, nn.MaxPooling(2, 2),
+    net = nn.serial(nn.Convolution(30, 5, weight_init_std=0.01), nn.Relu, nn.MaxPooling(2, 2, stride=2),
                     nn.Flatten, nn.Affine(100, weight_init_std=0.01), nn.Relu,
                     nn.Affine(10, weight_init_std=0.01))
     mine = nn.classifier(net, input_shape=(1, 28, 28))

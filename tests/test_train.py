@@ -360,11 +360,35 @@ def test_bad_data_is_named(sample):
         train(two_layer_net.model(), ((x, t), (xt, np.full_like(tt, 12))), TrainConfig(iters_num=1))
 
 
+def test_evaluating_a_sample_each_epoch_as_the_books_trainer(sample):
+    data = small(sample)
+    model = two_layer_net.model()
+    config = TrainConfig(iters_num=23, seed=2)  # 5 iterations an epoch: the last epoch is short
+    sampled = TrainConfig(iters_num=23, seed=2, evaluate_sample_num_per_epoch=30)
+    state, history = train(model, data, config)
+    state_s, history_s = train(model, data, sampled)
+    for k in state.params:  # evaluation never changes training
+        np.testing.assert_array_equal(state_s.params[k], state.params[k])
+    assert [e.train_loss for e in history_s] == [e.train_loss for e in history]
+    # The book's Trainer: x[:30] each epoch; everything after the last.
+    (x, t), (xt, tt) = data
+    for e_s in history_s[:-1]:
+        assert e_s.train_acc * 30 == pytest.approx(round(e_s.train_acc * 30))
+    assert history_s[-1].train_acc == history[-1].train_acc == pytest.approx(
+        float(model.accuracy(state.params, state.model_state, x, t)), abs=1e-6)
+    assert history_s[-1].test_acc == history[-1].test_acc
+    first_params, _ = train(model, data, TrainConfig(iters_num=5, seed=2))
+    assert history_s[0].test_acc == pytest.approx(
+        float(model.accuracy(first_params.params, first_params.model_state, xt[:30], tt[:30])), abs=1e-6)
+    with pytest.raises(ValueError, match="evaluate_sample_num_per_epoch must be None or a positive integer"):
+        TrainConfig(evaluate_sample_num_per_epoch=0)
+
+
 def test_a_loss_that_explodes_without_becoming_nan_stops_training(sample):
     data = small(sample)
-    config = TrainConfig(iters_num=500, learning_rate=1e6)  # the loss reaches about 1e26, never NaN
+    config = TrainConfig(iters_num=500, learning_rate=1e4)  # the loss reaches about 5e10, never NaN
     with pytest.raises(TrainingDiverged, match=r"the loss has stayed above 10 times its starting value 2\.3\d* "
-                                               r"for 3 epochs .* learning rate \(now 1000000\.0\)") as e:
+                                               r"for 3 epochs .* learning rate \(now 10000\.0\)") as e:
         train(two_layer_net.model(), data, config)
     stopped_at = int(re.search(r"parameters of iteration (\d+)", str(e.value)).group(1))
     assert stopped_at < 500

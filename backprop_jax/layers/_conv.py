@@ -157,6 +157,11 @@ def max_pooling(x, pool_h, pool_w, stride=1, pad=0):
     Returns:
       An array of shape (N, C, out_h, out_w): the maximum of each window.
 
+    ``stride`` defaults to 1, as the book's ``Pooling(pool_h, pool_w, stride=1,
+    pad=0)`` (``common/layers.py``): ``max_pooling(x, 2, 2)`` has overlapping
+    windows, exactly like ``Pooling(2, 2)``. The book's ``SimpleConvNet`` (and
+    ``conv_net.model``) passes ``stride=2`` for non-overlapping 2x2 pooling.
+
     Backward: ``dout`` goes to the ``arg_max`` of each window and nowhere else.
     Ties: ``argmax`` picks the first maximal element of a window in row-major
     order, so that element alone gets the gradient (the book's behaviour;

@@ -10,7 +10,7 @@ A layer is a ``Layer``: two pure functions and the names of its parameters.
 
 ``serial`` chains layers and keys their parameters like the book: the i-th
 layer with a ``W`` gets ``W{i}``, the i-th with a ``gamma`` ``gamma{i}``, so
-``serial(Convolution(30, 5), Relu, MaxPooling(2, 2, 2), Affine(100), Relu,
+``serial(Convolution(30, 5), Relu, MaxPooling(2, 2, stride=2), Affine(100), Relu,
 Affine(10))`` has the book's ``W1, b1, W2, b2, W3, b3``. ``parallel``,
 ``FanOut``, ``FanInSum`` and ``FanInConcat`` build branches. ``classifier``
 makes a ``Model`` (Softmax-with-Loss on top) that ``backprop_jax.train`` trains::
@@ -134,11 +134,13 @@ def Convolution(filter_num, filter_size, *, stride=1, pad=0, weight_init_std=0.0
     return Layer(init, apply, "Convolution", ("W", "b"))
 
 
-def MaxPooling(pool_h, pool_w, stride=2, *, pad=0):
+def MaxPooling(pool_h, pool_w, *, stride, pad=0):
     """``max_pooling``: (N, C, H, W) -> (N, C, out_h, out_w); no parameters.
 
-    ``stride`` defaults to 2, as the book's ``Pooling``: ``MaxPooling(2, 2)`` is
-    the book's non-overlapping 2x2 pooling.
+    ``stride`` must be given: the book's ``Pooling`` class defaults to stride 1
+    (overlapping windows) while its ``SimpleConvNet`` passes stride 2, and a
+    silent default would be wrong for one reader or the other.
+    ``MaxPooling(2, 2, stride=2)`` is the book's non-overlapping 2x2 pooling.
     """
     def init(key, input_shape):
         input_shape = _check_shape("MaxPooling", input_shape, 4)

@@ -30,6 +30,7 @@ import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from backprop_jax.nets import count_correct
+from backprop_jax.training import optimizers as _optimizers
 
 
 class Optimizer(NamedTuple):
@@ -38,14 +39,15 @@ class Optimizer(NamedTuple):
     learning_rate: float  # the default learning rate
 
 
-# The book's optimiser set (sec. 6.1), with the book's constants and default learning rates.
+# The book's optimiser set (sec. 6.1), each its update exactly (``_optimizers``), with the
+# book's default learning rates (SGD: 0.1, the rate of its train_neuralnet.py).
 OPTIMIZERS = {
-    "sgd": Optimizer(lambda lr: optax.sgd(lr), 0.1),
-    "momentum": Optimizer(lambda lr: optax.sgd(lr, momentum=0.9), 0.01),
-    "nesterov": Optimizer(lambda lr: optax.sgd(lr, momentum=0.9, nesterov=True), 0.01),
-    "adagrad": Optimizer(lambda lr: optax.adagrad(lr, initial_accumulator_value=0.0, eps=1e-7), 0.01),
-    "rmsprop": Optimizer(lambda lr: optax.rmsprop(lr, decay=0.99, eps=1e-7), 0.01),
-    "adam": Optimizer(lambda lr: optax.adam(lr, b1=0.9, b2=0.999), 0.001),
+    "sgd": Optimizer(_optimizers.sgd, 0.1),
+    "momentum": Optimizer(_optimizers.momentum, 0.01),
+    "nesterov": Optimizer(_optimizers.nesterov, 0.01),
+    "adagrad": Optimizer(_optimizers.adagrad, 0.01),
+    "rmsprop": Optimizer(_optimizers.rmsprop, 0.01),
+    "adam": Optimizer(_optimizers.adam, 0.001),
 }
 
 
@@ -57,12 +59,18 @@ class TrainConfig:
     learning_rate: float | None = None  # None: the optimizer's default (OPTIMIZERS), 0.1 for sgd
     optimizer: str = "sgd"  # one of OPTIMIZERS
     seed: int = 0  # initial weights and the batch sequence: 0 to 2**32 - 1
+    # The book's Trainer option: evaluate each epoch on the first this-many training and test
+    # examples only (None: all); the last epoch is always evaluated on all of them.
+    evaluate_sample_num_per_epoch: int | None = None
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", OPTIMIZERS[self.optimizer].learning_rate)
+        sample = self.evaluate_sample_num_per_epoch
+        if sample is not None and (not isinstance(sample, int) or isinstance(sample, bool) or sample < 1):
+            raise ValueError(f"evaluate_sample_num_per_epoch must be None or a positive integer, got {sample!r}")
         for name in ("iters_num", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -262,14 +270,16 @@ class Records(NamedTuple):
 
 def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=256, batch_sharding=None,
                    *, fed_batches=False):
-    """``(state, n_epochs, xs, ts, train_eval, test_eval) -> (state, Records)``: up to
+    """``(state, n_epochs, xs, ts, train_eval, test_eval, *samples) -> (state, Records)``: up to
     ``n_epochs`` epochs (at most ``max_epochs``), each followed by its evaluation, in one
     compiled call; jit it.
 
     ``xs, ts`` are as for ``make_epoch_fn`` (with ``fed_batches``, one epoch's
     mini-batches, and ``n_epochs`` must be 1); ``train_eval`` and ``test_eval``
     are the ``(xs, ts)`` of ``eval_chunks`` for the ``n_train`` training and
-    ``n_test`` test examples. ``n_epochs`` is a traced value, so calls of any
+    ``n_test`` test examples. With ``config.evaluate_sample_num_per_epoch``,
+    ``samples`` are the same for the first that many examples of each, which
+    every epoch but the last is evaluated on. ``n_epochs`` is a traced value, so calls of any
     length share one compiled program. The loop stops early when the
     iterations reach ``config.iters_num`` or an epoch's loss is not finite;
     then the state stays that of the last finite epoch and ``Records``
@@ -283,7 +293,22 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
             return count_correct(model.predict(params, state, x_chunk), t_chunk)
         return (jnp.sum(jax.lax.map(correct, (xs, ts))) / n).astype(jnp.float32)
 
-    def epochs(state, n_epochs, xs, ts, train_eval, test_eval):
+    sample = config.evaluate_sample_num_per_epoch
+    if sample is not None:
+        n_train_sample, n_test_sample = min(sample, n_train), min(sample, n_test)
+
+    def evaluate(state, train_eval, test_eval, samples):
+        def on(train_data, test_data, n_tr, n_te):
+            return (accuracy(state.params, state.model_state, *train_data, n_tr),
+                    accuracy(state.params, state.model_state, *test_data, n_te))
+        if sample is None:
+            return on(train_eval, test_eval, n_train, n_test)
+        # The book's Trainer: a sample each epoch, everything after the last.
+        return jax.lax.cond(state.iteration >= config.iters_num,
+                            lambda: on(train_eval, test_eval, n_train, n_test),
+                            lambda: on(*samples, n_train_sample, n_test_sample))
+
+    def epochs(state, n_epochs, xs, ts, train_eval, test_eval, *samples):
         def running(carry):
             e, state, records = carry
             return (e < n_epochs) & (state.iteration < config.iters_num) & (records.bad_iteration == 0)
@@ -295,8 +320,7 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
             ok = jnp.all(finite)
             first_bad = jnp.argmin(finite)  # the first False, when there is one
             state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-            train_acc = accuracy(state.params, state.model_state, *train_eval, n_train)
-            test_acc = accuracy(state.params, state.model_state, *test_eval, n_test)
+            train_acc, test_acc = evaluate(state, train_eval, test_eval, samples)
             mean_loss = (jnp.sum(jnp.where(active, losses, 0.0)) / jnp.sum(active)).astype(jnp.float32)
             r = r._replace(
                 train_loss=r.train_loss.at[e].set(mean_loss), train_acc=r.train_acc.at[e].set(train_acc),
@@ -333,8 +357,8 @@ class Epoch:
     epoch: int
     iteration: int
     train_loss: float  # mean mini-batch loss over the epoch
-    train_acc: float  # accuracy on the whole training set
-    test_acc: float  # accuracy on the whole test set
+    train_acc: float  # accuracy on the training set (its first evaluate_sample_num_per_epoch, if set)
+    test_acc: float  # accuracy on the test set (likewise; always all of it after the last epoch)
     seconds: float  # wall time since training started (spread evenly over the epochs of one call)
 
 
@@ -434,6 +458,11 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         x_device, t_device = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
     train_eval = eval_chunks(x_train, t_train, stacked_sharding)
     test_eval = eval_chunks(x_test, t_test, stacked_sharding)
+    samples = ()
+    if config.evaluate_sample_num_per_epoch is not None:
+        k = config.evaluate_sample_num_per_epoch
+        samples = (eval_chunks(x_train[:k], t_train[:k], stacked_sharding),
+                   eval_chunks(x_test[:k], t_test[:k], stacked_sharding))
     epochs_fn = _epochs_program(model, config, iter_per_epoch, len(x_train), len(x_test), batch_sharding,
                                 feed == "host", replicated)
     max_epochs = _MAX_EPOCHS
@@ -452,7 +481,7 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         else:
             xs, ts = x_device, t_device
         call_start = time.perf_counter()
-        state, records = epochs_fn(state, jnp.int32(n), xs, ts, train_eval, test_eval)
+        state, records = epochs_fn(state, jnp.int32(n), xs, ts, train_eval, test_eval, *samples)
         records = jax.device_get(records)  # the call's one blocking read
         now = time.perf_counter()
         done = int(records.done)

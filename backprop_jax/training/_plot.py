@@ -10,8 +10,10 @@ from matplotlib.figure import Figure
 from backprop_jax._io import atomic_path
 
 
-def _save(fig, path):
-    fig.tight_layout()
+def save_figure(fig, path):
+    """Writes ``fig`` to ``path`` as a PNG, atomically."""
+    if not fig.subfigs:  # subfigures are laid out by their own subplots_adjust
+        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
 
@@ -30,7 +32,7 @@ def plot_curves(history, path, title=""):
     ax_loss.legend(loc="upper right")
     if title:
         fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_losses(histories, path):
@@ -42,4 +44,4 @@ def plot_losses(histories, path):
                 markevery=max(len(history) // 10, 1), label=name)
     ax.set(xlabel="iterations", ylabel="loss (mini-batch mean per epoch)", ylim=(0, None))
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -1,0 +1,114 @@
+"""The book's optimisers (sec. 6.1, ``common/optimizer.py``) as optax ``GradientTransformation``s.
+
+Each follows the book's update exactly, constants included: AdaGrad, RMSprop
+and Adam add 1e-7 *outside* the square root (``lr * g / (sqrt(h) + 1e-7)``),
+and Adam folds both bias corrections into the step size
+(``lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)``), which optax's
+``adagrad``, ``rmsprop`` and ``adam`` do not. Where an optax piece computes the
+same thing (plain SGD, RMSprop's moment) it is used; the rest are small
+transforms written like optax's own. Each returns updates to add to the
+parameters (``optax.apply_updates``).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def sgd(lr=0.01):
+    """The book's ``SGD``: ``W -= lr * g``."""
+    return optax.sgd(lr)
+
+
+class MomentumState(NamedTuple):
+    v: optax.Updates  # velocity, a pytree like the parameters
+
+
+def momentum(lr=0.01, momentum=0.9):
+    """The book's ``Momentum``: ``v = momentum * v - lr * g``, ``W += v``."""
+
+    def init(params):
+        return MomentumState(jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        del params
+        v = jax.tree.map(lambda v, g: momentum * v - lr * g, state.v, grads)
+        return v, MomentumState(v)
+
+    return optax.GradientTransformation(init, update)
+
+
+def nesterov(lr=0.01, momentum=0.9):
+    """The book's ``Nesterov``: ``v = momentum * v - lr * g``,
+    ``W += momentum**2 * v - (1 + momentum) * lr * g``."""
+
+    def init(params):
+        return MomentumState(jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        del params
+        v = jax.tree.map(lambda v, g: momentum * v - lr * g, state.v, grads)
+        updates = jax.tree.map(lambda v, g: momentum * momentum * v - (1 + momentum) * lr * g, v, grads)
+        return updates, MomentumState(v)
+
+    return optax.GradientTransformation(init, update)
+
+
+class AdaGradState(NamedTuple):
+    h: optax.Updates  # sum of squared gradients, like the parameters
+
+
+def adagrad(lr=0.01, eps=1e-7):
+    """The book's ``AdaGrad``: ``h += g * g``, ``W -= lr * g / (sqrt(h) + 1e-7)``."""
+
+    def init(params):
+        return AdaGradState(jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        del params
+        h = jax.tree.map(lambda h, g: h + g * g, state.h, grads)
+        updates = jax.tree.map(lambda h, g: -lr * g / (jnp.sqrt(h) + eps), h, grads)
+        return updates, AdaGradState(h)
+
+    return optax.GradientTransformation(init, update)
+
+
+def rmsprop(lr=0.01, decay_rate=0.99, eps=1e-7):
+    """The book's ``RMSprop``: ``h = decay_rate * h + (1 - decay_rate) * g * g``,
+    ``W -= lr * g / (sqrt(h) + 1e-7)``: optax's ``scale_by_rms`` with the epsilon outside
+    the root, then the step."""
+    return optax.chain(optax.scale_by_rms(decay=decay_rate, eps=eps, initial_scale=0.0, eps_in_sqrt=False),
+                       optax.scale(-lr))
+
+
+class AdamState(NamedTuple):
+    count: jax.Array  # int32 scalar: updates done, the book's ``iter``
+    m: optax.Updates  # first moment, like the parameters
+    v: optax.Updates  # second moment, like the parameters
+
+
+def adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-7):
+    """The book's ``Adam``: ``t += 1``, ``lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)``,
+    ``m += (1 - beta1) * (g - m)``, ``v += (1 - beta2) * (g**2 - v)``,
+    ``W -= lr_t * m / (sqrt(v) + 1e-7)``."""
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return AdamState(jnp.zeros((), jnp.int32), zeros, zeros)
+
+    def update(grads, state, params=None):
+        del params
+        t = state.count + 1
+        m = jax.tree.map(lambda m, g: m + (1 - beta1) * (g - m), state.m, grads)
+        v = jax.tree.map(lambda v, g: v + (1 - beta2) * (g ** 2 - v), state.v, grads)
+
+        def step(m, v):
+            t_ = t.astype(jnp.promote_types(m.dtype, jnp.float32))  # bfloat16 cannot count far
+            lr_t = lr * jnp.sqrt(1.0 - beta2 ** t_) / (1.0 - beta1 ** t_)
+            return (-lr_t * m / (jnp.sqrt(v) + eps)).astype(m.dtype)
+
+        return jax.tree.map(step, m, v), AdamState(t, m, v)
+
+    return optax.GradientTransformation(init, update)

@@ -1,0 +1,61 @@
+"""The chapters' experiments, each run small through the command line: files, and the
+book's observations where a tiny run already shows them."""
+
+import json
+
+import numpy as np
+import pytest
+
+from backprop_jax.cli import main
+from backprop_jax.experiments import EXPERIMENTS
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiments")
+    main(["experiment", "all", "--quick", "--out", str(out)])
+    return out, {name: json.loads((out / f"{name}.json").read_text()) for name in EXPERIMENTS}
+
+
+def test_every_experiment_writes_its_figure_and_numbers(results):
+    out, _ = results
+    for name in EXPERIMENTS:
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_activation_histograms_show_the_books_three_pictures(results):
+    inits = results[1]["activation-histograms"]["inits"]
+    share = lambda counts, bins: sum(counts[b] for b in bins) / sum(counts)
+    for layer in inits["std 1, sigmoid"]:  # saturated: activations pile up at 0 and 1
+        assert share(layer["counts"], [0, 29]) > 0.5
+    for layer in inits["std 0.01, sigmoid"][1:]:  # every unit alike: all near 0.5
+        assert share(layer["counts"], range(12, 18)) > 0.99
+    xavier = inits["Xavier, sigmoid"][-1]
+    assert 0.05 < xavier["std"] < 0.3  # spread out, neither saturated nor collapsed
+    assert set(inits) == {"std 1, sigmoid", "std 0.01, sigmoid", "Xavier, sigmoid", "He, ReLU"}
+
+
+def test_training_experiments_record_their_curves(results):
+    _, r = results
+    assert list(r["weight-init"]["curves"]) == ["std=0.01", "Xavier", "He"]
+    assert all(c[-1]["iteration"] == 20 for c in r["weight-init"]["curves"].values())
+    runs = r["batch-norm"]["runs"]
+    assert [run["scale"] for run in runs] == [1.0, 1e-4] and len(runs[1]["batch_norm"]) == 2
+    assert "plain_stopped" in runs[0] and "loss became nan" in runs[0]["plain_stopped"]  # std 1, no BN: NaN
+    variants = r["overfitting"]["variants"]
+    assert list(variants) == ["no regularisation", "weight decay 0.1", "dropout 0.2"]
+    assert all(len(v["train_acc"]) == 3 for v in variants.values())
+    filters = r["conv-filters"]
+    before, after = np.asarray(filters["filters_before"]), np.asarray(filters["filters_after"])
+    assert before.shape == after.shape == (30, 1, 5, 5) and not np.array_equal(before, after)
+
+
+def test_random_search_runs_every_trial_in_one_call_with_the_same_results(results):
+    r = results[1]["random-search"]
+    assert r["trials"] == 4 and len(r["results"]) == 4
+    finals = [t["val_acc"][-1] for t in r["results"]]
+    assert finals == sorted(finals, reverse=True)
+    assert all(1e-6 <= t["learning_rate"] <= 1e-2 and 1e-8 <= t["weight_decay"] <= 1e-4 for t in r["results"])
+    # vmap over the trials and a loop over them agree (to a flipped prediction or two).
+    assert r["max_val_acc_difference_vmap_vs_loop"] <= 0.02
+    assert r["vmapped_seconds"] > 0 and r["one_after_another_seconds"] > 0
