@@ -22,7 +22,7 @@ Everything public is re-exported here.
 from backprop_jax import checking, datasets, experiments, graph, layers, nets, shopping, training
 from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.checking import (
-    Comparison, Entry, GradcheckReport, assert_gradcheck, gradcheck, without_hand_rules)
+    Comparison, Entry, GradcheckReport, Kink, assert_gradcheck, gradcheck, without_hand_rules)
 from backprop_jax.layers import (
     add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
     init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay)
@@ -43,7 +43,7 @@ __all__ = [
     # Plain functions (chapters 3 and 4).
     "softmax", "cross_entropy_error",
     # Checking hand rules.
-    "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison",
+    "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
     "without_hand_rules",
     # Networks: the contract, the layer library, the book's nets.
     "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net",

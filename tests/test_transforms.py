@@ -132,3 +132,13 @@ def test_the_hand_rule_is_the_one_jax_grad_runs(name, monkeypatch):
     assert calls, "the registered backward rule was not called"
     for b, a in zip(before, after):
         np.testing.assert_allclose(a, 2 * b, rtol=1e-14)
+
+
+def test_forward_over_reverse_works_through_the_hand_rules_and_forward_alone_does_not():
+    x, v = jnp.array([0.3, -0.2, 1.0]), jnp.array([1.0, -2.0, 0.5])
+    f = lambda x: jnp.sum(bj.sigmoid(x) * bj.relu(x + 1.0))
+    plain = lambda x: jnp.sum(jax.nn.sigmoid(x) * jax.nn.relu(x + 1.0))  # the same, autodiff only
+    np.testing.assert_allclose(jax.hessian(f)(x), jax.hessian(plain)(x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(jax.jvp(jax.grad(f), (x,), (v,))[1], jax.hessian(plain)(x) @ v, rtol=1e-12)
+    with pytest.raises(TypeError, match="can't apply forward-mode autodiff"):
+        jax.jvp(bj.sigmoid, (x,), (v,))

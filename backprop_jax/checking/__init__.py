@@ -6,6 +6,8 @@ jaxpr walker (``_jaxpr``).
 """
 
 from backprop_jax.checking._autodiff import without_hand_rules
-from backprop_jax.checking._gradcheck import Comparison, Entry, GradcheckReport, assert_gradcheck, gradcheck
+from backprop_jax.checking._gradcheck import (
+    Comparison, Entry, GradcheckReport, Kink, assert_gradcheck, gradcheck)
 
-__all__ = ["gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "without_hand_rules"]
+__all__ = ["gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
+           "without_hand_rules"]

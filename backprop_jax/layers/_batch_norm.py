@@ -28,6 +28,8 @@ def batch_norm(x, gamma, beta, state, train, momentum=0.9, eps=1e-6):
       train: True to normalise with the batch's mean and variance and update
         the running ones; False to normalise with the running ones.
       momentum: running = momentum * running + (1 - momentum) * batch (0.9 in the book).
+      ``train``, ``momentum`` and ``eps`` are static (``nondiff_argnums``):
+      Python values, closed over under ``jit``/``vmap``.
       eps: added to the variance (the book's ``10e-7``, that is 1e-6).
     Returns:
       ``(out, new_state)``: out of x's shape; new_state like ``state``.

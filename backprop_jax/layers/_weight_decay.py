@@ -14,7 +14,10 @@ def weight_decay(Ws, weight_decay_lambda):
 
     Args:
       Ws: a sequence (or any pytree) of float weight arrays, e.g. ``(W1, W2)``.
-      weight_decay_lambda: the decay strength, a Python float >= 0.
+      weight_decay_lambda: the decay strength, a Python float >= 0. It is
+        static (``nondiff_argnums``): under ``jit`` or ``vmap`` close over it
+        (a traced value raises ``UnexpectedTracerError``); to trace or vmap
+        the strength, scale the output instead, ``lam * weight_decay(Ws, 1.0)``.
     Returns:
       A scalar, added to the loss as in the book's ``MultiLayerNet.loss``.
 
