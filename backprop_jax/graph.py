@@ -35,7 +35,7 @@ from backprop_jax.checking._jaxpr import bind, call_body, is_layer, layer_body, 
 
 # Symbols the book draws in its nodes.
 _SYMBOLS = {"mul": "×", "add": "+"}
-FORMATS = (".dot", ".svg", ".png", ".mmd")
+FORMATS = (".dot", ".svg", ".png", ".mmd", ".html")
 
 
 class GraphvizNotFound(RuntimeError):
@@ -156,8 +156,54 @@ class Graph:
             lines.append(f'  {e.src} -->|"{text.replace(chr(34), chr(39))}"| {e.dst}')
         return "\n".join(lines) + "\n"
 
+    def steps(self):
+        """The page's steps: ``(text, [(edge index, "value" or "grad"), ...])`` per step, first
+        the forward pass node by node (each node's outgoing values, left to right), then the
+        backward pass (the gradients on each node's incoming arrows, right to left)."""
+        symbol = lambda n: _SYMBOLS.get(n.label, n.label)
+        steps = []
+        for n in self.nodes:
+            out = [i for i, e in enumerate(self.edges) if e.src == n.id]
+            if not out or n.kind == "output":
+                continue
+            values = ", ".join(dict.fromkeys(format_value(self.edges[i].value) for i in out))
+            what = f"input {n.label}" if n.kind in ("input", "const") else f"node {symbol(n)}"
+            steps.append((f"forward: {what} = {values}", [(i, "value") for i in out]))
+        by_id = {n.id: n for n in self.nodes}
+
+        def name(edge):  # the book's names: dapple for an input, d(×) for a node's output
+            src = by_id[edge.src]
+            return src.label if src.kind in ("input", "const") else f"({symbol(src)})"
+
+        for n in reversed(self.nodes):
+            into = [i for i, e in enumerate(self.edges) if e.dst == n.id and e.grad is not None]
+            if not into:
+                continue
+            grads = ", ".join(f"d{name(self.edges[i])} = {format_value(self.edges[i].grad)}" for i in into)
+            what = "the output: dout = 1" if n.kind == "output" else f"node {symbol(n)} passes back {grads}"
+            steps.append((f"backward: {what}", [(i, "grad") for i in into]))
+        return steps
+
+    def to_html(self, full_arrays=False, title="computational graph"):
+        """One self-contained HTML page (no network needed) that steps through the forward pass
+        (each value appears above its arrow) and then the backward pass (each gradient below
+        it, right to left), with next/previous buttons and the arrow keys."""
+        return _html(self, full_arrays, title)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """Shows the graph in Jupyter with no extra call: SVG through Graphviz when it is
+        installed, else the interactive page, and Mermaid text for front ends that render it."""
+        bundle = {"text/plain": f"Graph({len(self.nodes)} nodes, {len(self.edges)} arrows)",
+                  "text/markdown": "```mermaid\n" + self.to_mermaid() + "```\n"}
+        if shutil.which("dot") is not None:
+            bundle["image/svg+xml"] = _run_dot(self.to_dot(), "svg", "the notebook").decode()
+        else:
+            bundle["text/html"] = self.to_html()
+        return bundle
+
     def render(self, path, full_arrays=False):
-        """Writes the graph to ``path``; the format follows the extension (.dot, .svg, .png, .mmd)."""
+        """Writes the graph to ``path``; the format follows the extension (.dot, .svg, .png, .mmd,
+        .html: the interactive page)."""
         path = Path(path)
         ext = path.suffix.lower()
         if ext not in FORMATS:
@@ -166,6 +212,8 @@ class Graph:
             data = self.to_dot(full_arrays).encode()
         elif ext == ".mmd":
             data = self.to_mermaid(full_arrays).encode()
+        elif ext == ".html":
+            data = self.to_html(full_arrays, title=path.stem).encode()
         else:
             data = _run_dot(self.to_dot(full_arrays), ext[1:], path)
         with atomic_path(path) as tmp:
@@ -184,6 +232,104 @@ def _run_dot(dot_text, fmt, path):
     if result.returncode != 0:
         raise RuntimeError(f"dot failed on the graph for {path}: {result.stderr.decode(errors='replace')}")
     return result.stdout
+
+
+def _layout(graph):
+    """``{node id: (column, row)}``: columns by depth from the inputs, rows in order."""
+    depth = {}
+    for n in graph.nodes:
+        sources = [depth[e.src] for e in graph.edges if e.dst == n.id and e.src in depth]
+        depth[n.id] = 1 + max(sources) if sources else 0
+    rows, place = {}, {}
+    for n in graph.nodes:
+        column = depth[n.id]
+        place[n.id] = (column, rows.get(column, 0))
+        rows[column] = rows.get(column, 0) + 1
+    return place
+
+
+def _html(graph, full_arrays, title):
+    import html
+    import json
+
+    place = _layout(graph)
+    dx, dy, margin = 190, 110, 70
+    names = [len(n.label) for n in graph.nodes if n.kind in ("input", "const")]
+    left = max(margin, 30 + 9 * max(names, default=0))  # room for the input names
+    pos = {k: (left + c * dx, margin + r * dy) for k, (c, r) in place.items()}
+    width = left + margin + dx * max(c for c, _ in place.values())
+    height = margin * 2 + dy * max(r for _, r in place.values())
+    parts = []
+    for i, e in enumerate(graph.edges):
+        (x1, y1), (x2, y2) = pos[e.src], pos[e.dst]
+        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+        value = html.escape(format_value(e.value, full_arrays))
+        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2 - 22}" y2="{y2}" class="arrow" marker-end="url(#head)"/>')
+        parts.append(f'<text id="v{i}" class="value" x="{mx}" y="{my - 8}" text-anchor="middle">{value}</text>')
+        if e.grad is not None:
+            grad = html.escape(format_value(e.grad, full_arrays))
+            parts.append(f'<text id="g{i}" class="grad" x="{mx}" y="{my + 18}" text-anchor="middle">{grad}</text>')
+    for n in graph.nodes:
+        x, y = pos[n.id]
+        label = html.escape(_SYMBOLS.get(n.label, n.label))
+        if n.kind in ("input", "const"):
+            parts.append(f'<text class="input" x="{x - 8}" y="{y + 5}" text-anchor="end">{label}</text>')
+        elif n.kind == "output":
+            parts.append(f'<circle cx="{x}" cy="{y}" r="4" class="out"/>')
+        else:
+            parts.append(f'<circle cx="{x}" cy="{y}" r="20" class="node"/>'
+                         f'<text class="op" x="{x}" y="{y + 5}" text-anchor="middle">{label}</text>')
+    steps = [{"text": text, "show": [("v" if kind == "value" else "g") + str(i) for i, kind in shown]}
+             for text, shown in graph.steps()]
+    svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}"><defs><marker id="head" markerWidth="10" markerHeight="8" '
+           f'refX="9" refY="4" orient="auto"><path d="M0,0 L10,4 L0,8 z"/></marker></defs>'
+           + "".join(parts) + "</svg>")
+    return _PAGE.replace("TITLE", html.escape(title)).replace("SVG", svg).replace(
+        "STEPS", json.dumps(steps).replace("</", "<\\/"))
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>TITLE</title>
+<style>
+body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; }
+.arrow { stroke: #333; stroke-width: 1.5; }
+.node { fill: #fff; stroke: #333; stroke-width: 1.5; }
+.op { font-size: 18px; } .input { font-size: 15px; }
+.value { fill: #1f4e9c; font-size: 14px; visibility: hidden; }
+.grad { fill: #d62728; font-size: 14px; visibility: hidden; }
+.shown { visibility: visible; }
+#status { margin: 0.8em 0; min-height: 1.4em; }
+button { font-size: 1em; margin-right: 0.5em; }
+</style></head>
+<body>
+<h2>TITLE</h2>
+<p>Values appear above the arrows from left to right (forward pass), then gradients below
+them in red from right to left (backward pass). Use the buttons or the arrow keys.</p>
+<div><button id="prev">&larr; previous</button><button id="next">next &rarr;</button>
+<span id="counter"></span></div>
+<div id="status">press next to start the forward pass</div>
+SVG
+<script>
+const steps = STEPS;
+let at = 0;  // steps shown
+function draw() {
+  document.querySelectorAll(".value, .grad").forEach(e => e.classList.remove("shown"));
+  for (let i = 0; i < at; i++) steps[i].show.forEach(id => document.getElementById(id).classList.add("shown"));
+  document.getElementById("status").textContent = at ? steps[at - 1].text : "press next to start the forward pass";
+  document.getElementById("counter").textContent = "step " + at + " of " + steps.length;
+  document.getElementById("next").disabled = at === steps.length;
+  document.getElementById("prev").disabled = at === 0;
+}
+function next() { if (at < steps.length) { at++; draw(); } }
+function prev() { if (at > 0) { at--; draw(); } }
+document.getElementById("next").onclick = next;
+document.getElementById("prev").onclick = prev;
+document.addEventListener("keydown", e => { if (e.key === "ArrowRight") next(); if (e.key === "ArrowLeft") prev(); });
+draw();
+</script>
+</body></html>
+"""
 
 
 def _escape(text, html=False):

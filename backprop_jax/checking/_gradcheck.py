@@ -130,7 +130,9 @@ class GradcheckReport:
             else:
                 row += (f"{e.numeric.max_abs:>21.2e}{e.numeric.max_rel:>10.2e}"
                         f"{'ok' if e.numeric.ok else 'FAIL':>6}")
-                if e.numeric_elements < int(np.prod(e.shape)):
+                if e.numeric_directions:
+                    row += f"  ({e.numeric_elements} random directions)"
+                elif e.numeric_elements < int(np.prod(e.shape)):
                     row += f"  ({e.numeric_elements} of {int(np.prod(e.shape))} elements)"
             if e.batched is not None:
                 row += f"  vmap vs loop {e.batched.max_abs:.2e} {'ok' if e.batched.ok else 'FAIL'}"
@@ -470,6 +472,8 @@ def _gradcheck(f, args, argnums, held, *, reference, eps, atol, rtol, numeric, n
             step = _EPS.get(dtype, 1e-3) if eps is None else eps
             eps_used[name] = step
             u = jax.random.normal(jax.random.fold_in(key, 500 + j), (numeric_directions, leaf.size), leaf.dtype)
+            # Entries of size 1: each element moves by about eps, as with elements, and the
+            # projection grows with the array where the rounding of the difference does not.
             num = _compare(np.asarray(u, np.float64) @ hand_flat, _directional(g_hand, leaves, j, step, u),
                            n_atol, n_rtol)
             count = numeric_directions

@@ -1,0 +1,57 @@
+"""The notebooks run from a clean kernel, top to bottom, without an error (they are committed
+without outputs; this regenerates them and looks at what they show)."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def run(name):
+    notebook = nbformat.read(str(NOTEBOOKS / name), as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    return notebook
+
+
+def outputs(notebook):
+    """Every text and every display's MIME types, cell by cell."""
+    cells = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        texts, kinds = [], set()
+        for out in cell.outputs:
+            texts.append(out.get("text", "") + json.dumps(out.get("data", {}).get("text/plain", "")))
+            kinds |= set(out.get("data", {}))
+        cells.append(("".join(texts), kinds))
+    return cells
+
+
+def test_the_notebooks_are_committed_without_outputs():
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        notebook = nbformat.read(str(path), as_version=4)
+        assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), path.name
+
+
+def test_computational_graphs_notebook():
+    cells = outputs(run("1_computational_graphs.ipynb"))
+    assert "price 220, dapple 2.2, dapple_num 110, dtax 200" in cells[1][0]
+    assert "['2.2', '110', '200']" in cells[2][0]
+    for _, kinds in cells[3:5]:  # the graphs show themselves
+        assert {"image/svg+xml", "text/html"} & kinds and "text/markdown" in kinds
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("2_layer_rules.ipynb", ["gradient check passed"] * 4),
+    ("3_training.ipynb", ["gradient check passed", "test accuracy after 2000 iterations"]),
+    ("4_your_own_layer.ipynb", ["order-2 derivative check passed", "gradient check FAILED",
+                                "test accuracy after 400 iterations"]),
+])
+def test_notebook_runs_and_shows(name, expected):
+    text = "\n".join(t for t, _ in outputs(run(name)))
+    for piece in expected:
+        assert text.count(piece) >= expected.count(piece), piece
