@@ -1,4 +1,4 @@
-"""The ``backprop-jax`` command: train, gradcheck, graph, compare-optimizers, download."""
+"""The ``backprop-jax`` command: train, gradcheck, graph, compare-optimizers, experiment, download."""
 
 import argparse
 import dataclasses

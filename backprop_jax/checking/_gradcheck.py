@@ -181,6 +181,15 @@ def _scalarize(f, args, key):
     return lambda *a: sum(jnp.sum(d * o) for d, o in zip(douts, jax.tree_util.tree_leaves(f(*a))))
 
 
+def _at_flat(g, leaves, index):
+    """``g`` as a function of leaf ``index`` flattened, the other leaves held."""
+    def at(v):
+        new = list(leaves)
+        new[index] = v.reshape(leaves[index].shape)
+        return g(new)
+    return at
+
+
 def _numeric_grad(g, leaves, index, eps, elements, chunk_elems=1 << 24):
     """Central differences ``(g(v + eps) - g(v - eps)) / (2 eps)`` at the flat ``elements``.
 
@@ -191,10 +200,7 @@ def _numeric_grad(g, leaves, index, eps, elements, chunk_elems=1 << 24):
     n = leaf.size
     chunk = max(1, min(len(elements), chunk_elems // max(n, 1)))
 
-    def g_flat(v):
-        new = list(leaves)
-        new[index] = v.reshape(leaf.shape)
-        return g(new)
+    g_flat = _at_flat(g, leaves, index)
 
     @jax.jit
     def diffs(idx):
@@ -213,12 +219,7 @@ def _numeric_grad(g, leaves, index, eps, elements, chunk_elems=1 << 24):
 
 def _one_sided(g, leaves, index, eps, elements):
     """``(left, right)`` one-sided differences of ``g`` at the flat ``elements`` of leaf ``index``."""
-    leaf = leaves[index]
-
-    def at(v):
-        new = list(leaves)
-        new[index] = v.reshape(leaf.shape)
-        return g(new)
+    leaf, at = leaves[index], _at_flat(g, leaves, index)
 
     @jax.jit
     def sides(idx):
@@ -233,12 +234,7 @@ def _one_sided(g, leaves, index, eps, elements):
 
 def _directional(g, leaves, index, eps, directions):
     """Central differences of ``g`` along each row of ``directions`` (flat, leaf ``index``)."""
-    leaf = leaves[index]
-
-    def at(v):
-        new = list(leaves)
-        new[index] = v.reshape(leaf.shape)
-        return g(new)
+    leaf, at = leaves[index], _at_flat(g, leaves, index)
 
     @jax.jit
     def diffs(u):
