@@ -445,10 +445,8 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         replicated = NamedSharding(mesh, PartitionSpec())
         stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
-    if state is None and mesh is not None:  # every process computes the same replicated values
+    if state is None:  # one compiled call, not an op at a time; every process computes the same values
         state = jax.jit(lambda: init_state(model, config), out_shardings=replicated)()
-    elif state is None:
-        state = init_state(model, config)
     elif mesh is not None:
         state = jax.device_put(state, replicated)
     if feed == "host":
