@@ -342,6 +342,19 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, sample
     assert (tmp_path / "damaged-checkpoints" / "20").is_dir()
 
 
+def test_a_given_state_that_does_not_fit_the_model_is_named(sample):
+    data, model, config = small(sample), two_layer_net.model(), TrainConfig(iters_num=5)
+    state = bj.init_state(model, config)
+    wide = state._replace(params={**state.params, "W1": state.params["W1"].astype(jnp.float64)})
+    with pytest.raises(ValueError, match=r"state\.params\['W1'\] has shape \(784, 50\) and dtype float64, but "
+                                         r"this model and optimizer make \(784, 50\) and float32"):
+        train(model, data, config, state=wide)
+    with pytest.raises(ValueError, match="state does not have the structure this model and optimizer make"):
+        train(model, data, TrainConfig(iters_num=5, optimizer="adam"), state=state)
+    trained, _ = train(model, data, config, state=state)  # the right one is taken as it is
+    assert int(trained.iteration) == 5
+
+
 def test_bad_data_is_named(sample):
     (x, t), test = small(sample)
     with pytest.raises(ValueError, match=r"train set: 500 inputs of shape \(500, 784\) but 499 labels"):

@@ -255,6 +255,20 @@ def _check_data(model, data):
                              f"{n_classes}), got {t[bad[0]]} at index {bad[0]} ({bad.size} such labels)")
 
 
+def _check_state(state, expected):
+    """``ValueError`` naming the first leaf of a given ``state`` whose structure, shape or dtype
+    differs from what the model and config make (a float64 copy, another optimiser's state)."""
+    got, got_tree = jax.tree_util.tree_flatten_with_path(state)
+    want, want_tree = jax.tree_util.tree_flatten_with_path(expected)
+    if got_tree != want_tree:
+        raise ValueError(f"state does not have the structure this model and optimizer make: got {got_tree}, "
+                         f"expected {want_tree}")
+    for (path, a), (_, b) in zip(got, want):
+        if jnp.shape(a) != b.shape or jnp.result_type(a) != b.dtype:
+            raise ValueError(f"state{jax.tree_util.keystr(path)} has shape {jnp.shape(a)} and dtype "
+                             f"{jnp.result_type(a)}, but this model and optimizer make {b.shape} and {b.dtype}")
+
+
 class Records(NamedTuple):
     """What one call of ``make_epochs_fn``'s function reports; arrays of ``max_epochs`` entries,
     of which the first ``done`` are real."""
@@ -447,7 +461,9 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
     if state is None:  # one compiled call, not an op at a time; every process computes the same values
         state = jax.jit(lambda: init_state(model, config), out_shardings=replicated)()
-    elif mesh is not None:
+    else:
+        _check_state(state, jax.eval_shape(lambda: init_state(model, config)))
+    if state is not None and mesh is not None:
         state = jax.device_put(state, replicated)
     if feed == "host":
         x_train, t_train = np.asarray(x_train), np.asarray(t_train)
