@@ -1,10 +1,12 @@
 """Training: the book's recipe, determinism, one compilation, calls of many epochs, divergence,
 checkpoints, what a run prints and writes."""
 
+import gc
 import json
 import re
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -319,6 +321,10 @@ def damage(step_dir, how):
         (step_dir / "state" / "_METADATA").unlink()
 
 
+# Reading a truncated file leaves orbax reads in flight whose callbacks later find their event
+# loop closed ("Exception ignored ..."). The run keeps them quiet while it lasts; the test waits
+# for the last of them here, so that they cannot surface in a later test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("how", ["truncated array data", "broken record", "missing metadata"])
 def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, sample, how):
     data = small(sample)
@@ -340,6 +346,8 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, sample
         np.testing.assert_array_equal(state.params[k], whole.params[k])
     assert [e.iteration for e in history] == list(range(5, 41, 5))
     assert (tmp_path / "damaged-checkpoints" / "20").is_dir()
+    time.sleep(1.0)
+    gc.collect()
 
 
 def test_a_given_state_that_does_not_fit_the_model_is_named(sample):

@@ -113,7 +113,13 @@ class Checkpoints:
             state=ocp.args.StandardRestore(template), record=ocp.args.JsonRestore()))
         return out["state"], out["record"]
 
+    def on_close(self, fn):
+        """Calls ``fn()`` after ``close``."""
+        self._after_close = [*getattr(self, "_after_close", []), fn]
+
     def close(self):
         """Waits for a save still being written, then releases orbax's resources."""
         if self._made is not None:
             self._made.close()
+        for fn in getattr(self, "_after_close", []):
+            fn()

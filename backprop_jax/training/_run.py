@@ -90,15 +90,29 @@ def _same_run(record, settings, fingerprint, out):
                        f"another --out")
 
 
-def _collect_quietly():
-    """A failed orbax restore leaves coroutines and callbacks behind that complain (on stderr)
-    when they are collected, at some later moment; collect them now, without the noise."""
-    hook = sys.unraisablehook
-    sys.unraisablehook = lambda unraisable: None
-    try:
-        gc.collect()
-    finally:
-        sys.unraisablehook = hook
+class _QuietOrbaxLeftovers:
+    """A failed orbax restore leaves reads in flight whose callbacks, when they finish, find
+    their event loop closed, and coroutines that complain when collected: each prints
+    "Exception ignored ..." on stderr at some later moment. While this is installed (from
+    the failed restore until the run closes its checkpoints) those, and only those, are
+    dropped; anything else still reaches the previous hook."""
+
+    def __init__(self):
+        self.previous = sys.unraisablehook
+        sys.unraisablehook = self
+
+    def __call__(self, unraisable):
+        error, where = unraisable.exc_value, repr(unraisable.object)
+        leftover = (isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
+                    or isinstance(error, GeneratorExit) or "orbax" in where or "tensorstore" in where
+                    or "_read_array" in where)
+        if not leftover:
+            self.previous(unraisable)
+
+    def close(self):
+        gc.collect()  # what is left, now, while still quiet
+        if sys.unraisablehook is self:
+            sys.unraisablehook = self.previous
 
 
 def _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, primary):
@@ -126,7 +140,8 @@ def _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, 
         raise RunError(f"--resume: no checkpoint in {checkpoints.directory} can be read: "
                        + "; ".join(f"{step}: {_short(e)}" for step, e in skipped))
     if skipped:
-        _collect_quietly()
+        quiet = _QuietOrbaxLeftovers()
+        checkpoints.on_close(quiet.close)
         if primary:
             for step, e in skipped:
                 where = checkpoints.set_aside(step, out / "damaged-checkpoints")
