@@ -106,10 +106,13 @@ def _scaled_start(model, config, scale):
 def _train_until_nan(model, data, config, state):
     """``(history, stopped)``: the epochs trained, and the message if the loss became NaN (the
     experiment shows how far a run gets; the explosion check is off)."""
-    seen = []
+    seen = []  # the history as the last call left it
+
+    def keep(state, history):
+        seen[:] = history
+
     try:
-        _, history = train(model, data, config, state=state, divergence_factor=None,
-                           on_epochs=lambda s, h: seen.__setitem__(slice(None), h))
+        _, history = train(model, data, config, state=state, divergence_factor=None, on_epochs=keep)
         return history, None
     except TrainingDiverged as e:
         return list(seen), str(e)

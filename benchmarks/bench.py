@@ -262,7 +262,8 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
         fn()  # warm-up: compiles, imports
     if cli_repeats > 1:
         cli()  # fills JAX's persistent cache, as a user's first run does
-    recorded = {"run": [], "cli": []}
+    for warm_up in recorded.values():
+        warm_up.clear()
     times = {name: [] for name in [*ways, "cli"]}
     for i in range(repeats):
         for name, fn in [*ways.items(), *([("cli", cli)] if i < cli_repeats else [])]:

@@ -325,12 +325,12 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
       A ``GradcheckReport``; ``report.ok`` is True only if every comparison
       passes and ``str(report)`` is a table per argument.
     """
-    kwargs = dict(reference=reference, argnums=argnums, eps=eps, atol=atol, rtol=rtol, numeric=numeric,
-                  numeric_elements=numeric_elements, numeric_directions=numeric_directions, order=order,
-                  batched=batched, key=key)
+    options = dict(reference=reference, eps=eps, atol=atol, rtol=rtol, numeric=numeric,
+                   numeric_elements=numeric_elements, numeric_directions=numeric_directions, order=order,
+                   batched=batched, key=key)
     if matmul_precision is not None:
         with jax.default_matmul_precision(matmul_precision):
-            return gradcheck(f, *args, matmul_precision=None, **kwargs)
+            return gradcheck(f, *args, argnums=argnums, matmul_precision=None, **options)
     for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)
                                       and (value > 0 if name == "eps" else value >= 0)):
@@ -355,7 +355,7 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
                     f"complex inputs are not checked directly. Check the real and imaginary parts as two "
                     f"real arguments: gradcheck(lambda re, im: f(re + 1j * im), x.real, x.imag)")
     try:
-        return _gradcheck(f, args, argnums, frozenset(), **{k: v for k, v in kwargs.items() if k != "argnums"})
+        return _gradcheck(f, args, argnums, frozenset(), **options)
     except jax.errors.UnexpectedTracerError as e:
         if "nondiff_argnums" not in str(e):
             raise
@@ -363,7 +363,7 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
     floats = [i for i, a in enumerate(args) if isinstance(a, float)]
     for held in (frozenset(c) for n in range(1, len(floats) + 1) for c in itertools.combinations(floats, n)):
         try:
-            return _gradcheck(f, args, argnums, held, **{k: v for k, v in kwargs.items() if k != "argnums"})
+            return _gradcheck(f, args, argnums, held, **options)
         except jax.errors.UnexpectedTracerError as e:
             if "nondiff_argnums" not in str(e):
                 raise

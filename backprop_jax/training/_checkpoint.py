@@ -14,6 +14,11 @@ from pathlib import Path
 import jax
 
 
+def _ocp():
+    import orbax.checkpoint as ocp  # imported on first use; Python keeps it after that
+    return ocp
+
+
 class Checkpoints:
     """The checkpoints of one training run, numbered by iteration."""
 
@@ -23,21 +28,20 @@ class Checkpoints:
         of a multi-process run makes the same choice."""
         self.directory = Path(directory).absolute()
         self._options = (max_to_keep, min_interval_s)
-        self._ocp = self._made = None
+        self._made = None
+        self._after_close = []
 
     @property
     def _manager(self):
         # Made on first use: a new run whose directory does not exist yet needs no orbax
         # until its first save.
         if self._made is None:
-            import orbax.checkpoint as ocp
-
+            ocp = _ocp()
             max_to_keep, min_interval_s = self._options
             policy = None
             if min_interval_s:
                 policy = ocp.checkpoint_managers.ContinuousCheckpointingPolicy(
                     minimum_interval_secs=min_interval_s)
-            self._ocp = ocp
             self._made = ocp.CheckpointManager(
                 self.directory,
                 options=ocp.CheckpointManagerOptions(
@@ -47,9 +51,8 @@ class Checkpoints:
 
     def latest_step(self):
         """The iteration of the newest complete checkpoint, or None."""
-        if self._made is None and not self.directory.exists():
-            return None
-        return self._manager.latest_step()
+        steps = self.all_steps()
+        return steps[0] if steps else None
 
     def all_steps(self):
         """The iterations of every complete checkpoint, newest first."""
@@ -79,9 +82,8 @@ class Checkpoints:
         """Saves the ``state`` pytree and the JSON-able ``record`` as checkpoint ``step``
         (unless the interval policy skips it); returns whether it saved. The writing
         goes on in the background; ``close`` waits for it."""
-        manager = self._manager
-        ocp = self._ocp
-        return manager.save(step, force=force, args=ocp.args.Composite(
+        ocp = _ocp()
+        return self._manager.save(step, force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
 
     def record(self, step=None):
@@ -89,9 +91,8 @@ class Checkpoints:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        manager = self._manager
-        ocp = self._ocp
-        return manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
+        ocp = _ocp()
+        return self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
 
     def restore(self, template, sharding=None, step=None):
         """Restores checkpoint ``step`` (default: the newest) into the structure of ``template``;
@@ -106,20 +107,19 @@ class Checkpoints:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        manager = self._manager
-        ocp = self._ocp
+        ocp = _ocp()
         template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), template)
-        out = manager.restore(step, args=ocp.args.Composite(
+        out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template), record=ocp.args.JsonRestore()))
         return out["state"], out["record"]
 
     def on_close(self, fn):
         """Calls ``fn()`` after ``close``."""
-        self._after_close = [*getattr(self, "_after_close", []), fn]
+        self._after_close.append(fn)
 
     def close(self):
         """Waits for a save still being written, then releases orbax's resources."""
         if self._made is not None:
             self._made.close()
-        for fn in getattr(self, "_after_close", []):
+        for fn in self._after_close:
             fn()

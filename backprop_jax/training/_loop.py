@@ -463,8 +463,8 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         state = jax.jit(lambda: init_state(model, config), out_shardings=replicated)()
     else:
         _check_state(state, jax.eval_shape(lambda: init_state(model, config)))
-    if state is not None and mesh is not None:
-        state = jax.device_put(state, replicated)
+        if mesh is not None:
+            state = jax.device_put(state, replicated)
     if feed == "host":
         x_train, t_train = np.asarray(x_train), np.asarray(t_train)
         fed_sharding = stacked_sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -479,14 +479,13 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
                    eval_chunks(x_test[:k], t_test[:k], stacked_sharding))
     epochs_fn = _epochs_program(model, config, iter_per_epoch, len(x_train), len(x_test), batch_sharding,
                                 feed == "host", replicated)
-    max_epochs = _MAX_EPOCHS
 
     iteration = int(state.iteration)
     first_epoch, reference = len(history), None  # this train's first epoch, and its starting loss
     start = time.perf_counter() - (history[-1].seconds if history else 0.0)
     size = 1  # epochs in the next call: one first, as it includes compiling
     while iteration < config.iters_num:
-        n = min(size, max_epochs, -(-(config.iters_num - iteration) // iter_per_epoch))
+        n = min(size, _MAX_EPOCHS, -(-(config.iters_num - iteration) // iter_per_epoch))
         if sync_every is not None:
             n = min(n, sync_every - len(history) % sync_every)
         if feed == "host":
