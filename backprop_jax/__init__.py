@@ -11,7 +11,7 @@ The package, in its order of dependence:
 * ``layers``: the hand rules, one family per file;
 * ``nets``: the ``Model`` contract, ``nn`` (layers to compose, in the style of
   stax) and the book's networks;
-* ``checking``: ``gradcheck`` and ``without_hand_rules``;
+* ``checking``: ``gradcheck``, ``without_hand_rules`` and ``hand_rules``;
 * ``training``: the compiled loop, runs with checkpoints, several processes;
 * ``datasets`` (MNIST), ``graph`` (drawing), ``shopping`` (the apple and
   orange graphs), ``cli`` (the ``backprop-jax`` command).
@@ -22,7 +22,8 @@ Everything public is re-exported here.
 from backprop_jax import checking, datasets, experiments, graph, layers, nets, shopping, training
 from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.checking import (
-    Comparison, Entry, GradcheckReport, Kink, assert_gradcheck, gradcheck, without_hand_rules)
+    Comparison, Entry, GradcheckReport, HandRules, Kept, Kink, RuleUse, assert_gradcheck, gradcheck, hand_rules,
+    without_hand_rules)
 from backprop_jax.layers import (
     add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
     init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay)
@@ -44,7 +45,7 @@ __all__ = [
     "softmax", "cross_entropy_error",
     # Checking hand rules.
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
-    "without_hand_rules",
+    "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
     "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net",
     # Learning.

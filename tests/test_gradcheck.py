@@ -94,7 +94,7 @@ def test_matrix_products_run_at_full_precision():
     assert seen and set(seen) == {"highest"}, seen
     seen.clear()
     with jax.default_matmul_precision("bfloat16"):
-        bj.gradcheck(f, x, matmul_precision=None, numeric=False)
+        bj.gradcheck(f, x, matmul_precision=None, numeric_elements=1)
     assert seen and set(seen) == {"bfloat16"}, seen
 
 

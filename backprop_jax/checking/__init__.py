@@ -5,9 +5,10 @@ side. Both, and ``backprop_jax.graph``, read traced functions through one
 jaxpr walker (``_jaxpr``).
 """
 
-from backprop_jax.checking._autodiff import without_hand_rules
+from backprop_jax.checking._autodiff import hand_rules, without_hand_rules
 from backprop_jax.checking._gradcheck import (
     Comparison, Entry, GradcheckReport, Kink, assert_gradcheck, gradcheck)
+from backprop_jax.checking._jaxpr import HandRules, Kept, RuleUse
 
 __all__ = ["gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
-           "without_hand_rules"]
+           "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept"]
