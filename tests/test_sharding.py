@@ -83,3 +83,65 @@ def test_devices_flag():
     assert "--batch-size 98 does not split evenly over 4 devices" in result.stderr
     assert "cannot use 16 devices: 8 available" in result.stderr
     assert "on 4 cpu devices" in result.stdout and "epoch 2: train acc" in result.stdout
+
+
+SHARD_MAP = textwrap.dedent('''
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+    jax.config.update("jax_enable_x64", True)
+    import backprop_jax as bj
+    from backprop_jax import conv_net, multi_layer_net, two_layer_net
+
+    def f64(tree):
+        return jax.tree.map(lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+    # Batch norm in evaluation mode: in training mode each shard would normalise with its own statistics.
+    nets = {
+        "two-layer": (two_layer_net.model(20, 8, 3), (16, 20), {}),
+        "multi-layer with batch norm": (multi_layer_net.model(20, [8, 8], 3, use_batchnorm=True,
+                                                              weight_decay_lambda=0.1), (16, 20), {"train": False}),
+        "conv": (conv_net.model((1, 8, 8), filter_num=3, filter_size=3, hidden_size=6, output_size=3),
+                 (8, 1, 8, 8), {}),
+    }
+    auto = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Auto,))
+    for name, (model, shape, kw) in nets.items():
+        params, state = f64(model.init(jax.random.key(0)))
+        x, t = jax.random.normal(jax.random.key(1), shape), jnp.arange(shape[0]) % 3
+        loss = model.loss_fn(state, **kw)
+        full = jax.grad(loss)(params, x, t)  # the whole batch on one device
+        # Data parallel under shard_map, check_vma left at its default True: parameters replicated,
+        # the batch split, the loss averaged over the shards.
+        def data_parallel(fn):
+            grad = lambda p, x, t: jax.grad(lambda p: jax.lax.pmean(fn(p, x, t), "data"))(p)
+            return jax.jit(jax.shard_map(grad, mesh=auto, in_specs=(P(), P("data"), P("data")), out_specs=P()))
+        hand = data_parallel(loss)(params, x, t)
+        plain = data_parallel(bj.without_hand_rules(loss))(params, x, t)
+        for k in full:
+            scale = float(jnp.max(jnp.abs(full[k]))) + 1e-12
+            assert float(jnp.max(jnp.abs(hand[k] - full[k]))) <= 1e-12 * scale, (name, k)
+            assert float(jnp.max(jnp.abs(hand[k] - plain[k]))) <= 1e-12 * scale, (name, k)
+        print("shard_map", name, "matches")
+
+    # Explicit sharding (sharding in types): the batch split over the mesh, the same gradient.
+    explicit = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Explicit,))
+    with jax.set_mesh(explicit):
+        for name in ("two-layer", "multi-layer with batch norm"):
+            model, shape, _ = nets[name]
+            params, state = f64(model.init(jax.random.key(0)))
+            x, t = jax.random.normal(jax.random.key(1), shape), jnp.arange(shape[0]) % 3
+            loss = model.loss_fn(state, train=True)
+            full = jax.grad(loss)(params, x, t)
+            xs = jax.device_put(x, NamedSharding(explicit, P("data")))
+            ts = jax.device_put(t, NamedSharding(explicit, P("data")))
+            hand = jax.jit(jax.grad(loss))(params, xs, ts)
+            for k in full:
+                scale = float(jnp.max(jnp.abs(full[k]))) + 1e-12
+                assert float(jnp.max(jnp.abs(hand[k] - full[k]))) <= 1e-12 * max(scale, 1e-3), (name, k)
+            print("explicit", name, "matches")
+''')
+
+
+def test_hand_rules_under_shard_map_and_explicit_sharding_give_the_full_batch_gradient():
+    result = run_with_devices(SHARD_MAP, n=4)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("matches") == 5, result.stdout

@@ -5,7 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from backprop_jax.layers._checks import as_float_array, require_ndim
+from backprop_jax.layers._checks import as_float_array, like_inputs, require_ndim, sharding_like
 
 
 @jax.custom_vjp
@@ -55,9 +55,11 @@ def _affine_bwd(res, dout):
     x, W, b = res
     x2 = x.reshape(x.shape[0], W.shape[0])
     dx = jnp.dot(dout, W.T).reshape(x.shape).astype(x.dtype)
-    dW = jnp.dot(x2.T, dout).astype(W.dtype)
+    # Under explicit sharding a contraction over the split batch must say how its result is
+    # sharded: like the parameter it is the gradient of.
+    dW = jnp.dot(x2.T, dout, out_sharding=sharding_like(W)).astype(W.dtype)
     db = jnp.sum(dout, axis=0).astype(b.dtype)
-    return dx, dW, db
+    return like_inputs((dx, dW, db), res)
 
 
 affine.defvjp(_affine_fwd, _affine_bwd)

@@ -8,7 +8,7 @@ gets a scalar ``dprice``).
 import jax
 import jax.numpy as jnp
 
-from backprop_jax.layers._checks import as_float_array, require_broadcastable
+from backprop_jax.layers._checks import as_float_array, like_inputs, require_broadcastable
 
 
 def unbroadcast(d, shape):
@@ -44,7 +44,7 @@ def _mul_bwd(res, dout):
     x, y = res
     dx = unbroadcast(dout * y, x.shape).astype(x.dtype)
     dy = unbroadcast(dout * x, y.shape).astype(y.dtype)
-    return dx, dy
+    return like_inputs((dx, dy), res)
 
 
 mul.defvjp(_mul_fwd, _mul_bwd)
@@ -77,7 +77,7 @@ def _add_bwd(res, dout):
     x, y = res
     dx = unbroadcast(dout * 1, x.shape).astype(x.dtype)
     dy = unbroadcast(dout * 1, y.shape).astype(y.dtype)
-    return dx, dy
+    return like_inputs((dx, dy), res)
 
 
 add.defvjp(_add_fwd, _add_bwd)

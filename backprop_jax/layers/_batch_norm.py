@@ -6,7 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from backprop_jax.layers._checks import as_float_array
+from backprop_jax.layers._checks import as_float_array, like_inputs
 
 
 def init_batch_norm_state(num_features, dtype=jnp.float32):
@@ -79,11 +79,11 @@ def _batch_norm_fwd(x, gamma, beta, state, train, momentum, eps):
         xn = xc / std[None, :]
         new_state = state
     out = (gamma[None, :] * xn + beta[None, :]).reshape(x.shape)
-    return (out, new_state), (x, gamma, xn, xc, std)
+    return (out, new_state), (x, gamma, beta, xn, xc, std)
 
 
 def _batch_norm_bwd(train, momentum, eps, res, cotangents):
-    x, gamma, xn, xc, std = res
+    x, gamma, beta, xn, xc, std = res
     dout, _ = cotangents  # the running statistics get no gradient
     batch_size = x.shape[0]
     dout = dout.reshape(xn.shape)
@@ -99,7 +99,8 @@ def _batch_norm_bwd(train, momentum, eps, res, cotangents):
         dx = dxc - dmu[None, :] / batch_size
     else:
         dx = dxc
-    return dx.reshape(x.shape).astype(x.dtype), dgamma, dbeta, None
+    dx = dx.reshape(x.shape).astype(x.dtype)
+    return like_inputs((dx, dgamma, dbeta), (x, gamma, beta)) + (None,)
 
 
 batch_norm.defvjp(_batch_norm_fwd, _batch_norm_bwd)

@@ -5,6 +5,7 @@ function (under ``jit`` too) and names the offending shapes, instead of letting
 XLA fail later with an opaque message.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -39,3 +40,47 @@ def require_broadcastable(fn, x, y):
         raise ValueError(
             f"{fn}: x of shape {x.shape} and y of shape {y.shape} do not "
             f"broadcast together") from None
+
+
+def _varying(a):
+    """The manual mesh axes (inside ``shard_map``) over which ``a`` varies; empty outside."""
+    aval = jax.typeof(a)
+    mat = getattr(aval, "manual_axis_type", None)
+    if mat is not None:
+        return frozenset(mat.varying)
+    return frozenset(getattr(aval, "vma", ()))  # older JAX
+
+
+def like_inputs(cotangents, inputs):
+    """Each cotangent typed like its primal input under ``shard_map``, as autodiff types them.
+
+    A parameter replicated over a manual axis (invariant) whose cotangent comes out varying,
+    ``dW = x.T @ dout`` on a split batch, gets that cotangent summed over the axis: the
+    transpose of the implicit broadcast of the parameter to every shard, which is what JAX's
+    own rules insert. An input varying where its cotangent is not gets the cotangent cast to
+    varying. Outside ``shard_map`` nothing varies and the cotangents pass unchanged.
+    """
+    out = []
+    for ct, x in zip(cotangents, inputs):
+        if ct is not None and x is not None:
+            extra, missing = _varying(ct) - _varying(x), _varying(x) - _varying(ct)
+            if extra:
+                ct = jax.lax.psum(ct, tuple(sorted(extra)))
+            if missing:
+                ct = jax.lax.pcast(ct, tuple(sorted(missing)), to="varying")
+        out.append(ct)
+    return tuple(out)
+
+
+def sharding_like(a):
+    """``a``'s sharding where it is part of the type (a mesh with explicit axes), else None: the
+    ``out_sharding`` that makes a contraction over a batch-sharded axis give a cotangent sharded
+    like its parameter."""
+    sharding = getattr(jax.typeof(a), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or not getattr(mesh, "axis_names", ()):
+        return None
+    explicit = getattr(jax.sharding.AxisType, "Explicit", None)
+    if not any(t == explicit for t in getattr(mesh, "axis_types", ())):
+        return None
+    return sharding

@@ -5,7 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from backprop_jax.layers._checks import as_float_array, require_ndim
+from backprop_jax.layers._checks import as_float_array, like_inputs, require_ndim
 
 
 def _out_size(fn, x_shape, filter_h, filter_w, stride, pad):
@@ -138,7 +138,7 @@ def _convolution_bwd(stride, pad, res, dout):
     dW = jnp.dot(col.T, dout).transpose(1, 0).reshape(FN, C, FH, FW)
     dcol = jnp.dot(dout, W.reshape(FN, -1))  # dout @ col_W.T
     dx = col2im(dcol, x.shape, FH, FW, stride, pad)
-    return dx.astype(x.dtype), dW.astype(W.dtype), db.astype(b.dtype)
+    return like_inputs((dx.astype(x.dtype), dW.astype(W.dtype), db.astype(b.dtype)), (x, W, b))
 
 
 convolution.defvjp(_convolution_fwd, _convolution_bwd)

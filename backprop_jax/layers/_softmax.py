@@ -136,7 +136,9 @@ def _softmax_with_loss_bwd(res, dout):
     if t.ndim == 2:  # one-hot labels
         dx = (y - t) / batch_size
     else:
-        dx = y.at[jnp.arange(batch_size), t].add(-1) / batch_size
+        # The book's dx[np.arange(batch_size), t] -= 1, as a subtraction of one-hot rows: the same
+        # numbers, and it keeps a batch-sharded y sharded (a scatter would not, under explicit sharding).
+        dx = (y - jax.nn.one_hot(t, y.shape[1], dtype=y.dtype)) / batch_size
     dx = (dx * dout).astype(y.dtype)
     return dx, None
 

@@ -5,7 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from backprop_jax.layers._checks import as_float_array
+from backprop_jax.layers._checks import as_float_array, like_inputs
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
@@ -37,7 +37,7 @@ def _weight_decay_fwd(Ws, weight_decay_lambda):
 
 def _weight_decay_bwd(weight_decay_lambda, Ws, dout):
     dWs = jax.tree_util.tree_map(lambda W: (dout * weight_decay_lambda * W).astype(W.dtype), Ws)
-    return (dWs,)
+    return (jax.tree_util.tree_map(lambda dW, W: like_inputs((dW,), (W,))[0], dWs, Ws),)
 
 
 weight_decay.defvjp(_weight_decay_fwd, _weight_decay_bwd)
