@@ -13,21 +13,22 @@ The package, in its order of dependence:
   stax) and the book's networks;
 * ``checking``: ``gradcheck``, ``without_hand_rules`` and ``hand_rules``;
 * ``training``: the compiled loop, runs with checkpoints, several processes;
-* ``datasets`` (MNIST), ``graph`` (drawing), ``shopping`` (the apple and
+* ``book_params`` (the book's pickled parameters), ``datasets`` (MNIST), ``graph`` (drawing), ``shopping`` (the apple and
   orange graphs), ``cli`` (the ``backprop-jax`` command).
 
 Everything public is re-exported here.
 """
 
-from backprop_jax import checking, datasets, experiments, graph, layers, nets, shopping, training
+from backprop_jax import book_params, checking, datasets, experiments, graph, layers, nets, shopping, training
 from backprop_jax._io import atomic_path, writable_directory, write_json
+from backprop_jax.book_params import BookParamsError, fit_params, load_book_params, save_book_params
 from backprop_jax.checking import (
     Comparison, Entry, GradcheckReport, HandRules, Kept, Kink, RuleUse, assert_gradcheck, gradcheck, hand_rules,
     without_hand_rules)
 from backprop_jax.layers import (
     add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
     init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay)
-from backprop_jax.nets import Model, conv_net, count_correct, multi_layer_net, nn, two_layer_net
+from backprop_jax.nets import Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, two_layer_net
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, DistributedError, Epoch, Optimizer, RunError, TrainConfig, TrainingDiverged,
     TrainState, compare_optimizers, data_fingerprint, data_parallel_mesh, eval_chunks, init_state,
@@ -47,7 +48,9 @@ __all__ = [
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
-    "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net",
+    "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net",
+    # The book's saved parameters (pickles), read without running code.
+    "load_book_params", "save_book_params", "fit_params", "BookParamsError",
     # Learning.
     "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS", "optimizers",
     "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "iterations_per_epoch",
@@ -55,5 +58,5 @@ __all__ = [
     "run", "RunError", "data_fingerprint", "Checkpoints", "compare_optimizers", "DistributedError",
     "atomic_path", "write_json", "writable_directory",
     # Subpackages and modules.
-    "layers", "nets", "checking", "training", "datasets", "experiments", "shopping", "graph",
+    "layers", "nets", "checking", "training", "datasets", "experiments", "shopping", "graph", "book_params",
 ]

@@ -1,4 +1,4 @@
-"""The ``backprop-jax`` command: train, gradcheck, graph, compare-optimizers, experiment, download."""
+"""The ``backprop-jax`` command: train, evaluate, gradcheck, graph, compare-optimizers, experiment, download."""
 
 import argparse
 import dataclasses
@@ -130,16 +130,30 @@ class ConvNetSettings:
                               weight_init_std=self.weight_init)
 
 
+@dataclasses.dataclass(frozen=True)
+class DeepConvNetSettings:
+    """Chapter 8's ``DeepConvNet`` (sec. 8.1.1): six 3x3 convolutions in three blocks, two affine
+    layers with dropout, He initialisation."""
+    hidden: int = 50
+
+    def build(self):
+        from backprop_jax.nets import deep_conv_net
+        return deep_conv_net.model((1, 28, 28), hidden_size=self.hidden)
+
+
 class ModelEntry(NamedTuple):
     settings: type  # a frozen dataclass with build() -> Model
     optimizer: str  # the default optimiser
     epochs: int | None = None  # the default length in epochs, where the book's script gives one
+    evaluate_sample_num: int | None = None  # the book's script's evaluate_sample_num_per_epoch
 
 
 MODELS = {
     "two-layer": ModelEntry(TwoLayerSettings, "sgd"),  # train_neuralnet.py: 10,000 iterations
     "multi-layer": ModelEntry(MultiLayerSettings, "sgd"),
     "convnet": ModelEntry(ConvNetSettings, "adam", epochs=20),  # train_convnet.py: 20 epochs, Adam
+    # train_deepnet.py: Adam (lr 0.001), 20 epochs of batch 100, evaluate_sample_num_per_epoch=1000.
+    "deep-convnet": ModelEntry(DeepConvNetSettings, "adam", epochs=20, evaluate_sample_num=1000),
 }
 DEFAULT_OPTIMIZER = "sgd"
 
@@ -169,6 +183,19 @@ def _fields(settings_class):
 
 
 
+def _add_model_flags(parser):
+    net = parser.add_argument_group(
+        "network", "Each flag applies to the models named in its help; any other is a usage error.")
+    net.add_argument("--model", default="two-layer", metavar="|".join(MODELS) + "|FILE.py:FUNCTION",
+                     help="the book's two-layer net (default), multi-layer net, simple convnet or chapter "
+                          "8's deep convnet, or your own: FILE.py is executed and FUNCTION() must return a "
+                          "backprop_jax.Model")
+    for field, (flag, kwargs) in MODEL_FLAGS.items():
+        users = [name for name, entry in MODELS.items() if field in _fields(entry.settings)]
+        net.add_argument(flag, dest=field, default=argparse.SUPPRESS,
+                         **{**kwargs, "help": f"{kwargs['help']}; for {', '.join(users)}"})
+
+
 def build_parser():
     from backprop_jax.training import OPTIMIZERS, TrainConfig
 
@@ -181,15 +208,7 @@ def build_parser():
     train = sub.add_parser("train", help="train a network on MNIST (the book's recipe by default)",
                            description="Train a network with the hand-written backward rules.")
     _add_data_flags(train)
-    net = train.add_argument_group(
-        "network", "Each flag applies to the models named in its help; any other is a usage error.")
-    net.add_argument("--model", default="two-layer", metavar="|".join(MODELS) + "|FILE.py:FUNCTION",
-                     help="the book's two-layer net (default), multi-layer net or simple convnet, or "
-                          "your own: FILE.py is executed and FUNCTION() must return a backprop_jax.Model")
-    for field, (flag, kwargs) in MODEL_FLAGS.items():
-        users = [name for name, entry in MODELS.items() if field in _fields(entry.settings)]
-        net.add_argument(flag, dest=field, default=argparse.SUPPRESS,
-                         **{**kwargs, "help": f"{kwargs['help']}; for {', '.join(users)}"})
+    _add_model_flags(train)
     opt = train.add_argument_group("training")
     length = opt.add_mutually_exclusive_group()
     length.add_argument("--iters", type=_positive_int, default=None,
@@ -244,6 +263,19 @@ def build_parser():
     files.add_argument("--every-epoch", action="store_true",
                        help="print a line for every epoch (default: all of them up to 30 epochs, "
                             "else about 20 evenly spread, and the last; metrics.json has them all)")
+
+    evaluate = sub.add_parser(
+        "evaluate", help="test accuracy of saved parameters: the book's .pkl files or a run directory",
+        description="Evaluate parameters on the test set: a pickle in the book's format (its "
+                    "ch03/sample_weight.pkl, ch07/params.pkl, ch08/deep_convnet_params.pkl, or one "
+                    "written by save_params), read without running any code it holds, or a run "
+                    "directory (its newest checkpoint).")
+    _add_data_flags(evaluate)
+    _add_model_flags(evaluate)
+    evaluate.add_argument("--params", required=True, metavar="FILE.pkl|RUN_DIR",
+                          help="the parameters: a .pkl of the book's format, or a --out directory of train")
+    evaluate.add_argument("--dtype", choices=["float16", "bfloat16", "float32", "float64"], default="float32",
+                          help="evaluate in this precision, as the book's half_float_network.py (default float32)")
 
     check = sub.add_parser("gradcheck", help="the book's gradient check of the two-layer net",
                            description="Compare the hand rules of the two-layer net (784-50-10, "
@@ -447,8 +479,9 @@ def cmd_train(args, parser):
         iters = TrainConfig().iters_num if epochs is None else epochs * per_epoch
     config = TrainConfig(iters_num=iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          optimizer=args.optimizer or default_optimizer, seed=args.seed,
-                         evaluate_sample_num_per_epoch=args.evaluate_sample_num)
-    settings = {**net_settings, **vars(config)}
+                         evaluate_sample_num_per_epoch=args.evaluate_sample_num
+                         or getattr(MODELS.get(args.model), "evaluate_sample_num", None))
+    settings = {**net_settings, **config.record()}
     if n_processes > 1:
         try:
             check_processes_agree({"settings": settings, "dataset": dataset, "resume": args.resume,
@@ -457,8 +490,7 @@ def cmd_train(args, parser):
             sys.exit(f"backprop-jax: error: {e}")
     (x_train, _), (x_test, _) = data
     say(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
-        f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer} "
-        f"lr {config.learning_rate}, on {mesh.size} {mesh.devices.flat[0].platform} device"
+        f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer_name()}, on {mesh.size} {mesh.devices.flat[0].platform} device"
         f"{'s' if mesh.size > 1 else ''}"
         + (f" in {n_processes} processes" if n_processes > 1 else ""))
     start = time.perf_counter()
@@ -480,8 +512,10 @@ def cmd_train(args, parser):
     if not primary:
         return
     if history:
-        print(f"final test accuracy {history[-1].test_acc:.4f} after {history[-1].iteration} "
-              f"iterations ({time.perf_counter() - start:.1f} s)")
+        last = history[-1]
+        what = (f"test accuracy {last.test_acc:.4f}" if last.test_acc is not None
+                else f"test loss {last.test_loss:.4g}")
+        print(f"final {what} after {last.iteration} iterations ({time.perf_counter() - start:.1f} s)")
     if args.out:
         print(f"wrote {os.path.join(args.out, 'metrics.json')}, "
               f"{os.path.join(args.out, 'curves.png')} and checkpoints in "
@@ -500,6 +534,73 @@ def _two_layer_check_inputs(key, hidden, batch, dtype):
     x = jax.random.uniform(key_x, (batch, 784), dtype)
     t = jax.random.randint(key_t, (batch,), 0, 10)
     return model, params, state, x, t
+
+
+def _run_params(directory, model):
+    """The parameters and model state of the newest checkpoint in the run ``directory``."""
+    import jax
+
+    from backprop_jax.training import Checkpoints, TrainConfig, init_state
+
+    checkpoints = Checkpoints(os.path.join(directory, "checkpoints"))
+    try:
+        if checkpoints.latest_step() is None:
+            sys.exit(f"backprop-jax: error: --params {directory}: no checkpoint in {checkpoints.directory}")
+        record = checkpoints.record()
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        saved = {k: v for k, v in record["settings"].items() if k in fields}
+        try:
+            config = TrainConfig(**saved)
+        except ValueError:
+            sys.exit(f"backprop-jax: error: --params {directory}: the run used an optimiser this command "
+                     f"cannot rebuild ({saved.get('optimizer')!r:.60}); load its parameters in Python")
+        template = jax.eval_shape(lambda: init_state(model, config))
+        try:
+            state, _ = checkpoints.restore(template)
+        except Exception as e:  # noqa: BLE001 - orbax's errors for a checkpoint of another model
+            sys.exit(f"backprop-jax: error: --params {directory}: its checkpoint does not hold this model's "
+                     f"parameters ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        return state.params, state.model_state
+    finally:
+        checkpoints.close()
+
+
+def cmd_evaluate(args, parser):
+    model, net_settings, _ = _build_model(args, parser)
+    if not os.path.exists(args.params):
+        parser.error(f"--params {args.params}: no such file or directory")
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from backprop_jax.book_params import BookParamsError, fit_params, load_book_params
+
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    dtype = jnp.dtype(args.dtype)
+    _, state = model.init(jax.random.key(0))
+    if os.path.isdir(args.params):
+        params, state = _run_params(args.params, model)
+    else:
+        try:
+            params = load_book_params(args.params)
+        except BookParamsError as e:
+            sys.exit(f"backprop-jax: error: --params {e}")
+    try:
+        params = fit_params(model, params, dtype)
+    except BookParamsError as e:
+        sys.exit(f"backprop-jax: error: --params {args.params}: {e}")
+    state = jax.tree.map(lambda a: jnp.asarray(a, dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating)
+                         else a, state)
+    dataset, data = _load_data(args)
+    x_test, t_test = data[1]
+    predict = jax.jit(lambda p, s, x: jnp.argmax(model.predict(p, s, x.astype(dtype)), axis=1))
+    correct = 0
+    for start in range(0, len(x_test), 1000):
+        correct += int(np.sum(np.asarray(predict(params, state, jnp.asarray(x_test[start:start + 1000])))
+                              == np.asarray(t_test[start:start + 1000])))
+    print(f"test accuracy {correct / len(x_test):.4f} ({correct} of {len(x_test)} {dataset} test images), "
+          f"{net_settings['model']} in {args.dtype}, parameters from {args.params}")
 
 
 def cmd_gradcheck(args, parser):
@@ -632,7 +733,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command in ("train", "compare-optimizers", "experiment"):
         _use_compilation_cache()
-    commands = {"train": cmd_train, "gradcheck": cmd_gradcheck, "graph": cmd_graph,
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck, "graph": cmd_graph,
                 "compare-optimizers": cmd_compare, "experiment": cmd_experiment, "download": cmd_download}
     commands[args.command](args, parser)
 

@@ -99,7 +99,8 @@ def _scaled_start(model, config, scale):
     """The model's initial state with every weight multiplied by ``scale``: the book's
     ``weight_init_std=scale`` when the model draws ``W = 1 * N(0, 1)``."""
     state = init_state(model, config)
-    params = {k: v * float(scale) if k.startswith("W") else v for k, v in state.params.items()}  # keeps the dtype
+    params = jax.tree.map(lambda v, weight: v * float(scale) if weight else v,  # keeps the dtype
+                          state.params, model.weight_mask(state.params))
     return state._replace(params=params, opt_state=config.make_optimizer().init(params))
 
 
@@ -211,7 +212,7 @@ def _trial_fn(model, x_train, t_train, x_val, t_val, epochs, batch_size):
         def loss(params, x, t):
             data_loss, _ = model.loss(params, state, x, t)
             # lambda multiplies the hand rule's output, so it may be a traced value.
-            return data_loss + lam * weight_decay(nn.weights(params), 1.0)
+            return data_loss + lam * weight_decay(nn.weights(model, params), 1.0)
 
         def epoch(params, e):
             def step(i, params):

@@ -103,7 +103,7 @@ def test_compare_optimizers_writes_one_plot(sample, tmp_path):
      "--filter-size, --pad, --stride)"),
     (["train", "--batch-norm", "--dropout", "0.1"], "--batch-norm, --dropout do not apply to --model two-layer"),
     (["train", "--model", "nets.py:make", "--hidden", "3"], "--hidden does not apply to --model nets.py:make"),
-    (["train", "--model", "resnet"], "--model must be two-layer, multi-layer, convnet or FILE.py:FUNCTION"),
+    (["train", "--model", "resnet"], "--model must be two-layer, multi-layer, convnet, deep-convnet or FILE.py:FUNCTION"),
     (["train", "--model", "multi-layer", "--dropout", "1.5"], "expected a fraction in [0, 1), got '1.5'"),
     (["train", "--model", "convnet", "--weight-init", "he"], "--weight-init for the convnet must be a number"),
 ])

@@ -90,7 +90,28 @@ def test_each_optimizer_is_the_books_update(name, dtype, rtol):
 def test_the_trainer_uses_the_books_optimizers():
     for name, entry in bj.OPTIMIZERS.items():
         assert entry.make is getattr(bj.optimizers, name)
-    assert bj.TrainConfig(optimizer="adagrad").make_optimizer().init({"W": jnp.zeros(2)}) is not None
+    # The transformation the config makes takes the book's AdaGrad step: W -= lr * g / (sqrt(g * g) + 1e-7).
+    transform = bj.TrainConfig(optimizer="adagrad").make_optimizer()
+    params, g = {"W": jnp.asarray([0.5, -0.25])}, {"W": jnp.asarray([0.2, -0.4])}
+    updates, _ = transform.update(g, transform.init(params), params)
+    np.testing.assert_allclose(updates["W"], -0.01 * np.array([0.2, -0.4]) / (np.array([0.2, 0.4]) + 1e-7),
+                               rtol=1e-12)
+
+
+def test_nesterov_takes_the_books_first_step():
+    # The book's common/optimizer.py, from v = 0: v *= 0.9 (0); v -= lr * g (-lr g);
+    # W += 0.9 * 0.9 * v (-0.81 lr g); W -= (1 + 0.9) * lr * g (-1.9 lr g): -2.71 lr g in all.
+    # (The velocity is updated before the parameters, in the book's own order.)
+    lr, g = 0.01, jnp.asarray([1.0, -2.0], jnp.float64)
+    transform = bj.optimizers.nesterov(lr)
+    params = {"W": jnp.zeros(2, jnp.float64)}
+    state = transform.init(params)
+    updates, state = transform.update({"W": g}, state, params)
+    np.testing.assert_allclose(updates["W"], -2.71 * lr * np.asarray(g), rtol=1e-12)
+    # The second step with the same gradient: v = 0.9 * (-lr g) - lr g = -1.9 lr g;
+    # W += 0.81 * v - 1.9 lr g = -(0.81 * 1.9 + 1.9) lr g = -3.439 lr g.
+    updates, _ = transform.update({"W": g}, state, params)
+    np.testing.assert_allclose(updates["W"], -3.439 * lr * np.asarray(g), rtol=1e-12)
 
 
 def test_where_the_epsilon_sits_shows_in_the_first_small_step():
@@ -103,4 +124,7 @@ def test_where_the_epsilon_sits_shows_in_the_first_small_step():
         transform = getattr(bj.optimizers, name)(bj.OPTIMIZERS[name].learning_rate)
         updates, _ = transform.update(g, transform.init(g), g)
         np.testing.assert_allclose(-updates["W"][0], expected, rtol=1e-12)
-    np.testing.assert_allclose(0.01 * 1e-4 / (1e-4 + 1e-7), 0.00999, rtol=1e-3)
+    # optax's own adagrad (epsilon inside the root, its default initial accumulator 0.1) moves
+    # far less: the two are different optimisers for small gradients.
+    optax_step = -optax.adagrad(0.01, eps=1e-7).update(g, optax.adagrad(0.01, eps=1e-7).init(g), g)[0]["W"][0]
+    assert float(optax_step) < 0.5 * 0.01 * 1e-4 / (1e-4 + 1e-7)

@@ -129,3 +129,16 @@ def test_out_of_range_labels_under_jit_give_a_nan_loss_never_a_wrong_finite_one(
     good = jnp.array([0, 1, 3])
     expected = -jnp.mean(jax.nn.log_softmax(x)[jnp.arange(3), good])  # the definition, written out
     np.testing.assert_allclose(jax.jit(bj.softmax_with_loss)(x, good), expected, rtol=1e-6)
+
+
+def test_soft_labels_cross_entropy_takes_the_arg_max_softmax_with_loss_the_whole_row():
+    x = jnp.array([[1.0, 2.0, 0.5], [0.1, -1.0, 0.3]], jnp.float64)
+    soft = jnp.array([[0.2, 0.7, 0.1], [0.5, 0.1, 0.4]], jnp.float64)
+    y = np.exp(np.asarray(x)) / np.exp(np.asarray(x)).sum(axis=1, keepdims=True)
+    # The book's cross_entropy_error: t = t.argmax(axis=1), then -sum(log(y[arange, t] + 1e-7)) / N.
+    book = -np.sum(np.log(y[np.arange(2), np.asarray(soft).argmax(axis=1)] + 1e-7)) / 2
+    np.testing.assert_allclose(bj.cross_entropy_error(y, soft), book, rtol=1e-12)
+    # softmax_with_loss: every entry of the row weighs its class.
+    whole = -np.sum(np.asarray(soft) * np.log(y)) / 2
+    np.testing.assert_allclose(bj.softmax_with_loss(x, soft), whole, rtol=1e-12)
+    assert abs(whole - book) > 0.1

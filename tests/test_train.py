@@ -368,7 +368,7 @@ def test_bad_data_is_named(sample):
     with pytest.raises(ValueError, match=r"train set: 500 inputs of shape \(500, 784\) but 499 labels"):
         train(two_layer_net.model(), ((x, t[:-1]), test), TrainConfig(iters_num=1))
     with pytest.raises(ValueError, match="train labels must be integers of shape"):
-        train(two_layer_net.model(), ((x, np.eye(10)[t]), test), TrainConfig(iters_num=1))
+        train(two_layer_net.model(), ((x, t.astype(np.float32)), test), TrainConfig(iters_num=1))
     # Out of range: -1 would silently train class 9, and 10 would give a NaN loss.
     for bad, where in ((-1, 7), (10, 3)):
         wrong = t.copy()
@@ -432,3 +432,88 @@ def test_a_loss_that_explodes_without_becoming_nan_stops_training(sample):
 def test_bad_config_is_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_any_optax_transformation_trains_checkpoints_and_resumes_bitwise(tmp_path, sample):
+    import optax
+    data = small(sample)
+    adamw = lambda lr: optax.adamw(lr, weight_decay=1e-4)  # noqa: E731
+    whole, _ = train(two_layer_net.model(), data, TrainConfig(iters_num=40, optimizer=adamw(1e-3)))
+    settings = {"model": "two-layer"}
+    run(two_layer_net.model(), data, TrainConfig(iters_num=20, optimizer=adamw(1e-3)), dataset="d",
+        settings=settings, out=tmp_path, progress=False, log=lambda *a: None)
+    record = json.loads((tmp_path / "metrics.json").read_text())["config"]
+    assert "optax" in record["optimizer"] and "0.001" in record["optimizer"], record["optimizer"]
+    resumed, _ = run(two_layer_net.model(), data, TrainConfig(iters_num=40, optimizer=adamw(1e-3)), dataset="d",
+                     settings=settings, out=tmp_path, resume=True, progress=False, log=lambda *a: None)
+    for k in whole.params:
+        np.testing.assert_array_equal(resumed.params[k], whole.params[k])
+    # Another transformation, or the same with another learning rate, is another run.
+    for other in (adamw(2e-3), optax.sgd(0.1)):
+        with pytest.raises(RunError, match="other settings .*'optimizer'"):
+            run(two_layer_net.model(), data, TrainConfig(iters_num=60, optimizer=other), dataset="d",
+                settings=settings, out=tmp_path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="learning_rate must be None with an optax transformation"):
+        TrainConfig(optimizer=optax.sgd(0.1), learning_rate=0.1)
+    with pytest.raises(ValueError, match="optimizer must be one of .* or an optax GradientTransformation"):
+        TrainConfig(optimizer="lbfgs")
+
+
+def test_weight_decay_applies_to_the_weights_each_layer_declares():
+    from jax.example_libraries import stax
+    from backprop_jax import nn
+    model = nn.classifier(nn.serial(nn.from_stax(stax.Dense(32)), nn.Relu, nn.from_stax(stax.Dense(10))),
+                          (784,), weight_decay_lambda=0.1)
+    params, _ = model.init(jax.random.key(0))
+    (W1, b1), (W2, b2) = params["stax1"], params["stax3"]
+    assert W1.shape == (784, 32) and W2.shape == (32, 10)
+    expected = 0.1 / 2 * (np.sum(np.asarray(W1, np.float64) ** 2) + np.sum(np.asarray(W2, np.float64) ** 2))
+    assert float(model.penalty(params)) > 0
+    np.testing.assert_allclose(float(model.penalty(params)), expected, rtol=1e-6)
+    # The book's nets: W's only, not biases, not batch norm's gamma and beta.
+    net = multi_layer_net.model(20, [8, 8], 3, use_batchnorm=True, weight_decay_lambda=0.1)
+    p, _ = net.init(jax.random.key(0))
+    assert [k for k, w in net.weight_mask(p).items() if w] == ["W1", "W2", "W3"]
+    assert sorted(k for k, w in two_layer_net.model().weight_mask({"W1": 0, "b1": 0, "W2": 0, "b2": 0}).items()
+                  if w) == ["W1", "W2"]
+
+
+def test_any_model_trains_regression_and_one_hot_labels(tmp_path, sample):
+    # A regression: y = x @ w_true, through the hand-ruled affine layer and a mean-squared criterion.
+    rng = np.random.default_rng(0)
+    w_true = rng.normal(size=(5, 2)).astype(np.float32)
+    x = rng.normal(size=(400, 5)).astype(np.float32)
+    y = x @ w_true
+    model = Model(init=lambda key: ({"W": 0.01 * jax.random.normal(key, (5, 2)), "b": jnp.zeros(2)}, {}),
+                  apply=lambda p, s, x, *, key=None, train=False: (bj.affine(x, p["W"], p["b"]), s),
+                  criterion=lambda pred, t: jnp.mean(jnp.sum((pred - t) ** 2, axis=1)))
+    assert not model.measures_accuracy()
+    data = ((x[:300], y[:300]), (x[300:], y[300:]))
+    state, history = run(model, data, TrainConfig(iters_num=600, batch_size=50), dataset="line",
+                         settings={"model": "regression"}, out=tmp_path, progress=False, log=lambda *a: None)
+    last = history[-1]
+    assert last.test_acc is None and last.test_loss < 1e-4 and last.train_loss < 1e-4, last
+    np.testing.assert_allclose(state.params["W"], w_true, atol=1e-2)
+    assert last.line().startswith(f"epoch {last.epoch}: train loss")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["final_test_acc"] is None and metrics["final_test_loss"] == last.test_loss
+    assert (tmp_path / "curves.png").exists()
+    # The test loss is the mean over the whole test set, written out here.
+    pred = np.asarray(data[1][0]) @ np.asarray(state.params["W"]) + np.asarray(state.params["b"])
+    np.testing.assert_allclose(last.test_loss, np.mean(np.sum((pred - data[1][1]) ** 2, axis=1)), rtol=1e-4)
+    # One-hot labels for the classifier train exactly as the integer labels do.
+    small_data = small(sample)
+    (xs, ts), (xt, tt) = small_data
+    one_hot = ((xs, np.eye(10, dtype=np.float32)[ts]), (xt, np.eye(10, dtype=np.float32)[tt]))
+    config = TrainConfig(iters_num=30)
+    by_int, h_int = train(two_layer_net.model(), small_data, config)
+    by_hot, h_hot = train(two_layer_net.model(), one_hot, config)
+    np.testing.assert_allclose(by_hot.params["W1"], by_int.params["W1"], rtol=1e-5, atol=1e-7)
+    assert h_hot[-1].test_acc == pytest.approx(h_int[-1].test_acc)
+    bad = ((xs, np.full((len(xs), 10), 0.5, np.float32)), (xt, np.eye(10, dtype=np.float32)[tt]))
+    with pytest.raises(ValueError, match="train one-hot labels: each row must be non-negative and sum to 1"):
+        train(two_layer_net.model(), bad, config)
+    with pytest.raises(ValueError, match=r"data must be \(\(x_train, t_train\), \(x_test, t_test\)\), got a tuple of 3"):
+        train(two_layer_net.model(), (small_data[0], small_data[1], small_data[1]), config)
+    with pytest.raises(ValueError, match="train labels must be integers of shape"):
+        train(two_layer_net.model(), ((xs, ts.astype(np.float32)), (xt, tt)), config)

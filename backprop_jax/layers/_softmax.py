@@ -66,6 +66,11 @@ def cross_entropy_error(y, t):
     Returns:
       ``-sum(log(y[n, t[n]] + 1e-7)) / N``, a scalar. The 1e-7 is the book's
       guard against ``log(0)``; ``softmax_with_loss`` does not need it.
+
+    Soft labels (rows such as ``[0.3, 0.7]``) are reduced to their arg-max, as
+    the book's ``if t.size == y.size: t = t.argmax(axis=1)`` does: only the
+    largest entry's class counts. ``softmax_with_loss`` instead uses the whole
+    distribution, ``-sum(t * log(softmax(x))) / N``.
     """
     y = as_float_array("cross_entropy_error", "y", y)
     t = jnp.asarray(t)

@@ -23,6 +23,21 @@ class Model(NamedTuple):
     apply: Callable  # (params, state, x (N, ...), *, key=None, train=False) -> (scores (N, C), new_state)
     penalty: Callable | None = None  # params -> scalar added to the loss (the book's weight decay)
     criterion: Callable = softmax_with_loss  # (scores, t) -> scalar: the loss layer on top
+    # params -> a pytree of bools shaped like params, True at the weights (the arrays weight
+    # decay penalises); None: no parameter is a weight. optax takes it as a mask, e.g.
+    # optax.adamw(1e-3, mask=model.weight_mask).
+    weight_mask: Callable | None = None
+    # What the trainer measures on the training and test sets after each epoch: "accuracy"
+    # (arg-max of the scores against integer labels or one-hot rows) or "loss" (the mean
+    # criterion, for regression and anything else). None: "accuracy" when the criterion is the
+    # book's Softmax-with-Loss, else "loss".
+    metric: str | None = None
+
+    def measures_accuracy(self):
+        """True if the trainer records accuracy for this model (see ``metric``), False for the loss."""
+        if self.metric not in (None, "accuracy", "loss"):
+            raise ValueError(f"Model.metric must be None, 'accuracy' or 'loss', got {self.metric!r}")
+        return self.metric == "accuracy" or (self.metric is None and self.criterion is softmax_with_loss)
 
     def loss(self, params, state, x, t, *, key=None, train=True):
         """``(loss, new_state)``: the criterion (mean Softmax-with-Loss) of the scores plus the penalty.

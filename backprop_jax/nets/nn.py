@@ -26,7 +26,6 @@ in general; a ``stax`` pair with ``from_stax``.
 """
 
 import math
-import re
 from typing import Callable, NamedTuple
 
 import jax
@@ -47,6 +46,11 @@ class Layer(NamedTuple):
     # params of any structure, which ``serial`` keeps whole under "{name}{position}".
     param_names: tuple | None = ()
     state_names: tuple | None = ()  # the same for its state
+    # Which of its params are weights, the arrays the book's weight decay penalises (not biases,
+    # not batch norm's gamma and beta): names among param_names, or, for params of any structure,
+    # weight_mask(params) -> a pytree of bools shaped like params (optax's mask convention).
+    weight_names: tuple = ()
+    weight_mask: Callable | None = None
 
 
 # --- weight initialisation: the book's, in one place -------------------------------------------
@@ -108,7 +112,7 @@ def Affine(out_dim, *, weight_init_std=0.01, dtype=jnp.float32):
     def apply(params, state, x, *, key=None, train=False):
         return affine(x, params["W"], params["b"]), state
 
-    return Layer(init, apply, "Affine", ("W", "b"))
+    return Layer(init, apply, "Affine", ("W", "b"), weight_names=("W",))
 
 
 def Convolution(filter_num, filter_size, *, stride=1, pad=0, weight_init_std=0.01, dtype=jnp.float32):
@@ -131,7 +135,7 @@ def Convolution(filter_num, filter_size, *, stride=1, pad=0, weight_init_std=0.0
     def apply(params, state, x, *, key=None, train=False):
         return convolution(x, params["W"], params["b"], stride, pad), state
 
-    return Layer(init, apply, "Convolution", ("W", "b"))
+    return Layer(init, apply, "Convolution", ("W", "b"), weight_names=("W",))
 
 
 def MaxPooling(pool_h, pool_w, *, stride, pad=0):
@@ -217,11 +221,15 @@ Flatten = Layer(_flatten_init, lambda params, state, x, *, key=None, train=False
                 (x.reshape(x.shape[0], -1), state), "Flatten")
 
 
-def from_stax(layer, name="stax"):
+def from_stax(layer, name="stax", *, weight_mask=None):
     """A ``jax.example_libraries.stax`` pair ``(init_fun, apply_fun)`` as a ``Layer``.
 
     Its params keep stax's structure (``serial`` stores them whole under
     ``"{name}{position}"``); ``key`` is passed to ``apply_fun`` as ``rng``.
+    ``weight_mask(params)`` says which of them are weights (a pytree of bools);
+    by default every array of two or more dimensions: stax's ``Dense`` and
+    ``Conv`` hold ``(W, b)``, and ``W`` is the weight; biases and
+    ``BatchNorm``'s ``(beta, gamma)`` are one-dimensional.
     """
     init_fun, apply_fun = layer
 
@@ -232,7 +240,19 @@ def from_stax(layer, name="stax"):
     def apply(params, state, x, *, key=None, train=False):
         return apply_fun(params, x, rng=key), state
 
-    return Layer(init, apply, name, None, ())
+    return Layer(init, apply, name, None, (), weight_mask=weight_mask or _rank_two_or_more)
+
+
+def _rank_two_or_more(params):
+    return jax.tree_util.tree_map(lambda a: jnp.ndim(a) >= 2, params)
+
+
+def mask_of(layer, params):
+    """``layer``'s weight mask for ``params``: a pytree of bools, True at the weights."""
+    if layer.weight_mask is not None:
+        return layer.weight_mask(params)
+    return {k: k in layer.weight_names for k in params} if isinstance(params, dict) else \
+        jax.tree_util.tree_map(lambda _: False, params)
 
 
 # --- combinators ------------------------------------------------------------------------------
@@ -272,6 +292,22 @@ def _split(slots, merged):
             for kind, where in slots]
 
 
+def _combined_mask(layers, slots, split_params):
+    """The weight mask of a combination: each part's, put back where ``_merge`` put its params."""
+    def mask(params):
+        parts = split_params(params)
+        out = {}
+        for layer, (kind, where), part in zip(layers, slots, parts):
+            m = mask_of(layer, part)
+            if kind == "whole":
+                if where in params:
+                    out[where] = m
+            else:
+                out.update({where[n]: m[n] for n in where})
+        return out
+    return mask
+
+
 def serial(*layers):
     """Layers applied one after another; params and state are dicts keyed like the book.
 
@@ -305,7 +341,8 @@ def serial(*layers):
             new_states.append(s)
         return x, _merge(state_slots, new_states, "state")
 
-    return Layer(init, apply, "serial", None, None)
+    return Layer(init, apply, "serial", None, None,
+                 weight_mask=_combined_mask(layers, param_slots, lambda params: _split(param_slots, params)))
 
 
 def parallel(*layers):
@@ -323,7 +360,11 @@ def parallel(*layers):
                              for layer, p, s, x, k in zip(layers, params, state, xs, keys)))
         return list(outs), tuple(states)
 
-    return Layer(init, apply, "parallel", None, None)
+    def weight_mask(params):
+        params = params or ({},) * len(layers)
+        return tuple(mask_of(layer, p) for layer, p in zip(layers, params))
+
+    return Layer(init, apply, "parallel", None, None, weight_mask=weight_mask)
 
 
 def FanOut(n):
@@ -357,14 +398,12 @@ def FanInConcat(axis=-1):
 
 # --- networks ---------------------------------------------------------------------------------
 
-_WEIGHT = re.compile(r"W\d*")
-
-
-def weights(params):
-    """Every array keyed ``W`` or ``W{i}`` in ``params`` (at any depth), in key order: what weight decay penalises."""
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    return [leaf for path, leaf in leaves
-            if path and isinstance(path[-1], jax.tree_util.DictKey) and _WEIGHT.fullmatch(str(path[-1].key))]
+def weights(model, params):
+    """The arrays of ``params`` that ``model`` (a ``Model`` or a ``Layer``) declares weights, in
+    tree order: what the book's weight decay penalises (``W``s; not biases, not batch norm's
+    gamma and beta)."""
+    mask = model.weight_mask(params) if model.weight_mask is not None else mask_of(model, params)
+    return [leaf for leaf, m in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(mask)) if m]
 
 
 def classifier(layer, input_shape, *, weight_decay_lambda=0.0):
@@ -375,8 +414,9 @@ def classifier(layer, input_shape, *, weight_decay_lambda=0.0):
       input_shape: one example's shape, without the batch axis: ``(784,)``,
         ``(1, 28, 28)``. Inputs may also come flattened, (N, 784) for
         ``(1, 28, 28)``; they are reshaped.
-      weight_decay_lambda: adds ``lambda / 2 * sum(W ** 2)`` over ``weights(params)``
-        to the loss (the book's weight decay, sec. 6.4.1).
+      weight_decay_lambda: adds ``lambda / 2 * sum(W ** 2)`` over the weights the
+        layers declare (``weights(model, params)``) to the loss (the book's weight
+        decay, sec. 6.4.1).
     """
     input_shape = tuple(int(d) for d in input_shape)
     if not input_shape or min(input_shape) < 1:
@@ -401,7 +441,10 @@ def classifier(layer, input_shape, *, weight_decay_lambda=0.0):
             x = x.reshape(x.shape[0], *input_shape)
         return layer.apply(params, state, x, key=key, train=train)
 
+    def weight_mask(params):
+        return mask_of(layer, params)
+
     penalty = None
     if weight_decay_lambda:
-        penalty = lambda params: weight_decay(weights(params), weight_decay_lambda)  # noqa: E731
-    return Model(init, apply, penalty)
+        penalty = lambda params: weight_decay(weights(layer, params), weight_decay_lambda)  # noqa: E731
+    return Model(init, apply, penalty, weight_mask=weight_mask)

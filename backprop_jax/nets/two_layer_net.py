@@ -46,4 +46,5 @@ def model(input_size=784, hidden_size=50, output_size=10, *, weight_init_std=0.0
     return Model(
         init=lambda key: (init(key, input_size, hidden_size, output_size,
                                weight_init_std=weight_init_std, dtype=dtype), {}),
-        apply=lambda params, state, x, *, key=None, train=False: (predict(params, x), state))
+        apply=lambda params, state, x, *, key=None, train=False: (predict(params, x), state),
+        weight_mask=lambda params: {k: k.startswith("W") for k in params})  # W1, W2; not b1, b2

@@ -29,7 +29,6 @@ import numpy as np
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from backprop_jax.nets import count_correct
 from backprop_jax.training import optimizers as _optimizers
 
 
@@ -57,17 +56,25 @@ class TrainConfig:
     iters_num: int = 10_000  # mini-batch updates in all
     batch_size: int = 100  # examples per update, drawn at random with replacement
     learning_rate: float | None = None  # None: the optimizer's default (OPTIMIZERS), 0.1 for sgd
-    optimizer: str = "sgd"  # one of OPTIMIZERS
+    # One of OPTIMIZERS, or any optax GradientTransformation (optax.adamw(1e-3), a chain, ...),
+    # which carries its own learning rate.
+    optimizer: Any = "sgd"
     seed: int = 0  # initial weights and the batch sequence: 0 to 2**32 - 1
     # The book's Trainer option: evaluate each epoch on the first this-many training and test
     # examples only (None: all); the last epoch is always evaluated on all of them.
     evaluate_sample_num_per_epoch: int | None = None
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.learning_rate is None:
-            object.__setattr__(self, "learning_rate", OPTIMIZERS[self.optimizer].learning_rate)
+        if isinstance(self.optimizer, optax.GradientTransformation):
+            if self.learning_rate is not None:
+                raise ValueError(f"learning_rate must be None with an optax transformation as the optimizer "
+                                 f"(it carries its own), got {self.learning_rate!r}")
+        elif isinstance(self.optimizer, str) and self.optimizer in OPTIMIZERS:
+            if self.learning_rate is None:
+                object.__setattr__(self, "learning_rate", OPTIMIZERS[self.optimizer].learning_rate)
+        else:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} or an optax "
+                             f"GradientTransformation, got {self.optimizer!r}")
         sample = self.evaluate_sample_num_per_epoch
         if sample is not None and (not isinstance(sample, int) or isinstance(sample, bool) or sample < 1):
             raise ValueError(f"evaluate_sample_num_per_epoch must be None or a positive integer, got {sample!r}")
@@ -78,13 +85,73 @@ class TrainConfig:
         if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32):
             # jax.random.key keeps 32 bits of the seed: 2**32 would silently be seed 0 again.
             raise ValueError(f"seed must be an integer from 0 to 2**32 - 1 = {2 ** 32 - 1}, got {self.seed!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+        if self.learning_rate is not None and not (
+                isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
 
     def make_optimizer(self):
         """The optax ``GradientTransformation`` these settings name."""
+        if isinstance(self.optimizer, optax.GradientTransformation):
+            return self.optimizer
         return OPTIMIZERS[self.optimizer].make(self.learning_rate)
+
+    def record(self):
+        """These settings as JSON-able values, for checkpoints and ``metrics.json``: a named
+        optimiser by its name, a transformation by ``describe_optimizer``."""
+        record = dataclasses.asdict(self)
+        if not isinstance(self.optimizer, str):
+            record["optimizer"] = describe_optimizer(self.optimizer)
+        return record
+
+    def optimizer_name(self):
+        """For messages: ``"adam lr 0.001"``, or ``"an optax transformation"``."""
+        if isinstance(self.optimizer, str):
+            return f"{self.optimizer} lr {self.learning_rate}"
+        return "an optax transformation"
+
+
+def describe_optimizer(transformation):
+    """A description of an optax transformation that is the same for the same construction, in
+    any process, and differs when a hyperparameter does: the functions it is made of and the
+    values they close over (learning rates, betas, schedules), read recursively."""
+    seen = set()
+
+    def describe(obj, depth):
+        if depth > 24 or id(obj) in seen:
+            return "..."
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return repr(obj)
+        if isinstance(obj, (np.ndarray, jax.Array, np.generic)):
+            a = np.asarray(obj)
+            return repr(a.tolist()) if a.size <= 16 else f"array{a.shape}:{a.dtype}:{hash(a.tobytes())}"
+        seen.add(id(obj))
+        if isinstance(obj, functools.partial):
+            parts = [describe(obj.func, depth + 1)] + [describe(a, depth + 1) for a in obj.args]
+            parts += [f"{k}={describe(v, depth + 1)}" for k, v in sorted(obj.keywords.items())]
+            return f"partial({', '.join(parts)})"
+        if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+            return f"{type(obj).__name__}({', '.join(describe(v, depth + 1) for v in obj)})"
+        if isinstance(obj, (tuple, list)):
+            return f"[{', '.join(describe(v, depth + 1) for v in obj)}]"
+        if isinstance(obj, dict):
+            return "{" + ", ".join(f"{k!r}: {describe(v, depth + 1)}" for k, v in sorted(obj.items(), key=str)) + "}"
+        code = getattr(obj, "__code__", None)
+        if code is not None:
+            cells = [describe(c.cell_contents, depth + 1) for c in (obj.__closure__ or ())
+                     if _has_contents(c)]
+            return f"{obj.__module__}.{obj.__qualname__}({', '.join(cells)})"
+        return type(obj).__qualname__
+
+    return describe(transformation, 0)
+
+
+def _has_contents(cell):
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return True
 
 
 class TrainState(NamedTuple):
@@ -226,33 +293,73 @@ def eval_chunks(x, t, sharding=None, chunk=10_000):
     n_chunks = -(-n // chunk)
     pad = n_chunks * chunk - n
     xs = np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(n_chunks, chunk, *x.shape[1:])
-    ts = np.pad(t, (0, pad), constant_values=-1).reshape(n_chunks, chunk)
+    ts = np.pad(t, [(0, pad)] + [(0, 0)] * (t.ndim - 1),
+                constant_values=-1 if np.issubdtype(t.dtype, np.integer) else 0)
+    ts = ts.reshape(n_chunks, chunk, *t.shape[1:])
     if sharding is None:
         return jnp.asarray(xs), jnp.asarray(ts)
     return jax.device_put(xs, sharding), jax.device_put(ts, sharding)
 
 
+def _structure(data):
+    """A few words on what ``data`` is: ``a tuple of 3``, ``a dict with keys [...]``, ``an ndarray``."""
+    if isinstance(data, (tuple, list)):
+        return f"a {type(data).__name__} of {len(data)}: ({', '.join(_structure(d) if isinstance(d, (tuple, list)) else type(d).__name__ for d in data)})"
+    if isinstance(data, dict):
+        return f"a dict with keys {sorted(map(str, data))}"
+    return f"a {type(data).__name__}"
+
+
+def split_data(data):
+    """``((x_train, t_train), (x_test, t_test))`` from ``data``, or a ``ValueError`` that names the
+    structure expected and the one given."""
+    try:
+        (x_train, t_train), (x_test, t_test) = data
+    except (TypeError, ValueError):
+        raise ValueError(f"data must be ((x_train, t_train), (x_test, t_test)), got {_structure(data)}") from None
+    return (x_train, t_train), (x_test, t_test)
+
+
 def _check_data(model, data):
-    (x_train, t_train), (x_test, t_test) = data
+    (x_train, t_train), (x_test, t_test) = split_data(data)
     for name, x, t in (("train", x_train, t_train), ("test", x_test, t_test)):
         if len(x) != len(t):
             raise ValueError(f"{name} set: {len(x)} inputs of shape {np.shape(x)} but {len(t)} "
-                             f"labels of shape {np.shape(t)}")
+                             f"{'labels' if model.measures_accuracy() else 'targets'} of shape {np.shape(t)}")
         if len(x) == 0:
             raise ValueError(f"{name} set is empty")
-        if np.ndim(t) != 1 or not np.issubdtype(np.asarray(t).dtype, np.integer):
-            raise ValueError(f"{name} labels must be integers of shape (N,), got shape "
-                             f"{np.shape(t)} and dtype {np.asarray(t).dtype}")
-    # The number of classes, from the shapes alone: nothing is computed.
     params, state = jax.eval_shape(model.init, jax.random.key(0))
     example = jax.ShapeDtypeStruct((1, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
+    if not model.measures_accuracy():
+        # Any targets the criterion takes: ask it, on the shapes alone.
+        target = jax.ShapeDtypeStruct((1, *np.shape(t_train)[1:]), np.asarray(t_train[:1]).dtype)
+        try:
+            jax.eval_shape(lambda p, s, x, t: model.loss(p, s, x, t)[0], params, state, example, target)
+        except Exception as e:  # noqa: BLE001 - any failure: the targets do not fit the model
+            raise ValueError(f"the model's criterion does not take targets of shape {np.shape(t_train)[1:]} "
+                             f"and dtype {np.asarray(t_train[:1]).dtype} for inputs of shape "
+                             f"{np.shape(x_train)[1:]}: {str(e).splitlines()[0]}") from None
+        return
+    # The number of classes, from the shapes alone: nothing is computed.
     n_classes = jax.eval_shape(model.predict, params, state, example).shape[-1]
     for name, t in (("train", t_train), ("test", t_test)):
         t = np.asarray(t)
-        bad = np.flatnonzero((t < 0) | (t >= n_classes))
-        if bad.size:
-            raise ValueError(f"{name} labels must be classes 0 to {n_classes - 1} (the model scores "
-                             f"{n_classes}), got {t[bad[0]]} at index {bad[0]} ({bad.size} such labels)")
+        if np.issubdtype(t.dtype, np.integer) and t.ndim == 1:
+            bad = np.flatnonzero((t < 0) | (t >= n_classes))
+            if bad.size:
+                raise ValueError(f"{name} labels must be classes 0 to {n_classes - 1} (the model scores "
+                                 f"{n_classes}), got {t[bad[0]]} at index {bad[0]} ({bad.size} such labels)")
+        elif np.issubdtype(t.dtype, np.floating) and t.shape[1:] == (n_classes,):
+            sums = t.sum(axis=1, dtype=np.float64)
+            bad = np.flatnonzero((np.abs(sums - 1) > 1e-3) | np.any(t < 0, axis=1))
+            if bad.size:
+                raise ValueError(f"{name} one-hot labels: each row must be non-negative and sum to 1, but row "
+                                 f"{bad[0]} sums to {sums[bad[0]]:.6g} ({bad.size} such rows)")
+        else:
+            raise ValueError(f"{name} labels must be integers of shape (N,) or one-hot rows of shape "
+                             f"(N, {n_classes}) (the model scores {n_classes} classes), got shape {t.shape} "
+                             f"and dtype {t.dtype}; a model that is not a classifier says so with "
+                             f"Model(metric='loss') or a criterion other than softmax_with_loss")
 
 
 def _check_state(state, expected):
@@ -273,13 +380,14 @@ class Records(NamedTuple):
     """What one call of ``make_epochs_fn``'s function reports; arrays of ``max_epochs`` entries,
     of which the first ``done`` are real."""
     train_loss: jax.Array  # float32: mean mini-batch loss of each epoch
-    train_acc: jax.Array  # float32: accuracy on the whole training set after each epoch
-    test_acc: jax.Array  # float32: accuracy on the whole test set after each epoch
+    train_acc: jax.Array  # float32: accuracy on the whole training set after each epoch (NaN: loss models)
+    test_acc: jax.Array  # float32: accuracy on the whole test set after each epoch (NaN: loss models)
     iteration: jax.Array  # int32: updates done after each epoch
     done: jax.Array  # int32 scalar: epochs completed with a finite loss
     bad_iteration: jax.Array  # int32 scalar: the first update whose loss was not finite, or 0
     bad_loss: jax.Array  # float32 scalar: that loss (NaN or infinite), or 0
     first_loss: jax.Array  # float32 scalar: the loss of the call's first step, before its update
+    test_loss: jax.Array  # float32: mean criterion on the whole test set after each epoch (NaN: accuracy models)
 
 
 def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=256, batch_sharding=None,
@@ -301,11 +409,21 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
     """
     epoch = make_epoch_fn(model, config, iter_per_epoch, batch_sharding, fed_batches=fed_batches)
 
+    by_accuracy = model.measures_accuracy()
+
+    def per_example(params, state, x_chunk, t_chunk):
+        """Each example's correctness (accuracy models) or criterion (loss models)."""
+        scores = model.predict(params, state, x_chunk)
+        if by_accuracy:
+            labels = t_chunk if t_chunk.ndim == 1 else jnp.argmax(t_chunk, axis=1)
+            return (jnp.argmax(scores, axis=1) == labels).astype(jnp.float32)
+        return jax.vmap(lambda s, t: model.criterion(s[None], t[None]))(scores, t_chunk).astype(jnp.float32)
+
     def accuracy(params, state, xs, ts, n):
-        def correct(batch):
-            x_chunk, t_chunk = batch
-            return count_correct(model.predict(params, state, x_chunk), t_chunk)
-        return (jnp.sum(jax.lax.map(correct, (xs, ts))) / n).astype(jnp.float32)
+        """The mean of ``per_example`` over the ``n`` real examples (the padding left out)."""
+        values = jax.lax.map(lambda batch: per_example(params, state, *batch), (xs, ts))
+        real = jnp.arange(values.size).reshape(values.shape) < n
+        return (jnp.sum(jnp.where(real, values, 0.0)) / n).astype(jnp.float32)
 
     sample = config.evaluate_sample_num_per_epoch
     if sample is not None:
@@ -334,11 +452,14 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
             ok = jnp.all(finite)
             first_bad = jnp.argmin(finite)  # the first False, when there is one
             state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-            train_acc, test_acc = evaluate(state, train_eval, test_eval, samples)
+            train_value, test_value = evaluate(state, train_eval, test_eval, samples)
+            nan = jnp.float32(jnp.nan)
+            train_acc, test_acc = (train_value, test_value) if by_accuracy else (nan, nan)
             mean_loss = (jnp.sum(jnp.where(active, losses, 0.0)) / jnp.sum(active)).astype(jnp.float32)
             r = r._replace(
                 train_loss=r.train_loss.at[e].set(mean_loss), train_acc=r.train_acc.at[e].set(train_acc),
-                test_acc=r.test_acc.at[e].set(test_acc), iteration=r.iteration.at[e].set(state.iteration),
+                test_acc=r.test_acc.at[e].set(test_acc),
+                test_loss=r.test_loss.at[e].set(nan if by_accuracy else test_value), iteration=r.iteration.at[e].set(state.iteration),
                 bad_iteration=jnp.where(ok, 0, state.iteration + first_bad + 1).astype(jnp.int32),
                 bad_loss=jnp.where(ok, 0.0, losses[first_bad]),
                 first_loss=jnp.where(e == 0, losses[0], r.first_loss))
@@ -346,7 +467,7 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
 
         nan = jnp.full((max_epochs,), jnp.nan, jnp.float32)
         records = Records(nan, nan, nan, jnp.zeros((max_epochs,), jnp.int32), jnp.zeros((), jnp.int32),
-                          jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32))
+                          jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), nan)
         e, state, records = jax.lax.while_loop(
             running, one_epoch, (jnp.zeros((), jnp.int32), state, records))
         return state, records._replace(done=e)
@@ -371,9 +492,18 @@ class Epoch:
     epoch: int
     iteration: int
     train_loss: float  # mean mini-batch loss over the epoch
-    train_acc: float  # accuracy on the training set (its first evaluate_sample_num_per_epoch, if set)
-    test_acc: float  # accuracy on the test set (likewise; always all of it after the last epoch)
+    train_acc: float | None  # accuracy on the training set (its first evaluate_sample_num_per_epoch,
+    # if set); None for a model measured by its loss (Model.measures_accuracy)
+    test_acc: float | None  # accuracy on the test set (likewise; always all of it after the last epoch)
     seconds: float  # wall time since training started (spread evenly over the epochs of one call)
+    test_loss: float | None = None  # mean criterion on the test set, for a model measured by its loss
+
+    def line(self):
+        """The epoch's line as a run prints it."""
+        if self.test_acc is None:
+            return f"epoch {self.epoch}: train loss {self.train_loss:.4g}, test loss {self.test_loss:.4g}"
+        return f"epoch {self.epoch}: train acc {self.train_acc:.4f}, test acc {self.test_acc:.4f}, " \
+               f"loss {self.train_loss:.4f}"
 
 
 def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epochs=None,
@@ -389,9 +519,12 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     Args:
       model: a ``Model`` (``two_layer_net.model()``, ``conv_net.model()``,
         ``nn.classifier(...)``, your own).
-      data: ``((x_train, t_train), (x_test, t_test))`` with integer labels, as
-        ``datasets.load_mnist()`` returns. In a multi-process run every process
-        passes the same data.
+      data: ``((x_train, t_train), (x_test, t_test))``, as ``datasets.load_mnist()``
+        returns. The model's criterion decides what the targets are: integer
+        labels (N,) or one-hot rows (N, C) for ``softmax_with_loss`` (checked
+        against the class count), any array the criterion takes otherwise
+        (float targets for a regression criterion). In a multi-process run
+        every process passes the same data.
       config: a ``TrainConfig``.
       state: a ``TrainState`` to continue from (default: a fresh one).
       history: the ``Epoch`` records that led to ``state``.
@@ -438,7 +571,7 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         raise ValueError(f"divergence_factor must be None or a number above 1, got {divergence_factor!r}")
     if not (isinstance(divergence_epochs, int) and divergence_epochs >= 1):
         raise ValueError(f"divergence_epochs must be a positive integer, got {divergence_epochs!r}")
-    (x_train, t_train), (x_test, t_test) = data
+    (x_train, t_train), (x_test, t_test) = split_data(data)
     multi_process = mesh is not None and len({d.process_index for d in mesh.devices.flat}) > 1
     if feed == "auto":
         feed = "host" if multi_process else "device"
@@ -499,11 +632,14 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         now = time.perf_counter()
         done = int(records.done)
         for j in range(done):
+            accuracy = model.measures_accuracy()
             history.append(Epoch(
                 epoch=len(history) + 1, iteration=int(records.iteration[j]),
-                train_loss=float(records.train_loss[j]), train_acc=float(records.train_acc[j]),
-                test_acc=float(records.test_acc[j]),
-                seconds=call_start - start + (now - call_start) * (j + 1) / done))
+                train_loss=float(records.train_loss[j]),
+                train_acc=float(records.train_acc[j]) if accuracy else None,
+                test_acc=float(records.test_acc[j]) if accuracy else None,
+                seconds=call_start - start + (now - call_start) * (j + 1) / done,
+                test_loss=None if accuracy else float(records.test_loss[j])))
         if done:
             if progress is not None:
                 progress.update(history[-1].iteration - iteration)
@@ -519,13 +655,13 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
                 f"the loss has stayed above {divergence_factor:g} times its starting value "
                 f"{reference:.4g} for {divergence_epochs} epochs ({recent[-1].train_loss:.4g} in epoch "
                 f"{recent[-1].epoch}); stopped with the parameters of iteration {iteration}. Try a smaller "
-                f"learning rate (now {config.learning_rate}), or turn this check off "
+                f"learning rate (now {config.learning_rate or 'set in the optax transformation'}), or turn this check off "
                 f"(divergence_factor=None; --ignore-divergence) to go on.")
         if records.bad_iteration:
             raise TrainingDiverged(
                 f"the loss became {records.bad_loss} at iteration {int(records.bad_iteration)} "
                 f"(epoch {len(history) + 1}); stopped with the parameters of iteration "
-                f"{iteration}. Try a smaller learning rate (now {config.learning_rate}).")
+                f"{iteration}. Try a smaller learning rate (now {config.learning_rate or 'set in the optax transformation'}).")
         # Grow (at most doubling) or shrink the next call towards seconds_per_call.
         size = max(1, min(2 * size, int(seconds_per_call * done / max(now - call_start, 1e-9))))
     return state, history

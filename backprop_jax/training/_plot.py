@@ -19,14 +19,20 @@ def save_figure(fig, path):
 
 
 def plot_curves(history, path, title=""):
-    """Writes train/test accuracy and training loss per epoch to ``path`` (PNG), atomically."""
+    """Writes train/test accuracy and training loss per epoch to ``path`` (PNG), atomically; for a
+    model measured by its loss (no accuracy recorded), the training and test loss."""
     epochs = [e["epoch"] for e in history]
     fig = Figure(figsize=(10, 4))
     ax_acc, ax_loss = fig.subplots(1, 2)
-    ax_acc.plot(epochs, [e["train_acc"] for e in history], label="train acc")
-    ax_acc.plot(epochs, [e["test_acc"] for e in history], label="test acc", linestyle="--")
-    ax_acc.set(xlabel="epochs", ylabel="accuracy", ylim=(0, 1.0))
-    ax_acc.legend(loc="lower right")
+    if history and history[0].get("test_acc") is None:
+        ax_acc.plot(epochs, [e["test_loss"] for e in history], label="test loss (whole set)", linestyle="--")
+        ax_acc.set(xlabel="epochs", ylabel="loss")
+        ax_acc.legend(loc="upper right")
+    else:
+        ax_acc.plot(epochs, [e["train_acc"] for e in history], label="train acc")
+        ax_acc.plot(epochs, [e["test_acc"] for e in history], label="test acc", linestyle="--")
+        ax_acc.set(xlabel="epochs", ylabel="accuracy", ylim=(0, 1.0))
+        ax_acc.legend(loc="lower right")
     ax_loss.plot(epochs, [e["train_loss"] for e in history], label="train loss (mini-batch mean)")
     ax_loss.set(xlabel="epochs", ylabel="loss")
     ax_loss.legend(loc="upper right")

@@ -156,7 +156,8 @@ def _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, 
 def _metrics(dataset, fingerprint, settings, history):
     epochs = [dataclasses.asdict(e) for e in history]
     return {"dataset": dataset, "data": fingerprint, "config": settings, "epochs": epochs,
-            "final_test_acc": epochs[-1]["test_acc"] if epochs else None}
+            "final_test_acc": epochs[-1]["test_acc"] if epochs else None,
+            "final_test_loss": epochs[-1]["test_loss"] if epochs else None}
 
 
 def _import_early(*modules):
@@ -185,8 +186,9 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
     Args:
       model, data, config: as for ``train``.
       dataset: the dataset's name, recorded in ``metrics.json``.
-      settings: every setting of the run (model and training) as a JSON-able
-        dict; a resumed run must match it in everything but ``iters_num``.
+      settings: every setting of the model (and anything else that defines the run) as a
+        JSON-able dict; ``config.record()`` is added to it. A resumed run must match it in
+        everything but ``iters_num``.
       out: directory for ``metrics.json`` (every epoch, rewritten atomically at
         most every ``metrics_interval`` seconds and when training ends or
         stops), ``curves.png`` (drawn when training ends or stops) and
@@ -217,6 +219,9 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
       ``(state, history)`` as ``train``.
     """
     primary = jax.process_index() == 0
+    # The training settings are always part of what a resumed run must match; an optax
+    # transformation as the optimiser is recorded by its description.
+    settings = {**settings, **config.record()}
     if not primary:
         log, progress = (lambda *args, **kwargs: None), False
     with contextlib.ExitStack() as stack:
@@ -270,8 +275,7 @@ def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, 
         for e in history[seen["shown"]:] if primary else ():
             if e.epoch % spacing == 0 or e.epoch in (1, last_epoch):
                 # Above the bar when there is one.
-                (bar.write if progress else log)(f"epoch {e.epoch}: train acc {e.train_acc:.4f}, "
-                                                 f"test acc {e.test_acc:.4f}, loss {e.train_loss:.4f}")
+                (bar.write if progress else log)(e.line())
         seen["shown"] = len(history)
         e = history[-1]
         last = e.iteration >= config.iters_num

@@ -1,0 +1,116 @@
+"""The book's saved parameters: pickles of NumPy arrays, read without running code.
+
+The book's repository ships trained parameters as pickled dicts of NumPy
+arrays, keyed as this project keys its nets: ``ch03/sample_weight.pkl`` (the
+784-50-100-10 sigmoid net of ``neuralnet_mnist.py``), ``ch07/params.pkl`` (the
+``SimpleConvNet`` of ``train_convnet.py``), ``ch08/deep_convnet_params.pkl``
+(``DeepConvNet``); its nets write more through ``save_params``. The sequel
+saves a list of float16 arrays in layer order (``BaseModel.save_params``).
+
+A pickle can run any code while it loads. ``load_book_params`` reads with an
+unpickler that admits only what such a file holds (a dict or list, string
+keys, NumPy arrays and dtypes) and refuses anything else, naming it, before
+it runs.
+"""
+
+import importlib
+import io
+import pickle
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from backprop_jax._io import atomic_path
+
+# What a pickled dict of NumPy arrays asks for, under NumPy 1's and NumPy 2's module names.
+_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("collections", "OrderedDict"),
+}
+
+
+class BookParamsError(ValueError):
+    """A parameter file that cannot be read, or whose arrays do not fit the model."""
+
+
+class _OnlyArrays(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _ALLOWED:
+            raise BookParamsError(f"refused: the file asks for {module}.{name}, which a file of parameters "
+                                  f"does not hold (loading it could run code)")
+        # NumPy 2 keeps these under numpy._core (numpy.core is a deprecated alias); NumPy 1 under numpy.core.
+        if module.startswith("numpy.core") and hasattr(np, "_core"):
+            module = "numpy._core" + module[len("numpy.core"):]
+        elif module.startswith("numpy._core") and not hasattr(np, "_core"):
+            module = "numpy.core" + module[len("numpy._core"):]
+        return getattr(importlib.import_module(module), name)
+
+
+def load_book_params(path):
+    """The parameters in a pickle of the book's format, as NumPy arrays.
+
+    Args:
+      path: a ``.pkl`` written by the book's ``pickle.dump(params, f)`` (a dict
+        keyed ``W1``, ``b1``, ...), by ``save_book_params``, or by the sequel's
+        ``save_params`` (a list of arrays).
+    Returns:
+      A dict of str to ``numpy.ndarray`` (or a list of them, for the sequel's files).
+    Raises:
+      BookParamsError: the file is not such a pickle; it is never executed.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise BookParamsError(f"{path}: cannot read it ({e.strerror or e})") from None
+    try:
+        params = _OnlyArrays(io.BytesIO(data)).load()
+    except BookParamsError as e:
+        raise BookParamsError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any other failure: not a pickle of arrays
+        raise BookParamsError(f"{path}: not a pickle of parameters ({type(e).__name__}: {e})") from None
+    if isinstance(params, dict):
+        bad = [k for k, v in params.items() if not isinstance(k, str) or not isinstance(v, np.ndarray)]
+        if bad:
+            raise BookParamsError(f"{path}: holds a dict, but {bad[0]!r} is not a name with an array")
+        return dict(params)
+    if isinstance(params, list) and all(isinstance(v, np.ndarray) for v in params):
+        return params
+    raise BookParamsError(f"{path}: holds a {type(params).__name__}, not a dict (or list) of arrays")
+
+
+def save_book_params(params, path):
+    """Writes ``params`` (a dict of str to arrays) as the book's ``save_params`` does, atomically.
+
+    The book's ``load_params`` (``pickle.load``) reads it back; so does ``load_book_params``.
+    """
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise BookParamsError(f"save_book_params: params must be a dict keyed by names, got {type(params).__name__}")
+    arrays = {k: np.asarray(jax.device_get(v)) for k, v in params.items()}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            pickle.dump(arrays, f)
+
+
+def fit_params(model, params, dtype=None):
+    """``params`` as ``model``'s parameter pytree: the same keys and shapes, cast to the model's
+    dtypes (or to ``dtype``).
+
+    Raises:
+      BookParamsError: one line listing every key missing, unexpected or of another shape.
+    """
+    expected, _ = jax.eval_shape(model.init, jax.random.key(0))
+    if not isinstance(params, dict) or not isinstance(expected, dict):
+        raise BookParamsError(f"the parameters are a {type(params).__name__}; this model takes a dict keyed "
+                              f"{sorted(expected) if isinstance(expected, dict) else type(expected).__name__}")
+    problems = [f"missing {k} {tuple(expected[k].shape)}" for k in expected if k not in params]
+    problems += [f"unexpected {k} {tuple(np.shape(params[k]))}" for k in params if k not in expected]
+    problems += [f"{k} is {tuple(np.shape(params[k]))}, the model's {tuple(expected[k].shape)}"
+                 for k in expected if k in params and tuple(np.shape(params[k])) != tuple(expected[k].shape)]
+    if problems:
+        raise BookParamsError("the parameters do not fit the model: " + "; ".join(problems))
+    return {k: jax.numpy.asarray(params[k], dtype or expected[k].dtype) for k in expected}

@@ -1,0 +1,188 @@
+"""The book's saved parameters (pickled dicts of NumPy arrays), read without running code, and
+chapter 8's DeepConvNet, each compared with the book's layer formulas written out in NumPy here."""
+
+import os
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import backprop_jax as bj
+from backprop_jax import cli, datasets
+from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net
+
+
+def book_pickle(params, path):
+    """What the book's ``save_params`` does: ``pickle.dump`` of a plain dict of NumPy arrays."""
+    with open(path, "wb") as f:
+        pickle.dump({k: np.asarray(v) for k, v in params.items()}, f)
+
+
+def random_params(model, seed, dtype=np.float32):
+    params, _ = model.init(jax.random.key(seed))
+    rng = np.random.default_rng(seed)
+    return {k: (0.1 * rng.standard_normal(v.shape)).astype(dtype) for k, v in params.items()}
+
+
+# --- the book's forward, written out as its common/functions.py and common/layers.py compute it
+
+def book_sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def book_softmax(x):
+    x = x - np.max(x, axis=-1, keepdims=True)
+    return np.exp(x) / np.sum(np.exp(x), axis=-1, keepdims=True)
+
+
+def book_conv(x, W, b, stride=1, pad=0):
+    """out[n, f, i, j] = sum over c, u, v of xpad[n, c, i*stride + u, j*stride + v] * W[f, c, u, v] + b[f],
+    window by window (no im2col)."""
+    N, C, H, Wd = x.shape
+    FN, _, FH, FW = W.shape
+    xp = np.pad(x, [(0, 0), (0, 0), (pad, pad), (pad, pad)])
+    oh, ow = (H + 2 * pad - FH) // stride + 1, (Wd + 2 * pad - FW) // stride + 1
+    out = np.empty((N, FN, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            window = xp[:, :, i * stride:i * stride + FH, j * stride:j * stride + FW]
+            out[:, :, i, j] = np.einsum("ncuv,fcuv->nf", window, W) + b
+    return out
+
+
+def book_pool(x, size=2):
+    N, C, H, W = x.shape
+    return x[:, :, :H // size * size, :W // size * size].reshape(N, C, H // size, size, W // size, size).max(axis=(3, 5))
+
+
+def book_relu(x):
+    return np.maximum(x, 0)
+
+
+def book_affine(x, W, b):
+    return x.reshape(x.shape[0], -1) @ W + b
+
+
+def neuralnet_mnist_predict(p, x):  # ch03/neuralnet_mnist.py
+    z1 = book_sigmoid(x @ p["W1"] + p["b1"])
+    z2 = book_sigmoid(z1 @ p["W2"] + p["b2"])
+    return book_softmax(z2 @ p["W3"] + p["b3"])
+
+
+def simple_convnet_predict(p, x):  # ch07/simple_convnet.py: conv - relu - pool - affine - relu - affine
+    h = book_pool(book_relu(book_conv(x, p["W1"], p["b1"])))
+    return book_affine(book_relu(book_affine(h, p["W2"], p["b2"])), p["W3"], p["b3"])
+
+
+def deep_convnet_predict(p, x):  # ch08/deep_convnet.py, train_flg=False: dropout scales by 1 - 0.5
+    h = x
+    for i, pad in enumerate((1, 1, 1, 2, 1, 1), start=1):
+        h = book_relu(book_conv(h, p[f"W{i}"], p[f"b{i}"], 1, pad))
+        if i % 2 == 0:
+            h = book_pool(h)
+    h = book_relu(book_affine(h, p["W7"], p["b7"])) * (1 - 0.5)
+    return book_affine(h, p["W8"], p["b8"]) * (1 - 0.5)
+
+
+NETS = {  # name: (our model, the book's predict, the dtype of the book's file)
+    "ch03 sample_weight.pkl": (lambda: multi_layer_net.model(784, [50, 100], 10, activation="sigmoid"),
+                               neuralnet_mnist_predict, np.float32),
+    "ch07 params.pkl": (conv_net.model, simple_convnet_predict, np.float64),
+    "ch08 deep_convnet_params.pkl": (deep_conv_net.model, deep_convnet_predict, np.float64),
+}
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_a_file_in_the_books_format_predicts_as_the_books_code(name, tmp_path):
+    make, book_predict, dtype = NETS[name]
+    model = make()
+    saved = random_params(model, 1, dtype)
+    book_pickle(saved, tmp_path / "params.pkl")
+    loaded = bj.load_book_params(tmp_path / "params.pkl")
+    assert sorted(loaded) == sorted(saved) and all(loaded[k].dtype == dtype for k in loaded)
+    params = bj.fit_params(model, loaded, jnp.float64)
+    (_, _), (x, _) = datasets.load_mnist_sample()
+    x = np.asarray(x[:8], np.float64)
+    images = x.reshape(8, 784) if "ch03" in name else x.reshape(8, 1, 28, 28)
+    _, state = model.init(jax.random.key(0))
+    ours = np.asarray(model.predict(params, state, jnp.asarray(images)))
+    theirs = book_predict({k: np.asarray(v, np.float64) for k, v in loaded.items()}, images)
+    if "ch03" in name:
+        ours = np.asarray(jax.nn.softmax(ours, axis=1))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+    assert (ours.argmax(1) == theirs.argmax(1)).all()
+
+
+def test_save_book_params_is_read_by_the_books_pickle_load(tmp_path):
+    params = {"W1": np.arange(6.0).reshape(2, 3), "b1": np.zeros(3, np.float32)}
+    bj.save_book_params({k: jnp.asarray(v) for k, v in params.items()}, tmp_path / "p.pkl")
+    with open(tmp_path / "p.pkl", "rb") as f:
+        back = pickle.load(f)  # the book's load_params
+    assert sorted(back) == ["W1", "b1"] and isinstance(back["W1"], np.ndarray)
+    np.testing.assert_array_equal(back["W1"], params["W1"])
+    assert [p.name for p in tmp_path.iterdir()] == ["p.pkl"]  # written atomically: no temporary left
+
+
+class RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_pickle_that_would_run_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    with open(tmp_path / "evil.pkl", "wb") as f:
+        pickle.dump({"W1": RunsACommand(marker)}, f)
+    with pytest.raises(bj.BookParamsError, match=r"refused: the file asks for (posix|os|nt)\.system"):
+        bj.load_book_params(tmp_path / "evil.pkl")
+    assert not marker.exists()
+    (tmp_path / "junk.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(bj.BookParamsError, match="not a pickle of parameters"):
+        bj.load_book_params(tmp_path / "junk.pkl")
+    with open(tmp_path / "int.pkl", "wb") as f:
+        pickle.dump(3, f)
+    with pytest.raises(bj.BookParamsError, match="holds a int, not a dict"):
+        bj.load_book_params(tmp_path / "int.pkl")
+    # The sequel's files: a list of arrays.
+    with open(tmp_path / "list.pkl", "wb") as f:
+        pickle.dump([np.ones(2, np.float16), np.zeros((2, 2), np.float16)], f)
+    assert [a.shape for a in bj.load_book_params(tmp_path / "list.pkl")] == [(2,), (2, 2)]
+
+
+def test_params_that_do_not_fit_the_model_are_listed():
+    model = multi_layer_net.model(784, [50, 100], 10, activation="sigmoid")
+    good = random_params(model, 0)
+    wrong = {**{k: v for k, v in good.items() if k != "b3"}, "W2": np.zeros((50, 99)), "extra": np.zeros(1)}
+    with pytest.raises(bj.BookParamsError, match=r"missing b3 \(10,\); unexpected extra \(1,\); W2 is \(50, 99\), "
+                                                 r"the model's \(50, 100\)"):
+        bj.fit_params(model, wrong)
+
+
+def test_evaluate_command_with_a_book_file_a_run_directory_and_half_precision(tmp_path, capsys):
+    model = multi_layer_net.model(784, [50, 100], 10, activation="sigmoid")
+    saved = random_params(model, 3)
+    saved["W1"] = saved["W1"] * 0.3
+    book_pickle(saved, tmp_path / "sample_weight.pkl")
+    flags = ["--dataset", "mnist-sample", "--model", "multi-layer", "--hidden-sizes", "50,100",
+             "--activation", "sigmoid", "--params", str(tmp_path / "sample_weight.pkl")]
+    cli.main(["evaluate", *flags])
+    out = capsys.readouterr().out
+    (_, _), (x, t) = datasets.load_mnist_sample()
+    expected = np.mean(neuralnet_mnist_predict(saved, np.asarray(x, np.float64)).argmax(1) == t)
+    assert f"test accuracy {expected:.4f}" in out, out
+    cli.main(["evaluate", *flags, "--dtype", "float16"])
+    half = float(capsys.readouterr().out.split("test accuracy ")[1].split()[0])
+    assert abs(half - expected) < 0.01  # the book's point: float16 inference keeps the accuracy
+    with pytest.raises(SystemExit, match="do not fit the model: .*W1 is \\(784, 50\\), the model's \\(784, 100\\)"):
+        cli.main(["evaluate", "--dataset", "mnist-sample", "--model", "multi-layer", "--hidden-sizes", "100,100",
+                  "--activation", "sigmoid", "--params", str(tmp_path / "sample_weight.pkl")])
+    # A run directory: its newest checkpoint, the accuracy the run itself recorded.
+    run_dir = tmp_path / "run"
+    cli.main(["train", "--dataset", "mnist-sample", "--iters", "80", "--no-progress", "--out", str(run_dir)])
+    recorded = capsys.readouterr().out.split("final test accuracy ")[1].split()[0]
+    cli.main(["evaluate", "--dataset", "mnist-sample", "--params", str(run_dir)])
+    assert f"test accuracy {recorded}" in capsys.readouterr().out
