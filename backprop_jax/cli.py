@@ -501,7 +501,7 @@ def cmd_train(args, parser):
                              progress=not args.no_progress, mesh=mesh if mesh.size > 1 else None,
                              log=say, every_epoch=args.every_epoch,
                              divergence_factor=None if args.ignore_divergence else 10.0)
-    except (RunError, TrainingDiverged) as e:
+    except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input
         sys.exit(f"backprop-jax: error: {e}")
     except jax.errors.JaxRuntimeError as e:
         if n_processes == 1:

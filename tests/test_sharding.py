@@ -125,7 +125,7 @@ SHARD_MAP = textwrap.dedent('''
     # Explicit sharding (sharding in types): the batch split over the mesh, the same gradient.
     explicit = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Explicit,))
     with jax.set_mesh(explicit):
-        for name in ("two-layer", "multi-layer with batch norm"):
+        for name in ("two-layer", "multi-layer with batch norm", "conv"):
             model, shape, _ = nets[name]
             params, state = f64(model.init(jax.random.key(0)))
             x, t = jax.random.normal(jax.random.key(1), shape), jnp.arange(shape[0]) % 3
@@ -144,4 +144,4 @@ SHARD_MAP = textwrap.dedent('''
 def test_hand_rules_under_shard_map_and_explicit_sharding_give_the_full_batch_gradient():
     result = run_with_devices(SHARD_MAP, n=4)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("matches") == 5, result.stdout
+    assert result.stdout.count("matches") == 6, result.stdout

@@ -4,6 +4,7 @@ checkpoints, what a run prints and writes."""
 import gc
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -317,6 +318,19 @@ def damage(step_dir, how):
         data.write_bytes(data.read_bytes()[:10])
     elif how == "broken record":
         (step_dir / "record" / "metadata").write_text("{not json")
+    elif how == "flipped bits that still read":
+        # The same record over arrays that differ in one bit of one weight: orbax reads them without
+        # a word; only the digest saved with the record tells.
+        checkpoints = Checkpoints(step_dir.parent)
+        template = jax.eval_shape(lambda: bj.init_state(two_layer_net.model(), TrainConfig(iters_num=20)))
+        state, record = checkpoints.restore(template, step=int(step_dir.name))
+        W1 = np.asarray(state.params["W1"]).copy()
+        W1.view(np.uint32)[3, 7] ^= 1 << 20
+        shutil.rmtree(step_dir)
+        checkpoints.reload()
+        checkpoints.save(int(step_dir.name), state._replace(params={**state.params, "W1": jnp.asarray(W1)}), record,
+                         force=True)
+        checkpoints.close()
     else:  # missing metadata
         (step_dir / "state" / "_METADATA").unlink()
 
@@ -325,7 +339,8 @@ def damage(step_dir, how):
 # loop closed ("Exception ignored ..."). The run keeps them quiet while it lasts; the test waits
 # for the last of them here, so that they cannot surface in a later test.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-@pytest.mark.parametrize("how", ["truncated array data", "broken record", "missing metadata"])
+@pytest.mark.parametrize("how", ["truncated array data", "broken record", "missing metadata",
+                                 "flipped bits that still read"])
 def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, sample, how):
     data = small(sample)
     config = TrainConfig(iters_num=40)  # 5 iterations an epoch
@@ -517,3 +532,75 @@ def test_any_model_trains_regression_and_one_hot_labels(tmp_path, sample):
         train(two_layer_net.model(), (small_data[0], small_data[1], small_data[1]), config)
     with pytest.raises(ValueError, match="train labels must be integers of shape"):
         train(two_layer_net.model(), ((xs, ts.astype(np.float32)), (xt, tt)), config)
+
+
+def test_an_impostor_step_and_a_resume_shorter_than_the_run(tmp_path, sample):
+    data = small(sample)
+    config = TrainConfig(iters_num=20)
+    settings = {"model": "two-layer"}
+    done, _ = run(two_layer_net.model(), data, config, dataset="d", settings=settings, out=tmp_path,
+                  progress=False, checkpoint_every=1, log=lambda *a: None)
+    # A copy of step 15 renamed as a later step: an older state under a later number.
+    shutil.copytree(tmp_path / "checkpoints" / "15", tmp_path / "checkpoints" / "999999")
+    log = []
+    state, history = run(two_layer_net.model(), data, TrainConfig(iters_num=30), dataset="d", settings=settings,
+                         out=tmp_path, resume=True, progress=False, log=log.append)
+    assert log[0].startswith("checkpoint 999999 cannot be read (ValueError: its record says iteration 15, "
+                             "not 999999)"), log[0]
+    assert log[1] == "resuming from iteration 20 (epoch 4)" and int(state.iteration) == 30
+    # Asking for fewer iterations than the run already has: said, and nothing is trained.
+    log = []
+    again, history = run(two_layer_net.model(), data, TrainConfig(iters_num=12), dataset="d", settings=settings,
+                         out=tmp_path, resume=True, progress=False, log=log.append)
+    assert log == [f"the run in {tmp_path} is already at iteration 30, past the 12 asked: nothing to train"]
+    assert int(again.iteration) == 30 and history[-1].iteration == 30
+    np.testing.assert_array_equal(again.params["W1"], state.params["W1"])
+
+
+def test_a_run_writes_only_into_its_own_directory(tmp_path, sample):
+    data, config = small(sample), TrainConfig(iters_num=5)
+    go = lambda out, **kw: run(two_layer_net.model(), data, config, dataset="d", settings={}, out=out,  # noqa: E731
+                               progress=False, log=lambda *a: None, **kw)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.json").write_text("someone else's")
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(RunError, match=r"holds files that are not a training run's \(notes.txt\)"):
+        go(other)
+    assert (other / "metrics.json").read_text() == "someone else's"
+    with pytest.raises(RunError, match="give the run its own directory"):
+        go("")
+    go(tmp_path / "run")
+    assert (tmp_path / "run" / ".backprop-jax-run").exists()
+    with pytest.raises(RunError, match="inside the checkpoints of the run"):
+        go(tmp_path / "run" / "checkpoints" / "nested")
+    # A symbolic link as the lock: the file it points to is never touched.
+    target = tmp_path / "precious.txt"
+    target.write_text("precious")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / ".lock").symlink_to(target)
+    with pytest.raises(RunError, match=r"\.lock is a symbolic link; a run never writes through one"):
+        go(tmp_path / "linked")
+    assert target.read_text() == "precious"
+    # Files in the way of what the run writes are found before training.
+    (tmp_path / "blocked" / "metrics.json").mkdir(parents=True)
+    with pytest.raises(RunError, match="metrics.json is a directory, where the run writes its metrics.json file"):
+        go(tmp_path / "blocked")
+    (tmp_path / "blocked2").mkdir()
+    (tmp_path / "blocked2" / "checkpoints").write_text("a file")
+    with pytest.raises(RunError, match="checkpoints is a file, where the run writes its checkpoints directory"):
+        go(tmp_path / "blocked2")
+
+
+def test_non_finite_inputs_are_named_where_data_enters(sample):
+    (x, t), (xt, tt) = small(sample)
+    bad = xt.copy()
+    bad[[4, 9, 11]] = np.nan
+    with pytest.raises(ValueError, match="test inputs hold NaN or infinite values: 3 of 200 examples, the first "
+                                         "at index 4"):
+        train(two_layer_net.model(), ((x, t), (bad, tt)), TrainConfig(iters_num=5))
+    inf = x.copy()
+    inf[7, 3] = np.inf
+    with pytest.raises(ValueError, match="train inputs hold NaN or infinite values: 1 of 500 examples, the first "
+                                         "at index 7"):
+        train(two_layer_net.model(), ((inf, t), (xt, tt)), TrainConfig(iters_num=5))

@@ -84,3 +84,22 @@ def sharding_like(a):
     if not any(t == explicit for t in getattr(mesh, "axis_types", ())):
         return None
     return sharding
+
+
+def batch_sharded(x, ndim):
+    """Under explicit sharding, the sharding of an ``ndim``-axis array whose leading (batch) axis is
+    split as ``x``'s is and whose other axes are whole: the ``out_sharding`` of a reshape that
+    merges or splits the batch axis (im2col's rows). None otherwise."""
+    sharding = sharding_like(x)
+    if sharding is None:
+        return None
+    spec = tuple(sharding.spec)
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(spec[0] if spec else None,
+                                                                                 *[None] * (ndim - 1)))
+
+
+def replicated(x):
+    """Under explicit sharding, a replicated sharding on ``x``'s mesh (a parameter's gradient
+    summed over the split batch); None otherwise."""
+    sharding = sharding_like(x)
+    return None if sharding is None else jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())

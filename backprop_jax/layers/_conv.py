@@ -5,7 +5,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from backprop_jax.layers._checks import as_float_array, like_inputs, require_ndim
+from backprop_jax.layers._checks import as_float_array, batch_sharded, like_inputs, replicated, require_ndim
 
 
 def _out_size(fn, x_shape, filter_h, filter_w, stride, pad):
@@ -51,7 +51,8 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0):
             x_max = xx + stride * out_w
             rows.append(img[:, :, y:y_max:stride, xx:x_max:stride])
     col = jnp.stack(rows, axis=2).reshape(N, C, filter_h, filter_w, out_h, out_w)
-    return col.transpose(0, 4, 5, 1, 2, 3).reshape(N * out_h * out_w, -1)
+    # Under explicit sharding, the rows stay split as the images were (batch_sharded).
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(N * out_h * out_w, -1, out_sharding=batch_sharded(x, 2))
 
 
 def col2im(col, x_shape, filter_h, filter_w, stride=1, pad=0):
@@ -71,7 +72,8 @@ def col2im(col, x_shape, filter_h, filter_w, stride=1, pad=0):
     if tuple(col.shape) != expected:
         raise ValueError(f"col2im: col must have shape {expected} for x_shape {tuple(x_shape)}, "
                          f"got {tuple(col.shape)}")
-    col = col.reshape(N, out_h, out_w, C, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
+    col = col.reshape(N, out_h, out_w, C, filter_h, filter_w,
+                      out_sharding=batch_sharded(col, 6)).transpose(0, 3, 4, 5, 1, 2)
     img_h, img_w = H + 2 * pad + stride - 1, W + 2 * pad + stride - 1
     img = jnp.zeros((N, C, img_h, img_w), col.dtype)
     for y in range(filter_h):
@@ -126,16 +128,16 @@ def _convolution_fwd(x, W, b, stride, pad):
     col = im2col(x, FH, FW, stride, pad)
     col_W = W.reshape(FN, -1).T
     out = jnp.dot(col, col_W) + b[None, :]
-    out = out.reshape(N, out_h, out_w, FN).transpose(0, 3, 1, 2)
+    out = out.reshape(N, out_h, out_w, FN, out_sharding=batch_sharded(x, 4)).transpose(0, 3, 1, 2)
     return out, (x, W, b, col)
 
 
 def _convolution_bwd(stride, pad, res, dout):
     x, W, b, col = res
     FN, C, FH, FW = W.shape
-    dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+    dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN, out_sharding=batch_sharded(dout, 2))
     db = jnp.sum(dout, axis=0)
-    dW = jnp.dot(col.T, dout).transpose(1, 0).reshape(FN, C, FH, FW)
+    dW = jnp.dot(col.T, dout, out_sharding=replicated(W)).transpose(1, 0).reshape(FN, C, FH, FW)
     dcol = jnp.dot(dout, W.reshape(FN, -1))  # dout @ col_W.T
     dx = col2im(dcol, x.shape, FH, FW, stride, pad)
     return like_inputs((dx.astype(x.dtype), dW.astype(W.dtype), db.astype(b.dtype)), (x, W, b))
@@ -175,9 +177,9 @@ def _max_pooling_fwd(x, pool_h, pool_w, stride, pad):
     require_ndim("max_pooling", "x", x, 4, "(N, C, H, W)")
     N, C, H, W = x.shape
     out_h, out_w = _out_size("max_pooling", x.shape, pool_h, pool_w, stride, pad)
-    col = im2col(x, pool_h, pool_w, stride, pad).reshape(-1, pool_h * pool_w)
+    col = im2col(x, pool_h, pool_w, stride, pad).reshape(-1, pool_h * pool_w, out_sharding=batch_sharded(x, 2))
     arg_max = jnp.argmax(col, axis=1)
-    out = jnp.max(col, axis=1).reshape(N, out_h, out_w, C).transpose(0, 3, 1, 2)
+    out = jnp.max(col, axis=1).reshape(N, out_h, out_w, C, out_sharding=batch_sharded(x, 4)).transpose(0, 3, 1, 2)
     return out, (x, arg_max)
 
 
@@ -187,8 +189,9 @@ def _max_pooling_bwd(pool_h, pool_w, stride, pad, res, dout):
     pool_size = pool_h * pool_w
     # The book's dmax[np.arange(arg_max.size), arg_max] = dout.flatten(), as
     # a one-hot product: a dense op, much faster than a scatter on CPU.
-    dmax = jax.nn.one_hot(arg_max, pool_size, dtype=dout.dtype) * dout.reshape(-1, 1)
-    dcol = dmax.reshape(dout.shape[0] * dout.shape[1] * dout.shape[2], -1)
+    dmax = jax.nn.one_hot(arg_max, pool_size, dtype=dout.dtype) * dout.reshape(
+        -1, 1, out_sharding=batch_sharded(dout, 2))
+    dcol = dmax.reshape(dout.shape[0] * dout.shape[1] * dout.shape[2], -1, out_sharding=batch_sharded(dmax, 2))
     dx = col2im(dcol, x.shape, pool_h, pool_w, stride, pad)
     return (dx.astype(x.dtype),)
 

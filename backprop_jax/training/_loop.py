@@ -328,6 +328,13 @@ def _check_data(model, data):
                              f"{'labels' if model.measures_accuracy() else 'targets'} of shape {np.shape(t)}")
         if len(x) == 0:
             raise ValueError(f"{name} set is empty")
+        for what, a in (("inputs", x), ("labels" if model.measures_accuracy() else "targets", t)):
+            a = np.asarray(a)
+            if np.issubdtype(a.dtype, np.inexact):
+                bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+                if bad.any():
+                    raise ValueError(f"{name} {what} hold NaN or infinite values: {int(bad.sum())} of {len(a)} "
+                                     f"examples, the first at index {int(np.argmax(bad))}")
     params, state = jax.eval_shape(model.init, jax.random.key(0))
     example = jax.ShapeDtypeStruct((1, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
     if not model.measures_accuracy():

@@ -41,14 +41,82 @@ def data_fingerprint(data, name):
     return {"name": name, "train": len(x_train), "test": len(x_test), "sha256": digest.hexdigest()}
 
 
+# The first file a run writes into its directory: what marks it as a run directory.
+MARKER = ".backprop-jax-run"
+# What a run directory holds (a run made before the marker existed holds only these).
+_RUN_FILES = {MARKER, ".lock", "metrics.json", "curves.png", "checkpoints", "damaged-checkpoints"}
+
+
+def state_digest(state):
+    """SHA-256 of every array of ``state`` (shape, dtype and bytes), read from this process's copy:
+    saved with each checkpoint and checked when it is restored, so that a checkpoint damaged
+    in a way that still reads (a flipped bit) is never trusted."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(state):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            leaf = leaf.addressable_shards[0].data  # replicated: every process holds all of it
+        a = np.ascontiguousarray(jax.device_get(leaf))
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def claim_run_directory(out):
+    """Checks that ``out`` may hold this run, and marks it: a new or empty directory, or one that
+    is already a run directory. Refuses, before any training, a directory holding anything else
+    (another program's files), an empty path, a place inside a run's ``checkpoints/``, and
+    files in the way of what the run writes."""
+    if str(out) in ("", "."):
+        raise RunError(f"--out {str(out)!r}: give the run its own directory (a new or empty one)")
+    out = Path(out)
+    for parent in [out.absolute(), *out.absolute().parents]:
+        if parent.name == "checkpoints" and ((parent.parent / MARKER).exists()
+                                             or (parent.parent / "metrics.json").exists()):
+            raise RunError(f"--out {out} is inside the checkpoints of the run in {parent.parent}, whose "
+                           f"clean-up would delete it; choose a directory outside it")
+    if out.is_symlink() and not out.exists():
+        raise RunError(f"--out {out} is a symbolic link to nothing")
+    if out.is_dir():
+        names = {p.name for p in out.iterdir()}
+        foreign = sorted(names - _RUN_FILES)
+        if MARKER not in names and foreign:
+            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise RunError(f"--out {out} holds files that are not a training run's ({shown}); a run writes "
+                           f"only into a new or empty directory or one of its own, so choose another")
+        for name, kind in (("metrics.json", "file"), ("curves.png", "file"), ("checkpoints", "directory"),
+                           (".lock", "file")):
+            path = out / name
+            if path.is_symlink():
+                raise RunError(f"--out {out}: {name} is a symbolic link; a run never writes through one "
+                               f"(remove it)")
+            if path.exists() and (path.is_dir() if kind == "file" else not path.is_dir()):
+                raise RunError(f"--out {out}: {name} is a {'directory' if kind == 'file' else 'file'}, where "
+                               f"the run writes its {name} {kind}; move it away")
+    try:
+        writable_directory(out)
+        if not (out / MARKER).exists():
+            fd = os.open(out / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            with os.fdopen(fd, "w") as f:
+                f.write("a backprop-jax training run\n")
+    except FileExistsError:
+        pass  # another process of the run made it
+    except OSError as e:
+        raise RunError(f"--out {e}") from None
+
+
 @contextlib.contextmanager
 def _exclusive(out):
     """Holds an exclusive lock on the run directory ``out`` (its ``.lock`` file); the system
-    releases it when the process ends, however it ends."""
+    releases it when the process ends, however it ends. The lock is never opened through a
+    symbolic link."""
     try:
         writable_directory(out)
-        lock = open(out / ".lock", "a+")
+        fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        lock = os.fdopen(fd, "r+")
     except OSError as e:
+        if e.errno == getattr(__import__("errno"), "ELOOP", None):
+            raise RunError(f"--out {out}: .lock is a symbolic link; a run never writes through one "
+                           f"(remove it)") from None
         raise RunError(f"--out {e}") from None
     try:
         import fcntl
@@ -130,10 +198,17 @@ def _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, 
             continue
         # Settings first: a checkpoint of another model must be refused before its arrays are read.
         _same_run(record, settings, fingerprint, out)
+        saved_at = record["history"][-1]["iteration"] if record.get("history") else None
+        if saved_at != step:  # a copy of another step renamed: an older state under a later number
+            skipped.append((step, ValueError(f"its record says iteration {saved_at}, not {step}")))
+            continue
         try:
             state, _ = checkpoints.restore(template, sharding, step=step)
         except Exception as e:  # noqa: BLE001
             skipped.append((step, e))
+            continue
+        if "digest" in record and state_digest(state) != record["digest"]:
+            skipped.append((step, ValueError("its arrays do not match the digest saved with them")))
             continue
         break
     else:
@@ -226,6 +301,8 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         log, progress = (lambda *args, **kwargs: None), False
     with contextlib.ExitStack() as stack:
         if out is not None:
+            if primary:  # checked, and marked, before anything is written
+                claim_run_directory(out)
             out = Path(out)
             if primary:  # one lock per run, however many processes it has
                 stack.enter_context(_exclusive(out))
@@ -246,6 +323,11 @@ def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, 
             log(f"no checkpoint in {out / 'checkpoints'} yet: starting a new run")
         elif resume:
             state, history = _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, primary)
+            if int(state.iteration) > config.iters_num:
+                log(f"the run in {out} is already at iteration {int(state.iteration)}, past the "
+                    f"{config.iters_num} asked: nothing to train")
+                checkpoints.close()
+                return state, history
             log(f"resuming from iteration {int(state.iteration)} (epoch {len(history)})")
         elif steps:
             raise RunError(f"{out} already holds checkpoints of a run (iteration {steps[0]}); pass "
@@ -261,7 +343,7 @@ def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, 
             "written_at": time.monotonic()}
 
     def save(state, history, force):
-        record = {"settings": settings, "data": fingerprint,
+        record = {"settings": settings, "data": fingerprint, "digest": state_digest(state),
                   "history": [dataclasses.asdict(h) for h in history]}
         if checkpoints.save(history[-1].iteration, state, record, force=force):
             seen["saved"] = True
