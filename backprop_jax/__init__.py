@@ -27,10 +27,11 @@ from backprop_jax.checking import (
     without_hand_rules)
 from backprop_jax.layers import (
     add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
-    init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay)
+    init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay,
+    embedding, lstm_cell, rnn_cell, time_affine, time_lstm, time_rnn, time_softmax_with_loss)
 from backprop_jax.nets import Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, two_layer_net
 from backprop_jax.training import (
-    OPTIMIZERS, Checkpoints, DistributedError, Epoch, Optimizer, RunError, TrainConfig, TrainingDiverged,
+    OPTIMIZERS, Checkpoints, DistributedError, Epoch, Optimizer, RunError, RunInterrupted, TrainConfig, TrainingDiverged,
     TrainState, compare_optimizers, data_fingerprint, data_parallel_mesh, eval_chunks, init_state,
     iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, run, train)
 
@@ -44,6 +45,8 @@ __all__ = [
     "im2col", "col2im",
     # Plain functions (chapters 3 and 4).
     "softmax", "cross_entropy_error",
+    # The sequel's layers for words and sequences, backpropagation through time by hand.
+    "embedding", "time_affine", "time_softmax_with_loss", "rnn_cell", "time_rnn", "lstm_cell", "time_lstm",
     # Checking hand rules.
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
@@ -55,7 +58,7 @@ __all__ = [
     "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS", "optimizers",
     "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "iterations_per_epoch",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
-    "run", "RunError", "data_fingerprint", "Checkpoints", "compare_optimizers", "DistributedError",
+    "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "compare_optimizers", "DistributedError",
     "atomic_path", "write_json", "writable_directory",
     # Subpackages and modules.
     "layers", "nets", "checking", "training", "datasets", "experiments", "shopping", "graph", "book_params",

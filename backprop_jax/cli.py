@@ -455,8 +455,8 @@ def cmd_train(args, parser):
     model, net_settings, default_optimizer = _build_model(args, parser)
 
     from backprop_jax.training import (
-        DistributedError, RunError, TrainConfig, TrainingDiverged, check_processes_agree, data_parallel_mesh,
-        run)
+        DistributedError, RunError, RunInterrupted, TrainConfig, TrainingDiverged, check_processes_agree,
+        data_parallel_mesh, run)
 
     n_processes = _join_processes(args, parser)
     import jax
@@ -494,15 +494,22 @@ def cmd_train(args, parser):
         f"{'s' if mesh.size > 1 else ''}"
         + (f" in {n_processes} processes" if n_processes > 1 else ""))
     start = time.perf_counter()
+    stop = _stop_cleanly_on_signals()
     try:
         state, history = run(model, data, config, dataset=dataset, settings=settings, out=args.out,
                              resume=args.resume, checkpoint_every=args.checkpoint_every,
                              checkpoint_interval=args.checkpoint_interval,
                              progress=not args.no_progress, mesh=mesh if mesh.size > 1 else None,
                              log=say, every_epoch=args.every_epoch,
-                             divergence_factor=None if args.ignore_divergence else 10.0)
+                             divergence_factor=None if args.ignore_divergence else 10.0, stop=stop)
     except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input
         sys.exit(f"backprop-jax: error: {e}")
+    except RunInterrupted as e:  # the run saved the iteration reached and closed its files
+        import signal
+        where = (f"the last checkpoint is iteration {e.checkpoint}; resume with --resume --out {args.out}"
+                 if e.checkpoint is not None else "nothing was saved (no --out)")
+        sys.stderr.write(f"backprop-jax: {e}; {where}\n")
+        sys.exit(128 + signal.Signals[e.reason].value)
     except jax.errors.JaxRuntimeError as e:
         if n_processes == 1:
             raise
@@ -563,6 +570,26 @@ def _run_params(directory, model):
         return state.params, state.model_state
     finally:
         checkpoints.close()
+
+
+def _stop_cleanly_on_signals():
+    """Returns ``stop`` for ``run``: the first SIGINT (Ctrl-C) or SIGTERM asks the run to stop
+    after its current compiled call, saving the iteration reached; a second one, while the run
+    is finishing, ends the process at once (the signals' default action)."""
+    import signal
+    import threading
+
+    received = []
+
+    def first(signum, frame):
+        received.append(signal.Signals(signum).name)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, first)
+        signal.signal(signal.SIGTERM, first)
+    return lambda: received[0] if received else None
 
 
 def cmd_evaluate(args, parser):
@@ -656,10 +683,14 @@ def cmd_graph(args, parser):
         if args.what in _CHOICES["WHAT"]:
             raise  # ours: a bug, with its traceback
         sys.exit(f"backprop-jax: error: WHAT {args.what}: {fn.__name__} {_failure(e, args.what.rpartition(':')[0])}")
+    if os.path.isdir(args.out):
+        parser.error(f"--out {args.out} is a directory; give a file name ending in one of {', '.join(graph.FORMATS)}")
     try:
         g.render(args.out, full_arrays=args.full_arrays)
     except graph.GraphvizNotFound as e:
         sys.exit(f"backprop-jax: error: {e}")
+    except OSError as e:
+        sys.exit(f"backprop-jax: error: --out {args.out} cannot be written: {e.strerror or e}")
     print(f"wrote {args.out}: {len(g.nodes)} nodes, {len(g.edges)} arrows")
 
 
@@ -735,7 +766,13 @@ def main(argv=None):
         _use_compilation_cache()
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck, "graph": cmd_graph,
                 "compare-optimizers": cmd_compare, "experiment": cmd_experiment, "download": cmd_download}
-    commands[args.command](args, parser)
+    try:
+        commands[args.command](args, parser)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `backprop-jax train | head -1`: stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+        sys.exit(141)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,12 @@ along that arrow (the book's numbers below its arrows); where a value feeds
 several nodes, the gradients on its arrows add up to its total gradient. A
 non-scalar output starts the backward pass from ``dout = 1`` everywhere, as
 the book's ``dprice = 1``.
+
+A ``lax.scan`` of up to ``MAX_UNROLL`` steps (``fori_loop`` with fixed
+bounds is one) is drawn step by step, its body's nodes once per step; a
+``lax.cond`` or ``switch`` shows every branch and a ``select`` of the one its
+index picks. The nesting is read through the same jaxpr walker that
+``without_hand_rules`` uses (``checking._jaxpr``).
 """
 
 import dataclasses
@@ -62,7 +68,15 @@ class _Step:
     node: Node
     ins: tuple  # refs (ints) of the values it reads
     outs: tuple  # refs it defines
-    eqn: object  # the jaxpr equation to evaluate
+    eqn: object  # the jaxpr equation to evaluate, or a function of the input values returning a list
+
+    def evaluate(self, invals):
+        return self.eqn(*invals) if callable(self.eqn) and not hasattr(self.eqn, "primitive") \
+            else bind(self.eqn, invals)
+
+
+# A scan of at most this many steps is drawn step by step; a longer one is one node.
+MAX_UNROLL = 16
 
 
 def _flatten(jaxpr, in_refs, const_refs, expand, steps, counter, consts_out):
@@ -80,7 +94,12 @@ def _flatten(jaxpr, in_refs, const_refs, expand, steps, counter, consts_out):
     for eqn in jaxpr.eqns:
         ins = [ref_of(v) for v in eqn.invars]
         body = (layer_body(eqn) if expand else None) if is_layer(eqn) else call_body(eqn)
-        if body is not None:
+        name = eqn.primitive.name
+        if name == "scan" and eqn.params["length"] <= MAX_UNROLL and not eqn.params["jaxpr"].consts:
+            outs = _unroll_scan(eqn, ins, expand, steps, counter, consts_out)
+        elif name == "cond" and not any(b.consts for b in eqn.params["branches"]):
+            outs = _both_branches(eqn, ins, expand, steps, counter, consts_out)
+        elif body is not None:
             inner, inner_consts = open_body(body)
             const_refs_inner = []
             for c in inner_consts:
@@ -98,6 +117,46 @@ def _flatten(jaxpr, in_refs, const_refs, expand, steps, counter, consts_out):
         for v, ref in zip(eqn.outvars, outs):
             env[v] = ref
     return [ref_of(v) for v in jaxpr.outvars]
+
+
+def _new_step(steps, counter, label, ins, n_out, fn):
+    outs = [next(counter) for _ in range(n_out)]
+    steps.append(_Step(Node(f"n{len(steps)}", label, "op"), tuple(ins), tuple(outs), fn))
+    return outs
+
+
+def _unroll_scan(eqn, ins, expand, steps, counter, consts_out):
+    """A ``lax.scan`` drawn step by step: ``x[t]`` taken from each scanned input, the body's
+    nodes once per step with the carry threaded through, the outputs stacked at the end."""
+    p = eqn.params
+    n_consts, n_carry, length = p["num_consts"], p["num_carry"], p["length"]
+    consts, carry, xs = ins[:n_consts], ins[n_consts:n_consts + n_carry], ins[n_consts + n_carry:]
+    body = p["jaxpr"].jaxpr
+    ys_by_step = {}
+    for t in (range(length - 1, -1, -1) if p["reverse"] else range(length)):
+        x_t = [_new_step(steps, counter, f"[{t}]", [x], 1, lambda v, t=t: [v[t]])[0] for x in xs]
+        outs = _flatten(body, consts + carry + x_t, [], expand, steps, counter, consts_out)
+        carry, ys_by_step[t] = list(outs[:n_carry]), outs[n_carry:]
+    n_ys = len(eqn.outvars) - n_carry
+    stacked = [_new_step(steps, counter, "stack", [ys_by_step[t][k] for t in range(length)], 1,
+                         lambda *vals: [jnp.stack(vals)])[0] for k in range(n_ys)]
+    return carry + stacked
+
+
+def _both_branches(eqn, ins, expand, steps, counter, consts_out):
+    """A ``lax.cond``/``switch``: every branch drawn, and a ``select`` of the one the index picks
+    (the others get no gradient)."""
+    index, operands = ins[0], ins[1:]
+    results = [_flatten(b.jaxpr, list(operands), [], expand, steps, counter, consts_out)
+               for b in eqn.params["branches"]]
+    n = len(results)
+
+    def select(i, *values):
+        i = jnp.clip(i, 0, n - 1)
+        return [sum(jnp.where(i == k, values[k], jnp.zeros_like(values[k])) for k in range(n))]
+
+    return [_new_step(steps, counter, "select", [index] + [r[j] for r in results], 1, select)[0]
+            for j in range(len(eqn.outvars))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,7 +468,7 @@ def trace(f, *args, expand=False):
         for k, step in enumerate(steps):
             invals = [env[ref] + eps[(k, j)] if (k, j) in eps else env[ref]
                       for j, ref in enumerate(step.ins)]
-            for ref, val in zip(step.outs, bind(step.eqn, invals)):
+            for ref, val in zip(step.outs, step.evaluate(invals)):
                 env[ref] = val
         return env
 

@@ -75,6 +75,67 @@ def autodiff_model(sizes):
     return bj.Model(init=hand_model(sizes).init, apply=apply, criterion=criterion)
 
 
+def plain_recipe(data, iters, batch=100, lr=0.1, seed=0):
+    """The book's recipe (784-50-10 ReLU net, SGD, train and test accuracy after every epoch) as an
+    independent plain-JAX program: jnp, ``jax.value_and_grad`` and two nested ``lax.scan``s,
+    compiled once. Nothing of the package is used but the data; it is the reference that
+    ``bj.train``, ``bj.run`` and the command are measured against.
+
+    Returns ``run(p0, ix) -> (params, (losses, train_acc, test_acc))`` (jitted), the initial
+    parameters and the batch indices ``ix`` of shape (epochs, steps per epoch, batch).
+    """
+    (x, t), (xe, te) = data
+    X, T, XE, TE = map(jnp.asarray, (x, t, xe, te))
+    steps = max(len(x) // batch, 1)
+    epochs = -(-iters // steps)
+
+    def predict(p, x):
+        return jnp.maximum(x @ p["W1"] + p["b1"][None, :], 0) @ p["W2"] + p["b2"][None, :]
+
+    def loss(p, x, t):
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(predict(p, x)), t[:, None], 1))
+
+    def step(p, i):
+        value, g = jax.value_and_grad(loss)(p, X[i], T[i])
+        return jax.tree.map(lambda a, b: a - lr * b, p, g), value
+
+    def acc(p, x, t):
+        return jnp.mean(jnp.argmax(predict(p, x), 1) == t)
+
+    def epoch(p, ix):
+        p, losses = jax.lax.scan(step, p, ix)
+        return p, (losses.mean(), acc(p, X, T), acc(p, XE, TE))
+
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    p0 = {"W1": 0.01 * jax.random.normal(k1, (784, 50)), "b1": jnp.zeros(50),
+          "W2": 0.01 * jax.random.normal(k2, (50, 10)), "b2": jnp.zeros(10)}
+    ix = jax.random.randint(k3, (epochs, steps, batch), 0, len(x))
+    return jax.jit(lambda p, ix: jax.lax.scan(epoch, p, ix)), p0, ix
+
+
+def plain_steps(sizes, batch):
+    """One training step of an MLP of ``sizes`` in plain jnp (ReLU, softmax cross-entropy, SGD 0.1),
+    scanned over ``n`` steps: the step-throughput table's independent column."""
+    def predict(p, x):
+        for W, b in p[:-1]:
+            x = jnp.maximum(x @ W + b[None, :], 0)
+        W, b = p[-1]
+        return x @ W + b[None, :]
+
+    def loss(p, x, t):
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(predict(p, x)), t[:, None], 1))
+
+    def run(p, X, T, ix):
+        def step(p, i):
+            value, g = jax.value_and_grad(loss)(p, X[i], T[i])
+            return jax.tree.map(lambda a, b: a - 0.1 * b, p, g), value
+        return jax.lax.scan(step, p, ix)
+
+    keys = jax.random.split(jax.random.key(0), len(sizes))
+    p0 = [(0.01 * jax.random.normal(k, (a, b)), jnp.zeros(b)) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+    return jax.jit(run), p0
+
+
 # --- timing -------------------------------------------------------------------
 
 def median_time(fn, repeats):
@@ -90,14 +151,14 @@ def steps_for(flops, seconds=0.15, assumed_gflops=20.0, low=5, high=2000):
     return int(min(high, max(low, seconds * assumed_gflops * 1e9 / flops)))
 
 
-def time_jax(models, sizes, batch, data, repeats):
+def time_jax(models, sizes, batch, data, repeats, steps=None):
     """Times each of ``models`` (name -> Model), compiled the same way.
 
     The timed repeats alternate between the models, so that a busy moment of
     the machine hurts all of them alike and their ratio stays fair.
     """
     (x, t), _ = data
-    steps = steps_for(train_flops(sizes, batch))
+    steps = steps or steps_for(train_flops(sizes, batch))
     config = bj.TrainConfig(iters_num=2 ** 30, batch_size=batch)
     x, t = jax.device_put(x), jax.device_put(t)
     runs, results = {}, {}
@@ -128,6 +189,32 @@ def time_jax(models, sizes, batch, data, repeats):
 
 def time_hand_and_autodiff(sizes, batch, data, repeats):
     return time_jax({"hand": hand_model(sizes), "autodiff": autodiff_model(sizes)}, sizes, batch, data, repeats)
+
+
+def time_plain(sizes, batch, data, repeats):
+    """Steps per second of ``plain_steps``, the independent program, for the same workload."""
+    (x, t), _ = data
+    steps = steps_for(train_flops(sizes, batch))
+    fn, p0 = plain_steps(sizes, batch)
+    X, T = jax.device_put(x), jax.device_put(t)
+    ix = jax.random.randint(jax.random.key(1), (steps, batch), 0, len(x))
+    jax.block_until_ready(fn(p0, X, T, ix))
+    return {"steps_per_s": steps / median_time(lambda: jax.block_until_ready(fn(p0, X, T, ix)), repeats)}
+
+
+def time_deep_convnet(data, repeats, batch=100, steps=5):
+    """Chapter 8's DeepConvNet: training steps per second through the hand rules and through
+    autodiff of the same forward (``without_hand_rules``), interleaved."""
+    model = bj.deep_conv_net.model()
+
+    def plain_apply(params, state, x, *, key=None, train=False):
+        return bj.without_hand_rules(lambda p, s, x, k: model.apply(p, s, x, key=k, train=train))(
+            params, state, x, key)
+
+    plain = model._replace(apply=plain_apply, metric="accuracy", criterion=lambda scores, t: jnp.mean(
+        optax.softmax_cross_entropy_with_integer_labels(scores, t)))
+    r = time_jax({"hand": model, "autodiff": plain}, [784, 10], batch, data, repeats, steps=steps)
+    return {k: {"steps_per_s": v["steps_per_s"], "compile_s": v["compile_s"]} for k, v in r.items()}
 
 
 def time_numpy(sizes, batch, data, repeats):
@@ -190,9 +277,12 @@ def time_convolution(shape, filters, repeats):
 
 def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
     """The book's recipe (784-50-10, batch 100, SGD 0.1, train and test accuracy after every
-    epoch) from start to end, six ways, repeats interleaved:
+    epoch) from start to end, seven ways, repeats interleaved, each reported as a ratio of speed
+    to the first:
 
-    - ``device``: the device work alone, every step and evaluation in one compiled call,
+    - ``plain``: the independent plain-JAX program of the same recipe (``plain_recipe``),
+      compiled beforehand: the reference;
+    - ``device``: the project's own device work alone, every step and evaluation in one compiled call,
       compiled beforehand;
     - ``train``: ``bj.train`` (no files), compiled programs already in memory;
     - ``run``: ``bj.run`` with an output directory, as ``backprop-jax train --out`` does
@@ -216,8 +306,13 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
     compiled = device_fn.lower(state0, jnp.int32(n_epochs), *args).compile()
     work_dir = Path(work_dir)
     env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(work_dir / "xla-cache")}
-    recorded = {"run": [], "cli": []}  # training seconds from metrics.json
+    recorded = {"run": [], "cli": [], "cli_first_epoch": []}  # seconds from metrics.json
     names = iter(range(10 ** 6))
+    plain_fn, p0, ix = plain_recipe(data, iters)
+    plain_compiled = plain_fn.lower(p0, ix).compile()
+
+    def plain():
+        jax.block_until_ready(plain_compiled(p0, ix))
 
     def device():
         state, records = compiled(state0, jnp.int32(n_epochs), *args)
@@ -238,7 +333,9 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
         subprocess.run([sys.executable, "-m", "backprop_jax", "train", "--dataset", "mnist-sample",
                         "--iters", str(iters), "--no-progress", "--out", str(out)],
                        check=True, capture_output=True, env=env)
-        recorded["cli"].append(json.loads((out / "metrics.json").read_text())["epochs"][-1]["seconds"])
+        epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+        recorded["cli"].append(epochs[-1]["seconds"])
+        recorded["cli_first_epoch"].append(epochs[0]["seconds"])
 
     numpy_data = tuple((np.asarray(a), np.asarray(b)) for a, b in data)
     float64_data = tuple((a.astype(np.float64), b) for a, b in numpy_data)
@@ -250,7 +347,8 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
         textbook_numpy.train_recipe(textbook_numpy.MultiLayerNet([784, 50, 10], dtype=np.float64),
                                     float64_data, iters)
 
-    ways = {"device": device, "train": train, "run": run, "numpy": numpy, "numpy_float64": numpy_float64}
+    ways = {"plain": plain, "device": device, "train": train, "run": run, "numpy": numpy,
+            "numpy_float64": numpy_float64}
     try:
         import torch
         import torch_baseline
@@ -274,8 +372,20 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
     s["run_training"] = statistics.median(recorded["run"])
     s["cli_training"] = statistics.median(recorded["cli"])
     s.setdefault("torch", None)
+    # The command's wall time in parts: the interpreter and imports (a process that imports what
+    # the command does, and stops), the first epoch (trace, compile or load from the cache, one
+    # epoch), the rest of the training, and what is left (data, checks, files).
+    imports = median_time(lambda: subprocess.run(
+        [sys.executable, "-c", "import backprop_jax.cli, backprop_jax.training, jax; jax.devices()"],
+        check=True, capture_output=True, env=env), min(cli_repeats, 3))
+    first = statistics.median(recorded["cli_first_epoch"])
+    split = {"interpreter_and_imports": imports, "first_epoch_with_compile_or_cache_load": first,
+             "rest_of_training": s["cli_training"] - first,
+             "data_checks_files_and_exit": s["cli"] - imports - s["cli_training"]}
     return {
         "iters": iters, "epochs": n_epochs, "repeats": repeats, "cli_repeats": cli_repeats, "seconds": s,
+        "vs_plain": {k: s["plain"] / s[k] for k in ("device", "train", "run", "run_training", "cli", "cli_training")},
+        "cli_split": split,
         "efficiency": {"train": s["device"] / s["train"], "run_training": s["device"] / s["run_training"],
                        "run": s["device"] / s["run"], "cli_training": s["device"] / s["cli_training"]},
         "speedup_over_numpy": {k: s["numpy"] / s[k] for k in ("device", "train", "run", "cli")},
@@ -323,9 +433,10 @@ def run(name, repeats, tiny, out_dir, log=print):
         flops = train_flops(sizes, batch)
         jax_r = time_hand_and_autodiff(sizes, batch, data, repeats)
         hand, auto = jax_r["hand"], jax_r["autodiff"]
+        plain_r = time_plain(sizes, batch, data, repeats)
         numpy_r = time_numpy(sizes, batch, data, repeats)
         torch_r = time_torch(sizes, batch, data, repeats)
-        steps = {"hand": hand["steps_per_s"], "autodiff": auto["steps_per_s"],
+        steps = {"hand": hand["steps_per_s"], "autodiff": auto["steps_per_s"], "plain": plain_r["steps_per_s"],
                  "numpy": numpy_r["steps_per_s"], "torch": torch_r and torch_r["steps_per_s"]}
         results["workloads"][wname] = {
             "sizes": sizes, "batch": batch, "flops_per_step": flops, "steps_per_s": steps,
@@ -350,6 +461,9 @@ def run(name, repeats, tiny, out_dir, log=print):
         row = {"sizes": sizes, "batch": batch, "flops_per_step": train_flops(sizes, batch)}
         row.update({k: v["steps_per_s"] for k, v in time_hand_and_autodiff(sizes, batch, data, repeats).items()})
         results["sweeps"]["hidden"].append(row)
+    if not tiny:  # chapter 8's net: the first workload where an accelerator matters
+        results["deep_convnet"] = time_deep_convnet(data, repeats)
+        log("deep convnet: done")
     conv_shape, conv_filters = ((8, 1, 12, 12), (4, 1, 3, 3)) if tiny else ((100, 1, 28, 28), (30, 1, 5, 5))
     results["convolution"] = time_convolution(conv_shape, conv_filters, repeats)
     with tempfile.TemporaryDirectory() as work_dir:
@@ -368,14 +482,15 @@ def table(results):
     peak = results["gemm_peak_gflops"]
     lines = [f"steps/s, median of {results['repeats']}; matmul peak {peak:.1f} GFLOP/s "
              f"({results['machine']['device_kind']}, {results['machine']['cpu_count']} CPUs)", "",
-             f"{'workload':<20}{'hand':>10}{'autodiff':>10}{'numpy':>10}{'torch':>10}"
-             f"{'hand/auto':>11}{'hand/np':>9}{'hand/torch':>12}{'% peak':>8}{'compile s':>11}"]
+             f"{'workload':<20}{'hand':>10}{'autodiff':>10}{'plain':>10}{'numpy':>10}{'torch':>10}"
+             f"{'hand/auto':>11}{'hand/plain':>11}{'hand/np':>9}{'hand/torch':>12}{'% peak':>8}{'compile s':>11}"]
     for name, w in results["workloads"].items():
         s = w["steps_per_s"]
         torch_s = f"{s['torch']:>10.0f}" if s["torch"] else f"{'-':>10}"
         vs_torch = f"{s['hand'] / s['torch']:>12.2f}" if s["torch"] else f"{'-':>12}"
-        lines.append(f"{name:<20}{s['hand']:>10.0f}{s['autodiff']:>10.0f}{s['numpy']:>10.0f}{torch_s}"
-                     f"{s['hand'] / s['autodiff']:>11.2f}{s['hand'] / s['numpy']:>9.2f}{vs_torch}"
+        lines.append(f"{name:<20}{s['hand']:>10.0f}{s['autodiff']:>10.0f}{s['plain']:>10.0f}{s['numpy']:>10.0f}"
+                     f"{torch_s}{s['hand'] / s['autodiff']:>11.2f}{s['hand'] / s['plain']:>11.2f}"
+                     f"{s['hand'] / s['numpy']:>9.2f}{vs_torch}"
                      f"{100 * w['peak_fraction']['hand']:>7.1f}%{w['compile_s']['hand']:>11.2f}")
     for sweep, key in (("batch", "batch"), ("hidden", "sizes")):
         lines += ["", f"{sweep} sweep{'':<11}{'hand':>10}{'autodiff':>10}{'hand/auto':>11}{'hand GFLOP/s':>14}"]
@@ -383,6 +498,10 @@ def table(results):
             label = f"batch {row['batch']}" if sweep == "batch" else "-".join(map(str, row["sizes"]))
             lines.append(f"{label:<20}{row['hand']:>10.0f}{row['autodiff']:>10.0f}"
                          f"{row['hand'] / row['autodiff']:>11.2f}{row['hand'] * row['flops_per_step'] / 1e9:>14.1f}")
+    if "deep_convnet" in results:
+        d = results["deep_convnet"]
+        lines += ["", f"deep convnet (chapter 8), batch 100: hand {d['hand']['steps_per_s']:.2f} steps/s, autodiff "
+                  f"{d['autodiff']['steps_per_s']:.2f} (hand/auto {d['hand']['steps_per_s'] / d['autodiff']['steps_per_s']:.2f})"]
     c = results["convolution"]
     lines += ["", f"convolution forward+backward, x {c['x_shape']}, W {c['W_shape']}: "
               f"im2col {c['im2col_ms']:.2f} ms, lax.conv {c['lax_conv_ms']:.2f} ms "
@@ -391,13 +510,18 @@ def table(results):
     s = e["seconds"]
     lines += ["", f"the book's recipe end to end ({e['iters']} iterations, {e['epochs']} epochs with "
               f"evaluation), seconds, median of {e['repeats']} ({e['cli_repeats']} for cli):"]
-    for name, label in (("device", "device work alone (one compiled call)"), ("train", "bj.train"),
+    for name, label in (("plain", "independent plain-JAX program"),
+                        ("device", "device work alone (one compiled call)"), ("train", "bj.train"),
                         ("run", "bj.run with --out (call)"), ("run_training", "bj.run, training in metrics.json"),
                         ("cli", "backprop-jax train --out (wall)"), ("cli_training", "cli, training in metrics.json"),
                         ("numpy", "book's NumPy loop, float32"), ("numpy_float64", "book's NumPy loop, float64"),
                         ("torch", "PyTorch loop, float32")):
         lines.append(f"  {label:<38}{s[name]:>8.2f}" if s[name] is not None else f"  {label:<38}{'-':>8}")
+    lines.append("  speed as a fraction of the plain program's: "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in e["vs_plain"].items()))
     lines.append("  efficiency (device / x): " + ", ".join(f"{k} {v:.2f}" for k, v in e["efficiency"].items()))
+    lines.append("  the command's wall time: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s"
+                                                        for k, v in e["cli_split"].items()))
     for key, label in (("speedup_over_numpy", "NumPy float32"), ("speedup_over_numpy_float64", "NumPy float64")):
         lines.append(f"  speed-up over {label}: " + ", ".join(f"{k} {v:.1f}x" for k, v in e[key].items()))
     if e["speedup_over_torch"]:

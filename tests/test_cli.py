@@ -253,3 +253,75 @@ def test_resuming_a_finished_run_writes_its_metrics_again(tmp_path, capsys):
     main([*args, "--resume"])
     assert json.loads((tmp_path / "metrics.json").read_text()) == first
     assert "wrote" in capsys.readouterr().out
+
+
+def test_ctrl_c_and_sigterm_stop_with_one_line_and_a_resumable_checkpoint(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        out = tmp_path / sig.name
+        proc = subprocess.Popen([sys.executable, "-m", "backprop_jax", "train", "--dataset", "mnist-sample",
+                                 "--iters", "100000", "--no-progress", "--checkpoint-interval", "0", "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        def saved():
+            return (out / "checkpoints").is_dir() and steps_in(p.name for p in (out / "checkpoints").iterdir())
+
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not saved():
+                time.sleep(0.05)
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == status, err
+        assert "Traceback" not in err and err.count("\n") == 1, err
+        last = max(steps_in(p.name for p in (out / "checkpoints").iterdir()))
+        assert f"interrupted ({sig.name}) at iteration {last}; the last checkpoint is iteration {last}; " \
+               f"resume with --resume --out {out}" in err, err
+        resumed = cli("train", "--dataset", "mnist-sample", "--iters", str(last + 40), "--no-progress",
+                      "--out", str(out), "--resume")
+        assert f"resuming from iteration {last}" in resumed.stdout
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.Popen([sys.executable, "-m", "backprop_jax", "train", "--dataset", "mnist-sample",
+                             "--iters", "400", "--no-progress", "--every-epoch"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    first = proc.stdout.readline()  # what `| head -1` reads, and then it goes away
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    proc.wait(timeout=120)
+    assert first.startswith(b"training") and "Traceback" not in err and "BrokenPipe" not in err, err
+    assert proc.returncode == 141
+
+
+def test_library_errors_reach_the_command_line_as_one_line(tmp_path, capsys):
+    five = tmp_path / "five.py"
+    five.write_text("from backprop_jax import nn\n"
+                    "def model():\n"
+                    "    return nn.classifier(nn.serial(nn.Affine(5)), (784,))\n")
+    result = cli("train", "--dataset", "mnist-sample", "--iters", "5", "--model", f"{five}:model", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "train labels must be classes 0 to 4 (the model scores 5)" in result.stderr
+    huge = cli("train", "--dataset", "mnist-sample", "--iters", "5", "--hidden", "100000000", check=False)
+    assert huge.returncode == 1 and "Traceback" not in huge.stderr, huge.stderr
+    assert "training needs about" in huge.stderr and "use a smaller batch_size or model" in huge.stderr
+    (tmp_path / "drawn.svg").mkdir()
+    with pytest.raises(SystemExit) as e:
+        main(["graph", "apple", "--out", str(tmp_path / "drawn.svg")])
+    assert e.value.code == 2 and "is a directory" in capsys.readouterr().err
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anywhere: a path under a file cannot be written by anyone
+            target = str(tmp_path / "five.py" / "apple.dot")
+        else:
+            target = str(locked / "apple.dot")
+        with pytest.raises(SystemExit, match="cannot be written"):
+            main(["graph", "apple", "--out", target])
+    finally:
+        locked.chmod(0o700)

@@ -190,3 +190,26 @@ def test_a_user_file_that_fails_is_one_line_naming_where(tmp_path, capsys, sourc
         main(["graph", f"{user}:f", "--out", str(tmp_path / "x.dot")])
     assert str(e.value.code).startswith(f"backprop-jax: error: WHAT {user}:f: ")
     assert message.format(user=user) in str(e.value.code) and "\n" not in str(e.value.code)
+
+
+def test_a_short_scan_is_drawn_step_by_step_and_a_cond_shows_its_branches():
+    x = jnp.array([0.5, -1.0, 2.0])
+    f = lambda x: jnp.sum(jax.lax.scan(lambda h, _: (bj.sigmoid(h), None), x, None, length=3)[0])
+    g = graph.trace(f, x)
+    assert g.layers().count("sigmoid") == 3 and "scan" not in g.layers()
+    # The gradient on the arrow into the first sigmoid is d out / d x, as jax.grad says.
+    (first,) = [e for e in g.edges_into("sigmoid") if e.src.startswith("in")]
+    np.testing.assert_allclose(first.grad, jax.grad(f)(x), rtol=1e-6)
+    ys = lambda x: jnp.sum(jax.lax.scan(lambda h, xt: (h + xt, bj.relu(h * xt)), 0.0, x)[1])
+    g = graph.trace(ys, x)
+    assert "stack" in g.layers() and g.layers().count("relu") == 3
+    np.testing.assert_allclose([e.value for e in g.edges if e.dst == "out"][0], ys(x), rtol=1e-6)
+    c = lambda x: jnp.sum(jax.lax.cond(jnp.sum(x) > 0, bj.sigmoid, bj.relu, x))
+    g = graph.trace(c, x)
+    assert {"sigmoid", "relu", "select"} <= set(g.layers())
+    (into_sigmoid,) = [e for e in g.edges_into("sigmoid") if e.src.startswith("in")]
+    (into_relu,) = [e for e in g.edges_into("relu") if e.src.startswith("in")]
+    np.testing.assert_allclose(into_sigmoid.grad + into_relu.grad, jax.grad(c)(x), rtol=1e-6)
+    assert not np.any(into_relu.grad)  # the branch not taken gets no gradient
+    long = lambda x: jnp.sum(jax.lax.scan(lambda h, _: (bj.sigmoid(h), None), x, None, length=100)[0])
+    assert graph.trace(long, x).layers().count("scan") == 1  # longer than MAX_UNROLL: one node

@@ -604,3 +604,50 @@ def test_non_finite_inputs_are_named_where_data_enters(sample):
     with pytest.raises(ValueError, match="train inputs hold NaN or infinite values: 1 of 500 examples, the first "
                                          "at index 7"):
         train(two_layer_net.model(), ((inf, t), (xt, tt)), TrainConfig(iters_num=5))
+
+
+def test_a_full_disk_or_a_removed_directory_loses_nothing_already_saved(tmp_path, sample, monkeypatch):
+    import errno
+    data = small(sample)
+    calls = []
+    real_save = Checkpoints.save
+
+    def full_on_the_third(self, step, state, record, force=False):
+        calls.append(step)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, step, state, record, force)
+
+    monkeypatch.setattr(Checkpoints, "save", full_on_the_third)
+    with pytest.raises(RunError, match=rf"cannot write checkpoint 15 in {tmp_path}/checkpoints: no space left on "
+                                       r"device; the checkpoints before it and metrics.json are kept"):
+        run(two_layer_net.model(), data, TrainConfig(iters_num=40), dataset="d", settings={}, out=tmp_path,
+            progress=False, checkpoint_every=1, log=lambda *a: None)
+    monkeypatch.setattr(Checkpoints, "save", real_save)
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"][-1]["iteration"] >= 10
+    whole, _ = train(two_layer_net.model(), data, TrainConfig(iters_num=40))
+    state, _ = run(two_layer_net.model(), data, TrainConfig(iters_num=40), dataset="d", settings={}, out=tmp_path,
+                   resume=True, progress=False, log=lambda *a: None)
+    for k in whole.params:
+        np.testing.assert_array_equal(state.params[k], whole.params[k])
+
+    # The checkpoints directory removed while the run goes on: the next checkpoint is written afresh.
+    def removed_after_the_first(self, step, state, record, force=False):
+        saved = real_save(self, step, state, record, force)
+        if step == 5:
+            self._manager.wait_until_finished()
+            shutil.rmtree(self.directory)
+        return saved
+
+    monkeypatch.setattr(Checkpoints, "save", removed_after_the_first)
+    log = []
+    run(two_layer_net.model(), data, TrainConfig(iters_num=20), dataset="d", settings={}, out=tmp_path / "gone",
+        progress=False, checkpoint_every=1, log=log.append)
+    assert f"{tmp_path / 'gone' / 'checkpoints'} was removed while the run went on; writing checkpoint 10 afresh" in log
+    assert sorted(int(p.name) for p in (tmp_path / "gone" / "checkpoints").iterdir() if p.name.isdigit()) == [15, 20]
+
+
+def test_training_that_cannot_fit_the_device_is_refused_from_shapes(sample):
+    with pytest.raises(ValueError, match=r"training needs about .* one step's values for a batch of 1000000000 .*"
+                                         r"more than the .* cpu device has"):
+        train(two_layer_net.model(), small(sample), TrainConfig(iters_num=1, batch_size=10 ** 9))

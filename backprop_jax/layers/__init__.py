@@ -12,9 +12,13 @@ from backprop_jax.layers._basic import add, mul
 from backprop_jax.layers._batch_norm import batch_norm, init_batch_norm_state
 from backprop_jax.layers._conv import col2im, convolution, im2col, max_pooling
 from backprop_jax.layers._dropout import dropout
+from backprop_jax.layers._recurrent import lstm_cell, rnn_cell, time_lstm, time_rnn
+from backprop_jax.layers._sequence import embedding, time_affine, time_softmax_with_loss
 from backprop_jax.layers._softmax import cross_entropy_error, softmax, softmax_with_loss
 from backprop_jax.layers._weight_decay import weight_decay
 
 __all__ = ["mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "weight_decay", "dropout",
            "batch_norm", "init_batch_norm_state", "convolution", "max_pooling", "im2col", "col2im",
-           "softmax", "cross_entropy_error"]
+           "softmax", "cross_entropy_error",
+           # The sequel's (Deep Learning from Scratch 2): words and sequences.
+           "embedding", "time_affine", "time_softmax_with_loss", "rnn_cell", "time_rnn", "lstm_cell", "time_lstm"]

@@ -6,10 +6,10 @@ from backprop_jax.training._distributed import DistributedError, check_processes
 from backprop_jax.training._loop import (
     OPTIMIZERS, Epoch, Optimizer, TrainConfig, TrainingDiverged, TrainState, batch_indices,
     data_parallel_mesh, eval_chunks, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, train)
-from backprop_jax.training._run import RunError, data_fingerprint, run
+from backprop_jax.training._run import RunError, RunInterrupted, data_fingerprint, run
 from backprop_jax.training import optimizers
 
 __all__ = ["train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS",
            "Optimizer", "data_parallel_mesh", "batch_indices", "make_epoch_fn", "make_epochs_fn",
-           "eval_chunks", "iterations_per_epoch", "run", "RunError", "data_fingerprint", "Checkpoints", "compare_optimizers",
+           "eval_chunks", "iterations_per_epoch", "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "compare_optimizers",
            "join", "check_processes_agree", "parse_host_port", "DistributedError", "optimizers"]

@@ -20,6 +20,7 @@ batch that its own devices hold (``feed="host"``).
 import dataclasses
 import functools
 import math
+import os
 import time
 from typing import Any, NamedTuple
 
@@ -224,11 +225,13 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, fed_bat
     way (data parallelism); XLA adds the all-reduce of the gradients.
     """
     optimizer = config.make_optimizer()
-    dropout_key = jax.random.fold_in(jax.random.key(config.seed), 2 ** 31 - 1)  # apart from the batch keys
     grad_fn = jax.value_and_grad(lambda params, *args, key: model.loss(params, *args, key=key, train=True),
                                  has_aux=True)
 
     def epoch(state, xs, ts):
+        # Traced with the program (no eager op before it); apart from the batch keys.
+        dropout_key = jax.random.fold_in(jax.random.key(config.seed), 2 ** 31 - 1)
+
         def step(k, carry):
             state, losses = carry
             i = state.iteration
@@ -369,6 +372,62 @@ def _check_data(model, data):
                              f"Model(metric='loss') or a criterion other than softmax_with_loss")
 
 
+def _bytes(tree):
+    return sum(math.prod(leaf.shape) * getattr(leaf.dtype, "itemsize", 4) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _available_memory(device):
+    """Bytes the device can hold: an accelerator's limit, or the machine's memory for the CPU."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - not every backend reports
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _format_bytes(n):
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+
+
+def check_memory(model, config, data, devices=1):
+    """``ValueError`` when training clearly cannot fit the device, estimated from shapes alone
+    (nothing is compiled): parameters, gradients and optimiser state, the training and test
+    data as the device holds them, and the values one step's forward computes for a batch
+    (each device's part of it under data parallelism)."""
+    available = _available_memory(jax.devices()[0])
+    if available is None:
+        return
+    (x_train, t_train), (x_test, t_test) = data
+    params, state = jax.eval_shape(model.init, jax.random.key(0))
+    opt_state = jax.eval_shape(config.make_optimizer().init, params)
+    parts = {"parameters, gradients and optimiser state": 2 * _bytes(params) + _bytes(opt_state),
+             "data": 2 * sum(np.asarray(a[:1]).nbytes * len(a) for a in (x_train, t_train, x_test, t_test))}
+    per_device = max(config.batch_size // devices, 1)
+    batch = jax.ShapeDtypeStruct((per_device, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
+    targets = jax.ShapeDtypeStruct((per_device, *np.shape(t_train)[1:]), np.asarray(t_train[:1]).dtype)
+    step = f"one step's values for a batch of {config.batch_size}"
+    parts[step] = 2 * _bytes([batch, targets])
+    if sum(parts.values()) > available / 4:  # close enough to look at every value the step computes
+        jaxpr = jax.make_jaxpr(lambda p, s, x, t: model.loss(p, s, x, t, key=jax.random.key(0)))(
+            params, state, batch, targets)
+        parts[step] = sum(_bytes([v.aval]) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars
+                          if hasattr(v.aval, "shape"))
+    total = sum(parts.values())
+    if total > available:
+        detail = ", ".join(f"{k} {_format_bytes(v)}" for k, v in parts.items())
+        raise ValueError(f"training needs about {_format_bytes(total)} ({detail}), more than the "
+                         f"{_format_bytes(available)} the {jax.devices()[0].platform} device has; use a smaller "
+                         f"batch_size or model")
+
+
 def _check_state(state, expected):
     """``ValueError`` naming the first leaf of a given ``state`` whose structure, shape or dtype
     differs from what the model and config make (a float64 copy, another optimiser's state)."""
@@ -493,6 +552,13 @@ def _epochs_program(model, config, iter_per_epoch, n_train, n_test, batch_shardi
                                   fed_batches=fed_batches), out_shardings=replicated)
 
 
+@functools.lru_cache(maxsize=8)
+def _init_program(model, config, replicated):
+    # Kept like the epochs program: compiling the initialisation (its random draws) takes
+    # about a second on a CPU, as long as a short training itself.
+    return jax.jit(lambda: init_state(model, config), out_shardings=replicated)
+
+
 @dataclasses.dataclass
 class Epoch:
     """One line of the learning curve."""
@@ -569,6 +635,7 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         above its starting value (the state at the end of the call was).
     """
     _check_data(model, data)
+    check_memory(model, config, data, 1 if mesh is None else mesh.size)
     if not (isinstance(seconds_per_call, (int, float)) and seconds_per_call > 0):
         raise ValueError(f"seconds_per_call must be a positive number, got {seconds_per_call!r}")
     if sync_every is not None and not (isinstance(sync_every, int) and sync_every >= 1):
@@ -600,7 +667,7 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         replicated = NamedSharding(mesh, PartitionSpec())
         stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
     if state is None:  # one compiled call, not an op at a time; every process computes the same values
-        state = jax.jit(lambda: init_state(model, config), out_shardings=replicated)()
+        state = _init_program(model, config, replicated)()
     else:
         _check_state(state, jax.eval_shape(lambda: init_state(model, config)))
         if mesh is not None:

@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import errno
 import gc
 import hashlib
 import importlib
@@ -21,6 +22,15 @@ from tqdm.auto import tqdm
 from backprop_jax._io import writable_directory, write_json
 from backprop_jax.training._checkpoint import Checkpoints
 from backprop_jax.training._loop import Epoch, TrainingDiverged, init_state, iterations_per_epoch, train
+
+
+class RunInterrupted(RuntimeError):
+    """``run``'s ``stop`` asked training to end: raised after a checkpoint of the iteration reached
+    was written (with ``out``), so that the run resumes from there."""
+
+    def __init__(self, reason, iteration, checkpoint):
+        super().__init__(f"interrupted ({reason}) at iteration {iteration}")
+        self.reason, self.iteration, self.checkpoint = reason, iteration, checkpoint
 
 
 class RunError(RuntimeError):
@@ -114,7 +124,7 @@ def _exclusive(out):
         fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
         lock = os.fdopen(fd, "r+")
     except OSError as e:
-        if e.errno == getattr(__import__("errno"), "ELOOP", None):
+        if e.errno == errno.ELOOP:
             raise RunError(f"--out {out}: .lock is a symbolic link; a run never writes through one "
                            f"(remove it)") from None
         raise RunError(f"--out {e}") from None
@@ -135,6 +145,23 @@ def _exclusive(out):
             lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
             lock.flush()
         yield
+
+
+def _write_error(e, directory, step):
+    """A failed checkpoint write as a one-line ``RunError``; the checkpoints before it stay."""
+    text = str(e)
+    which = f"checkpoint {step}" if step is not None else "the last checkpoint"
+    if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "RESOURCE_EXHAUSTED" in text \
+            or "No space left" in text or "ENOSPC" in text:
+        why = "no space left on device"
+    elif (isinstance(e, OSError) and e.errno == errno.EFBIG) or "File too large" in text:
+        why = "the file size limit is reached"
+    elif not Path(directory).exists():
+        why = "the directory was removed"
+    else:
+        return RunError(f"cannot write {which} in {directory}: {_short(e)}")
+    return RunError(f"cannot write {which} in {directory}: {why}; the checkpoints before it and "
+                    f"metrics.json are kept (resume with --resume once there is room)")
 
 
 def _short(error):
@@ -250,7 +277,7 @@ def _import_early(*modules):
 
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=None,
         checkpoint_interval=None, log=print, progress=True, mesh=None, every_epoch=False,
-        metrics_interval=5.0, divergence_factor=10.0):
+        metrics_interval=5.0, divergence_factor=10.0, stop=None):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     In a multi-process run every process calls ``run`` alike: all of them take
@@ -290,6 +317,9 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         ``metrics.json`` during training.
       divergence_factor: as for ``train``: stop when the loss stays this many
         times above its starting value (None: never).
+      stop: called after every compiled call; when it returns a reason (a string, e.g. the
+        signal received), the run saves a checkpoint of the iteration reached, closes its
+        files and raises ``RunInterrupted``.
     Returns:
       ``(state, history)`` as ``train``.
     """
@@ -307,11 +337,11 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             if primary:  # one lock per run, however many processes it has
                 stack.enter_context(_exclusive(out))
         return _run(model, data, config, dataset, settings, out, resume, checkpoint_every, checkpoint_interval,
-                    log, progress, mesh, every_epoch, metrics_interval, divergence_factor, primary)
+                    log, progress, mesh, every_epoch, metrics_interval, divergence_factor, primary, stop)
 
 
 def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, checkpoint_interval, log,
-         progress, mesh, every_epoch, metrics_interval, divergence_factor, primary):
+         progress, mesh, every_epoch, metrics_interval, divergence_factor, primary, stop=None):
     state, history, checkpoints = None, [], None
     fingerprint = None
     if out is not None:
@@ -339,14 +369,26 @@ def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, 
     last_epoch = len(history) + -(-max(config.iters_num - done, 0) // per_epoch)
     spacing = 1 if every_epoch or last_epoch <= 30 else -(-last_epoch // 20)
     # The newest history (for the files even after an error), its state, and what was saved.
-    seen = {"history": history, "state": None, "saved": True, "shown": len(history),
+    seen = {"history": history, "state": None, "saved": True, "wrote": False, "shown": len(history),
             "written_at": time.monotonic()}
 
     def save(state, history, force):
         record = {"settings": settings, "data": fingerprint, "digest": state_digest(state),
                   "history": [dataclasses.asdict(h) for h in history]}
-        if checkpoints.save(history[-1].iteration, state, record, force=force):
-            seen["saved"] = True
+        step = history[-1].iteration
+        if seen["wrote"] and not box[0].directory.exists():  # removed while the run went on: afresh
+            log(f"{box[0].directory} was removed while the run went on; writing checkpoint {step} afresh")
+            try:
+                box[0].close()
+            except Exception:  # noqa: BLE001 - the old manager's writes went nowhere
+                pass
+            box[0] = Checkpoints(box[0].directory, min_interval_s=checkpoint_interval)
+        try:
+            saved = box[0].save(step, state, record, force=force)
+        except Exception as e:  # noqa: BLE001 - orbax's errors, in the run's own words
+            raise _write_error(e, box[0].directory, step) from None
+        if saved:
+            seen["saved"] = seen["wrote"] = True
 
     def write_metrics(history):
         write_json(out / "metrics.json", _metrics(dataset, fingerprint, settings, history))
@@ -365,6 +407,13 @@ def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, 
             save(state, history, force=last)
         if out is not None and primary and time.monotonic() - seen["written_at"] >= metrics_interval:
             write_metrics(history)
+        reason = stop() if stop is not None else None
+        if reason and not last:
+            if out is not None and not seen["saved"]:
+                save(state, history, force=True)
+            raise RunInterrupted(reason, e.iteration, e.iteration if out is not None else None)
+
+    box = [checkpoints]  # the run's checkpoints, made again if their directory is removed
 
     with tqdm(total=config.iters_num, initial=done, unit="it", disable=not progress,
               dynamic_ncols=True) as bar:
@@ -378,11 +427,17 @@ def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, 
             raise
         finally:
             if out is not None:
-                checkpoints.close()  # waits for a save still being written
+                failed = None
+                try:
+                    box[0].close()  # waits for a save still being written
+                except Exception as e:  # noqa: BLE001 - a background write that failed
+                    failed = _write_error(e, box[0].directory, None)
                 if seen["history"] and primary:
                     write_metrics(seen["history"])
                     from backprop_jax.training._plot import plot_curves  # matplotlib only when drawing
                     # Drawn once, when training ends or stops: cheap next to every epoch.
                     plot_curves([dataclasses.asdict(h) for h in seen["history"]],
                                 out / "curves.png", title=dataset)
+                if failed is not None:
+                    raise failed
     return state, history

@@ -112,3 +112,25 @@ def adam(lr=0.001, beta1=0.9, beta2=0.999, eps=1e-7):
         return jax.tree.map(step, m, v), AdamState(t, m, v)
 
     return optax.GradientTransformation(init, update)
+
+
+def clip_grads(max_norm):
+    """The sequel's ``clip_grads`` (*Deep Learning from Scratch 2*, sec. 5.5.3, ``common/util.py``) as
+    an optax transformation: ``total_norm = sqrt(sum of every g**2)``, ``rate = max_norm /
+    (total_norm + 1e-6)``, and the gradients scaled by ``rate`` only when ``rate < 1``.
+
+    Chain it before an optimiser: ``optax.chain(clip_grads(5.0), optimizers.adam(0.001))``. It
+    differs from ``optax.clip_by_global_norm`` by the sequel's 1e-6 in the denominator.
+    """
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(grads, state, params=None):
+        del params
+        total_norm = jnp.sqrt(sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads)))
+        rate = max_norm / (total_norm + 1e-6)
+        scale = jnp.where(rate < 1, rate, 1.0)
+        return jax.tree.map(lambda g: (g * scale).astype(g.dtype), grads), state
+
+    return optax.GradientTransformation(init, update)

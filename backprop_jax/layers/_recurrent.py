@@ -1,0 +1,196 @@
+"""The sequel's recurrent layers (*Deep Learning from Scratch 2*, ch. 5-6): RNN and LSTM, one step
+and over time, with backpropagation through time written out by hand.
+
+Shapes in the sequel's names: batch N, time T, input D, hidden H. The time
+layers take ``xs`` of shape (N, T, D) and the initial state explicitly
+(``h0``, and ``c0`` for the LSTM): truncated BPTT passes the last state of
+one block as the first of the next, outside the layer, never in hidden
+state. Their forward is a ``lax.scan`` over time; their backward is one
+hand-written reverse loop over time (``lax.scan(..., reverse=True)``) that
+accumulates ``dWx``, ``dWh`` and ``db`` and carries ``dh`` (and ``dc``) back
+to ``h0`` (and ``c0``), as the sequel's ``TimeRNN.backward`` and
+``TimeLSTM.backward``.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from backprop_jax.layers._checks import as_float_array, like_inputs, require_ndim
+
+
+def _check(fn, xs, h0, Wx, Wh, b, gates):
+    xs, h0 = as_float_array(fn, "xs", xs), as_float_array(fn, "h0", h0)
+    Wx, Wh, b = (as_float_array(fn, n, a) for n, a in (("Wx", Wx), ("Wh", Wh), ("b", b)))
+    require_ndim(fn, "xs", xs, 3, "(N, T, D)")
+    require_ndim(fn, "Wx", Wx, 2, f"(D, {gates}H)")
+    N, T, D = xs.shape
+    H = Wh.shape[0]
+    shapes = {"Wx": (Wx.shape, (D, gates * H)), "Wh": (Wh.shape, (H, gates * H)), "b": (b.shape, (gates * H,)),
+              "h0": (h0.shape, (N, H))}
+    for name, (got, want) in shapes.items():
+        if tuple(got) != want:
+            raise ValueError(f"{fn}: {name} must have shape {want} for xs of shape {xs.shape} and Wh of shape "
+                             f"{Wh.shape} (H = {H}), got {tuple(got)}")
+    return xs, h0, Wx, Wh, b
+
+
+# --- RNN (sec. 5.3) -----------------------------------------------------------------------------
+
+def rnn_cell(x, h_prev, Wx, Wh, b):
+    """One step of the sequel's ``RNN``: ``h_next = tanh(h_prev @ Wh + x @ Wx + b)``.
+
+    Args: x (N, D), h_prev (N, H), Wx (D, H), Wh (H, H), b (H,). Returns h_next (N, H).
+    Differentiated through ``time_rnn``'s hand rule when used over time; alone it is plain jnp.
+    """
+    return jnp.tanh(jnp.dot(h_prev, Wh) + jnp.dot(x, Wx) + b[None, :])
+
+
+@jax.custom_vjp
+def time_rnn(xs, h0, Wx, Wh, b):
+    """The sequel's ``TimeRNN`` (sec. 5.3.2): ``rnn_cell`` over every time step.
+
+    Args:
+      xs: float array (N, T, D); h0: the initial hidden state (N, H) (zeros for a
+        new sequence, the previous block's ``h_last`` for truncated BPTT);
+      Wx (D, H), Wh (H, H), b (H,).
+    Returns:
+      ``(hs, h_last)``: every hidden state (N, T, H) and the last (N, H).
+
+    Backward, the sequel's loop run in reverse: with ``dh`` carried from the
+    step after (``dh_last`` at the end), ``dt = (dhs[t] + dh) * (1 - h_t**2)``,
+    ``db += sum(dt)``, ``dWh += h_{t-1}.T @ dt``, ``dWx += x_t.T @ dt``,
+    ``dx_t = dt @ Wx.T`` and ``dh = dt @ Wh.T``; the final ``dh`` is ``dh0``.
+    """
+    return _time_rnn_fwd(xs, h0, Wx, Wh, b)[0]
+
+
+def _time_rnn_fwd(xs, h0, Wx, Wh, b):
+    xs, h0, Wx, Wh, b = _check("time_rnn", xs, h0, Wx, Wh, b, 1)
+
+    def step(h_prev, x):
+        h_next = rnn_cell(x, h_prev, Wx, Wh, b)
+        return h_next, h_next
+
+    h_last, hs = jax.lax.scan(step, h0, jnp.swapaxes(xs, 0, 1))  # hs: (T, N, H)
+    return (jnp.swapaxes(hs, 0, 1), h_last), (xs, h0, Wx, Wh, b, hs)
+
+
+def _time_rnn_bwd(res, cotangents):
+    xs, h0, Wx, Wh, b, hs = res
+    dhs, dh_last = cotangents
+    h_prevs = jnp.concatenate([h0[None], hs[:-1]], axis=0)  # h_{t-1} for every t
+
+    def step(carry, inputs):
+        dh, dWx, dWh, db = carry
+        x, h_prev, h_next, dh_t = inputs
+        dt = (dh_t + dh) * (1 - h_next ** 2)
+        db = db + jnp.sum(dt, axis=0)
+        dWh = dWh + jnp.dot(h_prev.T, dt)
+        dWx = dWx + jnp.dot(x.T, dt)
+        dx = jnp.dot(dt, Wx.T)
+        dh_prev = jnp.dot(dt, Wh.T)
+        return (dh_prev, dWx, dWh, db), dx
+
+    zero = (dh_last, jnp.zeros_like(Wx), jnp.zeros_like(Wh), jnp.zeros_like(b))
+    (dh0, dWx, dWh, db), dxs = jax.lax.scan(
+        step, zero, (jnp.swapaxes(xs, 0, 1), h_prevs, hs, jnp.swapaxes(dhs, 0, 1)), reverse=True)
+    return like_inputs((jnp.swapaxes(dxs, 0, 1), dh0, dWx, dWh, db), (xs, h0, Wx, Wh, b))
+
+
+time_rnn.defvjp(_time_rnn_fwd, _time_rnn_bwd)
+
+
+# --- LSTM (sec. 6.3) ----------------------------------------------------------------------------
+
+def _gates(A, H):
+    """The sequel's layout of the four gates in one (N, 4H) array: f, g, i, o."""
+    f, g, i, o = A[:, :H], A[:, H:2 * H], A[:, 2 * H:3 * H], A[:, 3 * H:]
+    return jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(i), jax.nn.sigmoid(o)
+
+
+def lstm_cell(x, h_prev, c_prev, Wx, Wh, b):
+    """One step of the sequel's ``LSTM``: ``A = x @ Wx + h_prev @ Wh + b`` split into the gates
+    ``f, g, i, o`` (sigmoid, tanh, sigmoid, sigmoid), ``c_next = f * c_prev + g * i``,
+    ``h_next = o * tanh(c_next)``.
+
+    Args: x (N, D), h_prev and c_prev (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,).
+    Returns ``(h_next, c_next)``, each (N, H).
+    """
+    f, g, i, o = _gates(jnp.dot(x, Wx) + jnp.dot(h_prev, Wh) + b[None, :], h_prev.shape[1])
+    c_next = f * c_prev + g * i
+    return o * jnp.tanh(c_next), c_next
+
+
+@jax.custom_vjp
+def time_lstm(xs, h0, c0, Wx, Wh, b):
+    """The sequel's ``TimeLSTM`` (sec. 6.3): ``lstm_cell`` over every time step.
+
+    Args:
+      xs: float array (N, T, D); h0, c0: initial hidden and cell states (N, H);
+      Wx (D, 4H), Wh (H, 4H), b (4H,) in the gate order f, g, i, o.
+    Returns:
+      ``(hs, h_last, c_last)``: hs (N, T, H), the last states (N, H) each.
+
+    Backward, the sequel's ``LSTM.backward`` in a reverse loop: with ``dh``
+    (total: ``dhs[t]`` plus what the next step sends back) and ``dc``,
+    ``ds = dc + dh * o * (1 - tanh(c)**2)``, ``dc_prev = ds * f``,
+    ``df = ds * c_prev * f(1 - f)``, ``dg = ds * i * (1 - g**2)``,
+    ``di = ds * g * i(1 - i)``, ``do = dh * tanh(c) * o(1 - o)``,
+    ``dA = [df, dg, di, do]``, ``dWx += x.T @ dA``, ``dWh += h_prev.T @ dA``,
+    ``db += sum(dA)``, ``dx = dA @ Wx.T``, ``dh_prev = dA @ Wh.T``.
+    """
+    return _time_lstm_fwd(xs, h0, c0, Wx, Wh, b)[0]
+
+
+def _time_lstm_fwd(xs, h0, c0, Wx, Wh, b):
+    xs, h0, Wx, Wh, b = _check("time_lstm", xs, h0, Wx, Wh, b, 4)
+    c0 = as_float_array("time_lstm", "c0", c0)
+    if c0.shape != h0.shape:
+        raise ValueError(f"time_lstm: c0 must have the shape of h0 {h0.shape}, got {c0.shape}")
+    H = Wh.shape[0]
+
+    def step(carry, x):
+        h_prev, c_prev = carry
+        f, g, i, o = _gates(jnp.dot(x, Wx) + jnp.dot(h_prev, Wh) + b[None, :], H)
+        c_next = f * c_prev + g * i
+        h_next = o * jnp.tanh(c_next)
+        return (h_next, c_next), (h_next, c_next, f, g, i, o)
+
+    (h_last, c_last), saved = jax.lax.scan(step, (h0, c0), jnp.swapaxes(xs, 0, 1))
+    hs = saved[0]
+    return (jnp.swapaxes(hs, 0, 1), h_last, c_last), (xs, h0, c0, Wx, Wh, b, saved)
+
+
+def _time_lstm_bwd(res, cotangents):
+    xs, h0, c0, Wx, Wh, b, (hs, cs, fs, gs, is_, os_) = res
+    dhs, dh_last, dc_last = cotangents
+    h_prevs = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    c_prevs = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+
+    def step(carry, inputs):
+        dh, dc, dWx, dWh, db = carry
+        x, h_prev, c_prev, c_next, f, g, i, o, dh_t = inputs
+        dh_next = dh_t + dh
+        tanh_c_next = jnp.tanh(c_next)
+        ds = dc + (dh_next * o) * (1 - tanh_c_next ** 2)
+        dc_prev = ds * f
+        di = ds * g * (i * (1 - i))
+        df = ds * c_prev * (f * (1 - f))
+        do = dh_next * tanh_c_next * (o * (1 - o))
+        dg = ds * i * (1 - g ** 2)
+        dA = jnp.concatenate([df, dg, di, do], axis=1)
+        dWh = dWh + jnp.dot(h_prev.T, dA)
+        dWx = dWx + jnp.dot(x.T, dA)
+        db = db + jnp.sum(dA, axis=0)
+        dx = jnp.dot(dA, Wx.T)
+        dh_prev = jnp.dot(dA, Wh.T)
+        return (dh_prev, dc_prev, dWx, dWh, db), dx
+
+    zero = (dh_last, dc_last, jnp.zeros_like(Wx), jnp.zeros_like(Wh), jnp.zeros_like(b))
+    (dh0, dc0, dWx, dWh, db), dxs = jax.lax.scan(
+        step, zero, (jnp.swapaxes(xs, 0, 1), h_prevs, c_prevs, cs, fs, gs, is_, os_, jnp.swapaxes(dhs, 0, 1)),
+        reverse=True)
+    return like_inputs((jnp.swapaxes(dxs, 0, 1), dh0, dc0, dWx, dWh, db), (xs, h0, c0, Wx, Wh, b))
+
+
+time_lstm.defvjp(_time_lstm_fwd, _time_lstm_bwd)

@@ -1,0 +1,135 @@
+"""The sequel's layers for sequences of words (*Deep Learning from Scratch 2*, ch. 4-6): Embedding,
+Affine and Softmax-with-Loss over time.
+
+Shapes in the sequel's names: batch N, time T, vector D, vocabulary V.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from backprop_jax.layers._checks import as_float_array, like_inputs, require_ndim
+
+
+@jax.custom_vjp
+def embedding(W, idx):
+    """The sequel's ``Embedding`` (sec. 4.1) and ``TimeEmbedding`` (sec. 5.4): the rows ``W[idx]``.
+
+    Args:
+      W: float array (V, D), one row per word.
+      idx: integer word ids of any shape: (N,) for ``Embedding``, (N, T) for ``TimeEmbedding``.
+    Returns:
+      ``W[idx]``, of shape ``idx.shape + (D,)``.
+
+    Backward: ``dW`` is zero but for the rows in ``idx``, into which ``dout``
+    is added, a row that appears several times getting the sum (the sequel's
+    ``np.add.at(dW, idx, dout)``, not ``dW[idx] = dout``). The ids get no
+    cotangent.
+    """
+    return _embedding_fwd(W, idx)[0]
+
+
+def _embedding_fwd(W, idx):
+    W = as_float_array("embedding", "W", W)
+    require_ndim("embedding", "W", W, 2, "(V, D)")
+    idx = jnp.asarray(idx)
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise TypeError(f"embedding: idx must be integer word ids, got dtype {idx.dtype} with shape {idx.shape}")
+    return W[idx], (W, idx)
+
+
+def _embedding_bwd(res, dout):
+    W, idx = res
+    dW = jnp.zeros_like(W).at[idx.reshape(-1)].add(dout.reshape(-1, W.shape[1]).astype(W.dtype))
+    return like_inputs((dW,), (W,)) + (None,)
+
+
+embedding.defvjp(_embedding_fwd, _embedding_bwd)
+
+
+@jax.custom_vjp
+def time_affine(xs, W, b):
+    """The sequel's ``TimeAffine`` (sec. 5.4): the same affine map at every time step.
+
+    Args: xs (N, T, D), W (D, M), b (M,). Returns ``xs @ W + b``, (N, T, M).
+
+    Backward, on the (N*T, D) rows as the sequel does: ``db = sum(dout)``,
+    ``dW = rx.T @ dout``, ``dx = dout @ W.T``.
+    """
+    return _time_affine_fwd(xs, W, b)[0]
+
+
+def _time_affine_fwd(xs, W, b):
+    xs, W, b = (as_float_array("time_affine", n, a) for n, a in (("xs", xs), ("W", W), ("b", b)))
+    require_ndim("time_affine", "xs", xs, 3, "(N, T, D)")
+    require_ndim("time_affine", "W", W, 2, "(D, M)")
+    if xs.shape[2] != W.shape[0] or b.shape != (W.shape[1],):
+        raise ValueError(f"time_affine: xs {xs.shape}, W {W.shape} and b {b.shape} do not fit "
+                         f"(N, T, D), (D, M), (M,)")
+    N, T, D = xs.shape
+    out = jnp.dot(xs.reshape(N * T, D), W) + b[None, :]
+    return out.reshape(N, T, -1), (xs, W, b)
+
+
+def _time_affine_bwd(res, dout):
+    xs, W, b = res
+    N, T, D = xs.shape
+    dout = dout.reshape(N * T, -1)
+    rx = xs.reshape(N * T, D)
+    db = jnp.sum(dout, axis=0)
+    dW = jnp.dot(rx.T, dout)
+    dx = jnp.dot(dout, W.T).reshape(N, T, D)
+    return like_inputs((dx.astype(xs.dtype), dW.astype(W.dtype), db.astype(b.dtype)), res)
+
+
+time_affine.defvjp(_time_affine_fwd, _time_affine_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def time_softmax_with_loss(xs, ts, ignore_label=-1):
+    """The sequel's ``TimeSoftmaxWithLoss`` (sec. 5.4): Softmax-with-Loss at every time step.
+
+    Args:
+      xs: float scores (N, T, V).
+      ts: integer labels (N, T) (or one-hot rows (N, T, V), reduced to their
+        arg-max as the sequel does).
+      ignore_label: a Python int (static); positions labelled so count neither
+        in the loss nor in its normaliser (padding).
+    Returns:
+      ``-sum(mask * log(softmax(xs)[ts])) / sum(mask)``, a scalar; NaN when
+      every position is ignored, as the sequel's division by zero.
+
+    Backward: ``dx = (softmax(xs) - onehot(ts)) * dout / sum(mask) * mask``.
+    """
+    return _time_softmax_with_loss_fwd(xs, ts, ignore_label)[0]
+
+
+def _time_softmax_with_loss_fwd(xs, ts, ignore_label):
+    xs = as_float_array("time_softmax_with_loss", "xs", xs)
+    require_ndim("time_softmax_with_loss", "xs", xs, 3, "(N, T, V)")
+    ts = jnp.asarray(ts)
+    if ts.ndim == 3:
+        ts = jnp.argmax(ts, axis=2)
+    if ts.shape != xs.shape[:2] or not jnp.issubdtype(ts.dtype, jnp.integer):
+        raise ValueError(f"time_softmax_with_loss: ts must be integer labels of shape (N, T) = {xs.shape[:2]}, "
+                         f"got {ts.dtype} {ts.shape}")
+    N, T, V = xs.shape
+    mask = ts != ignore_label
+    logy = jax.nn.log_softmax(xs, axis=2)
+    picked = jnp.take_along_axis(logy, jnp.where(mask, ts, 0)[:, :, None], axis=2)[:, :, 0]
+    count = jnp.sum(mask)
+    loss = -jnp.sum(jnp.where(mask, picked, 0.0)) / count
+    return loss.astype(xs.dtype), (jnp.exp(logy), ts, mask, count)
+
+
+def _time_softmax_with_loss_bwd(ignore_label, res, dout):
+    del ignore_label
+    ys, ts, mask, count = res
+    dx = ys - jax.nn.one_hot(jnp.where(mask, ts, 0), ys.shape[2], dtype=ys.dtype)  # the sequel's dx[.., ts] -= 1
+    dx = dx * dout / count
+    dx = dx * mask[:, :, None].astype(ys.dtype)
+    return dx.astype(ys.dtype), None
+
+
+time_softmax_with_loss.defvjp(_time_softmax_with_loss_fwd, _time_softmax_with_loss_bwd)

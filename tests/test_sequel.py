@@ -1,0 +1,169 @@
+"""The sequel's layers (Deep Learning from Scratch 2): each hand rule against autodiff of the same
+computation written out here as a Python loop over time in plain jnp, against gradcheck (whose
+autodiff side must enter the layers' scans), and under jit, vmap and grad-of-grad."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import backprop_jax as bj
+from conftest import TRANSFORMS, normal
+
+N, T, D, H, V = 3, 5, 4, 6, 7
+
+
+def rnn_loop(xs, h0, Wx, Wh, b):
+    """The sequel's TimeRNN.forward, its RNN.forward written out: t = h @ Wh + x @ Wx + b, h = tanh(t)."""
+    h, hs = h0, []
+    for t in range(xs.shape[1]):
+        h = jnp.tanh(h @ Wh + xs[:, t, :] @ Wx + b[None, :])
+        hs.append(h)
+    return jnp.stack(hs, axis=1), h
+
+
+def lstm_loop(xs, h0, c0, Wx, Wh, b):
+    """The sequel's TimeLSTM.forward: A split as f, g, i, o; c = f*c + g*i; h = o*tanh(c)."""
+    h, c, hs = h0, c0, []
+    Hn = h0.shape[1]
+    for t in range(xs.shape[1]):
+        A = xs[:, t, :] @ Wx + h @ Wh + b[None, :]
+        f, g = 1 / (1 + jnp.exp(-A[:, :Hn])), jnp.tanh(A[:, Hn:2 * Hn])
+        i, o = 1 / (1 + jnp.exp(-A[:, 2 * Hn:3 * Hn])), 1 / (1 + jnp.exp(-A[:, 3 * Hn:]))
+        c = f * c + g * i
+        h = o * jnp.tanh(c)
+        hs.append(h)
+    return jnp.stack(hs, axis=1), h, c
+
+
+def rnn_args(dtype=jnp.float64):
+    return (normal(0, (N, T, D), dtype), normal(1, (N, H), dtype), 0.5 * normal(2, (D, H), dtype),
+            0.5 * normal(3, (H, H), dtype), normal(4, (H,), dtype))
+
+
+def lstm_args(dtype=jnp.float64):
+    return (normal(0, (N, T, D), dtype), normal(1, (N, H), dtype), normal(5, (N, H), dtype),
+            0.5 * normal(2, (D, 4 * H), dtype), 0.5 * normal(3, (H, 4 * H), dtype), normal(4, (4 * H,), dtype))
+
+
+def weighted(f, n_out):
+    """``sum(w_k * out_k)`` with fixed random weights: every output and every time step gets a cotangent."""
+    def loss(*args):
+        outs = f(*args)
+        return sum(jnp.sum(normal(10 + k, o.shape) * o) for k, o in enumerate(outs[:n_out]))
+    return loss
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_time_rnn_backward_through_time_is_autodiff_of_the_loop(transform):
+    args = rnn_args()
+    ours = transform(bj.time_rnn)(*args)
+    theirs = rnn_loop(*args)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    hand = transform(jax.grad(weighted(bj.time_rnn, 2), argnums=range(5)))(*args)
+    auto = jax.grad(weighted(rnn_loop, 2), argnums=range(5))(*args)
+    for a, b in zip(hand, auto):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_time_lstm_backward_through_time_is_autodiff_of_the_loop(transform):
+    args = lstm_args()
+    for a, b in zip(transform(bj.time_lstm)(*args), lstm_loop(*args)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    hand = transform(jax.grad(weighted(bj.time_lstm, 3), argnums=range(6)))(*args)
+    auto = jax.grad(weighted(lstm_loop, 3), argnums=range(6))(*args)
+    for a, b in zip(hand, auto):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # One step is the cell: the layer over T = 1 is lstm_cell.
+    x1 = args[0][:, :1]
+    _, h1, c1 = bj.time_lstm(x1, *args[1:])
+    h, c = bj.lstm_cell(x1[:, 0], *args[1:])
+    np.testing.assert_allclose(h1, h, rtol=1e-12)
+    np.testing.assert_allclose(c1, c, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+def test_gradcheck_enters_the_scans_and_passes_the_rules(dtype):
+    for f, args, n in ((bj.time_rnn, rnn_args(dtype), 2), (bj.time_lstm, lstm_args(dtype), 3)):
+        report = bj.gradcheck(weighted(f, n), *args, numeric_elements=20)
+        assert report.ok, str(report)
+        assert report.rules.replaced and report.entries[0].autodiff_independent
+
+
+def test_a_wrong_backward_through_time_is_caught():
+    # The sequel's loop, but forgetting to carry dh back from the step after: a classic BPTT bug.
+    @jax.custom_vjp
+    def truncated(xs, h0, Wx, Wh, b):
+        return bj.time_rnn(xs, h0, Wx, Wh, b)
+
+    def fwd(*args):
+        return bj.time_rnn.fwd(*args)
+
+    def bwd(res, cts):
+        xs, h0, Wx, Wh, b, hs = res
+        dhs, _ = cts
+        h_prev = jnp.concatenate([h0[None], hs[:-1]])
+        dt = jnp.swapaxes(dhs, 0, 1) * (1 - hs ** 2)  # no dh from t + 1
+        dWx = jnp.einsum("tnd,tnh->dh", jnp.swapaxes(xs, 0, 1), dt)
+        dWh = jnp.einsum("tnk,tnh->kh", h_prev, dt)
+        return (jnp.swapaxes(dt @ Wx.T, 0, 1), dt[0] @ Wh.T, dWx, dWh, dt.sum((0, 1)))
+
+    truncated.defvjp(fwd, bwd)
+    report = bj.gradcheck(weighted(truncated, 2), *rnn_args(), numeric=False)
+    assert not report.ok, str(report)
+
+
+def test_time_layers_under_vmap_and_grad_of_grad():
+    args = rnn_args()
+    batched = [jnp.stack([a, a * 1.1]) for a in args]
+    per_example = jax.vmap(jax.grad(weighted(bj.time_rnn, 2), argnums=2))(*batched)
+    looped = [jax.grad(weighted(bj.time_rnn, 2), argnums=2)(*[a[k] for a in batched]) for k in range(2)]
+    np.testing.assert_allclose(per_example, np.stack(looped), rtol=1e-12)
+    assert bj.gradcheck(weighted(bj.time_rnn, 2), *args, order=2, numeric_elements=10).ok
+
+
+def test_embedding_adds_dout_into_repeated_rows():
+    W = normal(0, (V, D))
+    idx = jnp.array([[1, 3, 1], [0, 1, 6]])
+    out = bj.embedding(W, idx)
+    np.testing.assert_array_equal(out, np.asarray(W)[np.asarray(idx)])
+    dout = normal(1, (2, 3, D))
+    dW = jax.grad(lambda W: jnp.sum(dout * bj.embedding(W, idx)))(W)
+    # The sequel's np.add.at(dW, idx, dout), written out.
+    expected = np.zeros((V, D))
+    np.add.at(expected, np.asarray(idx).reshape(-1), np.asarray(dout).reshape(-1, D))
+    np.testing.assert_allclose(dW, expected, rtol=1e-12)
+    np.testing.assert_allclose(dW[1], dout[0, 0] + dout[0, 2] + dout[1, 1], rtol=1e-12)  # three times
+    with pytest.raises(TypeError, match="idx must be integer word ids"):
+        bj.embedding(W, jnp.ones(3))
+
+
+def test_time_affine_and_time_softmax_with_loss_as_the_sequel():
+    xs, W, b = normal(0, (N, T, D)), normal(1, (D, V)), normal(2, (V,))
+    assert bj.gradcheck(bj.time_affine, xs, W, b).ok
+    scores = normal(3, (N, T, V))
+    ts = jnp.array([[0, 2, -1, 4, 1], [6, -1, -1, 3, 3], [5, 5, 0, -1, 2]])
+    # The sequel's forward: ys = softmax; ls = log(ys[arange, ts]) * mask; loss = -sum(ls) / mask.sum().
+    ys = np.exp(np.asarray(scores)) / np.exp(np.asarray(scores)).sum(axis=2, keepdims=True)
+    flat_t, mask = np.asarray(ts).reshape(-1), np.asarray(ts).reshape(-1) != -1
+    ls = np.log(ys.reshape(-1, V)[np.arange(N * T), np.where(mask, flat_t, 0)]) * mask
+    np.testing.assert_allclose(bj.time_softmax_with_loss(scores, ts), -ls.sum() / mask.sum(), rtol=1e-12)
+    dx = jax.grad(bj.time_softmax_with_loss)(scores, ts)
+    assert np.all(np.asarray(dx).reshape(-1, V)[~mask] == 0)  # ignored positions get no gradient
+    assert bj.gradcheck(lambda x: bj.time_softmax_with_loss(x, ts), scores).ok
+    with pytest.raises(ValueError, match=r"ts must be integer labels of shape \(N, T\)"):
+        bj.time_softmax_with_loss(scores, ts[:, :2])
+
+
+def test_clip_grads_is_the_sequels():
+    grads = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([[12.0]])}  # total norm 13
+    transform = bj.optimizers.clip_grads(5.0)
+    clipped, _ = transform.update(grads, transform.init(grads))
+    rate = 5.0 / (13.0 + 1e-6)  # the sequel's rate, applied because it is below 1
+    np.testing.assert_allclose(clipped["a"], np.array([3.0, 4.0]) * rate, rtol=1e-6)
+    np.testing.assert_allclose(clipped["b"], np.array([[12.0]]) * rate, rtol=1e-6)
+    kept, _ = bj.optimizers.clip_grads(20.0).update(grads, optax.EmptyState())
+    np.testing.assert_array_equal(kept["a"], grads["a"])
