@@ -325,3 +325,16 @@ def test_library_errors_reach_the_command_line_as_one_line(tmp_path, capsys):
             main(["graph", "apple", "--out", target])
     finally:
         locked.chmod(0o700)
+
+
+def test_an_empty_dataset_and_a_looping_checkpoints_link_are_one_line(tmp_path):
+    fake_mnist(tmp_path / "empty", n_train=0, n_test=5)
+    empty = cli("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"), "--iters", "5", check=False)
+    assert empty.returncode == 1 and "Traceback" not in empty.stderr, empty.stderr
+    assert empty.stderr.strip().endswith("train set is empty"), empty.stderr
+    run_dir = tmp_path / "loop"
+    run_dir.mkdir()
+    (run_dir / "checkpoints").symlink_to(run_dir / "checkpoints")  # a link to itself
+    looped = cli("train", "--dataset", "mnist-sample", "--iters", "5", "--out", str(run_dir), check=False)
+    assert looped.returncode == 1 and "Traceback" not in looped.stderr, looped.stderr
+    assert "checkpoints is a symbolic link; a run never writes through one" in looped.stderr

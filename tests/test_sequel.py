@@ -167,3 +167,54 @@ def test_clip_grads_is_the_sequels():
     np.testing.assert_allclose(clipped["b"], np.array([[12.0]]) * rate, rtol=1e-6)
     kept, _ = bj.optimizers.clip_grads(20.0).update(grads, optax.EmptyState())
     np.testing.assert_array_equal(kept["a"], grads["a"])
+
+
+def test_embedding_dot_and_sigmoid_with_loss_as_the_sequel():
+    h, W, idx = normal(0, (4, D)), normal(1, (V, D)), jnp.array([2, 5, 2, 0])
+    np.testing.assert_allclose(bj.embedding_dot(h, W, idx), np.sum(np.asarray(W)[np.asarray(idx)] * h, axis=1),
+                               rtol=1e-12)
+    assert bj.gradcheck(bj.embedding_dot, h, W, idx).ok
+    x, t = normal(2, (6,)), jnp.array([1, 0, 0, 1, 1, 0])
+    y = 1 / (1 + np.exp(-np.asarray(x)))
+    # The sequel's cross_entropy_error(np.c_[1 - y, y], t): -sum(log(p[arange, t] + 1e-7)) / N.
+    p = np.c_[1 - y, y]
+    np.testing.assert_allclose(bj.sigmoid_with_loss(x, t), -np.sum(np.log(p[np.arange(6), t] + 1e-7)) / 6,
+                               rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(bj.sigmoid_with_loss)(x, t), (y - np.asarray(t)) / 6, rtol=1e-12)
+
+
+def test_time_dropout_is_inverted_as_the_sequels():
+    xs, key = normal(0, (2, 3, 50)), jax.random.key(3)
+    out = bj.time_dropout(xs, key, 0.4, True)
+    kept = np.asarray(out) != 0
+    np.testing.assert_allclose(np.asarray(out)[kept], np.asarray(xs)[kept] / 0.6, rtol=1e-12)
+    np.testing.assert_array_equal(bj.time_dropout(xs, key, 0.4, False), xs)
+    dx = jax.grad(lambda x: jnp.sum(bj.time_dropout(x, key, 0.4, True)))(xs)
+    np.testing.assert_allclose(dx, kept / 0.6, rtol=1e-12)
+
+
+def attention_loop(hs_enc, hs_dec):
+    """The sequel's TimeAttention.forward: for each t, a = softmax(sum(hs * h)), c = sum(hs * a)."""
+    outs = []
+    for t in range(hs_dec.shape[1]):
+        s = jnp.sum(hs_enc * hs_dec[:, t, None, :], axis=2)
+        a = jnp.exp(s - s.max(axis=1, keepdims=True))
+        a = a / a.sum(axis=1, keepdims=True)
+        outs.append(jnp.sum(hs_enc * a[:, :, None], axis=1))
+    return jnp.stack(outs, axis=1)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_attention_as_the_sequel(transform):
+    hs_enc, hs_dec = normal(0, (N, T, H)), normal(1, (N, 4, H))
+    np.testing.assert_allclose(transform(bj.time_attention)(hs_enc, hs_dec), attention_loop(hs_enc, hs_dec),
+                               rtol=1e-12)
+    w = normal(2, (N, 4, H))
+    hand = transform(jax.grad(lambda e, d: jnp.sum(w * bj.time_attention(e, d)), argnums=(0, 1)))(hs_enc, hs_dec)
+    auto = jax.grad(lambda e, d: jnp.sum(w * attention_loop(e, d)), argnums=(0, 1))(hs_enc, hs_dec)
+    for a, b in zip(hand, auto):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    report = bj.gradcheck(bj.time_attention, hs_enc, hs_dec)
+    assert report.ok and {r.name for r in report.rules.replaced} >= {"weight_sum", "attention_weight"}, str(report)
+    a = bj.attention_weights(hs_enc, hs_dec)
+    assert a.shape == (N, 4, T) and np.allclose(np.asarray(a).sum(axis=2), 1)

@@ -651,3 +651,25 @@ def test_training_that_cannot_fit_the_device_is_refused_from_shapes(sample):
     with pytest.raises(ValueError, match=r"training needs about .* one step's values for a batch of 1000000000 .*"
                                          r"more than the .* cpu device has"):
         train(two_layer_net.model(), small(sample), TrainConfig(iters_num=1, batch_size=10 ** 9))
+
+
+def test_a_grown_run_has_the_history_of_an_uninterrupted_one(sample):
+    data, model = small(sample), two_layer_net.model()  # 5 iterations an epoch
+    whole, whole_history = train(model, data, TrainConfig(iters_num=40))
+    # Stopped at 23, inside the fifth epoch, then grown to 40: the fifth epoch is completed, not doubled.
+    part, part_history = train(model, data, TrainConfig(iters_num=23))
+    assert [e.iteration for e in part_history] == [5, 10, 15, 20, 23]
+    grown, grown_history = train(model, data, TrainConfig(iters_num=40), state=part, history=part_history)
+    assert [e.iteration for e in grown_history] == [e.iteration for e in whole_history] == list(range(5, 41, 5))
+    assert [e.epoch for e in grown_history] == list(range(1, 9))
+    np.testing.assert_array_equal(grown.params["W1"], whole.params["W1"])
+    for g, w in zip(grown_history, whole_history):
+        assert g.test_acc == w.test_acc and g.train_acc == w.train_acc
+        assert g.train_loss == pytest.approx(w.train_loss, rel=1e-6)
+    # With a sample evaluated each epoch, the epoch that was last before growing is a middle epoch now.
+    sampled = dict(evaluate_sample_num_per_epoch=30)
+    _, uninterrupted = train(model, data, TrainConfig(iters_num=40, **sampled))
+    first, first_history = train(model, data, TrainConfig(iters_num=20, **sampled))
+    assert first_history[-1].train_acc != uninterrupted[3].train_acc  # evaluated on all 500, as the last
+    _, continued = train(model, data, TrainConfig(iters_num=40, **sampled), state=first, history=first_history)
+    assert [(e.train_acc, e.test_acc) for e in continued] == [(e.train_acc, e.test_acc) for e in uninterrupted]

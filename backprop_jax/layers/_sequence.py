@@ -133,3 +133,97 @@ def _time_softmax_with_loss_bwd(ignore_label, res, dout):
 
 
 time_softmax_with_loss.defvjp(_time_softmax_with_loss_fwd, _time_softmax_with_loss_bwd)
+
+
+@jax.custom_vjp
+def embedding_dot(h, W, idx):
+    """The sequel's ``EmbeddingDot`` (sec. 4.2.4): the dot product of each row of ``h`` with the
+    embedding of its word, ``sum(W[idx] * h, axis=1)``.
+
+    Args: h (N, D), W (V, D), idx integer (N,). Returns (N,).
+
+    Backward: ``dtarget_W = dout[:, None] * h`` added into the rows ``idx`` of
+    ``dW`` (as ``Embedding``'s backward), ``dh = dout[:, None] * W[idx]``.
+    """
+    return _embedding_dot_fwd(h, W, idx)[0]
+
+
+def _embedding_dot_fwd(h, W, idx):
+    h = as_float_array("embedding_dot", "h", h)
+    target_W, (W, idx) = _embedding_fwd(W, idx)
+    if target_W.shape != h.shape:
+        raise ValueError(f"embedding_dot: h must have the shape (N, D) = {target_W.shape} of W[idx], got {h.shape}")
+    return jnp.sum(target_W * h, axis=1), (h, W, idx, target_W)
+
+
+def _embedding_dot_bwd(res, dout):
+    h, W, idx, target_W = res
+    dout = dout[:, None]
+    dtarget_W = dout * h
+    dW = _embedding_bwd((W, idx), dtarget_W)[0]  # Embedding's backward: rows added into
+    dh = dout * target_W
+    return like_inputs((dh, dW), (h, W)) + (None,)
+
+
+embedding_dot.defvjp(_embedding_dot_fwd, _embedding_dot_bwd)
+
+
+@jax.custom_vjp
+def sigmoid_with_loss(x, t):
+    """The sequel's ``SigmoidWithLoss`` (sec. 4.2.3): binary cross-entropy of ``sigmoid(x)``.
+
+    Args: x float scores (N,); t labels 0 or 1 (N,), integers or floats.
+    Returns: ``-mean(log(y if t == 1 else 1 - y) + 1e-7 inside)``, the sequel's
+      ``cross_entropy_error(np.c_[1 - y, y], t)``.
+
+    Backward: ``dx = (y - t) * dout / N``.
+    """
+    return _sigmoid_with_loss_fwd(x, t)[0]
+
+
+def _sigmoid_with_loss_fwd(x, t):
+    x = as_float_array("sigmoid_with_loss", "x", x)
+    t = jnp.asarray(t)
+    if t.shape != x.shape or x.ndim != 1:
+        raise ValueError(f"sigmoid_with_loss: x and t must both have shape (N,), got {x.shape} and {t.shape}")
+    y = jax.nn.sigmoid(x)
+    picked = jnp.where(t == 1, y, 1 - y)
+    loss = -jnp.sum(jnp.log(picked + 1e-7)) / x.shape[0]
+    return loss.astype(x.dtype), (y, t)
+
+
+def _sigmoid_with_loss_bwd(res, dout):
+    y, t = res
+    return ((y - t.astype(y.dtype)) * dout / y.shape[0]).astype(y.dtype), None
+
+
+sigmoid_with_loss.defvjp(_sigmoid_with_loss_fwd, _sigmoid_with_loss_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def time_dropout(xs, key, drop_rate=0.5, train=True):
+    """The sequel's ``TimeDropout`` (sec. 6.5.2): unlike the first book's dropout it is *inverted*,
+    ``xs * mask / (1 - drop_rate)`` in training and ``xs`` unchanged in evaluation.
+
+    Args: xs float array of any shape; key a PRNG key (no cotangent); drop_rate, train: Python
+    values (static). Backward: ``dout * mask`` (the scaled mask).
+    """
+    return _time_dropout_fwd(xs, key, drop_rate, train)[0]
+
+
+def _time_dropout_fwd(xs, key, drop_rate, train):
+    xs = as_float_array("time_dropout", "xs", xs)
+    if not 0 <= drop_rate < 1:
+        raise ValueError(f"time_dropout: drop_rate must be in [0, 1), got {drop_rate}")
+    if not train:
+        return xs, jnp.ones((), xs.dtype)
+    mask = (jax.random.uniform(key, xs.shape) > drop_rate).astype(xs.dtype) / (1.0 - drop_rate)
+    return xs * mask, mask
+
+
+def _time_dropout_bwd(drop_rate, train, mask, dout):
+    del drop_rate, train
+    return (dout * mask).astype(dout.dtype), None
+
+
+time_dropout.defvjp(_time_dropout_fwd, _time_dropout_bwd)

@@ -250,7 +250,10 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, fed_bat
             new = TrainState(params, opt_state, i + 1, model_state)
             return new, losses.at[k].set(loss.astype(losses.dtype))
 
-        n_steps = jnp.clip(config.iters_num - state.iteration, 0, iter_per_epoch)
+        # Epochs end at multiples of iter_per_epoch: a run resumed after a short last epoch
+        # (one that ended at an iters_num between two) completes that epoch first.
+        n_steps = jnp.clip(jnp.minimum(config.iters_num - state.iteration,
+                                       iter_per_epoch - state.iteration % iter_per_epoch), 0, iter_per_epoch)
         losses = jnp.full((iter_per_epoch,), jnp.nan, jnp.float32)
         state, losses = jax.lax.fori_loop(0, n_steps, step, (state, losses))
         return state, losses, jnp.arange(iter_per_epoch) < n_steps
@@ -552,6 +555,32 @@ def _epochs_program(model, config, iter_per_epoch, n_train, n_test, batch_shardi
                                   fed_batches=fed_batches), out_shardings=replicated)
 
 
+def _evaluated_on(model, state, epoch, samples, n, n_train, n_test):
+    """``epoch`` with its accuracies (or test loss) measured again at ``state`` on the first ``n``
+    training and test examples (``samples``, as ``eval_chunks`` made them)."""
+    by_accuracy = model.measures_accuracy()
+
+    @jax.jit
+    def mean(xs, ts, count):
+        def per_example(batch):
+            x, t = batch
+            scores = model.predict(state.params, state.model_state, x)
+            if by_accuracy:
+                labels = t if t.ndim == 1 else jnp.argmax(t, axis=1)
+                return (jnp.argmax(scores, axis=1) == labels).astype(jnp.float32)
+            return jax.vmap(lambda s, t: model.criterion(s[None], t[None]))(scores, t).astype(jnp.float32)
+        values = jax.lax.map(per_example, (xs, ts))
+        real = jnp.arange(values.size).reshape(values.shape) < count
+        return (jnp.sum(jnp.where(real, values, 0.0)) / count).astype(jnp.float32)
+
+    (train_x, train_t), (test_x, test_t) = samples
+    n_tr, n_te = min(n, n_train), min(n, n_test)
+    if by_accuracy:
+        return dataclasses.replace(epoch, train_acc=float(mean(train_x, train_t, n_tr)),
+                                   test_acc=float(mean(test_x, test_t, n_te)))
+    return dataclasses.replace(epoch, test_loss=float(mean(test_x, test_t, n_te)))
+
+
 @functools.lru_cache(maxsize=8)
 def _init_program(model, config, replicated):
     # Kept like the epochs program: compiling the initialisation (its random draws) takes
@@ -688,6 +717,15 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
                                 feed == "host", replicated)
 
     iteration = int(state.iteration)
+    # Continuing a finished run (iters_num grown): its last epoch is now an epoch in the middle.
+    # With evaluate_sample_num_per_epoch it was evaluated on every example, as the last; an
+    # uninterrupted run evaluates it on the sample: do that again now. A short last epoch is
+    # completed by the first epoch here and merged into it.
+    partial = bool(history) and history[-1].iteration == iteration and iteration % iter_per_epoch != 0
+    if history and history[-1].iteration == iteration and iteration < config.iters_num and samples \
+            and not partial:
+        history[-1] = _evaluated_on(model, state, history[-1], samples, config.evaluate_sample_num_per_epoch,
+                                    len(x_train), len(x_test))
     first_epoch, reference = len(history), None  # this train's first epoch, and its starting loss
     start = time.perf_counter() - (history[-1].seconds if history else 0.0)
     size = 1  # epochs in the next call: one first, as it includes compiling
@@ -707,13 +745,20 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         done = int(records.done)
         for j in range(done):
             accuracy = model.measures_accuracy()
-            history.append(Epoch(
+            epoch = Epoch(
                 epoch=len(history) + 1, iteration=int(records.iteration[j]),
                 train_loss=float(records.train_loss[j]),
                 train_acc=float(records.train_acc[j]) if accuracy else None,
                 test_acc=float(records.test_acc[j]) if accuracy else None,
                 seconds=call_start - start + (now - call_start) * (j + 1) / done,
-                test_loss=None if accuracy else float(records.test_loss[j])))
+                test_loss=None if accuracy else float(records.test_loss[j]))
+            if partial:  # the rest of the short epoch the history ends with: one epoch, as uninterrupted
+                before = history.pop()
+                old, new = before.iteration % iter_per_epoch, epoch.iteration - before.iteration
+                epoch = dataclasses.replace(epoch, epoch=before.epoch,
+                                            train_loss=(old * before.train_loss + new * epoch.train_loss) / (old + new))
+                partial = False
+            history.append(epoch)
         if done:
             if progress is not None:
                 progress.update(history[-1].iteration - iteration)
