@@ -29,7 +29,8 @@ from backprop_jax.layers import (
     add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
     init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay,
     embedding, lstm_cell, rnn_cell, time_affine, time_lstm, time_rnn, time_softmax_with_loss, embedding_dot,
-    sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum)
+    sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
+    gru_cell, time_gru)
 from backprop_jax.nets import Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, two_layer_net
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, DistributedError, Epoch, Optimizer, RunError, RunInterrupted, TrainConfig, TrainingDiverged,
@@ -49,7 +50,7 @@ __all__ = [
     # The sequel's layers for words and sequences, backpropagation through time by hand.
     "embedding", "time_affine", "time_softmax_with_loss", "rnn_cell", "time_rnn", "lstm_cell", "time_lstm",
     "embedding_dot", "sigmoid_with_loss", "time_dropout", "attention_weight", "weight_sum", "attention",
-    "time_attention", "attention_weights",
+    "time_attention", "attention_weights", "gru_cell", "time_gru",
     # Checking hand rules.
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",

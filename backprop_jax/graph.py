@@ -28,6 +28,7 @@ index picks. The nesting is read through the same jaxpr walker that
 
 import dataclasses
 import shutil
+import string
 import subprocess
 from pathlib import Path
 
@@ -344,12 +345,12 @@ def _html(graph, full_arrays, title):
            f'viewBox="0 0 {width} {height}"><defs><marker id="head" markerWidth="10" markerHeight="8" '
            f'refX="9" refY="4" orient="auto"><path d="M0,0 L10,4 L0,8 z"/></marker></defs>'
            + "".join(parts) + "</svg>")
-    return _PAGE.replace("TITLE", html.escape(title)).replace("SVG", svg).replace(
-        "STEPS", json.dumps(steps).replace("</", "<\\/"))
+    # string.Template: a title that happens to contain "SVG" stays a title.
+    return _PAGE.substitute(title=html.escape(title), svg=svg, steps=json.dumps(steps).replace("</", "<\\/"))
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>TITLE</title>
+_PAGE = string.Template("""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>$title</title>
 <style>
 body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; }
 .arrow { stroke: #333; stroke-width: 1.5; }
@@ -362,15 +363,15 @@ body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; }
 button { font-size: 1em; margin-right: 0.5em; }
 </style></head>
 <body>
-<h2>TITLE</h2>
+<h2>$title</h2>
 <p>Values appear above the arrows from left to right (forward pass), then gradients below
 them in red from right to left (backward pass). Use the buttons or the arrow keys.</p>
 <div><button id="prev">&larr; previous</button><button id="next">next &rarr;</button>
 <span id="counter"></span></div>
 <div id="status">press next to start the forward pass</div>
-SVG
+$svg
 <script>
-const steps = STEPS;
+const steps = $steps;
 let at = 0;  // steps shown
 function draw() {
   document.querySelectorAll(".value, .grad").forEach(e => e.classList.remove("shown"));
@@ -388,7 +389,7 @@ document.addEventListener("keydown", e => { if (e.key === "ArrowRight") next(); 
 draw();
 </script>
 </body></html>
-"""
+""")
 
 
 def _escape(text, html=False):

@@ -213,3 +213,9 @@ def test_a_short_scan_is_drawn_step_by_step_and_a_cond_shows_its_branches():
     assert not np.any(into_relu.grad)  # the branch not taken gets no gradient
     long = lambda x: jnp.sum(jax.lax.scan(lambda h, _: (bj.sigmoid(h), None), x, None, length=100)[0])
     assert graph.trace(long, x).layers().count("scan") == 1  # longer than MAX_UNROLL: one node
+
+
+def test_a_page_title_holding_the_templates_words_stays_a_title():
+    g = graph.trace(shopping.buy_apple, 100.0, 2.0, 1.1)
+    page = g.to_html(title="SVG and STEPS")
+    assert page.count("<svg") == 1 and "<h2>SVG and STEPS</h2>" in page and "const steps = [" in page

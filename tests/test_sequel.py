@@ -218,3 +218,29 @@ def test_attention_as_the_sequel(transform):
     assert report.ok and {r.name for r in report.rules.replaced} >= {"weight_sum", "attention_weight"}, str(report)
     a = bj.attention_weights(hs_enc, hs_dec)
     assert a.shape == (N, 4, T) and np.allclose(np.asarray(a).sum(axis=2), 1)
+
+
+def gru_loop(xs, h0, Wx, Wh):
+    """The sequel's TimeGRU.forward, its GRU.forward written out (gates z, r, h; no bias)."""
+    Hn, h, hs = h0.shape[1], h0, []
+    for t in range(xs.shape[1]):
+        x = xs[:, t, :]
+        z = 1 / (1 + jnp.exp(-(x @ Wx[:, :Hn] + h @ Wh[:, :Hn])))
+        r = 1 / (1 + jnp.exp(-(x @ Wx[:, Hn:2 * Hn] + h @ Wh[:, Hn:2 * Hn])))
+        h_hat = jnp.tanh(x @ Wx[:, 2 * Hn:] + (r * h) @ Wh[:, 2 * Hn:])
+        h = (1 - z) * h + z * h_hat
+        hs.append(h)
+    return jnp.stack(hs, axis=1), h
+
+
+def test_time_gru_backward_through_time_is_autodiff_of_the_loop():
+    args = (normal(0, (N, T, D)), normal(1, (N, H)), 0.5 * normal(2, (D, 3 * H)), 0.5 * normal(3, (H, 3 * H)))
+    for a, b in zip(bj.time_gru(*args), gru_loop(*args)):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    hand = jax.grad(weighted(bj.time_gru, 2), argnums=range(4))(*args)
+    auto = jax.grad(weighted(gru_loop, 2), argnums=range(4))(*args)
+    for a, b in zip(hand, auto):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(bj.time_gru(args[0][:, :1], *args[1:])[1], bj.gru_cell(args[0][:, 0], *args[1:]),
+                               rtol=1e-12)
+    assert bj.gradcheck(weighted(bj.time_gru, 2), *args, numeric_elements=20).ok

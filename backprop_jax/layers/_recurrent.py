@@ -194,3 +194,95 @@ def _time_lstm_bwd(res, cotangents):
 
 
 time_lstm.defvjp(_time_lstm_fwd, _time_lstm_bwd)
+
+
+# --- GRU (the sequel's time_layers.py, beyond the text) ----------------------------------------
+
+def gru_cell(x, h_prev, Wx, Wh):
+    """One step of the sequel's ``GRU`` (no bias; gates in the order z, r, h in (D, 3H) and
+    (H, 3H)): ``z = sigmoid(x Wxz + h Whz)``, ``r = sigmoid(x Wxr + h Whr)``,
+    ``h_hat = tanh(x Wx + (r * h) Wh)``, ``h_next = (1 - z) * h + z * h_hat``.
+
+    Args: x (N, D), h_prev (N, H), Wx (D, 3H), Wh (H, 3H). Returns h_next (N, H).
+    """
+    H = h_prev.shape[1]
+    z = jax.nn.sigmoid(jnp.dot(x, Wx[:, :H]) + jnp.dot(h_prev, Wh[:, :H]))
+    r = jax.nn.sigmoid(jnp.dot(x, Wx[:, H:2 * H]) + jnp.dot(h_prev, Wh[:, H:2 * H]))
+    h_hat = jnp.tanh(jnp.dot(x, Wx[:, 2 * H:]) + jnp.dot(r * h_prev, Wh[:, 2 * H:]))
+    return (1 - z) * h_prev + z * h_hat
+
+
+@jax.custom_vjp
+def time_gru(xs, h0, Wx, Wh):
+    """The sequel's ``TimeGRU``: ``gru_cell`` over every time step.
+
+    Args: xs (N, T, D), h0 (N, H), Wx (D, 3H), Wh (H, 3H). Returns ``(hs, h_last)``.
+
+    Backward, the sequel's ``GRU.backward`` in a reverse loop: ``dh_hat = dh * z``,
+    ``dh_prev = dh * (1 - z)``; through tanh ``dt = dh_hat * (1 - h_hat**2)``, ``dWh += (r*h_prev).T
+    @ dt``, ``dhr = dt @ Wh.T``, ``dh_prev += r * dhr``; the update gate ``dz = dh * h_hat - dh *
+    h_prev``, ``dt = dz * z(1 - z)``; the reset gate ``dr = dhr * h_prev``, ``dt = dr * r(1 - r)``,
+    each adding into ``dWx``, ``dWh``, ``dx`` and ``dh_prev``.
+    """
+    return _time_gru_fwd(xs, h0, Wx, Wh)[0]
+
+
+def _time_gru_fwd(xs, h0, Wx, Wh):
+    b = jnp.zeros(Wx.shape[1:], jnp.result_type(Wx))
+    xs, h0, Wx, Wh, _ = _check("time_gru", xs, h0, Wx, Wh, b, 3)
+    H = Wh.shape[0]
+
+    def step(h_prev, x):
+        z = jax.nn.sigmoid(jnp.dot(x, Wx[:, :H]) + jnp.dot(h_prev, Wh[:, :H]))
+        r = jax.nn.sigmoid(jnp.dot(x, Wx[:, H:2 * H]) + jnp.dot(h_prev, Wh[:, H:2 * H]))
+        h_hat = jnp.tanh(jnp.dot(x, Wx[:, 2 * H:]) + jnp.dot(r * h_prev, Wh[:, 2 * H:]))
+        h_next = (1 - z) * h_prev + z * h_hat
+        return h_next, (h_next, z, r, h_hat)
+
+    h_last, saved = jax.lax.scan(step, h0, jnp.swapaxes(xs, 0, 1))
+    return (jnp.swapaxes(saved[0], 0, 1), h_last), (xs, h0, Wx, Wh, saved)
+
+
+def _time_gru_bwd(res, cotangents):
+    xs, h0, Wx, Wh, (hs, zs, rs, h_hats) = res
+    dhs, dh_last = cotangents
+    H = Wh.shape[0]
+    Wxz, Wxr, Wxh = Wx[:, :H], Wx[:, H:2 * H], Wx[:, 2 * H:]
+    Whz, Whr, Whh = Wh[:, :H], Wh[:, H:2 * H], Wh[:, 2 * H:]
+    h_prevs = jnp.concatenate([h0[None], hs[:-1]], axis=0)
+
+    def step(carry, inputs):
+        dh, dWx, dWh = carry
+        x, h_prev, z, r, h_hat, dh_t = inputs
+        dh_next = dh_t + dh
+        dh_hat = dh_next * z
+        dh_prev = dh_next * (1 - z)
+        dt = dh_hat * (1 - h_hat ** 2)  # tanh
+        dWhh = jnp.dot((r * h_prev).T, dt)
+        dhr = jnp.dot(dt, Whh.T)
+        dWxh = jnp.dot(x.T, dt)
+        dx = jnp.dot(dt, Wxh.T)
+        dh_prev = dh_prev + r * dhr
+        dz = dh_next * h_hat - dh_next * h_prev  # update gate
+        dt = dz * z * (1 - z)
+        dWhz = jnp.dot(h_prev.T, dt)
+        dh_prev = dh_prev + jnp.dot(dt, Whz.T)
+        dWxz = jnp.dot(x.T, dt)
+        dx = dx + jnp.dot(dt, Wxz.T)
+        dr = dhr * h_prev  # reset gate
+        dt = dr * r * (1 - r)
+        dWhr = jnp.dot(h_prev.T, dt)
+        dh_prev = dh_prev + jnp.dot(dt, Whr.T)
+        dWxr = jnp.dot(x.T, dt)
+        dx = dx + jnp.dot(dt, Wxr.T)
+        dWx = dWx + jnp.concatenate([dWxz, dWxr, dWxh], axis=1)
+        dWh = dWh + jnp.concatenate([dWhz, dWhr, dWhh], axis=1)
+        return (dh_prev, dWx, dWh), dx
+
+    zero = (dh_last, jnp.zeros_like(Wx), jnp.zeros_like(Wh))
+    (dh0, dWx, dWh), dxs = jax.lax.scan(
+        step, zero, (jnp.swapaxes(xs, 0, 1), h_prevs, zs, rs, h_hats, jnp.swapaxes(dhs, 0, 1)), reverse=True)
+    return like_inputs((jnp.swapaxes(dxs, 0, 1), dh0, dWx, dWh), (xs, h0, Wx, Wh))
+
+
+time_gru.defvjp(_time_gru_fwd, _time_gru_bwd)
