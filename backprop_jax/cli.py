@@ -503,6 +503,8 @@ def cmd_train(args, parser):
                              log=say, every_epoch=args.every_epoch,
                              divergence_factor=None if args.ignore_divergence else 10.0, stop=stop)
     except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input
+        if str(e).startswith("cannot write"):
+            _exit_past_leftovers(f"backprop-jax: error: {e}")
         sys.exit(f"backprop-jax: error: {e}")
     except RunInterrupted as e:  # the run saved the iteration reached and closed its files
         import signal
@@ -570,6 +572,16 @@ def _run_params(directory, model):
         return state.params, state.model_state
     finally:
         checkpoints.close()
+
+
+def _exit_past_leftovers(message):
+    """Exits with ``message`` after a failed checkpoint write. The run has already closed its
+    files; orbax's writes still in flight would print a traceback each from their callbacks as
+    the interpreter shuts down, so the process ends here, without that shutdown."""
+    sys.stderr.write(message + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _stop_cleanly_on_signals():

@@ -338,3 +338,21 @@ def test_an_empty_dataset_and_a_looping_checkpoints_link_are_one_line(tmp_path):
     looped = cli("train", "--dataset", "mnist-sample", "--iters", "5", "--out", str(run_dir), check=False)
     assert looped.returncode == 1 and "Traceback" not in looped.stderr, looped.stderr
     assert "checkpoints is a symbolic link; a run never writes through one" in looped.stderr
+
+
+def test_a_file_size_limit_while_checkpointing_is_one_line(tmp_path):
+    import resource
+
+    def limit():  # 100 kB: below the first checkpoint's W1 (157 kB), above metrics.json
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100 * 1024, 100 * 1024))
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", "train", "--dataset", "mnist-sample", "--iters",
+                             "200", "--no-progress", "--out", str(out)], capture_output=True, text=True,
+                            timeout=300, env=env, preexec_fn=limit)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"backprop-jax: error: cannot write checkpoint 40 in {out}/checkpoints: the file size limit is reached; "
+        f"the checkpoints before it and metrics.json are kept (resume with --resume once there is room)")
+    assert json.loads((out / "metrics.json").read_text())["epochs"][-1]["iteration"] == 200

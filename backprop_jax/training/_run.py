@@ -7,7 +7,9 @@ import gc
 import hashlib
 import importlib
 import json
+import logging
 import os
+import re
 import socket
 import sys
 import threading
@@ -147,9 +149,26 @@ def _exclusive(out):
         yield
 
 
+class _QuietLogger:
+    """Raises the named logger's level above ERROR while the run writes checkpoints."""
+
+    def __init__(self, name):
+        self.logger = logging.getLogger(name)
+
+    def __enter__(self):
+        self.level = self.logger.level
+        self.logger.setLevel(logging.CRITICAL)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
 def _write_error(e, directory, step):
     """A failed checkpoint write as a one-line ``RunError``; the checkpoints before it stay."""
     text = str(e)
+    failed = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)  # a background write of an earlier step
+    step = int(failed.group(1)) if failed else step
     which = f"checkpoint {step}" if step is not None else "the last checkpoint"
     if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "RESOURCE_EXHAUSTED" in text \
             or "No space left" in text or "ENOSPC" in text:
@@ -420,9 +439,11 @@ def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, 
             raise RunInterrupted(reason, e.iteration, e.iteration if out is not None else None)
 
     box = [checkpoints]  # the run's checkpoints, made again if their directory is removed
+    # Orbax logs a failed background write with its traceback; the run says it in one line.
+    quiet = _QuietLogger("absl") if out is not None else contextlib.nullcontext()
 
-    with tqdm(total=config.iters_num, initial=done, unit="it", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with quiet, tqdm(total=config.iters_num, initial=done, unit="it", disable=not progress,
+                     dynamic_ncols=True) as bar:
         try:
             state, history = train(model, data, config, state=state, history=history,
                                    on_epochs=on_epochs, progress=bar, mesh=mesh,
