@@ -495,6 +495,8 @@ def cmd_train(args, parser):
         + (f" in {n_processes} processes" if n_processes > 1 else ""))
     start = time.perf_counter()
     stop = _stop_cleanly_on_signals()
+    from backprop_jax.training._run import drop_event_loop_leftovers
+    drop_event_loop_leftovers()  # from the start: orbax's leftovers can print before the failure surfaces
     try:
         state, history = run(model, data, config, dataset=dataset, settings=settings, out=args.out,
                              resume=args.resume, checkpoint_every=args.checkpoint_every,

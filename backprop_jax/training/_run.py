@@ -164,8 +164,21 @@ class _QuietLogger:
         self.logger.setLevel(self.level)
 
 
+def drop_event_loop_leftovers():
+    """After a failed write, orbax's I/O still in flight finds its event loop closed and prints
+    ``RuntimeError: Event loop is closed`` from its callbacks, now or as the process ends; the
+    run has said what failed. Those, and only those, are dropped from then on."""
+    def leftover(error):
+        return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
+
+    previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
+    sys.excepthook = lambda kind, error, tb: None if leftover(error) else previous_except(kind, error, tb)
+    sys.unraisablehook = lambda u: None if leftover(u.exc_value) else previous_unraisable(u)
+
+
 def _write_error(e, directory, step):
     """A failed checkpoint write as a one-line ``RunError``; the checkpoints before it stay."""
+    drop_event_loop_leftovers()
     text = str(e)
     failed = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)  # a background write of an earlier step
     step = int(failed.group(1)) if failed else step
