@@ -628,9 +628,9 @@ class _Problem:
     """The scalar functions a check differentiates, built once for the hand rules and the references,
     in the inputs' precision and (``up``) on a float64 copy."""
 
-    def __init__(self, dyn, dyn_axes, diff_in_dyn, batched, order, douts, us):
-        self.dyn, self.axes, self.diff_in_dyn = dyn, dyn_axes, diff_in_dyn
-        self.batched, self.order, self.douts, self.us = batched, order, douts, us
+    def __init__(self, dyn_axes, diff_in_dyn, batched, douts, us):
+        self.axes, self.diff_in_dyn = dyn_axes, diff_in_dyn
+        self.batched, self.douts, self.us = batched, douts, us
 
     def example_fn(self, fn_on):
         douts = self.douts
@@ -715,7 +715,7 @@ def _gradcheck(f, args, argnums, held, *, aux, reference, eps, atol, rtol, numer
     diff_lo = [dyn[i] for i in diff_in_dyn]
     us = [[_rounded(jax.random.normal(jax.random.fold_in(key, 1000 + 100 * k + j), v.shape, jnp.float32), v.dtype)
            for j, v in enumerate(diff_lo)] for k in range(1, order)]
-    problem = _Problem(dyn, dyn_axes, diff_in_dyn, batched, order, douts, us)
+    problem = _Problem(dyn_axes, diff_in_dyn, batched, douts, us)
     lo = _Side(problem.scalar(f_on, dyn), problem.scalar(ref_on, dyn), diff_lo, contextlib.nullcontext)
     up = lo
     if upcast:

@@ -480,19 +480,8 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
 
     by_accuracy = model.measures_accuracy()
 
-    def per_example(params, state, x_chunk, t_chunk):
-        """Each example's correctness (accuracy models) or criterion (loss models)."""
-        scores = model.predict(params, state, x_chunk)
-        if by_accuracy:
-            labels = t_chunk if t_chunk.ndim == 1 else jnp.argmax(t_chunk, axis=1)
-            return (jnp.argmax(scores, axis=1) == labels).astype(jnp.float32)
-        return jax.vmap(lambda s, t: model.criterion(s[None], t[None]))(scores, t_chunk).astype(jnp.float32)
-
     def accuracy(params, state, xs, ts, n):
-        """The mean of ``per_example`` over the ``n`` real examples (the padding left out)."""
-        values = jax.lax.map(lambda batch: per_example(params, state, *batch), (xs, ts))
-        real = jnp.arange(values.size).reshape(values.shape) < n
-        return (jnp.sum(jnp.where(real, values, 0.0)) / n).astype(jnp.float32)
+        return evaluation_mean(model, params, state, xs, ts, n)
 
     sample = config.evaluate_sample_num_per_epoch
     if sample is not None:
@@ -555,27 +544,31 @@ def _epochs_program(model, config, iter_per_epoch, n_train, n_test, batch_shardi
                                   fed_batches=fed_batches), out_shardings=replicated)
 
 
+def evaluation_mean(model, params, model_state, xs, ts, n):
+    """The mean over the ``n`` real examples of ``eval_chunks``' ``(xs, ts)`` (the padding left out)
+    of each example's correctness (a model measured by accuracy) or criterion (by its loss)."""
+    by_accuracy = model.measures_accuracy()
+
+    def per_example(batch):
+        x_chunk, t_chunk = batch
+        scores = model.predict(params, model_state, x_chunk)
+        if by_accuracy:
+            labels = t_chunk if t_chunk.ndim == 1 else jnp.argmax(t_chunk, axis=1)
+            return (jnp.argmax(scores, axis=1) == labels).astype(jnp.float32)
+        return jax.vmap(lambda s, t: model.criterion(s[None], t[None]))(scores, t_chunk).astype(jnp.float32)
+
+    values = jax.lax.map(per_example, (xs, ts))
+    real = jnp.arange(values.size).reshape(values.shape) < n
+    return (jnp.sum(jnp.where(real, values, 0.0)) / n).astype(jnp.float32)
+
+
 def _evaluated_on(model, state, epoch, samples, n, n_train, n_test):
     """``epoch`` with its accuracies (or test loss) measured again at ``state`` on the first ``n``
     training and test examples (``samples``, as ``eval_chunks`` made them)."""
-    by_accuracy = model.measures_accuracy()
-
-    @jax.jit
-    def mean(xs, ts, count):
-        def per_example(batch):
-            x, t = batch
-            scores = model.predict(state.params, state.model_state, x)
-            if by_accuracy:
-                labels = t if t.ndim == 1 else jnp.argmax(t, axis=1)
-                return (jnp.argmax(scores, axis=1) == labels).astype(jnp.float32)
-            return jax.vmap(lambda s, t: model.criterion(s[None], t[None]))(scores, t).astype(jnp.float32)
-        values = jax.lax.map(per_example, (xs, ts))
-        real = jnp.arange(values.size).reshape(values.shape) < count
-        return (jnp.sum(jnp.where(real, values, 0.0)) / count).astype(jnp.float32)
-
+    mean = jax.jit(lambda xs, ts, count: evaluation_mean(model, state.params, state.model_state, xs, ts, count))
     (train_x, train_t), (test_x, test_t) = samples
     n_tr, n_te = min(n, n_train), min(n, n_test)
-    if by_accuracy:
+    if model.measures_accuracy():
         return dataclasses.replace(epoch, train_acc=float(mean(train_x, train_t, n_tr)),
                                    test_acc=float(mean(test_x, test_t, n_te)))
     return dataclasses.replace(epoch, test_loss=float(mean(test_x, test_t, n_te)))

@@ -168,11 +168,18 @@ def drop_event_loop_leftovers():
     """After a failed write, orbax's I/O still in flight finds its event loop closed and prints
     ``RuntimeError: Event loop is closed`` from its callbacks, now or as the process ends; the
     run has said what failed. Those, and only those, are dropped from then on."""
+    if getattr(sys.excepthook, "drops_event_loop_leftovers", False):
+        return  # installed already: the command does so from its start, a failed write again
+
     def leftover(error):
         return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
 
     previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
-    sys.excepthook = lambda kind, error, tb: None if leftover(error) else previous_except(kind, error, tb)
+    def excepthook(kind, error, tb):
+        if not leftover(error):
+            previous_except(kind, error, tb)
+    excepthook.drops_event_loop_leftovers = True
+    sys.excepthook = excepthook
     sys.unraisablehook = lambda u: None if leftover(u.exc_value) else previous_unraisable(u)
 
 
