@@ -8,7 +8,6 @@ import inspect
 import os
 import sys
 import time
-from typing import NamedTuple
 
 
 def _int_at_least(low):
@@ -31,9 +30,13 @@ _non_negative_int = _int_at_least(0)
 
 
 def _seed(text):
+    from backprop_jax.training import check_seed
+
     value = _non_negative_int(text)
-    if value >= 2 ** 32:  # jax.random.key keeps 32 bits: 2**32 would be seed 0 again
-        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {2 ** 32 - 1}, got {text!r}")
+    try:
+        check_seed(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{e} (given {text!r})") from None
     return value
 
 
@@ -76,128 +79,58 @@ def _weight_init(text):
     return _number(low_exclusive=0)(text)
 
 
-# --- the model registry: a settings dataclass per model, whose asdict checkpoints record -------
+# --- the model flags, derived from the registry in backprop_jax.nets.registry ------------------
 
-@dataclasses.dataclass(frozen=True)
-class TwoLayerSettings:
-    """The book's ``TwoLayerNet`` (sec. 5.7.2): 784-hidden-10, weights 0.01 * N(0, 1)."""
-    hidden: int = 50
-    weight_init: float = 0.01
-
-    def build(self):
-        from backprop_jax.nets import two_layer_net
-        return two_layer_net.model(784, self.hidden, 10, weight_init_std=self.weight_init)
+DEFAULT_OPTIMIZER = "sgd"  # for a model from a file; the book's networks name their own
+_METAVARS = {"count": "N", "size": "N", "sizes": "N,N,...", "number": "X", "fraction": "RATE", "init": "STD"}
+_PARSE = {"count": _positive_int, "size": _non_negative_int, "sizes": _sizes, "number": _number(low_inclusive=0),
+          "fraction": _fraction, "init": _weight_init}
 
 
-@dataclasses.dataclass(frozen=True)
-class MultiLayerSettings:
-    """The book's ``MultiLayerNet`` / ``MultiLayerNetExtend`` (sec. 6.2 - 6.4)."""
-    hidden_sizes: tuple = (100, 100, 100)
-    activation: str = "relu"
-    weight_init: float | str = "he"  # the book's default ('relu', that is He) whatever the activation
-    weight_decay: float = 0.0
-    batch_norm: bool = False
-    dropout: float = 0.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "hidden_sizes", list(self.hidden_sizes))
-
-    def build(self):
-        from backprop_jax.nets import multi_layer_net
-        return multi_layer_net.model(784, tuple(self.hidden_sizes), 10, activation=self.activation,
-                                     weight_init_std=self.weight_init, weight_decay_lambda=self.weight_decay,
-                                     use_batchnorm=self.batch_norm, drop_rate=self.dropout)
+def _recipes():
+    from backprop_jax.nets.registry import RECIPES
+    return RECIPES
 
 
-@dataclasses.dataclass(frozen=True)
-class ConvNetSettings:
-    """The book's ``SimpleConvNet`` (sec. 7.5): conv, ReLU, 2x2 pool, affine, ReLU, affine."""
-    hidden: int = 100
-    filter_num: int = 30
-    filter_size: int = 5
-    pad: int = 0
-    stride: int = 1
-    weight_init: float = 0.01
-
-    def __post_init__(self):
-        if isinstance(self.weight_init, str):
-            raise ValueError("--weight-init for the convnet must be a number (the book uses 0.01)")
-
-    def build(self):
-        from backprop_jax.nets import conv_net
-        return conv_net.model((1, 28, 28), filter_num=self.filter_num, filter_size=self.filter_size,
-                              pad=self.pad, stride=self.stride, hidden_size=self.hidden,
-                              weight_init_std=self.weight_init)
+def _model_settings():
+    """``{setting name: (Setting, {model name: default})}`` over every network of the registry."""
+    settings = {}
+    for model, recipe in _recipes().items():
+        defaults = recipe.defaults()
+        for setting in recipe.settings:
+            settings.setdefault(setting.name, (setting, {}))[1][model] = defaults[setting.name]
+    return settings
 
 
-@dataclasses.dataclass(frozen=True)
-class DeepConvNetSettings:
-    """Chapter 8's ``DeepConvNet`` (sec. 8.1.1): six 3x3 convolutions in three blocks, two affine
-    layers with dropout, He initialisation."""
-    hidden: int = 50
-
-    def build(self):
-        from backprop_jax.nets import deep_conv_net
-        return deep_conv_net.model((1, 28, 28), hidden_size=self.hidden)
-
-
-class ModelEntry(NamedTuple):
-    settings: type  # a frozen dataclass with build() -> Model
-    optimizer: str  # the default optimiser
-    epochs: int | None = None  # the default length in epochs, where the book's script gives one
-    evaluate_sample_num: int | None = None  # the book's script's evaluate_sample_num_per_epoch
-
-
-MODELS = {
-    "two-layer": ModelEntry(TwoLayerSettings, "sgd"),  # train_neuralnet.py: 10,000 iterations
-    "multi-layer": ModelEntry(MultiLayerSettings, "sgd"),
-    "convnet": ModelEntry(ConvNetSettings, "adam", epochs=20),  # train_convnet.py: 20 epochs, Adam
-    # train_deepnet.py: Adam (lr 0.001), 20 epochs of batch 100, evaluate_sample_num_per_epoch=1000.
-    "deep-convnet": ModelEntry(DeepConvNetSettings, "adam", epochs=20, evaluate_sample_num=1000),
-}
-DEFAULT_OPTIMIZER = "sgd"
-
-# Settings field -> (flag, argparse arguments); each flag is offered to the models having the field.
-MODEL_FLAGS = {
-    "hidden": ("--hidden", {"type": _positive_int, "help": "hidden size (default 50; 100 for the convnet)"}),
-    "hidden_sizes": ("--hidden-sizes", {"type": _sizes, "help": "hidden sizes (default 100,100,100)"}),
-    "activation": ("--activation", {"choices": ["relu", "sigmoid"], "help": "default relu"}),
-    "weight_init": ("--weight-init", {
-        "type": _weight_init, "help": "init std: a number, 'he' or 'xavier' (default 0.01 for the two-layer "
-                                      "net and convnet; 'he' for the multi-layer net whatever the activation, "
-                                      "as the book's MultiLayerNet; 'xavier' suits sigmoid)"}),
-    "weight_decay": ("--weight-decay", {"type": _number(low_inclusive=0), "help": "L2 lambda (default 0)"}),
-    "batch_norm": ("--batch-norm", {"action": "store_true",
-                                    "help": "batch normalisation after every hidden affine layer"}),
-    "dropout": ("--dropout", {"type": _fraction, "metavar": "DROP_RATE",
-                              "help": "drop this fraction of hidden units in training (default 0)"}),
-    "filter_num": ("--filter-num", {"type": _positive_int, "help": "convolution filters (default 30)"}),
-    "filter_size": ("--filter-size", {"type": _positive_int, "help": "filter height and width (default 5)"}),
-    "pad": ("--pad", {"type": _non_negative_int, "help": "convolution padding (default 0)"}),
-    "stride": ("--stride", {"type": _positive_int, "help": "convolution stride (default 1)"}),
-}
-
-
-def _fields(settings_class):
-    return {f.name for f in dataclasses.fields(settings_class)}
-
+def _shown(value):
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _add_model_flags(parser):
+    recipes = _recipes()
     net = parser.add_argument_group(
         "network", "Each flag applies to the models named in its help; any other is a usage error.")
-    net.add_argument("--model", default="two-layer", metavar="|".join(MODELS) + "|FILE.py:FUNCTION",
-                     help="the book's two-layer net (default), multi-layer net, simple convnet or chapter "
-                          "8's deep convnet, or your own: FILE.py is executed and FUNCTION() must return a "
-                          "backprop_jax.Model")
-    for field, (flag, kwargs) in MODEL_FLAGS.items():
-        users = [name for name, entry in MODELS.items() if field in _fields(entry.settings)]
-        net.add_argument(flag, dest=field, default=argparse.SUPPRESS,
-                         **{**kwargs, "help": f"{kwargs['help']}; for {', '.join(users)}"})
+    net.add_argument("--model", default="two-layer", metavar="|".join(recipes) + "|FILE.py:FUNCTION",
+                     help="; ".join(f"{name}: {r.summary}" for name, r in recipes.items())
+                          + "; or your own, FILE.py:FUNCTION: FILE.py is executed and FUNCTION() must "
+                            "return a backprop_jax.Model (default two-layer)")
+    for name, (setting, defaults) in _model_settings().items():
+        values = set(map(_shown, defaults.values()))
+        if setting.kind == "flag":
+            default = f"for {', '.join(defaults)}"
+        elif len(values) == 1:
+            default = f"default {values.pop()}; for {', '.join(defaults)}"
+        else:
+            default = "default " + ", ".join(f"{_shown(v)} for {m}" for m, v in defaults.items())
+        kwargs = {"action": "store_true"} if setting.kind == "flag" else (
+            {"choices": list(setting.choices)} if setting.kind == "choice" else
+            {"type": _PARSE[setting.kind], "metavar": _METAVARS[setting.kind]})
+        net.add_argument(setting.flag, dest=name, default=argparse.SUPPRESS,
+                         help=f"{setting.help} ({default})", **kwargs)
 
 
 def build_parser():
-    from backprop_jax.training import OPTIMIZERS, TrainConfig
+    from backprop_jax.training import DIVERGENCE_EPOCHS, DIVERGENCE_FACTOR, OPTIMIZERS, TrainConfig
 
     parser = argparse.ArgumentParser(
         prog="backprop-jax",
@@ -223,7 +156,7 @@ def build_parser():
                          f"{name} {o.learning_rate}" for name, o in OPTIMIZERS.items()))
     opt.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
                      help="default: the model's, " + ", ".join(
-                         f"{name} {entry.optimizer}" for name, entry in MODELS.items())
+                         f"{name} {recipe.optimizer}" for name, recipe in _recipes().items())
                      + f", {DEFAULT_OPTIMIZER} for a model from a file")
     opt.add_argument("--devices", type=_positive_int, default=None,
                      help="split every mini-batch over this many devices (default: all local devices)")
@@ -233,8 +166,9 @@ def build_parser():
                      help="evaluate each epoch on the first N training and test images only, as the "
                           "book's Trainer(evaluate_sample_num_per_epoch=N); the last epoch on all")
     opt.add_argument("--ignore-divergence", action="store_true",
-                     help="go on when the loss stays 10x above its starting value for 3 epochs "
-                          "(default: stop there, as a learning rate far too large does that)")
+                     help=f"go on when the loss stays {DIVERGENCE_FACTOR:g}x above its starting value for "
+                          f"{DIVERGENCE_EPOCHS} epochs (default: stop there, as a learning rate far too "
+                          f"large does that)")
     dist = train.add_argument_group(
         "several processes or machines (jax.distributed)",
         "Start the same command once per process, each with its --process-id; every mini-batch is "
@@ -394,7 +328,8 @@ def _load_function(spec, parser, what):
     """The function named by ``FILE.py:FUNCTION`` (the file is executed), or a usage error."""
     path, sep, name = spec.rpartition(":")
     if not sep or not path.endswith(".py") or not name.isidentifier():
-        parser.error(f"{what} must be {', '.join(_CHOICES[what])} or FILE.py:FUNCTION, got {spec!r}")
+        choices = list(_recipes()) if what == "--model" else _CHOICES[what]
+        parser.error(f"{what} must be {', '.join(choices)} or FILE.py:FUNCTION, got {spec!r}")
     if not os.path.isfile(path):
         parser.error(f"no such file: {path}")
     module_name = f"backprop_jax_user_{hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]}"
@@ -412,22 +347,24 @@ def _load_function(spec, parser, what):
     return fn
 
 
-_CHOICES = {"--model": list(MODELS), "WHAT": ["apple", "apple-orange", "two-layer-net"]}
+_CHOICES = {"WHAT": ["apple", "apple-orange", "two-layer-net"]}
 
 
 def _build_model(args, parser):
-    """``(model, settings, optimizer)`` for the --model flag and the model flags given."""
+    """``(model, settings, recipe)`` for the --model flag and the model flags given; ``recipe``
+    is None for a model from a file."""
     from backprop_jax.nets import Model
 
-    given = {field: getattr(args, field) for field in MODEL_FLAGS if hasattr(args, field)}
-    entry = MODELS.get(args.model)
-    takes = set() if entry is None else _fields(entry.settings)
-    extra = [MODEL_FLAGS[f][0] for f in given if f not in takes]
+    settings = _model_settings()
+    given = {name: getattr(args, name) for name in settings if hasattr(args, name)}
+    recipe = _recipes().get(args.model)
+    takes = [] if recipe is None else [s.name for s in recipe.settings]
+    extra = [settings[name][0].flag for name in given if name not in takes]
     if extra:
-        offered = ", ".join(MODEL_FLAGS[f][0] for f in MODEL_FLAGS if f in takes) or "none"
+        offered = ", ".join(settings[name][0].flag for name in takes) or "none"
         parser.error(f"{', '.join(extra)} {'does' if len(extra) == 1 else 'do'} not apply to --model "
                      f"{args.model} (its flags: {offered})")
-    if entry is None:  # FILE.py:FUNCTION
+    if recipe is None:  # FILE.py:FUNCTION
         fn = _load_function(args.model, parser, "--model")
         try:
             model = fn()
@@ -439,26 +376,42 @@ def _build_model(args, parser):
                          f"not a backprop_jax.Model")
         with open(args.model.rpartition(":")[0], "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
-        return model, {"model": args.model, "model_file_sha256": digest}, DEFAULT_OPTIMIZER
+        return model, {"model": args.model, "model_file_sha256": digest}, None
+    flags = " ".join(f"{settings[name][0].flag} {_shown(value)}" for name, value in given.items()
+                     if settings[name][0].kind != "flag")
     try:
-        settings = entry.settings(**given)
-        model = settings.build()
+        model = recipe.make(**given)
     except ValueError as e:
-        parser.error(f"--model {args.model}: {e}")
-    return model, {"model": args.model, **dataclasses.asdict(settings)}, entry.optimizer
+        parser.error(f"--model {args.model}{' with ' + flags if flags else ''}: {e}")
+    return model, {"model": args.model, **recipe.record(given)}, recipe
+
+
+def _check_model_fits(model, args, parser):
+    """Shapes that do not fit (a window larger than the image) are a usage error, before any
+    data is read; after joining the processes, since it starts JAX's backend."""
+    import jax
+
+    try:
+        jax.eval_shape(model.init, jax.random.key(0))
+    except ValueError as e:
+        settings = _model_settings()
+        flags = " ".join(f"{settings[name][0].flag} {_shown(getattr(args, name))}" for name in settings
+                         if hasattr(args, name) and settings[name][0].kind != "flag")
+        parser.error(f"--model {args.model}{' with ' + flags if flags else ''}: {e}")
 
 
 def cmd_train(args, parser):
     if args.resume and not args.out:
         parser.error("--resume needs --out DIR, the directory of the run to continue")
     # Usage errors first, before any data is loaded.
-    model, net_settings, default_optimizer = _build_model(args, parser)
+    model, net_settings, recipe = _build_model(args, parser)
 
     from backprop_jax.training import (
-        DistributedError, RunError, RunInterrupted, TrainConfig, TrainingDiverged, check_processes_agree,
-        data_parallel_mesh, run)
+        DIVERGENCE_FACTOR, DistributedError, RunError, RunInterrupted, TrainConfig, TrainingDiverged,
+        check_batch_split, check_processes_agree, data_parallel_mesh, run)
 
     n_processes = _join_processes(args, parser)
+    _check_model_fits(model, args, parser)
     import jax
     primary = jax.process_index() == 0
     say = print if primary else (lambda *a, **k: None)  # only process 0 logs
@@ -466,21 +419,22 @@ def cmd_train(args, parser):
         mesh = data_parallel_mesh(args.devices)
     except ValueError as e:
         parser.error(f"--devices: {e}")
-    if args.batch_size % mesh.size:
-        parser.error(f"--batch-size {args.batch_size} does not split evenly over {mesh.size} devices; "
-                     f"choose a multiple of {mesh.size} or pass --devices")
+    try:
+        check_batch_split(args.batch_size, mesh.size)
+    except ValueError as e:
+        parser.error(f"--batch-size: {e}, or pass --devices")
     dataset, data = _load_data(args, say)
 
     iters = args.iters
     if iters is None:
         from backprop_jax.training import iterations_per_epoch
-        epochs = args.epochs or getattr(MODELS.get(args.model), "epochs", None)
+        epochs = args.epochs or getattr(recipe, "epochs", None)
         per_epoch = iterations_per_epoch(len(data[0][0]), args.batch_size)
         iters = TrainConfig().iters_num if epochs is None else epochs * per_epoch
     config = TrainConfig(iters_num=iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         optimizer=args.optimizer or default_optimizer, seed=args.seed,
-                         evaluate_sample_num_per_epoch=args.evaluate_sample_num
-                         or getattr(MODELS.get(args.model), "evaluate_sample_num", None))
+                         optimizer=args.optimizer or getattr(recipe, "optimizer", DEFAULT_OPTIMIZER),
+                         seed=args.seed, evaluate_sample_num_per_epoch=args.evaluate_sample_num
+                         or getattr(recipe, "evaluate_sample_num", None))
     settings = {**net_settings, **config.record()}
     if n_processes > 1:
         try:
@@ -503,7 +457,7 @@ def cmd_train(args, parser):
                              checkpoint_interval=args.checkpoint_interval,
                              progress=not args.no_progress, mesh=mesh if mesh.size > 1 else None,
                              log=say, every_epoch=args.every_epoch,
-                             divergence_factor=None if args.ignore_divergence else 10.0, stop=stop)
+                             divergence_factor=None if args.ignore_divergence else DIVERGENCE_FACTOR, stop=stop)
     except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input
         if str(e).startswith("cannot write"):
             _exit_past_leftovers(f"backprop-jax: error: {e}")
@@ -610,6 +564,7 @@ def cmd_evaluate(args, parser):
     model, net_settings, _ = _build_model(args, parser)
     if not os.path.exists(args.params):
         parser.error(f"--params {args.params}: no such file or directory")
+    _check_model_fits(model, args, parser)
     import jax
     import jax.numpy as jnp
     import numpy as np

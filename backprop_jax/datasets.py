@@ -170,7 +170,9 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, data_dir=No
     """Full MNIST, 60,000 training and 10,000 test digits, from the four IDX files.
 
     Args:
-      normalize, flatten, one_hot_label: as in the book (see the module doc).
+      normalize: as in the book, pixels scaled to [0, 1] (see the module doc).
+      flatten: as in the book, images as rows of 784.
+      one_hot_label: as in the book, labels as one-hot rows.
       data_dir: directory holding the files (default ``cache_dir()``).
       download: fetch missing files from a public mirror first.
     Raises:

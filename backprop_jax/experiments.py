@@ -14,9 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from backprop_jax._io import write_json
-from backprop_jax.layers import relu, sigmoid, weight_decay
-from backprop_jax.nets import conv_net, multi_layer_net, nn
-from backprop_jax.training import TrainConfig, TrainingDiverged, init_state, train
+from backprop_jax.layers import relu, sigmoid
+from backprop_jax.nets import conv_net, multi_layer_net
+from backprop_jax.training import (
+    TrainConfig, TrainingDiverged, TrainState, eval_chunks, init_state, iterations_per_epoch, make_epochs_fn, train)
+from backprop_jax.training import optimizers as book_optimizers
 
 
 def _figure(*args, **kwargs):
@@ -127,7 +129,8 @@ def batch_norm(data, out, *, quick=False, seed=0, log=print):
     data = ((x[:1000], t[:1000]), test)
     scales = np.logspace(0, -4, 2 if quick else 16)
     epochs = 2 if quick else 20
-    config = TrainConfig(iters_num=epochs * 10, batch_size=100, learning_rate=0.01, seed=seed)
+    config = TrainConfig(iters_num=epochs * iterations_per_epoch(1000, 100), batch_size=100, learning_rate=0.01,
+                         seed=seed)
     models = {with_bn: multi_layer_net.model(784, (100,) * 5, 10, weight_init_std=1.0, use_batchnorm=with_bn)
               for with_bn in (True, False)}
     result = {"train_images": 1000, "epochs": epochs, "scales": scales.tolist(), "runs": []}
@@ -170,7 +173,8 @@ def overfitting(data, out, *, quick=False, seed=0, log=print):
     (x, t), test = data
     data = ((x[:300], t[:300]), test)
     epochs = 3 if quick else 201
-    config = TrainConfig(iters_num=epochs * 3, batch_size=100, learning_rate=0.01, seed=seed)
+    config = TrainConfig(iters_num=epochs * iterations_per_epoch(300, 100), batch_size=100, learning_rate=0.01,
+                         seed=seed)
     variants = {"no regularisation": {}, "weight decay 0.1": {"weight_decay_lambda": 0.1},
                 "dropout 0.2": {"drop_rate": 0.2}}
     result = {"train_images": 300, "epochs": epochs, "variants": {}}
@@ -195,37 +199,26 @@ def overfitting(data, out, *, quick=False, seed=0, log=print):
 
 # --- sec. 6.5: random search, every trial at once ------------------------------------------------
 
-def _trial_fn(model, x_train, t_train, x_val, t_val, epochs, batch_size):
+def random_search_trial(x_train, t_train, x_val, t_val, epochs, batch_size, seed):
     """``(learning_rate, weight_decay_lambda, key) -> (train_acc, val_acc)`` per epoch: one whole
-    training (plain SGD, as the book's), written so that the rates may be traced: ``vmap`` over
-    them trains many networks in one call."""
-    n = x_train.shape[0]
-    iter_per_epoch = max(n // batch_size, 1)
-
-    def accuracy(params, state, x, t):
-        return jnp.mean(jnp.argmax(model.predict(params, state, x), axis=1) == t)
+    training through the trainer's own epochs program (``make_epochs_fn``), with the book's
+    plain SGD; the rates are ordinary traced values, so ``vmap`` over them trains many networks
+    in one call. ``key`` draws the initial weights; every trial sees the same batches (``seed``)."""
+    n_train, n_val = x_train.shape[0], x_val.shape[0]
+    iter_per_epoch = iterations_per_epoch(n_train, batch_size)
+    train_eval, val_eval = eval_chunks(x_train, t_train), eval_chunks(x_val, t_val)
+    xs, ts = jnp.asarray(x_train), jnp.asarray(t_train)
 
     def trial(lr, lam, key):
-        params, state = model.init(jax.random.fold_in(key, 0))
-        batch_key = jax.random.fold_in(key, 1)
-
-        def loss(params, x, t):
-            data_loss, _ = model.loss(params, state, x, t)
-            # lambda multiplies the hand rule's output, so it may be a traced value.
-            return data_loss + lam * weight_decay(nn.weights(model, params), 1.0)
-
-        def epoch(params, e):
-            def step(i, params):
-                rows = jax.random.randint(jax.random.fold_in(batch_key, e * iter_per_epoch + i),
-                                          (batch_size,), 0, n)
-                grads = jax.grad(loss)(params, x_train[rows], t_train[rows])
-                return jax.tree.map(lambda p, g: p - lr * g, params, grads)
-
-            params = jax.lax.fori_loop(0, iter_per_epoch, step, params)
-            return params, (accuracy(params, state, x_train, t_train), accuracy(params, state, x_val, t_val))
-
-        _, (train_acc, val_acc) = jax.lax.scan(epoch, params, jnp.arange(epochs))
-        return train_acc, val_acc
+        model = multi_layer_net.model(784, (100,) * 6, 10, weight_decay_lambda=lam)
+        optimizer = book_optimizers.sgd(lr)
+        config = TrainConfig(iters_num=epochs * iter_per_epoch, batch_size=batch_size, optimizer=optimizer,
+                             seed=seed)
+        params, model_state = model.init(key)
+        state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), model_state)
+        run_epochs = make_epochs_fn(model, config, iter_per_epoch, n_train, n_val, max_epochs=epochs)
+        _, records = run_epochs(state, epochs, xs, ts, train_eval, val_eval)
+        return records.train_acc, records.test_acc
 
     return trial
 
@@ -245,9 +238,7 @@ def random_search(data, out, *, quick=False, seed=0, log=print):
     lrs = 10 ** rng.uniform(-6, -2, trials)
     lams = 10 ** rng.uniform(-8, -4, trials)
     keys = jax.random.split(jax.random.key(seed), trials)
-    model = multi_layer_net.model(784, (100,) * 6, 10)
-    trial = _trial_fn(model, jnp.asarray(x_train), jnp.asarray(t_train), jnp.asarray(x_val),
-                      jnp.asarray(t_val), epochs, 100)
+    trial = random_search_trial(x_train, t_train, x_val, t_val, epochs, 100, seed)
     lr_j, lam_j = jnp.asarray(lrs, jnp.float32), jnp.asarray(lams, jnp.float32)
 
     every = jax.jit(jax.vmap(trial))

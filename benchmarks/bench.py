@@ -10,6 +10,7 @@ and read the table, ``benchmarks/results/<name>.json`` and ``<name>.png``.
 """
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -424,7 +425,8 @@ def machine():
 def run(name, repeats, tiny, out_dir, log=print):
     data = bj.datasets.load_mnist_sample()
     spec = TINY if tiny else {"workloads": WORKLOADS, "batch_sweep": BATCH_SWEEP, "hidden_sweep": HIDDEN_SWEEP}
-    results = {"name": name, "machine": machine(), "repeats": repeats, "workloads": {}, "sweeps": {}}
+    results = {"name": name, "date": datetime.date.today().isoformat(), "machine": machine(),
+               "repeats": repeats, "workloads": {}, "sweeps": {}}
     peak = gemm_peak(repeats, (256, 512) if tiny else (1024, 2048, 4096))
     results["gemm_peak_gflops"] = peak
     log(f"float32 matmul peak: {peak:.1f} GFLOP/s on {results['machine']['device_kind']}")

@@ -6,7 +6,9 @@ dtype explicitly. Implicit rank promotion raises, and warnings are errors
 """
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 # One persistent XLA compilation cache for the whole suite and the processes it starts
 # (the command-line tests run the same training programs again and again). It lives
@@ -19,6 +21,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+import backprop_jax as bj  # noqa: E402
+from backprop_jax import datasets  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -51,3 +56,50 @@ def data_cache(tmp_path_factory):
         del os.environ["BACKPROP_JAX_DATA"]
     else:
         os.environ["BACKPROP_JAX_DATA"] = old
+
+
+# Helpers shared by several test files --------------------------------------------------
+
+@pytest.fixture(scope="session")
+def sample():
+    """The embedded 5,000 MNIST digits, ``((x_train, t_train), (x_test, t_test))``."""
+    return datasets.load_mnist_sample()
+
+
+def fake_mnist(directory, n_train=30, n_test=10, seed=0):
+    """Writes four small, valid MNIST files; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train_img": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train_label": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "test_img": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "test_label": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    for key, (name, _) in datasets.MNIST_FILES.items():
+        datasets.write_idx(Path(directory) / name, arrays[key])
+    return arrays
+
+
+def final_params(out):
+    template = jax.eval_shape(lambda: bj.init_state(bj.two_layer_net.model(), bj.TrainConfig()))
+    checkpoints = bj.Checkpoints(Path(out) / "checkpoints")
+    state, _ = checkpoints.restore(template)
+    checkpoints.close()
+    return state
+
+
+def browser():
+    chromium, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        assert not os.environ.get("CI"), ".ci/run installs Chromium and its driver; they must be there in CI"
+        pytest.skip("Chromium and chromedriver are not installed on this machine (apt-get install chromium "
+                    "chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)

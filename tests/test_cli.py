@@ -5,17 +5,14 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
-from pathlib import Path
 
-import numpy as np
+import chex
 import pytest
 
-import backprop_jax as bj
 from backprop_jax.cli import main
-from test_datasets import fake_mnist
-
-import jax
+from conftest import fake_mnist, final_params
 
 
 def cli(*args, timeout=300, check=True):
@@ -45,8 +42,9 @@ def cli(*args, timeout=300, check=True):
     (["train", "--coordinator", "node0:1234", "--num-processes", "2", "--process-id", "2"],
      "--process-id must be below --num-processes (2), got 2"),
     ([], "the following arguments are required: COMMAND"),
-    (["train", "--seed", "4294967296"], "argument --seed: expected an integer from 0 to 4294967295, got '4294967296'"),
-    (["train", "--seed", str(2 ** 64)], "argument --seed: expected an integer from 0 to 4294967295"),
+    (["train", "--seed", "4294967296"],
+     "argument --seed: seed must be an integer from 0 to 2**32 - 1 = 4294967295, got 4294967296"),
+    (["train", "--seed", str(2 ** 64)], "argument --seed: seed must be an integer from 0 to 2**32 - 1 = 4294967295"),
 ])
 def test_invalid_flags_give_a_usage_error(args, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -154,12 +152,6 @@ def test_multi_layer_model_from_the_command_line(tmp_path):
     assert "adam lr 0.001" in result.stdout and "epoch 2: train acc" in result.stdout
 
 
-def final_params(out):
-    template = jax.eval_shape(lambda: bj.init_state(bj.two_layer_net.model(), bj.TrainConfig()))
-    checkpoints = bj.Checkpoints(Path(out) / "checkpoints")
-    state, _ = checkpoints.restore(template)
-    checkpoints.close()
-    return state
 
 
 def kill_when(args, out, ready, timeout=240):
@@ -212,8 +204,7 @@ def test_a_run_killed_again_and_again_resumes_to_exactly_the_uninterrupted_param
     assert f"resuming from iteration {int(killed_at.iteration)}" in result.stdout
     a, b = final_params(whole), final_params(broken)
     assert int(a.iteration) == int(b.iteration) == 800
-    for k in a.params:
-        np.testing.assert_array_equal(a.params[k], b.params[k])
+    chex.assert_trees_all_equal(a.params, b.params)
     # The metrics agree too, epoch by epoch, apart from wall-clock times.
     resumed = json.loads((broken / "metrics.json").read_text())
     uninterrupted = json.loads((whole / "metrics.json").read_text())
@@ -353,3 +344,53 @@ def test_a_file_size_limit_while_checkpointing_is_one_line(tmp_path):
         f"backprop-jax: error: cannot write checkpoint 40 in {out}/checkpoints: the file size limit is reached; "
         f"the checkpoints before it and metrics.json are kept (resume with --resume once there is room)")
     assert json.loads((out / "metrics.json").read_text())["epochs"][-1]["iteration"] == 200
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "convnet", "--hidden-sizes", "80"],
+     "--hidden-sizes does not apply to --model convnet (its flags: --hidden, --weight-init, --filter-num, "
+     "--filter-size, --pad, --stride)"),
+    (["train", "--batch-norm", "--dropout", "0.1"], "--batch-norm, --dropout do not apply to --model two-layer"),
+    (["train", "--model", "nets.py:make", "--hidden", "3"], "--hidden does not apply to --model nets.py:make"),
+    (["train", "--model", "resnet"], "--model must be two-layer, multi-layer, convnet, deep-convnet or FILE.py:FUNCTION"),
+    (["train", "--model", "multi-layer", "--dropout", "1.5"], "expected a fraction in [0, 1), got '1.5'"),
+    (["train", "--model", "convnet", "--weight-init", "-1"], "argument --weight-init: expected a number > 0, got '-1'"),
+    (["train", "--model", "convnet", "--filter-size", "40"],
+     "--model convnet with --filter-size 40: convolution: the 40x40 window is larger than the input 28x28"),
+])
+def test_new_flags_are_checked(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+# --- your own network from the command line ----------------------------------------------------
+
+def test_a_user_model_file_trains_through_the_command_line(tmp_path, capsys):
+    source = textwrap.dedent('''
+        from backprop_jax import nn
+
+        def tiny():
+            return nn.classifier(nn.serial(nn.Affine(16, weight_init_std="he"), nn.Relu, nn.Affine(10)),
+                                 input_shape=(784,))
+
+        def not_a_model():
+            return 42
+    ''')
+    (tmp_path / "my_net.py").write_text(source)
+    spec, out = f"{tmp_path / 'my_net.py'}:tiny", tmp_path / "run"
+    args = ["train", "--model", spec, "--iters", "80", "--no-progress", "--dataset", "mnist-sample",
+            "--out", str(out)]
+    main(args)
+    assert "epoch 2: train acc" in capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["model"] == spec and metrics["epochs"][-1]["iteration"] == 80
+    assert len(metrics["config"]["model_file_sha256"]) == 64
+    # Resuming with a changed file is refused: the model may not be the one that was trained.
+    (tmp_path / "my_net.py").write_text(source.replace("16", "17"))
+    with pytest.raises(SystemExit, match="other settings.*model_file_sha256"):
+        main([*args, "--resume", "--iters", "160"])
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--model", f"{tmp_path / 'my_net.py'}:not_a_model"])
+    assert e.value.code == 2
+    assert "not_a_model() returned int, not a backprop_jax.Model" in capsys.readouterr().err

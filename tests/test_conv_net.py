@@ -9,13 +9,7 @@ import pytest
 
 import backprop_jax as bj
 from backprop_jax import compare_optimizers, conv_net, multi_layer_net, run
-from backprop_jax.cli import main
 from conftest import normal
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return bj.datasets.load_mnist_sample()
 
 
 def small(data, n_train=400, n_test=100):
@@ -95,19 +89,3 @@ def test_compare_optimizers_writes_one_plot(sample, tmp_path):
         "SGD": 0.01, "Momentum": 0.01, "AdaGrad": 0.01, "Adam": 0.001}
     assert [e["iteration"] for e in record["optimizers"]["Adam"]["epochs"]] == [4, 8]
     assert len(log) == 4
-
-
-@pytest.mark.parametrize("args, message", [
-    (["train", "--model", "convnet", "--hidden-sizes", "80"],
-     "--hidden-sizes does not apply to --model convnet (its flags: --hidden, --weight-init, --filter-num, "
-     "--filter-size, --pad, --stride)"),
-    (["train", "--batch-norm", "--dropout", "0.1"], "--batch-norm, --dropout do not apply to --model two-layer"),
-    (["train", "--model", "nets.py:make", "--hidden", "3"], "--hidden does not apply to --model nets.py:make"),
-    (["train", "--model", "resnet"], "--model must be two-layer, multi-layer, convnet, deep-convnet or FILE.py:FUNCTION"),
-    (["train", "--model", "multi-layer", "--dropout", "1.5"], "expected a fraction in [0, 1), got '1.5'"),
-    (["train", "--model", "convnet", "--weight-init", "he"], "--weight-init for the convnet must be a number"),
-])
-def test_new_flags_are_checked(args, message, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -10,20 +10,7 @@ import numpy as np
 import pytest
 
 from backprop_jax import datasets
-
-
-def fake_mnist(directory, n_train=30, n_test=10, seed=0):
-    """Writes four small, valid MNIST files; returns the arrays written."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train_img": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "train_label": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "test_img": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "test_label": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    for key, (name, _) in datasets.MNIST_FILES.items():
-        datasets.write_idx(Path(directory) / name, arrays[key])
-    return arrays
+from conftest import fake_mnist
 
 
 def test_load_mnist_parses_idx_files_like_the_book(tmp_path):

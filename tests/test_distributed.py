@@ -15,9 +15,10 @@ import sys
 import textwrap
 import time
 
+import chex
 import numpy as np
 
-from test_cli import final_params
+from conftest import final_params
 
 WORKER = textwrap.dedent('''
     import sys
@@ -176,5 +177,4 @@ def test_a_dying_process_stops_the_others_and_the_run_resumes(tmp_path):
                    env=environment(free_port(), devices=1), check=True, capture_output=True, timeout=240)
     a, b = final_params(out), final_params(single)
     assert int(a.iteration) == int(b.iteration) == iters
-    for k in a.params:
-        np.testing.assert_allclose(a.params[k], b.params[k], rtol=2e-4, atol=1e-6)
+    chex.assert_trees_all_close(a.params, b.params, rtol=2e-4, atol=1e-6)

@@ -59,3 +59,24 @@ def test_random_search_runs_every_trial_in_one_call_with_the_same_results(result
     # vmap over the trials and a loop over them agree (to a flipped prediction or two).
     assert r["max_val_acc_difference_vmap_vs_loop"] <= 0.02
     assert r["vmapped_seconds"] > 0 and r["one_after_another_seconds"] > 0
+
+
+def test_a_random_search_trial_is_the_trainers_own_program(sample):
+    """Each trial runs ``make_epochs_fn``, the program ``bj.train`` runs: one trial at a learning
+    rate and weight decay gives, epoch for epoch, ``bj.train``'s accuracies at the same settings."""
+    import jax
+    import jax.numpy as jnp
+
+    import backprop_jax as bj
+    from backprop_jax.experiments import random_search_trial
+
+    (x, t), _ = sample
+    x, t = np.asarray(x)[:300], np.asarray(t)[:300]
+    x_val, t_val, x_train, t_train = x[:100], t[:100], x[100:], t[100:]
+    trial = jax.jit(random_search_trial(x_train, t_train, x_val, t_val, 2, 100, 0))
+    train_acc, val_acc = trial(jnp.float32(0.01), jnp.float32(1e-3), jax.random.fold_in(jax.random.key(0), 0))
+    model = bj.multi_layer_net.model(784, (100,) * 6, 10, weight_decay_lambda=1e-3)
+    _, history = bj.train(model, ((x_train, t_train), (x_val, t_val)),
+                          bj.TrainConfig(iters_num=4, optimizer=bj.optimizers.sgd(0.01)))
+    np.testing.assert_array_equal(np.asarray(train_acc), np.float32([e.train_acc for e in history]))
+    np.testing.assert_array_equal(np.asarray(val_acc), np.float32([e.test_acc for e in history]))

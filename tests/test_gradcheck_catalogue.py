@@ -153,11 +153,16 @@ def test_an_input_within_eps_of_a_kink_is_named_not_failed():
     assert not bj.gradcheck(lambda x: jnp.sum(wrong(x)), x, eps=1e-4).ok
 
 
-def test_settings_and_non_differentiable_arguments_are_held_fixed_with_a_note():
+def test_settings_pass_through_and_a_static_argument_given_a_traced_float_is_named():
     W = normal(0, (3, 4))
-    report = bj.gradcheck(lambda W, lam: bj.weight_decay([W], lam), W, 0.1)  # lam: nondiff_argnums
-    assert report.ok and [e.name for e in report.entries] == ["W"]
-    assert report.skipped == ("argument 1 (passed to a non-differentiable argument, held fixed)",)
+    report = bj.gradcheck(lambda W, lam: bj.weight_decay([W], lam), W, 0.1)  # lam is traced, and checked
+    assert report.ok and [e.name for e in report.entries] == ["W", "lam"]
+    x, key = normal(4, (3, 4)), jax.random.key(0)
+    drop = lambda x, rate: bj.dropout(x, key, rate, True)  # noqa: E731  drop_rate is nondiff_argnums
+    with pytest.raises(TypeError, match="argument 1 is a Python float that gradcheck traces: leave it out of argnums"):
+        bj.gradcheck(drop, x, 0.5)
+    report = bj.gradcheck(drop, x, 0.5, argnums=0)
+    assert report.ok and [e.name for e in report.entries] == ["x"]
     x, Wc, b = normal(1, (2, 1, 5, 5)), normal(2, (2, 1, 3, 3)), normal(3, (2,))
     conv = bj.gradcheck(bj.convolution, x, Wc, b, 2, 1)  # stride and pad as Python ints
     assert conv.ok and conv.skipped == ("argument 3 (a Python int, a setting)", "argument 4 (a Python int, a setting)")

@@ -1,31 +1,14 @@
 """The interactive graph page in a real headless browser (Chromium through Selenium): press
 next until the end and watch the forward values, then the backward gradients, appear."""
 
-import os
 import shutil
 import subprocess
 import sys
 
-import pytest
-
 from backprop_jax import graph, shopping
+from conftest import browser
 
 
-def browser():
-    chromium, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        assert not os.environ.get("CI"), ".ci/run installs Chromium and its driver; they must be there in CI"
-        pytest.skip("Chromium and chromedriver are not installed on this machine (apt-get install chromium "
-                    "chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver), options=options)
 
 
 def test_the_apple_page_steps_forward_then_backward(tmp_path):

@@ -86,5 +86,14 @@ def test_bad_settings_are_rejected():
         multi_layer_net.model(weight_decay_lambda=-1.0)
     with pytest.raises(ValueError, match=r"layer sizes must be positive integers, got \[4, 0, 3\]"):
         multi_layer_net.model(4, [0], 3)
-    with pytest.raises(ValueError, match="weight_init_std must be a positive number, got 'he'"):
-        two_layer_net.model(weight_init_std="he")
+    with pytest.raises(ValueError, match="weight_init_std must be a number, 'he' or 'xavier', got 'lecun'"):
+        two_layer_net.model(weight_init_std="lecun")
+    with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 0"):
+        two_layer_net.model(hidden_size=0)
+
+
+def test_the_two_layer_net_takes_the_same_init_names_as_every_layer():
+    """'he' and 'xavier' scale each layer by its own fan-in, as ``nn.Affine`` does."""
+    params, _ = two_layer_net.model(400, 300, 10, weight_init_std="he").init(jax.random.key(0))
+    np.testing.assert_allclose(np.std(params["W1"]), np.sqrt(2 / 400), rtol=0.02)
+    np.testing.assert_allclose(np.std(params["W2"]), np.sqrt(2 / 300), rtol=0.05)

@@ -1,9 +1,8 @@
 """The layer library: composing hand-rule layers, the book's nets as compositions, your own layers."""
 
 import functools
-import json
-import textwrap
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +11,6 @@ from jax.example_libraries import stax
 
 import backprop_jax as bj
 from backprop_jax import conv_net, multi_layer_net, nn, two_layer_net
-from backprop_jax.cli import main
 from conftest import normal
 
 
@@ -45,9 +43,7 @@ def written_out_conv_net(params, x, t, *, stride=1, pad=0):
 
 
 def assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
-    assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+    chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("activation, use_batchnorm, lam, train", [
@@ -206,35 +202,3 @@ def test_bad_compositions_name_the_problem():
         nn.serial(nn.Convolution(2, 3), nn.Affine(2)).apply(params, {}, jnp.ones((1, 3, 8, 8)))
     with pytest.raises(ValueError, match=r"Dropout: drop_rate must be in \[0, 1\), got 1"):
         nn.Dropout(1)
-
-
-# --- your own network from the command line ----------------------------------------------------
-
-def test_a_user_model_file_trains_through_the_command_line(tmp_path, capsys):
-    source = textwrap.dedent('''
-        from backprop_jax import nn
-
-        def tiny():
-            return nn.classifier(nn.serial(nn.Affine(16, weight_init_std="he"), nn.Relu, nn.Affine(10)),
-                                 input_shape=(784,))
-
-        def not_a_model():
-            return 42
-    ''')
-    (tmp_path / "my_net.py").write_text(source)
-    spec, out = f"{tmp_path / 'my_net.py'}:tiny", tmp_path / "run"
-    args = ["train", "--model", spec, "--iters", "80", "--no-progress", "--dataset", "mnist-sample",
-            "--out", str(out)]
-    main(args)
-    assert "epoch 2: train acc" in capsys.readouterr().out
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["config"]["model"] == spec and metrics["epochs"][-1]["iteration"] == 80
-    assert len(metrics["config"]["model_file_sha256"]) == 64
-    # Resuming with a changed file is refused: the model may not be the one that was trained.
-    (tmp_path / "my_net.py").write_text(source.replace("16", "17"))
-    with pytest.raises(SystemExit, match="other settings.*model_file_sha256"):
-        main([*args, "--resume", "--iters", "160"])
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--model", f"{tmp_path / 'my_net.py'}:not_a_model"])
-    assert e.value.code == 2
-    assert "not_a_model() returned int, not a backprop_jax.Model" in capsys.readouterr().err

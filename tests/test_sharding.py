@@ -80,7 +80,7 @@ def test_devices_flag():
     result = run_with_devices(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("exit 2") == 2, result.stdout
-    assert "--batch-size 98 does not split evenly over 4 devices" in result.stderr
+    assert "--batch-size: batch_size 98 does not split evenly over 4 devices; choose a multiple of 4, or pass --devices" in result.stderr
     assert "cannot use 16 devices: 8 available" in result.stderr
     assert "on 4 cpu devices" in result.stdout and "epoch 2: train acc" in result.stdout
 

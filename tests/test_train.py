@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,13 +17,8 @@ import pytest
 
 import backprop_jax as bj
 from backprop_jax import (
-    Checkpoints, Model, RunError, TrainConfig, TrainingDiverged, datasets, multi_layer_net, run, train,
+    Checkpoints, Model, RunError, TrainConfig, TrainingDiverged, multi_layer_net, run, train,
     two_layer_net)
-
-
-@pytest.fixture(scope="module")
-def sample():
-    return datasets.load_mnist_sample()
 
 
 def small(data, n_train=500, n_test=200):
@@ -43,8 +39,7 @@ def test_same_seed_gives_bitwise_the_same_parameters(sample):
     a, _ = train(two_layer_net.model(), data, config)
     b, _ = train(two_layer_net.model(), data, config)
     c, _ = train(two_layer_net.model(), data, TrainConfig(iters_num=120, seed=4))
-    for k in a.params:
-        np.testing.assert_array_equal(a.params[k], b.params[k])
+    chex.assert_trees_all_equal(a.params, b.params)
     assert not np.array_equal(a.params["W1"], c.params["W1"])
 
 
@@ -53,8 +48,7 @@ def test_batches_fed_from_the_host_train_exactly_like_batches_gathered_on_the_de
     config = TrainConfig(iters_num=30, batch_size=40)  # 12 iterations an epoch: the last one short
     a, history_a = train(two_layer_net.model(), data, config, feed="device")
     b, history_b = train(two_layer_net.model(), data, config, feed="host")
-    for k in a.params:
-        np.testing.assert_array_equal(a.params[k], b.params[k])
+    chex.assert_trees_all_equal(a.params, b.params)
     assert [e.train_loss for e in history_a] == [e.train_loss for e in history_b]
     with pytest.raises(ValueError, match="feed must be 'auto', 'device' or 'host', got 'disk'"):
         train(two_layer_net.model(), data, config, feed="disk")
@@ -103,8 +97,7 @@ def test_how_epochs_are_split_into_calls_changes_nothing(sample):
     assert runs["synced every 5"][2] == [1, 3, 5, 10, 15, 20, 25, 29]  # never across a multiple of 5
     state, history, _ = runs["one epoch a call"]
     for other_state, other_history, _ in list(runs.values())[1:]:
-        for k in state.params:
-            np.testing.assert_array_equal(other_state.params[k], state.params[k])
+        chex.assert_trees_all_equal(other_state.params, state.params)
         strip = lambda h: [(e.epoch, e.iteration, e.train_loss, e.train_acc, e.test_acc) for e in h]
         assert strip(other_history) == strip(history)
     with pytest.raises(ValueError, match="seconds_per_call must be a positive number, got 0"):
@@ -357,8 +350,7 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, sample
     assert re.fullmatch(rf"checkpoint 20 cannot be read \(.+\); moved it to {tmp_path}/damaged-checkpoints/20",
                         log[0]), log[0]
     assert log[1] == "resuming from iteration 15 (epoch 3)"
-    for k in whole.params:
-        np.testing.assert_array_equal(state.params[k], whole.params[k])
+    chex.assert_trees_all_equal(state.params, whole.params)
     assert [e.iteration for e in history] == list(range(5, 41, 5))
     assert (tmp_path / "damaged-checkpoints" / "20").is_dir()
     time.sleep(1.0)
@@ -403,8 +395,7 @@ def test_evaluating_a_sample_each_epoch_as_the_books_trainer(sample):
     sampled = TrainConfig(iters_num=23, seed=2, evaluate_sample_num_per_epoch=30)
     state, history = train(model, data, config)
     state_s, history_s = train(model, data, sampled)
-    for k in state.params:  # evaluation never changes training
-        np.testing.assert_array_equal(state_s.params[k], state.params[k])
+    chex.assert_trees_all_equal(state_s.params, state.params)
     assert [e.train_loss for e in history_s] == [e.train_loss for e in history]
     # The book's Trainer: x[:30] each epoch; everything after the last.
     (x, t), (xt, tt) = data
@@ -449,6 +440,18 @@ def test_bad_config_is_rejected(kwargs, message):
         TrainConfig(**kwargs)
 
 
+def test_the_default_learning_rate_follows_the_optimizer_through_replace():
+    import dataclasses
+
+    adam = TrainConfig(optimizer="adam")
+    assert adam.learning_rate is None and adam.lr == bj.OPTIMIZERS["adam"].learning_rate == 0.001
+    sgd = dataclasses.replace(adam, optimizer="sgd")
+    assert sgd.lr == bj.OPTIMIZERS["sgd"].learning_rate == 0.1 and sgd.record()["learning_rate"] == 0.1
+    assert dataclasses.replace(sgd, learning_rate=0.5).lr == 0.5
+    assert dataclasses.replace(TrainConfig(learning_rate=0.5), optimizer="adam").lr == 0.5  # given: kept
+    assert sgd.optimizer_name() == "sgd lr 0.1"
+
+
 def test_any_optax_transformation_trains_checkpoints_and_resumes_bitwise(tmp_path, sample):
     import optax
     data = small(sample)
@@ -461,8 +464,7 @@ def test_any_optax_transformation_trains_checkpoints_and_resumes_bitwise(tmp_pat
     assert "optax" in record["optimizer"] and "0.001" in record["optimizer"], record["optimizer"]
     resumed, _ = run(two_layer_net.model(), data, TrainConfig(iters_num=40, optimizer=adamw(1e-3)), dataset="d",
                      settings=settings, out=tmp_path, resume=True, progress=False, log=lambda *a: None)
-    for k in whole.params:
-        np.testing.assert_array_equal(resumed.params[k], whole.params[k])
+    chex.assert_trees_all_equal(resumed.params, whole.params)
     # Another transformation, or the same with another learning rate, is another run.
     for other in (adamw(2e-3), optax.sgd(0.1)):
         with pytest.raises(RunError, match="other settings .*'optimizer'"):
@@ -628,8 +630,7 @@ def test_a_full_disk_or_a_removed_directory_loses_nothing_already_saved(tmp_path
     whole, _ = train(two_layer_net.model(), data, TrainConfig(iters_num=40))
     state, _ = run(two_layer_net.model(), data, TrainConfig(iters_num=40), dataset="d", settings={}, out=tmp_path,
                    resume=True, progress=False, log=lambda *a: None)
-    for k in whole.params:
-        np.testing.assert_array_equal(state.params[k], whole.params[k])
+    chex.assert_trees_all_equal(state.params, whole.params)
 
     # The checkpoints directory removed while the run goes on: the next checkpoint is written afresh.
     def removed_after_the_first(self, step, state, record, force=False):

@@ -11,7 +11,6 @@ is the hand computation itself.
 import contextlib
 import dataclasses
 import inspect
-import itertools
 import math
 
 import jax
@@ -383,18 +382,19 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
       *args: arrays, Python floats or pytrees of them. Python ints, bools and
         strings (a stride, a flag), callables and other non-array leaves are
         passed through unchanged and not checked. A Python list of numbers is
-        refused (pass an array). A Python float that ``f`` passes to a
-        non-differentiable argument of a layer (``nondiff_argnums``:
-        ``weight_decay``'s ``lam``, ``dropout``'s ``drop_rate``) is found,
-        held fixed and noted. Complex arrays are refused: check
+        refused (pass an array). A Python float is checked like an array when
+        it is among ``argnums``; left out of ``argnums`` it is a setting,
+        passed through unchanged (as a layer's static argument, such as
+        ``dropout``'s ``drop_rate``, needs) and noted. Complex arrays are refused: check
         ``lambda re, im: f(re + 1j * im)`` at ``x.real, x.imag`` instead.
       reference: function with ``f``'s signature to differentiate
         automatically in place of ``without_hand_rules(f)``.
       argnums: indices of the arguments to check (default: all).
       eps: central-difference step (default by dtype: 1e-6 for float64 and
         for low precision checked through float64).
-      atol, rtol: tolerances for all comparisons. By default they depend on
+      atol: absolute tolerance for all comparisons. By default it depends on
         the dtype: tight in float64, derived from the rounding in low precision.
+      rtol: relative tolerance, the same way.
       numeric: set False to skip central differences.
       numeric_elements: central differences on at most this many elements
         per array, drawn at random from ``key`` (default: all, as the book
@@ -451,22 +451,21 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
                             + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
         aux, value = out[1], f
         f = _value_of(value)
+    # A Python float left out of argnums is a setting: passed through as the Python value, so it
+    # may reach a layer's static argument (dropout's drop_rate); every other float is traced.
+    held = frozenset(i for i, a in enumerate(args) if isinstance(a, float) and i not in argnums)
     try:
-        return _gradcheck(f, args, argnums, frozenset(), aux=aux, **options)
+        return _gradcheck(f, args, argnums, held, aux=aux, **options)
     except jax.errors.UnexpectedTracerError as e:
         if "nondiff_argnums" not in str(e):
             raise
-    # A Python float went to a layer's non-differentiable argument: find which, hold those fixed.
-    floats = [i for i, a in enumerate(args) if isinstance(a, float)]
-    for held in (frozenset(c) for n in range(1, len(floats) + 1) for c in itertools.combinations(floats, n)):
-        try:
-            return _gradcheck(f, args, argnums, held, aux=aux, **options)
-        except jax.errors.UnexpectedTracerError as e:
-            if "nondiff_argnums" not in str(e):
-                raise
-    raise TypeError("gradcheck: f passes a traced value to a layer's non-differentiable argument "
-                    "(nondiff_argnums, such as a stride or weight_decay's lam); pass that setting as a "
-                    "Python number, or close over it")
+        floats = [str(i) for i, a in enumerate(args) if isinstance(a, float) and i not in held]
+        raise TypeError(
+            "gradcheck: f passes a traced value to a layer's non-differentiable argument (nondiff_argnums, "
+            "such as dropout's drop_rate or a stride)"
+            + (f"; argument {', '.join(floats)} is a Python float that gradcheck traces: leave it out of "
+               f"argnums, and it is passed through as a setting" if floats else
+               "; close over that setting instead of passing it as an array")) from None
 
 
 def _value_of(f):
@@ -559,10 +558,7 @@ def _split(f, args, argnums, held, batched, in_axes):
             if i not in argnums and top:
                 continue
             label = f"argument {i}" if top else name
-            if i in held:
-                if top:
-                    skipped.append(f"{label} (passed to a non-differentiable argument, held fixed)")
-            elif kind == "static":
+            if kind == "static":
                 skipped.append(f"{label} ({_static_reason(leaf)})")
             elif kind == "array" and i in argnums:
                 skipped.append(f"{name} (integer or bool)")

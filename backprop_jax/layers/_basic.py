@@ -24,7 +24,8 @@ def mul(x, y):
     """Multiplication node ``out = x * y``: the book's ``MulLayer`` (sec. 5.4.1).
 
     Args:
-      x, y: float arrays (or Python floats) of broadcast-compatible shapes.
+      x: float array (or Python float).
+      y: float array (or Python float) of a shape broadcast-compatible with x's.
     Returns:
       ``x * y``, of the broadcast shape.
 
@@ -55,7 +56,8 @@ def add(x, y):
     """Addition node ``out = x + y``: the book's ``AddLayer`` (sec. 5.4.2).
 
     Args:
-      x, y: float arrays (or Python floats) of broadcast-compatible shapes.
+      x: float array (or Python float).
+      y: float array (or Python float) of a shape broadcast-compatible with x's.
     Returns:
       ``x + y``, of the broadcast shape.
 

@@ -22,17 +22,19 @@ def batch_norm(x, gamma, beta, state, train, momentum=0.9, eps=1e-6):
       x: float array of shape (N, D), or (N, C, H, W), which the book flattens
         to (N, C*H*W): every activation is normalised on its own, not per
         channel.
-      gamma, beta: float arrays of shape (D,): scale and shift.
+      gamma: float array of shape (D,): the scale.
+      beta: float array of shape (D,): the shift.
       state: ``{"running_mean": (D,), "running_var": (D,)}`` (see
         ``init_batch_norm_state``); returned updated, never mutated.
       train: True to normalise with the batch's mean and variance and update
         the running ones; False to normalise with the running ones.
       momentum: running = momentum * running + (1 - momentum) * batch (0.9 in the book).
-      ``train``, ``momentum`` and ``eps`` are static (``nondiff_argnums``):
-      Python values, closed over under ``jit``/``vmap``.
       eps: added to the variance (the book's ``10e-7``, that is 1e-6).
     Returns:
       ``(out, new_state)``: out of x's shape; new_state like ``state``.
+
+    ``train``, ``momentum`` and ``eps`` are static (``nondiff_argnums``):
+    Python values, closed over under ``jit``/``vmap``.
 
     In training the batch must not be empty (``ValueError``). A batch of one
     example has variance 0, so ``xn`` is 0 and ``out`` is ``beta`` whatever

@@ -34,7 +34,10 @@ def im2col(x, filter_h, filter_w, stride=1, pad=0):
 
     Args:
       x: float array of shape (N, C, H, W).
-      filter_h, filter_w, stride, pad: Python ints.
+      filter_h: the window's height, a Python int.
+      filter_w: the window's width, a Python int.
+      stride: a Python int.
+      pad: zeros added on every side, a Python int.
     Returns:
       ``col`` of shape (N*out_h*out_w, C*filter_h*filter_w): row (n, i, j)
       holds the window at output position (i, j) of image n, channel-major.
@@ -97,9 +100,10 @@ def convolution(x, W, b, stride=1, pad=0):
       x: float array of shape (N, C, H, W).
       W: float filters of shape (FN, C, FH, FW).
       b: float array of shape (FN,).
-      stride, pad: Python ints (static, ``nondiff_argnums``): under ``jax.jit``
-        pass them with ``static_argnums=(3, 4)`` or close over them; a traced
-        value raises JAX's ``UnexpectedTracerError``.
+      stride: a Python int (static, ``nondiff_argnums``, like ``pad``): under
+        ``jax.jit`` pass both with ``static_argnums=(3, 4)`` or close over them;
+        a traced value raises JAX's ``UnexpectedTracerError``.
+      pad: zeros added on every side, a Python int.
     Returns:
       An array of shape (N, FN, out_h, out_w), out_h = (H + 2*pad - FH) / stride + 1.
 
@@ -152,10 +156,14 @@ def max_pooling(x, pool_h, pool_w, stride=1, pad=0):
 
     Args:
       x: float array of shape (N, C, H, W).
-      pool_h, pool_w, stride, pad: Python ints (static, ``nondiff_argnums``:
-        under ``jax.jit`` pass them with ``static_argnums=(1, 2, 3, 4)`` or
-        close over them). Padding adds zeros, as in the book (so a window over
-        padding and negative values yields 0).
+      pool_h: the window's height, a Python int.
+      pool_w: the window's width, a Python int.
+      stride: a Python int.
+      pad: zeros added on every side, as in the book (so a window over
+        padding and negative values yields 0), a Python int.
+
+    The four ints are static (``nondiff_argnums``): under ``jax.jit`` pass
+    them with ``static_argnums=(1, 2, 3, 4)`` or close over them.
     Returns:
       An array of shape (N, C, out_h, out_w): the maximum of each window.
 

@@ -19,11 +19,12 @@ def dropout(x, key, drop_rate, train):
         book's ``dropout_ratio``).
       train: True to drop units (``out = x * mask`` with
         ``mask = uniform > drop_rate``), False for evaluation.
-      ``drop_rate`` and ``train`` are static (``nondiff_argnums``): Python
-      values, closed over under ``jit``/``vmap`` (a traced value raises
-      ``UnexpectedTracerError``).
     Returns:
       An array of x's shape.
+
+    ``drop_rate`` and ``train`` are static (``nondiff_argnums``): Python
+    values, closed over under ``jit``/``vmap`` (a traced value raises
+    ``UnexpectedTracerError``).
 
     As in the book this is not "inverted" dropout: training keeps the
     surviving units unscaled and evaluation scales every unit by

@@ -50,9 +50,12 @@ def time_rnn(xs, h0, Wx, Wh, b):
     """The sequel's ``TimeRNN`` (sec. 5.3.2): ``rnn_cell`` over every time step.
 
     Args:
-      xs: float array (N, T, D); h0: the initial hidden state (N, H) (zeros for a
-        new sequence, the previous block's ``h_last`` for truncated BPTT);
-      Wx (D, H), Wh (H, H), b (H,).
+      xs: float array (N, T, D).
+      h0: the initial hidden state (N, H) (zeros for a new sequence, the
+        previous block's ``h_last`` for truncated BPTT).
+      Wx: (D, H).
+      Wh: (H, H).
+      b: (H,).
     Returns:
       ``(hs, h_last)``: every hidden state (N, T, H) and the last (N, H).
 
@@ -126,8 +129,12 @@ def time_lstm(xs, h0, c0, Wx, Wh, b):
     """The sequel's ``TimeLSTM`` (sec. 6.3): ``lstm_cell`` over every time step.
 
     Args:
-      xs: float array (N, T, D); h0, c0: initial hidden and cell states (N, H);
-      Wx (D, 4H), Wh (H, 4H), b (4H,) in the gate order f, g, i, o.
+      xs: float array (N, T, D).
+      h0: the initial hidden state (N, H).
+      c0: the initial cell state (N, H).
+      Wx: (D, 4H), the gates in the order f, g, i, o.
+      Wh: (H, 4H), the same order.
+      b: (4H,), the same order.
     Returns:
       ``(hs, h_last, c_last)``: hs (N, T, H), the last states (N, H) each.
 

@@ -16,12 +16,12 @@ ACTIVATIONS = {"relu": nn.Relu, "sigmoid": nn.Sigmoid}
 
 
 def model(input_size=784, hidden_size_list=(100, 100, 100), output_size=10, *, activation="relu",
-          weight_init_std="relu", weight_decay_lambda=0.0, use_batchnorm=False, drop_rate=0.0,
+          weight_init_std="he", weight_decay_lambda=0.0, use_batchnorm=False, drop_rate=0.0,
           dtype=jnp.float32):
     """The network as a ``Model``.
 
     ``weight_init_std``: a number, ``"he"``/``"relu"`` (sqrt(2 / fan-in), the
-    book's default) or ``"xavier"``/``"sigmoid"`` (sqrt(1 / fan-in)).
+    book's default, which it calls ``'relu'``) or ``"xavier"``/``"sigmoid"`` (sqrt(1 / fan-in)).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")

@@ -26,6 +26,7 @@ in general; a ``stax`` pair with ``from_stax``.
 """
 
 import math
+import operator
 from typing import Callable, NamedTuple
 
 import jax
@@ -71,6 +72,15 @@ def weight_std(weight_init_std, fan_in):
     return float(weight_init_std)
 
 
+def _check_count(layer, name, value):
+    try:
+        ok = not isinstance(value, bool) and operator.index(value) >= 1
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{layer}: {name} must be a positive integer, got {value!r}")
+
+
 def _normal(key, shape, std, dtype):
     return (std * jax.random.normal(key, shape)).astype(dtype)
 
@@ -102,6 +112,7 @@ def Affine(out_dim, *, weight_init_std=0.01, dtype=jnp.float32):
     ``weight_init_std``: a number, ``"he"`` or ``"xavier"`` (scaled by the fan-in d1 * ...).
     """
     weight_std(weight_init_std, 1)  # validate now, not at init
+    _check_count("Affine", "out_dim", out_dim)
 
     def init(key, input_shape):
         input_shape = _check_shape("Affine", input_shape)
@@ -122,6 +133,8 @@ def Convolution(filter_num, filter_size, *, stride=1, pad=0, weight_init_std=0.0
     ``weight_init_std``: a number, ``"he"`` or ``"xavier"`` (fan-in C * filter_size ** 2).
     """
     weight_std(weight_init_std, 1)
+    _check_count("Convolution", "filter_num", filter_num)
+    _check_count("Convolution", "filter_size", filter_size)
 
     def init(key, input_shape):
         input_shape = _check_shape("Convolution", input_shape, 4)
@@ -422,7 +435,8 @@ def classifier(layer, input_shape, *, weight_decay_lambda=0.0):
     if not input_shape or min(input_shape) < 1:
         raise ValueError(f"classifier: input_shape must be one example's shape, e.g. (784,) or "
                          f"(1, 28, 28), got {input_shape}")
-    if isinstance(weight_decay_lambda, bool) or not weight_decay_lambda >= 0:
+    traced = isinstance(weight_decay_lambda, jax.core.Tracer)  # a strength vmapped over, say
+    if not traced and (isinstance(weight_decay_lambda, bool) or not weight_decay_lambda >= 0):
         raise ValueError(f"weight_decay_lambda must be >= 0, got {weight_decay_lambda}")
     size = math.prod(input_shape)
 
@@ -445,6 +459,6 @@ def classifier(layer, input_shape, *, weight_decay_lambda=0.0):
         return mask_of(layer, params)
 
     penalty = None
-    if weight_decay_lambda:
+    if traced or weight_decay_lambda:
         penalty = lambda params: weight_decay(weights(layer, params), weight_decay_lambda)  # noqa: E731
     return Model(init, apply, penalty, weight_mask=weight_mask)

@@ -7,24 +7,30 @@ Affine -> ReLU -> Affine -> Softmax-with-Loss, parameters
 checking and drawing take (its ``accuracy`` is the book's).
 """
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 
 from backprop_jax.layers import affine, relu, softmax_with_loss
 from backprop_jax.nets._model import Model
+from backprop_jax.nets.nn import weight_std
 
 
 def init(key, input_size, hidden_size, output_size, *, weight_init_std=0.01, dtype=jnp.float32):
-    """Weights ``weight_init_std * N(0, 1)`` and zero biases, as the book's ``TwoLayerNet``.
+    """Weights ``weight_init_std * N(0, 1)`` and zero biases, as the book's ``TwoLayerNet``;
+    ``weight_init_std`` may also be ``"he"`` or ``"xavier"`` (``nn.weight_std``), for each
+    layer from its fan-in.
 
     Returns:
       ``{"W1": (input_size, hidden_size), "b1": (hidden_size,),
       "W2": (hidden_size, output_size), "b2": (output_size,)}``.
     """
     k1, k2 = jax.random.split(key)
-    return {"W1": (weight_init_std * jax.random.normal(k1, (input_size, hidden_size))).astype(dtype),
+    std1, std2 = weight_std(weight_init_std, input_size), weight_std(weight_init_std, hidden_size)
+    return {"W1": (std1 * jax.random.normal(k1, (input_size, hidden_size))).astype(dtype),
             "b1": jnp.zeros(hidden_size, dtype),
-            "W2": (weight_init_std * jax.random.normal(k2, (hidden_size, output_size))).astype(dtype),
+            "W2": (std2 * jax.random.normal(k2, (hidden_size, output_size))).astype(dtype),
             "b2": jnp.zeros(output_size, dtype)}
 
 
@@ -41,8 +47,10 @@ def loss(params, x, t):
 
 def model(input_size=784, hidden_size=50, output_size=10, *, weight_init_std=0.01, dtype=jnp.float32):
     """The network as a ``Model``: no state, so ``init`` returns ``(params, {})``."""
-    if isinstance(weight_init_std, (str, bool)) or not weight_init_std > 0:
-        raise ValueError(f"weight_init_std must be a positive number, got {weight_init_std!r}")
+    for name, size in (("input_size", input_size), ("hidden_size", hidden_size), ("output_size", output_size)):
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ValueError(f"{name} must be a positive integer, got {size!r}")
+    weight_std(weight_init_std, input_size)  # a bad std is refused here, not at init
     return Model(
         init=lambda key: (init(key, input_size, hidden_size, output_size,
                                weight_init_std=weight_init_std, dtype=dtype), {}),

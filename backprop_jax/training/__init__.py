@@ -6,6 +6,9 @@ from backprop_jax.training._distributed import DistributedError, check_processes
 from backprop_jax.training._loop import (
     OPTIMIZERS, Epoch, Optimizer, TrainConfig, TrainingDiverged, TrainState, batch_indices,
     data_parallel_mesh, eval_chunks, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, train)
+# The checks and constants the command line words as flags (not part of the package's API).
+from backprop_jax.training._loop import (  # noqa: F401
+    DIVERGENCE_EPOCHS, DIVERGENCE_FACTOR, check_batch_split, check_seed)
 from backprop_jax.training._run import RunError, RunInterrupted, data_fingerprint, run
 from backprop_jax.training import optimizers
 

@@ -39,8 +39,6 @@ class Optimizer(NamedTuple):
     learning_rate: float  # the default learning rate
 
 
-# The book's optimiser set (sec. 6.1), each its update exactly (``_optimizers``), with the
-# book's default learning rates (SGD: 0.1, the rate of its train_neuralnet.py).
 OPTIMIZERS = {
     "sgd": Optimizer(_optimizers.sgd, 0.1),
     "momentum": Optimizer(_optimizers.momentum, 0.01),
@@ -49,6 +47,29 @@ OPTIMIZERS = {
     "rmsprop": Optimizer(_optimizers.rmsprop, 0.01),
     "adam": Optimizer(_optimizers.adam, 0.001),
 }
+"""The book's optimiser set (sec. 6.1) by name, each an ``Optimizer``: its update exactly as
+``common/optimizer.py`` (``backprop_jax.optimizers``) and its default learning rate (SGD 0.1,
+the rate of the book's ``train_neuralnet.py``; Adam 0.001; the others 0.01)."""
+
+
+def check_seed(seed):
+    """Raises ValueError unless ``seed`` is an integer from 0 to 2**32 - 1: exactly the seeds
+    ``jax.random.key`` tells apart (it keeps 32 bits, so 2**32 would silently be seed 0 again)."""
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2 ** 32):
+        raise ValueError(f"seed must be an integer from 0 to 2**32 - 1 = {2 ** 32 - 1}, got {seed!r}")
+
+
+def check_batch_split(batch_size, n_devices):
+    """Raises ValueError unless every mini-batch of ``batch_size`` splits evenly over ``n_devices``."""
+    if batch_size % n_devices:
+        raise ValueError(f"batch_size {batch_size} does not split evenly over {n_devices} devices; "
+                         f"choose a multiple of {n_devices}")
+
+
+# A loss whose mean over DIVERGENCE_EPOCHS epochs in a row stays above DIVERGENCE_FACTOR times its
+# starting value stops training (a learning rate far too large explodes it without a NaN).
+DIVERGENCE_FACTOR = 10.0
+DIVERGENCE_EPOCHS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +77,9 @@ class TrainConfig:
     """Training settings; the defaults are the book's recipe (sec. 5.7.4)."""
     iters_num: int = 10_000  # mini-batch updates in all
     batch_size: int = 100  # examples per update, drawn at random with replacement
-    learning_rate: float | None = None  # None: the optimizer's default (OPTIMIZERS), 0.1 for sgd
+    # None: the named optimizer's default (OPTIMIZERS: 0.1 for sgd), resolved by ``lr`` whenever it
+    # is read, so ``dataclasses.replace(config, optimizer="adam")`` takes Adam's default.
+    learning_rate: float | None = None
     # One of OPTIMIZERS, or any optax GradientTransformation (optax.adamw(1e-3), a chain, ...),
     # which carries its own learning rate.
     optimizer: Any = "sgd"
@@ -70,10 +93,7 @@ class TrainConfig:
             if self.learning_rate is not None:
                 raise ValueError(f"learning_rate must be None with an optax transformation as the optimizer "
                                  f"(it carries its own), got {self.learning_rate!r}")
-        elif isinstance(self.optimizer, str) and self.optimizer in OPTIMIZERS:
-            if self.learning_rate is None:
-                object.__setattr__(self, "learning_rate", OPTIMIZERS[self.optimizer].learning_rate)
-        else:
+        elif not (isinstance(self.optimizer, str) and self.optimizer in OPTIMIZERS):
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)} or an optax "
                              f"GradientTransformation, got {self.optimizer!r}")
         sample = self.evaluate_sample_num_per_epoch
@@ -83,32 +103,41 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32):
-            # jax.random.key keeps 32 bits of the seed: 2**32 would silently be seed 0 again.
-            raise ValueError(f"seed must be an integer from 0 to 2**32 - 1 = {2 ** 32 - 1}, got {self.seed!r}")
+        check_seed(self.seed)
         if self.learning_rate is not None and not (
                 isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
 
+    @property
+    def lr(self):
+        """The learning rate of a named optimiser: ``learning_rate``, or the optimiser's default
+        when that is None; None for an optax transformation (it carries its own)."""
+        if not isinstance(self.optimizer, str):
+            return None
+        return OPTIMIZERS[self.optimizer].learning_rate if self.learning_rate is None else self.learning_rate
+
     def make_optimizer(self):
         """The optax ``GradientTransformation`` these settings name."""
         if isinstance(self.optimizer, optax.GradientTransformation):
             return self.optimizer
-        return OPTIMIZERS[self.optimizer].make(self.learning_rate)
+        return OPTIMIZERS[self.optimizer].make(self.lr)
 
     def record(self):
         """These settings as JSON-able values, for checkpoints and ``metrics.json``: a named
-        optimiser by its name, a transformation by ``describe_optimizer``."""
+        optimiser by its name and the learning rate it uses, a transformation by
+        ``describe_optimizer``."""
         record = dataclasses.asdict(self)
-        if not isinstance(self.optimizer, str):
+        if isinstance(self.optimizer, str):
+            record["learning_rate"] = self.lr
+        else:
             record["optimizer"] = describe_optimizer(self.optimizer)
         return record
 
     def optimizer_name(self):
         """For messages: ``"adam lr 0.001"``, or ``"an optax transformation"``."""
         if isinstance(self.optimizer, str):
-            return f"{self.optimizer} lr {self.learning_rate}"
+            return f"{self.optimizer} lr {self.lr}"
         return "an optax transformation"
 
 
@@ -603,7 +632,7 @@ class Epoch:
 
 def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epochs=None,
           progress=None, mesh=None, feed="auto", seconds_per_call=0.5, sync_every=None,
-          divergence_factor=10.0, divergence_epochs=3):
+          divergence_factor=DIVERGENCE_FACTOR, divergence_epochs=DIVERGENCE_EPOCHS):
     """Trains ``model`` on ``data`` and returns ``(state, history)``.
 
     Training runs as a few compiled calls, each of as many epochs (steps and
@@ -643,12 +672,13 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         values update ``progress`` and ``on_epochs`` more often.
       sync_every: if given, a call also ends after every epoch that is a
         multiple of this, so that ``on_epochs`` sees the state there.
-      divergence_factor, divergence_epochs: stop when the mean loss of
+      divergence_factor: stop when the mean loss of
         ``divergence_epochs`` epochs in a row is above ``divergence_factor``
         times the loss of the first step (a learning rate far too large makes
         the loss explode to 1e26 without ever becoming NaN). The check runs
         after each call, so on the epochs it brought; ``None`` turns it off;
         it is off for a loss that starts at or below 0.
+      divergence_epochs: how many epochs in a row, for ``divergence_factor``.
     Returns:
       The final ``TrainState`` and the list of ``Epoch`` records.
     Raises:
@@ -682,9 +712,7 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     # Arrays stacked as (steps or chunks, examples, ...) split their examples over the devices.
     batch_sharding = replicated = stacked_sharding = None
     if mesh is not None:
-        if config.batch_size % mesh.size:
-            raise ValueError(f"batch_size {config.batch_size} does not split evenly over {mesh.size} "
-                             f"devices; choose a multiple of {mesh.size}")
+        check_batch_split(config.batch_size, mesh.size)
         batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         replicated = NamedSharding(mesh, PartitionSpec())
         stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
@@ -767,13 +795,13 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
                 f"the loss has stayed above {divergence_factor:g} times its starting value "
                 f"{reference:.4g} for {divergence_epochs} epochs ({recent[-1].train_loss:.4g} in epoch "
                 f"{recent[-1].epoch}); stopped with the parameters of iteration {iteration}. Try a smaller "
-                f"learning rate (now {config.learning_rate or 'set in the optax transformation'}), or turn this check off "
+                f"learning rate (now {config.optimizer_name()}), or turn this check off "
                 f"(divergence_factor=None; --ignore-divergence) to go on.")
         if records.bad_iteration:
             raise TrainingDiverged(
                 f"the loss became {records.bad_loss} at iteration {int(records.bad_iteration)} "
                 f"(epoch {len(history) + 1}); stopped with the parameters of iteration "
-                f"{iteration}. Try a smaller learning rate (now {config.learning_rate or 'set in the optax transformation'}).")
+                f"{iteration}. Try a smaller learning rate (now {config.optimizer_name()}).")
         # Grow (at most doubling) or shrink the next call towards seconds_per_call.
         size = max(1, min(2 * size, int(seconds_per_call * done / max(now - call_start, 1e-9))))
     return state, history

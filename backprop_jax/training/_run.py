@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from backprop_jax._io import writable_directory, write_json
 from backprop_jax.training._checkpoint import Checkpoints
-from backprop_jax.training._loop import Epoch, TrainingDiverged, init_state, iterations_per_epoch, train
+from backprop_jax.training._loop import (
+    DIVERGENCE_FACTOR, Epoch, TrainingDiverged, init_state, iterations_per_epoch, train)
 
 
 class RunInterrupted(RuntimeError):
@@ -322,7 +323,7 @@ def _import_early(*modules):
 
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=None,
         checkpoint_interval=None, log=print, progress=True, mesh=None, every_epoch=False,
-        metrics_interval=5.0, divergence_factor=10.0, stop=None):
+        metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     In a multi-process run every process calls ``run`` alike: all of them take
@@ -331,7 +332,9 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
     progress and writes ``metrics.json`` and ``curves.png``.
 
     Args:
-      model, data, config: as for ``train``.
+      model: as for ``train``.
+      data: as for ``train``.
+      config: as for ``train``.
       dataset: the dataset's name, recorded in ``metrics.json``.
       settings: every setting of the model (and anything else that defines the run) as a
         JSON-able dict; ``config.record()`` is added to it. A resumed run must match it in

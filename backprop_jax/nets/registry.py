@@ -1,0 +1,102 @@
+"""The book's networks by name, with their settings: the one place where a network's tunable
+settings, their defaults and the book's training recipe for it are written down.
+
+Each ``Recipe`` names a constructor of this package (``two_layer_net.model``, ...); a setting's
+default is read from that constructor's signature, and its value is checked by the
+constructor, so neither is written twice. The command line builds its ``--model`` flags, their
+defaults and their help from ``RECIPES``, and checkpoints record a network by
+``Recipe.record(values)``.
+"""
+
+import inspect
+from typing import Any, Callable, NamedTuple
+
+from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net, two_layer_net
+
+
+class Setting(NamedTuple):
+    """One tunable setting of a network."""
+    name: str  # the name recorded in checkpoints, and the command line's flag (--name, "_" as "-")
+    argument: str  # the constructor's keyword argument it sets
+    # What it takes: "count" (an integer >= 1), "size" (an integer >= 0), "sizes" (100,100,100),
+    # "number" (>= 0), "fraction" (in [0, 1)), "init" (a positive number, he or xavier),
+    # "choice" (one of choices), "flag" (True or False).
+    kind: str
+    help: str
+    choices: tuple = ()
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+
+class Recipe(NamedTuple):
+    """A network of the book and the book's recipe for training it."""
+    build: Callable  # the constructor, returning a Model
+    settings: tuple  # the Settings it takes
+    summary: str
+    optimizer: str = "sgd"  # the book's script's optimiser
+    epochs: int | None = None  # its length in epochs, where the script gives one (else 10,000 iterations)
+    evaluate_sample_num: int | None = None  # its evaluate_sample_num_per_epoch
+    fixed: Any = ()  # (argument, value) pairs always passed: MNIST's shapes
+
+    def defaults(self):
+        """``{setting name: default}``, from the constructor's signature."""
+        parameters = inspect.signature(self.build).parameters
+        return {s.name: parameters[s.argument].default for s in self.settings}
+
+    def make(self, **values):
+        """The Model with these settings (the others at their defaults); a ValueError from the
+        constructor if a value is out of range, naming its argument."""
+        unknown = sorted(set(values) - {s.name for s in self.settings})
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a setting of this network (its settings: "
+                             f"{', '.join(s.name for s in self.settings) or 'none'})")
+        by_name = {s.name: s for s in self.settings}
+        kwargs = {by_name[name].argument: value for name, value in values.items()}
+        return self.build(**dict(self.fixed), **kwargs)
+
+    def record(self, values):
+        """Every setting's value (given or default), JSON-able, as checkpoints record it."""
+        record = {**self.defaults(), **values}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in record.items()}
+
+
+_INIT = ("init std: a number, 'he' (sqrt(2 / fan-in)) or 'xavier' (sqrt(1 / fan-in), suits sigmoid); "
+         "the multi-layer net's He is the book's MultiLayerNet default whatever the activation")
+
+RECIPES = {
+    "two-layer": Recipe(
+        two_layer_net.model,
+        (Setting("hidden", "hidden_size", "count", "hidden units"),
+         Setting("weight_init", "weight_init_std", "init", _INIT)),
+        "the book's TwoLayerNet (sec. 5.7.2) and its train_neuralnet.py: 10,000 iterations of SGD 0.1",
+        fixed=(("input_size", 784), ("output_size", 10))),
+    "multi-layer": Recipe(
+        multi_layer_net.model,
+        (Setting("hidden_sizes", "hidden_size_list", "sizes", "hidden layer sizes"),
+         Setting("activation", "activation", "choice", "hidden activation", ("relu", "sigmoid")),
+         Setting("weight_init", "weight_init_std", "init", _INIT),
+         Setting("weight_decay", "weight_decay_lambda", "number", "L2 weight decay lambda"),
+         Setting("batch_norm", "use_batchnorm", "flag", "batch normalisation after every hidden affine layer"),
+         Setting("dropout", "drop_rate", "fraction", "fraction of hidden units dropped in training")),
+        "the book's MultiLayerNet(Extend) (sec. 6.2-6.4)",
+        fixed=(("input_size", 784), ("output_size", 10))),
+    "convnet": Recipe(
+        conv_net.model,
+        (Setting("hidden", "hidden_size", "count", "hidden units of the affine layer"),
+         Setting("weight_init", "weight_init_std", "init", _INIT),
+         Setting("filter_num", "filter_num", "count", "convolution filters"),
+         Setting("filter_size", "filter_size", "count", "filter height and width"),
+         Setting("pad", "pad", "size", "convolution padding"),
+         Setting("stride", "stride", "count", "convolution stride")),
+        "the book's SimpleConvNet (sec. 7.5) and its train_convnet.py: 20 epochs of Adam",
+        optimizer="adam", epochs=20),
+    "deep-convnet": Recipe(
+        deep_conv_net.model,
+        (Setting("hidden", "hidden_size", "count", "hidden units of the first affine layer"),),
+        "chapter 8's DeepConvNet (sec. 8.1.1) and its train_deepnet.py: 20 epochs of Adam, each "
+        "evaluated on 1,000 images",
+        optimizer="adam", epochs=20, evaluate_sample_num=1000),
+}
+"""The book's networks by the names the command line takes (``--model two-layer``)."""

@@ -1,0 +1,171 @@
+"""Pages generated from live code when the site is built (``mkdocs.yml``'s ``hooks``).
+
+- ``<!-- cli-reference -->`` becomes the command line's reference, read from the argparse
+  parser the command itself uses, so it cannot drift from ``--help``.
+- ``<!-- benchmark: NAME -->`` becomes the tables of ``benchmarks/results/NAME.json``,
+  headed by the machine, the versions and the date they were measured.
+- The build fails if a name of ``backprop_jax.__all__`` has no ``::: backprop_jax.NAME``
+  entry in the reference, or has no docstring.
+"""
+
+import argparse
+import inspect
+import json
+import re
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+_documented = set()
+
+
+def on_page_markdown(markdown, page, config, files):
+    _documented.update(re.findall(r"^::: backprop_jax\.(\w+)\s*$", markdown, re.M))
+    if "<!-- cli-reference -->" in markdown:
+        markdown = markdown.replace("<!-- cli-reference -->", cli_reference())
+    return re.sub(r"<!-- benchmark: ([\w.-]+) -->", lambda m: benchmark_tables(m.group(1)), markdown)
+
+
+def on_post_build(config):
+    import backprop_jax
+
+    missing = sorted(set(backprop_jax.__all__) - _documented)
+    if missing:
+        raise PluginError("public names with no entry in docs/reference/api.md: " + ", ".join(missing))
+    undocumented = [name for name in backprop_jax.__all__
+                    if not inspect.getdoc(getattr(backprop_jax, name))]
+    if undocumented:
+        raise PluginError("public names without a docstring: " + ", ".join(undocumented))
+
+
+# The command line ----------------------------------------------------------------------
+
+def _flag(action):
+    if not action.option_strings:
+        return f"`{action.metavar or action.dest}`"
+    names = ", ".join(f"`{name}`" for name in action.option_strings)
+    if action.nargs == 0:
+        return names
+    metavar = action.metavar or (("{" + ",".join(map(str, action.choices)) + "}") if action.choices
+                                 else action.dest.upper())
+    return f"{names} `{metavar}`"
+
+
+def _cell(text):
+    return (text or "").replace("|", "\\|").replace("\n", " ")
+
+
+def _help(action, parser):
+    text = action.help or ""
+    if "%(" in text:
+        text = text % {**vars(action), "prog": parser.prog}
+    if action.choices and not action.option_strings:
+        text += " (" + ", ".join(f"`{c}`" for c in action.choices) + ")"
+    return _cell(text)
+
+
+def _arguments_table(parser):
+    rows = ["| argument | meaning |", "|---|---|"]
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        if action.help == argparse.SUPPRESS:
+            continue
+        rows.append(f"| {_flag(action)} | {_help(action, parser)} |")
+    return "\n".join(rows)
+
+
+def cli_reference():
+    from backprop_jax.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    helps = {choice.dest: choice.help for choice in sub._choices_actions}
+    parts = [f"```\n{parser.format_usage().strip()}\n```"]
+    for name, command in sub.choices.items():
+        parts.append(f"## `{name}`\n\n{_cell(helps.get(name, ''))}.\n")
+        parts.append(f"```\n{command.format_usage().strip()}\n```\n")
+        if command.description:
+            parts.append(command.description + "\n")
+        parts.append(_arguments_table(command))
+        if command.epilog:
+            parts.append("\n" + command.epilog)
+    return "\n\n".join(parts)
+
+
+# The benchmarks ------------------------------------------------------------------------
+
+def _number(value, digits=2):
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.{digits}f}"
+
+
+def benchmark_tables(name):
+    path = RESULTS / f"{name}.json"
+    if not path.exists():
+        raise PluginError(f"a page asks for benchmarks/results/{name}.json, which does not exist")
+    result = json.loads(path.read_text())
+    m = result["machine"]
+    cores = f"{m['cpu_count']} CPU cores" if m.get("cpu_count") else "?"
+    devices = ", ".join(m.get("devices", [])) or m.get("device_kind", "?")
+    head = (f"**`{name}.json`**, measured {result.get('date', 'on an unrecorded date')} on "
+            f"{m.get('platform', '?')} ({cores}; devices {devices}), Python {m.get('python')}, "
+            f"JAX {m.get('jax')}, NumPy {m.get('numpy')}, PyTorch {m.get('torch') or 'absent'}; "
+            f"medians of {result.get('repeats')} repeats.")
+    parts = [head]
+    columns = [c for c in ("hand", "autodiff", "plain", "numpy", "torch")
+               if any(w["steps_per_s"].get(c) for w in result["workloads"].values())]
+    rows = ["| workload | " + " | ".join(f"{c} steps/s" for c in columns) + " | hand/autodiff | hand, % of peak |",
+            "|---|" + "---|" * (len(columns) + 2)]
+    for label, w in result["workloads"].items():
+        s = w["steps_per_s"]
+        rows.append(f"| {label}, batch {w['batch']} | " + " | ".join(_number(s.get(c)) for c in columns)
+                    + f" | {_number(s['hand'] / s['autodiff'])} | {100 * w['peak_fraction']['hand']:.1f}% |")
+    parts.append("\n".join(rows))
+    peak = result["gemm_peak_gflops"]
+    parts.append(f"Float32 matmul peak {peak:.0f} GFLOP/s; peak memory of the process "
+                 f"{result.get('peak_rss_mb', 0):.0f} MB.")
+    ratios = [w["hand"] / w["autodiff"]
+              for sweep in result.get("sweeps", {}).values() for w in sweep]
+    if ratios:
+        parts.append(f"Across the batch and hidden-size sweeps hand/autodiff is "
+                     f"{min(ratios):.2f}-{max(ratios):.2f}.")
+    conv = result.get("convolution")
+    if conv:
+        parts.append(f"Convolution forward and backward (x {conv['x_shape']}, W {conv['W_shape']}): "
+                     f"{conv['im2col_ms']:.2f} ms through `im2col`, {conv['lax_conv_ms']:.2f} ms "
+                     f"through `lax.conv_general_dilated`.")
+    deep = result.get("deep_convnet")
+    if deep:
+        parts.append(f"Chapter 8's DeepConvNet, batch 100: {deep['hand']['steps_per_s']:.1f} steps/s "
+                     f"through the hand rules, {deep['autodiff']['steps_per_s']:.1f} through autodiff "
+                     f"of the same forward.")
+    e2e = result.get("end_to_end")
+    if e2e:
+        seconds, vs = e2e["seconds"], e2e.get("vs_plain", {})
+        labels = {"plain": "independent plain-JAX program", "device": "device work alone",
+                  "train": "`bj.train`", "run": "`bj.run` with an output directory (the call)",
+                  "run_training": "`bj.run`, training time in `metrics.json`",
+                  "cli_training": "`backprop-jax train --out`, training time in `metrics.json`",
+                  "cli": "`backprop-jax train --out`, wall clock",
+                  "numpy": "the book's NumPy loop, float32",
+                  "numpy_float64": "the book's NumPy loop, float64 (as the book)",
+                  "torch": "PyTorch"}
+        rows = [f"The whole recipe, {e2e['iters']} iterations in {e2e['epochs']} epochs:", "",
+                "| way | seconds | fraction of the plain program's speed |", "|---|---|---|"]
+        for key, label in labels.items():
+            if seconds.get(key) is None:
+                continue
+            fraction = "1" if key == "plain" else _number(vs.get(key))
+            rows.append(f"| {label} | {seconds[key]:.2f} | {fraction if 'plain' in seconds else '-'} |")
+        parts.append("\n".join(rows))
+        split = e2e.get("cli_split")
+        if split:
+            parts.append("The command's wall time in parts: " + ", ".join(
+                f"{key.replace('_', ' ')} {value:.2f} s" for key, value in split.items()) + ".")
+    return "\n\n".join(parts)
