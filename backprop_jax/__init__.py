@@ -33,9 +33,9 @@ from backprop_jax.layers import (
     gru_cell, time_gru)
 from backprop_jax.nets import Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, two_layer_net
 from backprop_jax.training import (
-    OPTIMIZERS, Checkpoints, DistributedError, Epoch, Optimizer, RunError, RunInterrupted, TrainConfig, TrainingDiverged,
-    TrainState, compare_optimizers, data_fingerprint, data_parallel_mesh, eval_chunks, init_state,
-    iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, run, train)
+    OPTIMIZERS, Checkpoints, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
+    TrainingDiverged, TrainState, compare_optimizers, data_fingerprint, data_parallel_mesh, eval_chunks,
+    evaluation_sets, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, run, train)
 
 __version__ = "0.1.0"
 
@@ -60,7 +60,8 @@ __all__ = [
     "load_book_params", "save_book_params", "fit_params", "BookParamsError",
     # Learning.
     "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS", "optimizers",
-    "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "iterations_per_epoch",
+    "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "Evaluation",
+    "evaluation_sets", "iterations_per_epoch",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
     "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "compare_optimizers", "DistributedError",
     "atomic_path", "write_json", "writable_directory",

@@ -460,8 +460,8 @@ def cmd_train(args, parser):
                              divergence_factor=None if args.ignore_divergence else DIVERGENCE_FACTOR, stop=stop)
     except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input
         if str(e).startswith("cannot write"):
-            _exit_past_leftovers(f"backprop-jax: error: {e}")
-        sys.exit(f"backprop-jax: error: {e}")
+            _exit_past_leftovers(f"backprop-jax: error: {_as_flags(e)}")
+        sys.exit(f"backprop-jax: error: {_as_flags(e)}")
     except RunInterrupted as e:  # the run saved the iteration reached and closed its files
         import signal
         where = (f"the last checkpoint is iteration {e.checkpoint}; resume with --resume --out {args.out}"
@@ -485,6 +485,26 @@ def cmd_train(args, parser):
         print(f"wrote {os.path.join(args.out, 'metrics.json')}, "
               f"{os.path.join(args.out, 'curves.png')} and checkpoints in "
               f"{os.path.join(args.out, 'checkpoints')}")
+
+
+# The library's words for what the command line calls by its flags.
+_LIBRARY_WORDS = {"(resume=True)": "(--resume)", "give the new run another directory": "choose another --out",
+                  "(divergence_factor=None)": "(--ignore-divergence)",
+                  "resume the run once there is room": "resume with --resume once there is room"}
+
+
+def _as_flags(error):
+    """A library error worded for the command line: a ``RunError`` about ``run``'s ``out`` or
+    ``resume`` argument is about ``--out`` or ``--resume``."""
+    text = str(error)
+    argument = getattr(error, "argument", None)
+    if argument == "out":
+        text = f"--out {text}"
+    elif argument is not None:
+        text = f"--{argument.replace('_', '-')}: {text}"
+    for words, flags in _LIBRARY_WORDS.items():
+        text = text.replace(words, flags)
+    return text
 
 
 def _two_layer_check_inputs(key, hidden, batch, dtype):

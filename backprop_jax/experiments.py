@@ -17,7 +17,8 @@ from backprop_jax._io import write_json
 from backprop_jax.layers import relu, sigmoid
 from backprop_jax.nets import conv_net, multi_layer_net
 from backprop_jax.training import (
-    TrainConfig, TrainingDiverged, TrainState, eval_chunks, init_state, iterations_per_epoch, make_epochs_fn, train)
+    TrainConfig, TrainingDiverged, TrainState, evaluation_sets, init_state, iterations_per_epoch, make_epochs_fn,
+    train)
 from backprop_jax.training import optimizers as book_optimizers
 
 
@@ -206,8 +207,8 @@ def random_search_trial(x_train, t_train, x_val, t_val, epochs, batch_size, seed
     in one call. ``key`` draws the initial weights; every trial sees the same batches (``seed``)."""
     n_train, n_val = x_train.shape[0], x_val.shape[0]
     iter_per_epoch = iterations_per_epoch(n_train, batch_size)
-    train_eval, val_eval = eval_chunks(x_train, t_train), eval_chunks(x_val, t_val)
-    xs, ts = jnp.asarray(x_train), jnp.asarray(t_train)
+    evaluation = evaluation_sets((x_train, t_train), (x_val, t_val))
+    batches = jnp.asarray(x_train), jnp.asarray(t_train)
 
     def trial(lr, lam, key):
         model = multi_layer_net.model(784, (100,) * 6, 10, weight_decay_lambda=lam)
@@ -217,7 +218,7 @@ def random_search_trial(x_train, t_train, x_val, t_val, epochs, batch_size, seed
         params, model_state = model.init(key)
         state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), model_state)
         run_epochs = make_epochs_fn(model, config, iter_per_epoch, n_train, n_val, max_epochs=epochs)
-        _, records = run_epochs(state, epochs, xs, ts, train_eval, val_eval)
+        _, records = run_epochs(state, epochs, batches, evaluation)
         return records.train_acc, records.test_acc
 
     return trial

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import backprop_jax as bj  # noqa: E402
 from backprop_jax import multi_layer_net  # noqa: E402
 from backprop_jax import (  # noqa: E402
-    atomic_path, eval_chunks, iterations_per_epoch, make_epoch_fn, make_epochs_fn, write_json)
+    atomic_path, iterations_per_epoch, make_epoch_fn, make_epochs_fn, write_json)
 import textbook_numpy  # noqa: E402
 
 WORKLOADS = {  # name -> (layer sizes, batch)
@@ -302,7 +302,7 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
     per_epoch = iterations_per_epoch(len(x), config.batch_size)
     n_epochs = -(-iters // per_epoch)
     device_fn = jax.jit(make_epochs_fn(model, config, per_epoch, len(x), len(x_test), max_epochs=n_epochs))
-    args = (jax.device_put(x), jax.device_put(t), eval_chunks(x, t), eval_chunks(x_test, t_test))
+    args = ((jax.device_put(x), jax.device_put(t)), bj.evaluation_sets((x, t), (x_test, t_test)))
     state0 = bj.init_state(model, config)
     compiled = device_fn.lower(state0, jnp.int32(n_epochs), *args).compile()
     work_dir = Path(work_dir)

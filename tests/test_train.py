@@ -207,7 +207,7 @@ def test_out_dir_is_protected_and_resume_checks_settings(tmp_path, sample):
     config = TrainConfig(iters_num=20)
     settings = {"model": "two-layer", **vars(config)}
     run(two_layer_net.model(), data, config, dataset="d", settings=settings, out=tmp_path, progress=False)
-    with pytest.raises(RunError, match="already holds checkpoints of a run .iteration 20.; pass --resume"):
+    with pytest.raises(RunError, match=r"already holds checkpoints of a run .iteration 20.; resume it \(resume=True\)"):
         run(two_layer_net.model(), data, config, dataset="d", settings=settings, out=tmp_path, progress=False)
     other = TrainConfig(iters_num=20, learning_rate=0.5)
     with pytest.raises(RunError, match=r"other settings .*'learning_rate': \(0.1, 0.5\)"):
@@ -297,9 +297,10 @@ def test_a_run_directory_is_locked_for_the_life_of_its_run(tmp_path, sample):
 
 def test_an_output_path_that_cannot_hold_a_run_is_refused_before_training(tmp_path, sample):
     (tmp_path / "file").write_text("not a directory")
-    with pytest.raises(RunError, match=r"--out .*file is a file, not a directory"):
+    with pytest.raises(RunError, match=r"/file is a file, not a directory") as e:
         run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d", settings={},
             out=tmp_path / "file", progress=False)
+    assert e.value.argument == "out"  # a caller words it as its own option (the command line: --out)
     with pytest.raises(OSError, match=r"file is a file, not a directory"):
         bj.compare_optimizers(small(sample), tmp_path / "file", iters_num=1)
 
@@ -415,7 +416,7 @@ def test_a_loss_that_explodes_without_becoming_nan_stops_training(sample):
     data = small(sample)
     config = TrainConfig(iters_num=500, learning_rate=1e4)  # the loss reaches about 5e10, never NaN
     with pytest.raises(TrainingDiverged, match=r"the loss has stayed above 10 times its starting value 2\.3\d* "
-                                               r"for 3 epochs .* learning rate \(now 10000\.0\)") as e:
+                                               r"for 3 epochs .* learning rate \(now sgd lr 10000\.0\)") as e:
         train(two_layer_net.model(), data, config)
     stopped_at = int(re.search(r"parameters of iteration (\d+)", str(e.value)).group(1))
     assert stopped_at < 500

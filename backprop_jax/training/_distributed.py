@@ -37,7 +37,7 @@ def wait_for_coordinator(address, timeout):
         except OSError as e:
             if time.monotonic() >= deadline:
                 raise DistributedError(f"process 0 is not reachable at {address} after {timeout} s ({e}); "
-                                       f"start it first, or check --coordinator") from None
+                                       f"start it first, or check the coordinator address") from None
             time.sleep(0.2)
 
 

@@ -225,6 +225,11 @@ def data_parallel_mesh(n_devices=None):
     return jax.make_mesh((n,), ("data",), axis_types=(AxisType.Auto,), devices=devices[:n])
 
 
+def _check_feed(feed):
+    if feed not in ("device", "host"):
+        raise ValueError(f"feed must be 'auto', 'device' or 'host', got {feed!r}")
+
+
 def iterations_per_epoch(n_train, batch_size):
     """Updates in an epoch, as the book counts them: ``max(n_train // batch_size, 1)``."""
     return max(n_train // batch_size, 1)
@@ -240,19 +245,20 @@ def batch_indices(seed, iteration, batch_size, n):
     return jax.random.randint(jax.random.fold_in(jax.random.key(seed), iteration + 1), (batch_size,), 0, n)
 
 
-def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, fed_batches=False):
+def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="device"):
     """``(state, xs, ts) -> (state, losses, active)`` running one epoch; jit it.
 
-    ``xs, ts`` are the training set, from which step ``i`` gathers the rows
-    ``batch_indices(seed, i, ...)``; or, with ``fed_batches``, the epoch's
-    mini-batches already gathered, of shape ``(iter_per_epoch, batch_size, ...)``
-    (``epoch_batches``). The number of steps is
+    With ``feed="device"``, ``xs, ts`` are the training set, from which step
+    ``i`` gathers the rows ``batch_indices(seed, i, ...)``; with ``"host"``, the
+    epoch's mini-batches already gathered, of shape
+    ``(iter_per_epoch, batch_size, ...)`` (``epoch_batches``). The number of steps is
     ``min(iter_per_epoch, iters_num - iteration)``, a traced value, so the
     last, shorter epoch reuses the same compiled loop; ``losses`` has
     ``iter_per_epoch`` entries of which the first ``sum(active)`` are real.
     With ``batch_sharding``, each mini-batch is split over the devices that
     way (data parallelism); XLA adds the all-reduce of the gradients.
     """
+    _check_feed(feed)
     optimizer = config.make_optimizer()
     grad_fn = jax.value_and_grad(lambda params, *args, key: model.loss(params, *args, key=key, train=True),
                                  has_aux=True)
@@ -264,7 +270,7 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, fed_bat
         def step(k, carry):
             state, losses = carry
             i = state.iteration
-            if fed_batches:
+            if feed == "host":
                 x_batch, t_batch = xs[k], ts[k]
             else:
                 batch_mask = batch_indices(config.seed, i, config.batch_size, xs.shape[0])
@@ -334,6 +340,27 @@ def eval_chunks(x, t, sharding=None, chunk=10_000):
     if sharding is None:
         return jnp.asarray(xs), jnp.asarray(ts)
     return jax.device_put(xs, sharding), jax.device_put(ts, sharding)
+
+
+class Evaluation(NamedTuple):
+    """The sets an epochs program evaluates on, each an ``(xs, ts)`` of ``eval_chunks``: every
+    epoch on ``train_sample`` and ``test_sample``, except the run's last epoch, on ``train`` and
+    ``test``. Without ``evaluate_sample_num_per_epoch`` the samples are the whole sets."""
+    train: tuple
+    test: tuple
+    train_sample: tuple
+    test_sample: tuple
+
+
+def evaluation_sets(train, test, sample_num=None, sharding=None):
+    """The ``Evaluation`` of ``train`` and ``test`` (each ``(x, t)``): the first ``sample_num`` of
+    each as the samples (the book's ``evaluate_sample_num_per_epoch``), or, with None, all."""
+    (x_train, t_train), (x_test, t_test) = train, test
+    whole_train, whole_test = eval_chunks(x_train, t_train, sharding), eval_chunks(x_test, t_test, sharding)
+    if sample_num is None:
+        return Evaluation(whole_train, whole_test, whole_train, whole_test)
+    return Evaluation(whole_train, whole_test, eval_chunks(x_train[:sample_num], t_train[:sample_num], sharding),
+                      eval_chunks(x_test[:sample_num], t_test[:sample_num], sharding))
 
 
 def _structure(data):
@@ -489,23 +516,20 @@ class Records(NamedTuple):
 
 
 def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=256, batch_sharding=None,
-                   *, fed_batches=False):
-    """``(state, n_epochs, xs, ts, train_eval, test_eval, *samples) -> (state, Records)``: up to
-    ``n_epochs`` epochs (at most ``max_epochs``), each followed by its evaluation, in one
-    compiled call; jit it.
+                   *, feed="device"):
+    """``(state, n_epochs, batches, evaluation) -> (state, Records)``: up to ``n_epochs`` epochs
+    (at most ``max_epochs``), each followed by its evaluation, in one compiled call; jit it.
 
-    ``xs, ts`` are as for ``make_epoch_fn`` (with ``fed_batches``, one epoch's
-    mini-batches, and ``n_epochs`` must be 1); ``train_eval`` and ``test_eval``
-    are the ``(xs, ts)`` of ``eval_chunks`` for the ``n_train`` training and
-    ``n_test`` test examples. With ``config.evaluate_sample_num_per_epoch``,
-    ``samples`` are the same for the first that many examples of each, which
-    every epoch but the last is evaluated on. ``n_epochs`` is a traced value, so calls of any
-    length share one compiled program. The loop stops early when the
-    iterations reach ``config.iters_num`` or an epoch's loss is not finite;
-    then the state stays that of the last finite epoch and ``Records``
-    names the first bad update.
+    ``batches`` is the ``(xs, ts)`` of ``make_epoch_fn`` for the same ``feed``
+    (with ``"host"``, one epoch's mini-batches, and ``n_epochs`` must be 1);
+    ``evaluation`` is the ``Evaluation`` of ``evaluation_sets`` for the
+    ``n_train`` training and ``n_test`` test examples. ``n_epochs`` is a
+    traced value, so calls of any length share one compiled program. The
+    loop stops early when the iterations reach ``config.iters_num`` or an
+    epoch's loss is not finite; then the state stays that of the last finite
+    epoch and ``Records`` names the first bad update.
     """
-    epoch = make_epoch_fn(model, config, iter_per_epoch, batch_sharding, fed_batches=fed_batches)
+    epoch = make_epoch_fn(model, config, iter_per_epoch, batch_sharding, feed=feed)
 
     by_accuracy = model.measures_accuracy()
 
@@ -513,21 +537,22 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
         return evaluation_mean(model, params, state, xs, ts, n)
 
     sample = config.evaluate_sample_num_per_epoch
-    if sample is not None:
-        n_train_sample, n_test_sample = min(sample, n_train), min(sample, n_test)
 
-    def evaluate(state, train_eval, test_eval, samples):
+    def evaluate(state, evaluation):
         def on(train_data, test_data, n_tr, n_te):
             return (accuracy(state.params, state.model_state, *train_data, n_tr),
                     accuracy(state.params, state.model_state, *test_data, n_te))
         if sample is None:
-            return on(train_eval, test_eval, n_train, n_test)
+            return on(evaluation.train, evaluation.test, n_train, n_test)
         # The book's Trainer: a sample each epoch, everything after the last.
         return jax.lax.cond(state.iteration >= config.iters_num,
-                            lambda: on(train_eval, test_eval, n_train, n_test),
-                            lambda: on(*samples, n_train_sample, n_test_sample))
+                            lambda: on(evaluation.train, evaluation.test, n_train, n_test),
+                            lambda: on(evaluation.train_sample, evaluation.test_sample,
+                                       min(sample, n_train), min(sample, n_test)))
 
-    def epochs(state, n_epochs, xs, ts, train_eval, test_eval, *samples):
+    def epochs(state, n_epochs, batches, evaluation):
+        xs, ts = batches
+
         def running(carry):
             e, state, records = carry
             return (e < n_epochs) & (state.iteration < config.iters_num) & (records.bad_iteration == 0)
@@ -539,7 +564,7 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
             ok = jnp.all(finite)
             first_bad = jnp.argmin(finite)  # the first False, when there is one
             state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-            train_value, test_value = evaluate(state, train_eval, test_eval, samples)
+            train_value, test_value = evaluate(state, evaluation)
             nan = jnp.float32(jnp.nan)
             train_acc, test_acc = (train_value, test_value) if by_accuracy else (nan, nan)
             mean_loss = (jnp.sum(jnp.where(active, losses, 0.0)) / jnp.sum(active)).astype(jnp.float32)
@@ -566,11 +591,11 @@ _MAX_EPOCHS = 256  # the most epochs one call runs; its records are this long
 
 
 @functools.lru_cache(maxsize=8)
-def _epochs_program(model, config, iter_per_epoch, n_train, n_test, batch_sharding, fed_batches, replicated):
+def _epochs_program(model, config, iter_per_epoch, n_train, n_test, batch_sharding, feed, replicated):
     # Kept for the next ``train`` of the same model and settings (a notebook, a sweep, a
     # benchmark), which then neither traces nor compiles again.
     return jax.jit(make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, _MAX_EPOCHS, batch_sharding,
-                                  fed_batches=fed_batches), out_shardings=replicated)
+                                  feed=feed), out_shardings=replicated)
 
 
 def evaluation_mean(model, params, model_state, xs, ts, n):
@@ -686,8 +711,30 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         last good epoch was already handed to ``on_epochs``), or it stayed far
         above its starting value (the state at the end of the call was).
     """
+    _check_train_arguments(seconds_per_call, sync_every, divergence_factor, divergence_epochs)
     _check_data(model, data)
     check_memory(model, config, data, 1 if mesh is None else mesh.size)
+    placed = _place(data, config, mesh, _resolve_feed(feed, mesh))
+    state = _starting_state(model, config, state, placed.replicated)
+    program = _epochs_program(model, config, placed.iter_per_epoch, placed.n_train, placed.n_test,
+                              placed.batch_sharding, placed.feed, placed.replicated)
+    history, partial = _continued_history(model, config, state, list(history), placed)
+    calls = _Calls(model, config, placed, int(state.iteration), history, partial, divergence_factor,
+                   divergence_epochs)
+    while calls.iteration < config.iters_num:
+        state, records = calls.run(program, state, sync_every)
+        if calls.add_epochs(records):
+            if progress is not None:
+                progress.update(history[-1].iteration - calls.iteration)
+            calls.iteration = history[-1].iteration
+            if on_epochs is not None:
+                on_epochs(state, history)
+        calls.check_divergence(records)
+        calls.resize(seconds_per_call, records)
+    return state, history
+
+
+def _check_train_arguments(seconds_per_call, sync_every, divergence_factor, divergence_epochs):
     if not (isinstance(seconds_per_call, (int, float)) and seconds_per_call > 0):
         raise ValueError(f"seconds_per_call must be a positive number, got {seconds_per_call!r}")
     if sync_every is not None and not (isinstance(sync_every, int) and sync_every >= 1):
@@ -697,18 +744,36 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         raise ValueError(f"divergence_factor must be None or a number above 1, got {divergence_factor!r}")
     if not (isinstance(divergence_epochs, int) and divergence_epochs >= 1):
         raise ValueError(f"divergence_epochs must be a positive integer, got {divergence_epochs!r}")
-    (x_train, t_train), (x_test, t_test) = split_data(data)
+
+
+def _resolve_feed(feed, mesh):
     multi_process = mesh is not None and len({d.process_index for d in mesh.devices.flat}) > 1
     if feed == "auto":
-        feed = "host" if multi_process else "device"
-    if feed not in ("device", "host"):
-        raise ValueError(f"feed must be 'auto', 'device' or 'host', got {feed!r}")
+        return "host" if multi_process else "device"
+    _check_feed(feed)
     if feed == "device" and multi_process:
         raise ValueError("feed='device' needs every device in one process; this mesh spans "
                          f"{jax.process_count()} processes: use feed='host'")
-    iter_per_epoch = iterations_per_epoch(len(x_train), config.batch_size)
-    history = list(history)
+    return feed
 
+
+class _Placed(NamedTuple):
+    """The data where the program reads it, and how it is laid out over the devices."""
+    feed: str  # "device": the training set on every device; "host": each epoch's batches sent
+    x_train: Any  # on the host, for feed="host"
+    t_train: Any
+    batches: Any  # (xs, ts) on the devices for feed="device"; None for "host"
+    evaluation: Evaluation
+    n_train: int
+    n_test: int
+    iter_per_epoch: int
+    batch_sharding: Any  # how a mini-batch splits over the mesh (None: one device)
+    replicated: Any  # the parameters' and optimiser state's layout (None: one device)
+    fed_sharding: Any  # the layout of a host-fed epoch of batches
+
+
+def _place(data, config, mesh, feed):
+    (x_train, t_train), (x_test, t_test) = split_data(data)
     # Arrays stacked as (steps or chunks, examples, ...) split their examples over the devices.
     batch_sharding = replicated = stacked_sharding = None
     if mesh is not None:
@@ -716,92 +781,115 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
         replicated = NamedSharding(mesh, PartitionSpec())
         stacked_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
-    if state is None:  # one compiled call, not an op at a time; every process computes the same values
-        state = _init_program(model, config, replicated)()
-    else:
-        _check_state(state, jax.eval_shape(lambda: init_state(model, config)))
-        if mesh is not None:
-            state = jax.device_put(state, replicated)
+    batches = fed_sharding = None
     if feed == "host":
         x_train, t_train = np.asarray(x_train), np.asarray(t_train)
         fed_sharding = stacked_sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     else:
-        x_device, t_device = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
-    train_eval = eval_chunks(x_train, t_train, stacked_sharding)
-    test_eval = eval_chunks(x_test, t_test, stacked_sharding)
-    samples = ()
-    if config.evaluate_sample_num_per_epoch is not None:
-        k = config.evaluate_sample_num_per_epoch
-        samples = (eval_chunks(x_train[:k], t_train[:k], stacked_sharding),
-                   eval_chunks(x_test[:k], t_test[:k], stacked_sharding))
-    epochs_fn = _epochs_program(model, config, iter_per_epoch, len(x_train), len(x_test), batch_sharding,
-                                feed == "host", replicated)
+        batches = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
+    evaluation = evaluation_sets((x_train, t_train), (x_test, t_test), config.evaluate_sample_num_per_epoch,
+                                 stacked_sharding)
+    return _Placed(feed, x_train, t_train, batches, evaluation, len(x_train), len(x_test),
+                   iterations_per_epoch(len(x_train), config.batch_size), batch_sharding, replicated, fed_sharding)
 
+
+def _starting_state(model, config, state, replicated):
+    if state is None:  # one compiled call, not an op at a time; every process computes the same values
+        return _init_program(model, config, replicated)()
+    _check_state(state, jax.eval_shape(lambda: init_state(model, config)))
+    return state if replicated is None else jax.device_put(state, replicated)
+
+
+def _continued_history(model, config, state, history, placed):
+    """The history to go on from, and whether its last epoch is a short one to complete.
+
+    Continuing a finished run (``iters_num`` grown), its last epoch is now an epoch in the
+    middle. With ``evaluate_sample_num_per_epoch`` it was evaluated on every example, as the
+    last; an uninterrupted run evaluates it on the sample: that is done again here. A short last
+    epoch is completed by the next call's first epoch and merged into it."""
     iteration = int(state.iteration)
-    # Continuing a finished run (iters_num grown): its last epoch is now an epoch in the middle.
-    # With evaluate_sample_num_per_epoch it was evaluated on every example, as the last; an
-    # uninterrupted run evaluates it on the sample: do that again now. A short last epoch is
-    # completed by the first epoch here and merged into it.
-    partial = bool(history) and history[-1].iteration == iteration and iteration % iter_per_epoch != 0
-    if history and history[-1].iteration == iteration and iteration < config.iters_num and samples \
-            and not partial:
-        history[-1] = _evaluated_on(model, state, history[-1], samples, config.evaluate_sample_num_per_epoch,
-                                    len(x_train), len(x_test))
-    first_epoch, reference = len(history), None  # this train's first epoch, and its starting loss
-    start = time.perf_counter() - (history[-1].seconds if history else 0.0)
-    size = 1  # epochs in the next call: one first, as it includes compiling
-    while iteration < config.iters_num:
-        n = min(size, _MAX_EPOCHS, -(-(config.iters_num - iteration) // iter_per_epoch))
+    ends_here = bool(history) and history[-1].iteration == iteration
+    partial = ends_here and iteration % placed.iter_per_epoch != 0
+    sample = config.evaluate_sample_num_per_epoch
+    if ends_here and iteration < config.iters_num and sample is not None and not partial:
+        e = placed.evaluation
+        history[-1] = _evaluated_on(model, state, history[-1], (e.train_sample, e.test_sample), sample,
+                                    placed.n_train, placed.n_test)
+    return history, partial
+
+
+class _Calls:
+    """The loop's bookkeeping between compiled calls: how many epochs the next one runs, the
+    epochs each one brought, and the divergence check over them."""
+
+    def __init__(self, model, config, placed, iteration, history, partial, divergence_factor, divergence_epochs):
+        self.model, self.config, self.placed, self.history = model, config, placed, history
+        self.partial = partial
+        self.divergence_factor, self.divergence_epochs = divergence_factor, divergence_epochs
+        self.iteration = iteration  # updates done, as the host knows it
+        self.first_epoch, self.reference = len(history), None  # this train's first epoch, its first loss
+        self.start = time.perf_counter() - (history[-1].seconds if history else 0.0)
+        self.size = 1  # epochs in the next call: one first, as it includes compiling
+
+    def run(self, program, state, sync_every):
+        config, placed = self.config, self.placed
+        n = min(self.size, _MAX_EPOCHS, -(-(config.iters_num - self.iteration) // placed.iter_per_epoch))
         if sync_every is not None:
-            n = min(n, sync_every - len(history) % sync_every)
-        if feed == "host":
+            n = min(n, sync_every - len(self.history) % sync_every)
+        if placed.feed == "host":
             n = 1
-            xs, ts = epoch_batches(x_train, t_train, config, iteration, iter_per_epoch, fed_sharding)
+            batches = epoch_batches(placed.x_train, placed.t_train, config, self.iteration,
+                                    placed.iter_per_epoch, placed.fed_sharding)
         else:
-            xs, ts = x_device, t_device
-        call_start = time.perf_counter()
-        state, records = epochs_fn(state, jnp.int32(n), xs, ts, train_eval, test_eval, *samples)
+            batches = placed.batches
+        self.call_start = time.perf_counter()
+        state, records = program(state, jnp.int32(n), batches, placed.evaluation)
         records = jax.device_get(records)  # the call's one blocking read
-        now = time.perf_counter()
-        done = int(records.done)
+        self.call_end = time.perf_counter()
+        return state, records
+
+    def add_epochs(self, records):
+        """Appends the call's finite epochs to the history; how many there were."""
+        done, history = int(records.done), self.history
+        accuracy = self.model.measures_accuracy()
         for j in range(done):
-            accuracy = model.measures_accuracy()
             epoch = Epoch(
                 epoch=len(history) + 1, iteration=int(records.iteration[j]),
                 train_loss=float(records.train_loss[j]),
                 train_acc=float(records.train_acc[j]) if accuracy else None,
                 test_acc=float(records.test_acc[j]) if accuracy else None,
-                seconds=call_start - start + (now - call_start) * (j + 1) / done,
+                seconds=self.call_start - self.start + (self.call_end - self.call_start) * (j + 1) / done,
                 test_loss=None if accuracy else float(records.test_loss[j]))
-            if partial:  # the rest of the short epoch the history ends with: one epoch, as uninterrupted
+            if self.partial:  # the rest of the short epoch the history ends with: one epoch, as uninterrupted
                 before = history.pop()
-                old, new = before.iteration % iter_per_epoch, epoch.iteration - before.iteration
+                old = before.iteration % self.placed.iter_per_epoch
+                new = epoch.iteration - before.iteration
                 epoch = dataclasses.replace(epoch, epoch=before.epoch,
                                             train_loss=(old * before.train_loss + new * epoch.train_loss) / (old + new))
-                partial = False
+                self.partial = False
             history.append(epoch)
-        if done:
-            if progress is not None:
-                progress.update(history[-1].iteration - iteration)
-            iteration = history[-1].iteration
-            if on_epochs is not None:
-                on_epochs(state, history)
-        if reference is None:
-            reference = float(records.first_loss)
-        recent = history[max(first_epoch, len(history) - divergence_epochs):]
-        if (divergence_factor is not None and reference > 0 and len(recent) == divergence_epochs
-                and all(e.train_loss > divergence_factor * reference for e in recent)):
+        return done
+
+    def check_divergence(self, records):
+        if self.reference is None:
+            self.reference = float(records.first_loss)
+        factor, epochs, reference = self.divergence_factor, self.divergence_epochs, self.reference
+        recent = self.history[max(self.first_epoch, len(self.history) - epochs):]
+        if (factor is not None and reference > 0 and len(recent) == epochs
+                and all(e.train_loss > factor * reference for e in recent)):
             raise TrainingDiverged(
-                f"the loss has stayed above {divergence_factor:g} times its starting value "
-                f"{reference:.4g} for {divergence_epochs} epochs ({recent[-1].train_loss:.4g} in epoch "
-                f"{recent[-1].epoch}); stopped with the parameters of iteration {iteration}. Try a smaller "
-                f"learning rate (now {config.optimizer_name()}), or turn this check off "
-                f"(divergence_factor=None; --ignore-divergence) to go on.")
+                f"the loss has stayed above {factor:g} times its starting value "
+                f"{reference:.4g} for {epochs} epochs ({recent[-1].train_loss:.4g} in epoch "
+                f"{recent[-1].epoch}); stopped with the parameters of iteration {self.iteration}. Try a smaller "
+                f"learning rate (now {self.config.optimizer_name()}), or turn this check off "
+                f"(divergence_factor=None) to go on.")
         if records.bad_iteration:
             raise TrainingDiverged(
                 f"the loss became {records.bad_loss} at iteration {int(records.bad_iteration)} "
-                f"(epoch {len(history) + 1}); stopped with the parameters of iteration "
-                f"{iteration}. Try a smaller learning rate (now {config.optimizer_name()}).")
-        # Grow (at most doubling) or shrink the next call towards seconds_per_call.
-        size = max(1, min(2 * size, int(seconds_per_call * done / max(now - call_start, 1e-9))))
-    return state, history
+                f"(epoch {len(self.history) + 1}); stopped with the parameters of iteration "
+                f"{self.iteration}. Try a smaller learning rate (now {self.config.optimizer_name()}).")
+
+    def resize(self, seconds_per_call, records):
+        """Grows (at most doubling) or shrinks the next call towards ``seconds_per_call``."""
+        done = int(records.done)
+        self.size = max(1, min(2 * self.size, int(seconds_per_call * done / max(self.call_end - self.call_start, 1e-9))))

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -38,7 +39,14 @@ class RunInterrupted(RuntimeError):
 
 class RunError(RuntimeError):
     """The output directory cannot be used as asked: it is not a writable directory, another run is
-    using it, it holds another run, or one with other settings or data."""
+    using it, it holds another run, or one with other settings or data.
+
+    ``argument`` names the argument of ``run`` at fault (``"out"`` or ``"resume"``), for a caller
+    that words the message in its own terms (the command line: ``--out``, ``--resume``)."""
+
+    def __init__(self, message, argument=None):
+        super().__init__(message)
+        self.argument = argument
 
 
 def data_fingerprint(data, name):
@@ -80,31 +88,33 @@ def claim_run_directory(out):
     (another program's files), an empty path, a place inside a run's ``checkpoints/``, and
     files in the way of what the run writes."""
     if str(out) in ("", "."):
-        raise RunError(f"--out {str(out)!r}: give the run its own directory (a new or empty one)")
+        raise RunError(f"{str(out)!r}: give the run its own directory (a new or empty one)",
+                       argument="out")
     out = Path(out)
     for parent in [out.absolute(), *out.absolute().parents]:
         if parent.name == "checkpoints" and ((parent.parent / MARKER).exists()
                                              or (parent.parent / "metrics.json").exists()):
-            raise RunError(f"--out {out} is inside the checkpoints of the run in {parent.parent}, whose "
-                           f"clean-up would delete it; choose a directory outside it")
+            raise RunError(f"{out} is inside the checkpoints of the run in {parent.parent}, whose "
+                           f"clean-up would delete it; choose a directory outside it", argument="out")
     if out.is_symlink() and not out.exists():
-        raise RunError(f"--out {out} is a symbolic link to nothing")
+        raise RunError(f"{out} is a symbolic link to nothing", argument="out")
     if out.is_dir():
         names = {p.name for p in out.iterdir()}
         foreign = sorted(names - _RUN_FILES)
         if MARKER not in names and foreign:
             shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
-            raise RunError(f"--out {out} holds files that are not a training run's ({shown}); a run writes "
-                           f"only into a new or empty directory or one of its own, so choose another")
+            raise RunError(f"{out} holds files that are not a training run's ({shown}); a run writes "
+                           f"only into a new or empty directory or one of its own, so choose another",
+                           argument="out")
         for name, kind in (("metrics.json", "file"), ("curves.png", "file"), ("checkpoints", "directory"),
                            (".lock", "file")):
             path = out / name
             if path.is_symlink():
-                raise RunError(f"--out {out}: {name} is a symbolic link; a run never writes through one "
-                               f"(remove it)")
+                raise RunError(f"{out}: {name} is a symbolic link; a run never writes through one "
+                               f"(remove it)", argument="out")
             if path.exists() and (path.is_dir() if kind == "file" else not path.is_dir()):
-                raise RunError(f"--out {out}: {name} is a {'directory' if kind == 'file' else 'file'}, where "
-                               f"the run writes its {name} {kind}; move it away")
+                raise RunError(f"{out}: {name} is a {'directory' if kind == 'file' else 'file'}, where "
+                               f"the run writes its {name} {kind}; move it away", argument="out")
     try:
         writable_directory(out)
         if not (out / MARKER).exists():
@@ -114,7 +124,7 @@ def claim_run_directory(out):
     except FileExistsError:
         pass  # another process of the run made it
     except OSError as e:
-        raise RunError(f"--out {e}") from None
+        raise RunError(f"{e}", argument="out") from None
 
 
 @contextlib.contextmanager
@@ -128,9 +138,9 @@ def _exclusive(out):
         lock = os.fdopen(fd, "r+")
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise RunError(f"--out {out}: .lock is a symbolic link; a run never writes through one "
-                           f"(remove it)") from None
-        raise RunError(f"--out {e}") from None
+            raise RunError(f"{out}: .lock is a symbolic link; a run never writes through one "
+                           f"(remove it)", argument="out") from None
+        raise RunError(f"{e}", argument="out") from None
     try:
         import fcntl
     except ImportError:  # Windows: no lock
@@ -142,7 +152,7 @@ def _exclusive(out):
             except BlockingIOError:
                 lock.seek(0)
                 raise RunError(f"{out} is in use by another training run ({lock.read().strip() or 'unknown'}); "
-                               f"wait for it to end, or choose another --out") from None
+                               f"wait for it to end, or choose another directory", argument="out") from None
             lock.seek(0)
             lock.truncate()
             lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
@@ -201,7 +211,7 @@ def _write_error(e, directory, step):
     else:
         return RunError(f"cannot write {which} in {directory}: {_short(e)}")
     return RunError(f"cannot write {which} in {directory}: {why}; the checkpoints before it and "
-                    f"metrics.json are kept (resume with --resume once there is room)")
+                    f"metrics.json are kept (resume the run once there is room)")
 
 
 def _short(error):
@@ -216,13 +226,14 @@ def _same_run(record, settings, fingerprint, out):
     now = {k: v for k, v in json.loads(json.dumps(settings)).items() if k != "iters_num"}  # as saved
     if saved != now:
         diff = {k: (saved.get(k), now.get(k)) for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)}
-        raise RunError(f"--resume: the checkpoint in {out} was made with other settings (saved, now): {diff}")
+        raise RunError(f"the checkpoint in {out} was made with other settings (saved, now): {diff}",
+                       argument="resume")
     data = record.get("data")
     if data is not None and data != fingerprint:
         describe = lambda d: f"{d['name']}, {d['train']} train / {d['test']} test images, sha256 {d['sha256'][:12]}"
-        raise RunError(f"--resume: the checkpoint in {out} was trained on other data (saved: {describe(data)}; "
-                       f"now: {describe(fingerprint)}); resume with the data it started with, or choose "
-                       f"another --out")
+        raise RunError(f"the checkpoint in {out} was trained on other data (saved: {describe(data)}; "
+                       f"now: {describe(fingerprint)}); resume with the data it started with, or give "
+                       f"the new run another directory", argument="resume")
 
 
 class _QuietOrbaxLeftovers:
@@ -279,8 +290,8 @@ def _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, 
             continue
         break
     else:
-        raise RunError(f"--resume: no checkpoint in {checkpoints.directory} can be read: "
-                       + "; ".join(f"{step}: {_short(e)}" for step, e in skipped))
+        raise RunError(f"no checkpoint in {checkpoints.directory} can be read: "
+                       + "; ".join(f"{step}: {_short(e)}" for step, e in skipped), argument="resume")
     if skipped:
         quiet = _QuietOrbaxLeftovers()
         checkpoints.on_close(quiet.close)
@@ -384,110 +395,162 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             out = Path(out)
             if primary:  # one lock per run, however many processes it has
                 stack.enter_context(_exclusive(out))
-        return _run(model, data, config, dataset, settings, out, resume, checkpoint_every, checkpoint_interval,
-                    log, progress, mesh, every_epoch, metrics_interval, divergence_factor, primary, stop)
+        options = _RunOptions(dataset, settings, out, resume, checkpoint_every, checkpoint_interval, log,
+                              progress, mesh, every_epoch, metrics_interval, divergence_factor, primary, stop)
+        return _run(model, data, config, options)
 
 
-def _run(model, data, config, dataset, settings, out, resume, checkpoint_every, checkpoint_interval, log,
-         progress, mesh, every_epoch, metrics_interval, divergence_factor, primary, stop=None):
-    state, history, checkpoints = None, [], None
-    fingerprint = None
-    if out is not None:
-        fingerprint = data_fingerprint(data, dataset)
-        _import_early("orbax.checkpoint", *(["backprop_jax.training._plot"] if primary else []))
-        checkpoints = Checkpoints(out / "checkpoints", min_interval_s=checkpoint_interval)
-        steps = checkpoints.all_steps()
-        if resume and not steps:
-            log(f"no checkpoint in {out / 'checkpoints'} yet: starting a new run")
-        elif resume:
-            state, history = _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, primary)
-            if int(state.iteration) > config.iters_num:
-                log(f"the run in {out} is already at iteration {int(state.iteration)}, past the "
-                    f"{config.iters_num} asked: nothing to train")
-                checkpoints.close()
-                return state, history
-            log(f"resuming from iteration {int(state.iteration)} (epoch {len(history)})")
-        elif steps:
-            raise RunError(f"{out} already holds checkpoints of a run (iteration {steps[0]}); pass "
-                           f"--resume to continue it, or choose another --out")
+class _RunOptions(NamedTuple):
+    """``run``'s arguments past the model, the data and the config, settings included."""
+    dataset: str
+    settings: dict
+    out: Path | None
+    resume: bool
+    checkpoint_every: int | None
+    checkpoint_interval: float | None
+    log: Callable
+    progress: bool
+    mesh: Any
+    every_epoch: bool
+    metrics_interval: float
+    divergence_factor: float | None
+    primary: bool  # this process writes metrics.json and curves.png, and logs
+    stop: Callable | None
 
-    # Which epochs get a line: all of a short run, about 20 of a long one.
-    done = int(state.iteration) if state is not None else 0
-    per_epoch = iterations_per_epoch(len(data[0][0]), config.batch_size)
-    last_epoch = len(history) + -(-max(config.iters_num - done, 0) // per_epoch)
-    spacing = 1 if every_epoch or last_epoch <= 30 else -(-last_epoch // 20)
-    # The newest history (for the files even after an error), its state, and what was saved.
-    seen = {"history": history, "state": None, "saved": True, "wrote": False, "shown": len(history),
-            "written_at": time.monotonic()}
 
-    def save(state, history, force):
-        record = {"settings": settings, "data": fingerprint, "digest": state_digest(state),
+@dataclasses.dataclass
+class _RunFiles:
+    """What a run with an output directory has written and must still write: the newest
+    epochs and state (for the files even after an error), whether they are saved, and the
+    checkpoints, made again if their directory is removed while the run goes on."""
+    options: _RunOptions
+    fingerprint: Any
+    checkpoints: Any
+    history: list
+    state: Any = None
+    saved: bool = True  # the newest state has a checkpoint (or there is nothing new)
+    wrote: bool = False  # at least one checkpoint was written by this run
+    written_at: float = dataclasses.field(default_factory=time.monotonic)  # metrics.json, last
+
+    def save(self, state, history, force):
+        o = self.options
+        record = {"settings": o.settings, "data": self.fingerprint, "digest": state_digest(state),
                   "history": [dataclasses.asdict(h) for h in history]}
         step = history[-1].iteration
-        if seen["wrote"] and not box[0].directory.exists():  # removed while the run went on: afresh
-            log(f"{box[0].directory} was removed while the run went on; writing checkpoint {step} afresh")
+        if self.wrote and not self.checkpoints.directory.exists():  # removed while the run went on
+            o.log(f"{self.checkpoints.directory} was removed while the run went on; writing checkpoint "
+                  f"{step} afresh")
             try:
-                box[0].close()
+                self.checkpoints.close()
             except Exception:  # noqa: BLE001 - the old manager's writes went nowhere
                 pass
-            box[0] = Checkpoints(box[0].directory, min_interval_s=checkpoint_interval)
+            self.checkpoints = Checkpoints(self.checkpoints.directory, min_interval_s=o.checkpoint_interval)
         try:
-            saved = box[0].save(step, state, record, force=force)
+            saved = self.checkpoints.save(step, state, record, force=force)
         except Exception as e:  # noqa: BLE001 - orbax's errors, in the run's own words
-            raise _write_error(e, box[0].directory, step) from None
+            raise _write_error(e, self.checkpoints.directory, step) from None
         if saved:
-            seen["saved"] = seen["wrote"] = True
+            self.saved = self.wrote = True
 
-    def write_metrics(history):
-        write_json(out / "metrics.json", _metrics(dataset, fingerprint, settings, history))
-        seen["written_at"] = time.monotonic()
+    def write_metrics(self, history):
+        o = self.options
+        write_json(o.out / "metrics.json", _metrics(o.dataset, self.fingerprint, o.settings, history))
+        self.written_at = time.monotonic()
+
+    def on_epochs(self, state, history, last):
+        """Checkpoint and metrics after a call of ``train``."""
+        o = self.options
+        self.history, self.state, self.saved = history, state, False
+        if o.checkpoint_every is None or history[-1].epoch % o.checkpoint_every == 0 or last:
+            self.save(state, history, force=last)
+        if o.primary and time.monotonic() - self.written_at >= o.metrics_interval:
+            self.write_metrics(history)
+
+    def finish(self):
+        """Waits for a checkpoint still being written, then writes metrics.json and curves.png."""
+        o = self.options
+        failed = None
+        try:
+            self.checkpoints.close()
+        except Exception as e:  # noqa: BLE001 - a background write that failed
+            failed = _write_error(e, self.checkpoints.directory, None)
+        if self.history and o.primary:
+            self.write_metrics(self.history)
+            from backprop_jax.training._plot import plot_curves  # matplotlib only when drawing
+            # Drawn once, when training ends or stops: cheap next to every epoch.
+            plot_curves([dataclasses.asdict(h) for h in self.history], o.out / "curves.png", title=o.dataset)
+        if failed is not None:
+            raise failed
+
+
+def _open_run(model, data, config, o):
+    """``(state, history, files, finished)``: the run to continue (``state`` None for a new one),
+    its files (None without an output directory), and whether it is already past the iterations
+    asked."""
+    if o.out is None:
+        return None, [], None, False
+    fingerprint = data_fingerprint(data, o.dataset)
+    _import_early("orbax.checkpoint", *(["backprop_jax.training._plot"] if o.primary else []))
+    checkpoints = Checkpoints(o.out / "checkpoints", min_interval_s=o.checkpoint_interval)
+    steps = checkpoints.all_steps()
+    state, history = None, []
+    if o.resume and not steps:
+        o.log(f"no checkpoint in {o.out / 'checkpoints'} yet: starting a new run")
+    elif o.resume:
+        state, history = _restore(checkpoints, model, config, o.settings, fingerprint, o.out, o.mesh, o.log,
+                                  o.primary)
+        if int(state.iteration) > config.iters_num:
+            o.log(f"the run in {o.out} is already at iteration {int(state.iteration)}, past the "
+                  f"{config.iters_num} asked: nothing to train")
+            checkpoints.close()
+            return state, history, None, True
+        o.log(f"resuming from iteration {int(state.iteration)} (epoch {len(history)})")
+    elif steps:
+        raise RunError(f"{o.out} already holds checkpoints of a run (iteration {steps[0]}); resume it "
+                       f"(resume=True), or give the new run another directory", argument="out")
+    return state, history, _RunFiles(o, fingerprint, checkpoints, history), False
+
+
+def _run(model, data, config, o):
+    state, history, files, finished = _open_run(model, data, config, o)
+    if finished:
+        return state, history
+    done = int(state.iteration) if state is not None else 0
+    # Which epochs get a line: all of a short run, about 20 of a long one.
+    per_epoch = iterations_per_epoch(len(data[0][0]), config.batch_size)
+    last_epoch = len(history) + -(-max(config.iters_num - done, 0) // per_epoch)
+    spacing = 1 if o.every_epoch or last_epoch <= 30 else -(-last_epoch // 20)
+    shown = len(history)
 
     def on_epochs(state, history):
-        seen["history"], seen["state"], seen["saved"] = history, state, False
-        for e in history[seen["shown"]:] if primary else ():
+        nonlocal shown
+        for e in history[shown:] if o.primary else ():
             if e.epoch % spacing == 0 or e.epoch in (1, last_epoch):
-                # Above the bar when there is one.
-                (bar.write if progress else log)(e.line())
-        seen["shown"] = len(history)
+                (bar.write if o.progress else o.log)(e.line())  # above the bar when there is one
+        shown = len(history)
         e = history[-1]
         last = e.iteration >= config.iters_num
-        if out is not None and (checkpoint_every is None or e.epoch % checkpoint_every == 0 or last):
-            save(state, history, force=last)
-        if out is not None and primary and time.monotonic() - seen["written_at"] >= metrics_interval:
-            write_metrics(history)
-        reason = stop() if stop is not None else None
+        if files is not None:
+            files.on_epochs(state, history, last)
+        reason = o.stop() if o.stop is not None else None
         if reason and not last:
-            if out is not None and not seen["saved"]:
-                save(state, history, force=True)
-            raise RunInterrupted(reason, e.iteration, e.iteration if out is not None else None)
+            if files is not None and not files.saved:
+                files.save(state, history, force=True)
+            raise RunInterrupted(reason, e.iteration, e.iteration if files is not None else None)
 
-    box = [checkpoints]  # the run's checkpoints, made again if their directory is removed
     # Orbax logs a failed background write with its traceback; the run says it in one line.
-    quiet = _QuietLogger("absl") if out is not None else contextlib.nullcontext()
-
-    with quiet, tqdm(total=config.iters_num, initial=done, unit="it", disable=not progress,
+    quiet = _QuietLogger("absl") if files is not None else contextlib.nullcontext()
+    with quiet, tqdm(total=config.iters_num, initial=done, unit="it", disable=not o.progress,
                      dynamic_ncols=True) as bar:
         try:
             state, history = train(model, data, config, state=state, history=history,
-                                   on_epochs=on_epochs, progress=bar, mesh=mesh,
-                                   sync_every=checkpoint_every, divergence_factor=divergence_factor)
+                                   on_epochs=on_epochs, progress=bar, mesh=o.mesh,
+                                   sync_every=o.checkpoint_every, divergence_factor=o.divergence_factor)
         except TrainingDiverged:
-            if out is not None and not seen["saved"]:
-                save(seen["state"], seen["history"], force=True)  # the last good epoch
+            if files is not None and not files.saved:
+                files.save(files.state, files.history, force=True)  # the last good epoch
             raise
         finally:
-            if out is not None:
-                failed = None
-                try:
-                    box[0].close()  # waits for a save still being written
-                except Exception as e:  # noqa: BLE001 - a background write that failed
-                    failed = _write_error(e, box[0].directory, None)
-                if seen["history"] and primary:
-                    write_metrics(seen["history"])
-                    from backprop_jax.training._plot import plot_curves  # matplotlib only when drawing
-                    # Drawn once, when training ends or stops: cheap next to every epoch.
-                    plot_curves([dataclasses.asdict(h) for h in seen["history"]],
-                                out / "curves.png", title=dataset)
-                if failed is not None:
-                    raise failed
+            if files is not None:
+                files.finish()
     return state, history
