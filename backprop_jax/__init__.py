@@ -22,6 +22,7 @@ Everything public is re-exported here.
 from backprop_jax import book_params, checking, datasets, experiments, graph, layers, nets, shopping, training
 from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.book_params import BookParamsError, fit_params, load_book_params, save_book_params
+from backprop_jax.experiments import compare_optimizers
 from backprop_jax.checking import (
     Comparison, Entry, GradcheckReport, HandRules, Kept, Kink, RuleUse, assert_gradcheck, gradcheck, hand_rules,
     without_hand_rules)
@@ -30,11 +31,12 @@ from backprop_jax.layers import (
     init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay,
     embedding, lstm_cell, rnn_cell, time_affine, time_lstm, time_rnn, time_softmax_with_loss, embedding_dot,
     sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
-    gru_cell, time_gru)
-from backprop_jax.nets import Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, two_layer_net
+    gru_cell, time_gru, UnigramSampler, negative_sampling_loss)
+from backprop_jax.nets import (
+    Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, seq2seq, two_layer_net)
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
-    TrainingDiverged, TrainState, compare_optimizers, data_fingerprint, data_parallel_mesh, eval_chunks,
+    TrainingDiverged, TrainState, data_fingerprint, data_parallel_mesh, eval_chunks,
     evaluation_sets, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, run, train)
 
 __version__ = "0.1.0"
@@ -50,12 +52,12 @@ __all__ = [
     # The sequel's layers for words and sequences, backpropagation through time by hand.
     "embedding", "time_affine", "time_softmax_with_loss", "rnn_cell", "time_rnn", "lstm_cell", "time_lstm",
     "embedding_dot", "sigmoid_with_loss", "time_dropout", "attention_weight", "weight_sum", "attention",
-    "time_attention", "attention_weights", "gru_cell", "time_gru",
+    "time_attention", "attention_weights", "gru_cell", "time_gru", "UnigramSampler", "negative_sampling_loss",
     # Checking hand rules.
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
-    "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net",
+    "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
     # The book's saved parameters (pickles), read without running code.
     "load_book_params", "save_book_params", "fit_params", "BookParamsError",
     # Learning.

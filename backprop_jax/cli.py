@@ -244,8 +244,10 @@ def build_parser():
                        help="print small arrays (up to 16 entries) in full instead of a summary")
 
     experiment = sub.add_parser(
-        "experiment", help="an experiment of chapters 6-7: its figure (NAME.png) and numbers (NAME.json)",
-        description="Run one of the book's experiments of chapters 6 and 7 and write its figure and the "
+        "experiment", help="an experiment of chapters 6-7 or of the sequel: its figure (NAME.png) and "
+                           "numbers (NAME.json)",
+        description="Run one of the book's experiments of chapters 6 and 7, or of the sequel's chapters 7 "
+                    "and 8, and write its figure and the "
                     "numbers behind it: " + "; ".join(
                         f"{name}: {fn.__doc__.split(chr(10))[0].rstrip('.')}" for name, fn in _experiments().items()))
     experiment.add_argument("name", metavar="NAME", choices=list(_experiments()) + ["all"],
@@ -685,7 +687,7 @@ def cmd_graph(args, parser):
 
 def cmd_compare(args, parser):
     from backprop_jax import writable_directory
-    from backprop_jax.training import compare_optimizers
+    from backprop_jax.experiments import compare_optimizers
 
     try:
         writable_directory(args.out)  # before hours of training, not after

@@ -1,4 +1,5 @@
-"""MNIST: the full set from IDX files, and a 5,000-digit sample shipped inside the package.
+"""MNIST: the full set from IDX files, and a 5,000-digit sample shipped inside the package; and
+the sequel's character sequences (``addition_lines``, ``load_sequence``).
 
 Both loaders follow the book's ``load_mnist(normalize, flatten, one_hot_label)``
 and return ``((x_train, t_train), (x_test, t_test))``:
@@ -16,6 +17,7 @@ import urllib.request
 import zlib
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -224,3 +226,113 @@ def load_mnist_sample(normalize=True, flatten=True, one_hot_label=False):
                            f"reinstall backprop-jax") from None
     return (_prepare(x_train, t_train, normalize, flatten, one_hot_label),
             _prepare(x_test, t_test, normalize, flatten, one_hot_label))
+
+
+# --- the sequel's character sequences (Deep Learning from Scratch 2, ch. 7) ------------------
+
+class SequenceData(NamedTuple):
+    """Questions and answers as character ids, split as the sequel's ``sequence.load_data``."""
+    train: tuple  # (x, t): int32 (N, question width) and (N, answer width)
+    test: tuple
+    char_to_id: dict
+    id_to_char: dict
+
+    def decode(self, ids):
+        """The text of a row of character ids."""
+        return "".join(self.id_to_char[int(i)] for i in np.asarray(ids).ravel())
+
+
+def addition_lines(n=50_000, seed=1984):
+    """``n`` addition problems in the sequel's ``addition.txt`` format, from ``seed``: two numbers
+    below 1000, the question padded to 7 characters and the answer, after ``_``, to 4
+    (``"16+75  _91  "``)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"addition_lines: n must be a positive integer, got {n!r}")
+    a, b = np.random.default_rng(seed).integers(0, 1000, (2, n))
+    return [f"{x}+{y}".ljust(7) + "_" + str(x + y).ljust(4) for x, y in zip(a.tolist(), b.tolist())]
+
+
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+           "october", "november", "december")
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# The human ways of writing a date that the sequel's date.txt mixes, by their parts.
+DATE_FORMATS = (
+    "{month} {day}, {year}", "{mon} {day}, {year}", "{weekday}, {month} {day}, {year}", "{m}/{day}/{yy}",
+    "{day} {month} {year}", "{day}.{m}.{year}",
+)
+
+
+def date_lines(n=50_000, seed=1984):
+    """``n`` date problems in the sequel's ``date.txt`` format, from ``seed``: a date between
+    1970 and 2020 written one of ``DATE_FORMATS`` ways, in lower, upper or title case, padded to
+    29 characters, and after ``_`` the same date as ``YYYY-MM-DD`` (``"september 27, 1994
+    _1994-09-27"``)."""
+    import datetime
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"date_lines: n must be a positive integer, got {n!r}")
+    rng = np.random.default_rng(seed)
+    first, days = datetime.date(1970, 1, 1), (datetime.date(2020, 12, 31) - datetime.date(1970, 1, 1)).days
+    lines = []
+    for offset, form, case in zip(rng.integers(0, days + 1, n).tolist(), rng.integers(0, len(DATE_FORMATS), n).tolist(),
+                                  rng.integers(0, 3, n).tolist()):
+        date = first + datetime.timedelta(days=offset)
+        text = DATE_FORMATS[form].format(
+            month=_MONTHS[date.month - 1], mon=_MONTHS[date.month - 1][:3], weekday=_WEEKDAYS[date.weekday()],
+            day=date.day, m=date.month, year=date.year, yy=f"{date.year % 100:02d}")
+        text = (text.lower(), text.upper(), text.title())[case]
+        lines.append(text.ljust(29) + "_" + date.isoformat())
+    return lines
+
+
+def load_sequence(source, seed=1984):
+    """The sequel's ``sequence.load_data``: each line split at its ``_`` into a question and an
+    answer (the answer keeps the ``_``, the decoder's first input), characters numbered in order
+    of first appearance, the rows shuffled by ``seed`` exactly as the sequel shuffles them
+    (``numpy.random.seed(seed); numpy.random.shuffle``), and the last tenth held out.
+
+    Args:
+      source: a text file in the sequel's format (``addition.txt``, ``date.txt``) or a list of
+        such lines (``addition_lines()``).
+    Returns:
+      A ``SequenceData``.
+    Raises:
+      DatasetError: a line without ``_``, or questions or answers of different widths (named by
+        line number).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            lines = path.read_text(encoding="utf-8").split("\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DatasetError(f"cannot read {path}: {e}") from None
+        if lines and lines[-1] == "":
+            lines.pop()
+        where = str(path)
+    else:
+        lines, where = [str(line).rstrip("\n") for line in source], "the lines given"
+    if not lines:
+        raise DatasetError(f"{where}: no problems in it")
+    questions, answers = [], []
+    for number, line in enumerate(lines, 1):
+        cut = line.find("_")
+        if cut < 1:
+            raise DatasetError(f"{where}, line {number}: {line!r} has no question before a '_' starting its answer")
+        questions.append(line[:cut])
+        answers.append(line[cut:])
+        for kind, texts in (("question", questions), ("answer", answers)):
+            if len(texts[-1]) != len(texts[0]):
+                raise DatasetError(f"{where}, line {number}: its {kind} is {len(texts[-1])} characters wide, "
+                                   f"line 1's {len(texts[0])}; pad every {kind} to one width")
+    char_to_id = {}
+    for q, a in zip(questions, answers):
+        for c in q + a:
+            char_to_id.setdefault(c, len(char_to_id))
+    x = np.array([[char_to_id[c] for c in q] for q in questions], np.int32)
+    t = np.array([[char_to_id[c] for c in a] for a in answers], np.int32)
+    order = np.arange(len(x))
+    np.random.RandomState(seed).shuffle(order)  # what numpy.random.seed(seed); shuffle(...) does
+    x, t = x[order], t[order]
+    split = len(x) - len(x) // 10
+    return SequenceData((x[:split], t[:split]), (x[split:], t[split:]), char_to_id,
+                        {i: c for c, i in char_to_id.items()})

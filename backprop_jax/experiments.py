@@ -1,11 +1,14 @@
-"""The experiments of chapters 6 and 7, from live code: each writes a figure like the book's
-(``NAME.png``) and the numbers behind it (``NAME.json``) into a directory.
+"""The experiments of chapters 6 and 7 and of the sequel's chapters 7 and 8, from live code:
+each writes a figure like the book's (``NAME.png``) and the numbers behind it (``NAME.json``)
+into a directory; and the book's optimiser comparison (``compare_optimizers``), the command's
+``compare-optimizers``.
 
 Every experiment is ``fn(data, out, *, quick=False, seed=0, log=print) -> dict`` with
 ``data`` as ``datasets.load_mnist_sample()`` returns it; ``quick`` runs a tiny version
 (for tests). ``EXPERIMENTS`` maps the command-line names to them.
 """
 
+import dataclasses
 import math
 import time
 
@@ -13,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from backprop_jax._io import write_json
+from backprop_jax._io import writable_directory, write_json
 from backprop_jax.layers import relu, sigmoid
 from backprop_jax.nets import conv_net, multi_layer_net
 from backprop_jax.training import (
@@ -33,6 +36,42 @@ def _write(out, name, result, fig):
     write_json(out / f"{name}.json", result)
     save_figure(fig, out / f"{name}.png")
     return result
+
+
+# --- sec. 6.1.8: the optimiser comparison, the same net and data, four update rules ------------
+
+# The book's comparison: name, optax optimiser, learning rate.
+BOOK_OPTIMIZERS = (("SGD", "sgd", 0.01), ("Momentum", "momentum", 0.01),
+                   ("AdaGrad", "adagrad", 0.01), ("Adam", "adam", 0.001))
+
+
+def compare_optimizers(data, out, *, iters_num=2000, batch_size=128, hidden_size_list=(100, 100, 100, 100),
+                       seed=0, log=print):
+    """Trains the book's 5-layer ReLU net (He init) with each optimiser; writes
+    ``out/optimizers.png`` (loss curves) and ``out/optimizers.json``.
+
+    Returns:
+      ``{name: [Epoch, ...]}``.
+    Raises:
+      OSError: ``out`` is not a directory that can be written, before any training.
+    """
+    out = writable_directory(out)  # before training, not after
+    model = multi_layer_net.model(784, hidden_size_list, 10, weight_init_std="he")
+    histories = {}
+    for name, optimizer, lr in BOOK_OPTIMIZERS:
+        config = TrainConfig(iters_num=iters_num, batch_size=batch_size, learning_rate=lr,
+                             optimizer=optimizer, seed=seed)
+        _, histories[name] = train(model, data, config)
+        last = histories[name][-1]
+        log(f"{name:<9} lr {lr:<6} final loss {last.train_loss:.4f}, test acc {last.test_acc:.4f}")
+    write_json(out / "optimizers.json", {
+        "net": [784, *hidden_size_list, 10], "iters_num": iters_num, "batch_size": batch_size, "seed": seed,
+        "optimizers": {name: {"optimizer": opt, "learning_rate": lr,
+                              "epochs": [dataclasses.asdict(e) for e in histories[name]]}
+                       for name, opt, lr in BOOK_OPTIMIZERS}})
+    from backprop_jax.training._plot import plot_losses  # matplotlib only when drawing
+    plot_losses(histories, out / "optimizers.png")
+    return histories
 
 
 # --- sec. 6.2.2: activation histograms ----------------------------------------------------------
@@ -314,6 +353,104 @@ def conv_filters(data, out, *, quick=False, seed=0, log=print):
     return _write(out, "conv-filters", result, fig)
 
 
+# --- the sequel's sec. 7.3-7.4: seq2seq on addition, reversed input and peeky ----------------
+
+def seq2seq_addition(data, out, *, quick=False, seed=0, log=print):
+    """The sequel's ``train_seq2seq.py``: seq2seq on 50,000 addition problems (made here, in its
+    format) as the baseline, with the question reversed, and peeky with it reversed; wordvec
+    16, hidden 128, batch 128, 25 epochs of Adam with gradients clipped at 5, and the exact-match
+    accuracy on the held-out tenth after each epoch (``data``, MNIST, is not used)."""
+    import optax
+
+    from backprop_jax.datasets import addition_lines, load_sequence
+    from backprop_jax.nets import seq2seq
+
+    del data
+    n, epochs, hidden = (1000, 2, 16) if quick else (50_000, 25, 128)
+    seq = load_sequence(addition_lines(n, seed=1984 + seed))
+    (questions, _), (q_test, a_test) = seq.train, seq.test
+    vocab, question_length = len(seq.char_to_id), questions.shape[1]
+    per_epoch = iterations_per_epoch(len(questions), 128)
+    result = {"problems": n, "train": len(questions), "test": len(q_test), "epochs": epochs,
+              "wordvec_size": 16, "hidden_size": hidden, "batch_size": 128, "variants": {}}
+    fig = _figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for name, reverse, peeky in (("baseline", False, False), ("reversed", True, False),
+                                 ("peeky + reversed", True, True)):
+        model = seq2seq.model(vocab, question_length, 16, hidden, peeky=peeky)
+        optimizer = optax.chain(book_optimizers.clip_grads(5.0), book_optimizers.adam(0.001))
+        config = TrainConfig(iters_num=epochs * per_epoch, batch_size=128, optimizer=optimizer, seed=seed)
+        shown = np.asarray(q_test)[:, ::-1] if reverse else np.asarray(q_test)
+        accuracy = []
+
+        def on_epochs(state, history):
+            accuracy.append(float(seq2seq.exact_match(state.params, shown, a_test)))
+
+        start = time.perf_counter()
+        _, history = train(model, seq2seq.training_data((seq.train, seq.test), reverse=reverse), config,
+                           on_epochs=on_epochs, sync_every=1)
+        seconds = time.perf_counter() - start
+        result["variants"][name] = {"reverse": reverse, "peeky": peeky, "exact_match": accuracy,
+                                    "test_loss": [e.test_loss for e in history], "seconds": seconds}
+        ax.plot(range(1, len(accuracy) + 1), accuracy, marker="o", markersize=3, label=name)
+        log(f"{name:<17} exact match {accuracy[-1]:.3f} after {epochs} epochs ({seconds:.0f} s)")
+    ax.set(xlabel="epochs", ylabel="accuracy (exact match)", ylim=(0, 1),
+           title="seq2seq on addition (the sequel, sec. 7.3-7.4)")
+    ax.legend(loc="upper left")
+    return _write(out, "seq2seq-addition", result, fig)
+
+
+# --- the sequel's sec. 8.3: attention on dates ----------------------------------------------
+
+def attention_dates(data, out, *, quick=False, seed=0, log=print):
+    """The sequel's ``ch08/train.py``: attention seq2seq on 50,000 dates written in many ways (made
+    here, in its ``date.txt`` format), answered as ``YYYY-MM-DD``, the question reversed;
+    wordvec 16, hidden 256, batch 128, 10 epochs of Adam with gradients clipped at 5; the
+    exact-match accuracy after each epoch, and one answer's attention map
+    (``visualize_attention.py``). ``data``, MNIST, is not used."""
+    import optax
+
+    from backprop_jax.datasets import date_lines, load_sequence
+    from backprop_jax.nets import seq2seq
+
+    del data
+    n, epochs, hidden = (600, 2, 16) if quick else (50_000, 10, 256)
+    seq = load_sequence(date_lines(n, seed=1984 + seed))
+    (questions, _), (q_test, a_test) = seq.train, seq.test
+    q_shown = np.asarray(q_test)[:, ::-1]
+    model = seq2seq.model(len(seq.char_to_id), questions.shape[1], 16, hidden, attention=True)
+    optimizer = optax.chain(book_optimizers.clip_grads(5.0), book_optimizers.adam(0.001))
+    config = TrainConfig(iters_num=epochs * iterations_per_epoch(len(questions), 128), batch_size=128,
+                         optimizer=optimizer, seed=seed)
+    accuracy, last = [], {}
+
+    def on_epochs(state, history):
+        accuracy.append(float(seq2seq.exact_match(state.params, q_shown, a_test)))
+        last["params"] = state.params
+
+    start = time.perf_counter()
+    _, history = train(model, seq2seq.training_data((seq.train, seq.test), reverse=True), config,
+                       on_epochs=on_epochs, sync_every=1)
+    seconds = time.perf_counter() - start
+    log(f"attention seq2seq on dates: exact match {accuracy[-1]:.3f} after {epochs} epochs ({seconds:.0f} s)")
+    # One test question, as visualize_attention.py draws it: the answer's characters (rows)
+    # against the question's, in reading order (the question was fed reversed).
+    weights = np.asarray(seq2seq.attention_map(last["params"], q_shown[:1], a_test[:1, :-1]))[0][:, ::-1]
+    question, answer = seq.decode(q_test[0]), seq.decode(a_test[0])
+    result = {"problems": n, "train": len(questions), "test": len(q_test), "epochs": epochs, "hidden_size": hidden,
+              "exact_match": accuracy, "test_loss": [e.test_loss for e in history], "seconds": seconds,
+              "example": {"question": question, "answer": answer, "attention": weights.tolist()}}
+    fig = _figure(figsize=(11, 4))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
+    left.plot(range(1, len(accuracy) + 1), accuracy, marker="o")
+    left.set(xlabel="epochs", ylabel="accuracy (exact match)", ylim=(0, 1), title="attention seq2seq on dates")
+    right.imshow(weights, cmap="gray", vmin=0, vmax=max(float(weights.max()), 1e-9))
+    right.set_xticks(range(len(question)), list(question), fontsize=6)
+    right.set_yticks(range(len(answer) - 1), list(answer[1:]), fontsize=7)
+    right.set_title("attention of each answer character (rows) on the question", fontsize=9)
+    return _write(out, "attention-dates", result, fig)
+
+
 EXPERIMENTS = {
     "activation-histograms": activation_histograms,
     "weight-init": weight_init,
@@ -321,4 +458,6 @@ EXPERIMENTS = {
     "overfitting": overfitting,
     "random-search": random_search,
     "conv-filters": conv_filters,
+    "seq2seq-addition": seq2seq_addition,
+    "attention-dates": attention_dates,
 }

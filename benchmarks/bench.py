@@ -218,6 +218,56 @@ def time_deep_convnet(data, repeats, batch=100, steps=5):
     return {k: {"steps_per_s": v["steps_per_s"], "compile_s": v["compile_s"]} for k, v in r.items()}
 
 
+# The sequel's TimeLSTM: (N, T, D, H) of a small layer and of its BetterRnnlm (batch 20, 35 steps, 650).
+LSTM_SIZES = {"small N20 T35 H100": (20, 35, 100, 100), "BetterRnnlm N20 T35 H650": (20, 35, 650, 650)}
+
+
+def time_time_lstm(repeats, sizes=LSTM_SIZES):
+    """``time_lstm`` forward and backward (the hand-written reverse loop over time) against
+    autodiff of the same ``lax.scan`` forward (``without_hand_rules``), interleaved: calls per
+    second of ``value_and_grad`` of a loss on its outputs, and the compiled programs' temporary
+    memory (XLA's ``memory_analysis``)."""
+    results = {}
+    for name, (n, t, d, h) in sizes.items():
+        keys = jax.random.split(jax.random.key(0), 5)
+        xs = jax.random.normal(keys[0], (n, t, d), jnp.float32)
+        probe = jax.random.normal(keys[1], (n, t, h), jnp.float32)
+        weights = (jax.random.normal(keys[2], (d, 4 * h), jnp.float32) / np.sqrt(d),
+                   jax.random.normal(keys[3], (h, 4 * h), jnp.float32) / np.sqrt(h), jnp.zeros(4 * h, jnp.float32))
+        zeros = jnp.zeros((n, h), jnp.float32)
+
+        def loss(Wx, Wh, b, xs):
+            hs, h_last, c_last = bj.time_lstm(xs, zeros, zeros, Wx, Wh, b)
+            return jnp.sum(hs * probe) + jnp.sum(h_last) + jnp.sum(c_last)
+
+        fns, row = {}, {}
+        for way, f in (("hand", loss), ("autodiff", bj.without_hand_rules(loss))):
+            start = time.perf_counter()
+            fns[way] = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3))).lower(*weights, xs).compile()
+            memory = fns[way].memory_analysis()
+            row[way] = {"compile_s": time.perf_counter() - start,
+                        "temp_mb": getattr(memory, "temp_size_in_bytes", 0) / 2 ** 20 if memory else None}
+            jax.block_until_ready(fns[way](*weights, xs))
+        one = min(median_time(lambda: jax.block_until_ready(fns["hand"](*weights, xs)), 3), 1.0)
+        steps = max(1, int(0.3 / max(one, 1e-6)))
+        times = {"hand": [], "autodiff": []}
+        for _ in range(repeats):
+            for way in times:
+                start = time.perf_counter()
+                for _ in range(steps):
+                    out = fns[way](*weights, xs)
+                jax.block_until_ready(out)
+                times[way].append((time.perf_counter() - start) / steps)
+        for way in times:
+            row[way]["steps_per_s"] = 1 / statistics.median(times[way])
+        hand_grads, auto_grads = fns["hand"](*weights, xs)[1], fns["autodiff"](*weights, xs)[1]
+        row["max_rel_grad_difference"] = max(
+            float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(b)) + 1e-30)) for a, b in zip(hand_grads, auto_grads))
+        row["hand_over_autodiff"] = row["hand"]["steps_per_s"] / row["autodiff"]["steps_per_s"]
+        results[name] = {"N": n, "T": t, "D": d, "H": h, **row}
+    return results
+
+
 def time_numpy(sizes, batch, data, repeats):
     (x, t), _ = data
     net = textbook_numpy.MultiLayerNet(sizes)
@@ -422,11 +472,23 @@ def machine():
 
 # --- the run ------------------------------------------------------------------
 
-def run(name, repeats, tiny, out_dir, log=print):
+def run(name, repeats, tiny, out_dir, log=print, end_to_end_only=False, lstm_only=False):
     data = bj.datasets.load_mnist_sample()
     spec = TINY if tiny else {"workloads": WORKLOADS, "batch_sweep": BATCH_SWEEP, "hidden_sweep": HIDDEN_SWEEP}
     results = {"name": name, "date": datetime.date.today().isoformat(), "machine": machine(),
                "repeats": repeats, "workloads": {}, "sweeps": {}}
+    if lstm_only:
+        results["time_lstm"] = time_time_lstm(repeats, {"tiny": (4, 5, 8, 8)} if tiny else LSTM_SIZES)
+        write_json(Path(out_dir) / f"{name}.json", results)
+        log(json.dumps(results["time_lstm"], indent=1))
+        return results
+    if end_to_end_only:
+        with tempfile.TemporaryDirectory() as work_dir:
+            results["end_to_end"] = time_end_to_end(data, 100 if tiny else 10_000, repeats, 1 if tiny else repeats,
+                                                    work_dir, log)
+        write_json(Path(out_dir) / f"{name}.json", results)
+        log(json.dumps(results["end_to_end"], indent=1))
+        return results
     peak = gemm_peak(repeats, (256, 512) if tiny else (1024, 2048, 4096))
     results["gemm_peak_gflops"] = peak
     log(f"float32 matmul peak: {peak:.1f} GFLOP/s on {results['machine']['device_kind']}")
@@ -466,6 +528,8 @@ def run(name, repeats, tiny, out_dir, log=print):
     if not tiny:  # chapter 8's net: the first workload where an accelerator matters
         results["deep_convnet"] = time_deep_convnet(data, repeats)
         log("deep convnet: done")
+    results["time_lstm"] = time_time_lstm(repeats, {"tiny": (4, 5, 8, 8)} if tiny else LSTM_SIZES)
+    log("time_lstm: done")
     conv_shape, conv_filters = ((8, 1, 12, 12), (4, 1, 3, 3)) if tiny else ((100, 1, 28, 28), (30, 1, 5, 5))
     results["convolution"] = time_convolution(conv_shape, conv_filters, repeats)
     with tempfile.TemporaryDirectory() as work_dir:
@@ -560,10 +624,14 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=9, help="timed repeats per figure (default 9, at least 5)")
     parser.add_argument("--tiny", action="store_true", help="a tiny workload, to check the harness")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--end-to-end-only", action="store_true",
+                        help="only the whole training run against the independent program (a few minutes)")
+    parser.add_argument("--lstm-only", action="store_true",
+                        help="only the sequel's TimeLSTM, hand BPTT against autodiff (a minute or two)")
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be at least 5")
-    run(args.name, args.repeats, args.tiny, args.out)
+    run(args.name, args.repeats, args.tiny, args.out, end_to_end_only=args.end_to_end_only, lstm_only=args.lstm_only)
 
 
 if __name__ == "__main__":

@@ -118,6 +118,8 @@ def benchmark_tables(name):
             f"JAX {m.get('jax')}, NumPy {m.get('numpy')}, PyTorch {m.get('torch') or 'absent'}; "
             f"medians of {result.get('repeats')} repeats.")
     parts = [head]
+    if not result.get("workloads"):
+        return "\n\n".join(parts + _end_to_end(result))
     columns = [c for c in ("hand", "autodiff", "plain", "numpy", "torch")
                if any(w["steps_per_s"].get(c) for w in result["workloads"].values())]
     rows = ["| workload | " + " | ".join(f"{c} steps/s" for c in columns) + " | hand/autodiff | hand, % of peak |",
@@ -145,6 +147,21 @@ def benchmark_tables(name):
         parts.append(f"Chapter 8's DeepConvNet, batch 100: {deep['hand']['steps_per_s']:.1f} steps/s "
                      f"through the hand rules, {deep['autodiff']['steps_per_s']:.1f} through autodiff "
                      f"of the same forward.")
+    return "\n\n".join(parts + _end_to_end(result))
+
+
+def _end_to_end(result):
+    parts = []
+    lstm = result.get("time_lstm")
+    if lstm:
+        rows = ["The sequel's `time_lstm`, forward and backward (`value_and_grad`):", "",
+                "| size | hand calls/s | autodiff calls/s | hand/autodiff | temporary memory, hand / autodiff (MB) "
+                "| largest gradient difference (relative) |", "|---|---|---|---|---|---|"]
+        for label, r in lstm.items():
+            rows.append(f"| {label} | {r['hand']['steps_per_s']:.1f} | {r['autodiff']['steps_per_s']:.1f} | "
+                        f"{r['hand_over_autodiff']:.2f} | {r['hand']['temp_mb']:.1f} / {r['autodiff']['temp_mb']:.1f} "
+                        f"| {r['max_rel_grad_difference']:.1e} |")
+        parts.append("\n".join(rows))
     e2e = result.get("end_to_end")
     if e2e:
         seconds, vs = e2e["seconds"], e2e.get("vs_plain", {})
@@ -168,4 +185,4 @@ def benchmark_tables(name):
         if split:
             parts.append("The command's wall time in parts: " + ", ".join(
                 f"{key.replace('_', ' ')} {value:.2f} s" for key, value in split.items()) + ".")
-    return "\n\n".join(parts)
+    return parts

@@ -103,3 +103,17 @@ def browser():
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def lstm_loop(xs, h0, c0, Wx, Wh, b):
+    """The sequel's TimeLSTM.forward: A split as f, g, i, o; c = f*c + g*i; h = o*tanh(c)."""
+    h, c, hs = h0, c0, []
+    Hn = h0.shape[1]
+    for t in range(xs.shape[1]):
+        A = xs[:, t, :] @ Wx + h @ Wh + b[None, :]
+        f, g = 1 / (1 + jnp.exp(-A[:, :Hn])), jnp.tanh(A[:, Hn:2 * Hn])
+        i, o = 1 / (1 + jnp.exp(-A[:, 2 * Hn:3 * Hn])), 1 / (1 + jnp.exp(-A[:, 3 * Hn:]))
+        c = f * c + g * i
+        h = o * jnp.tanh(c)
+        hs.append(h)
+    return jnp.stack(hs, axis=1), h, c

@@ -10,6 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# End-to-end checks (benchmarks, processes, whole experiments): `pytest -m slow`, run by .ci/run.
+pytestmark = pytest.mark.slow
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
 
@@ -32,6 +37,9 @@ def test_tiny_run_writes_results_json_and_plot(tmp_path):
         assert steps["torch"] > 0
     assert [r["batch"] for r in results["sweeps"]["batch"]] == [8]
     assert all(r["hand"] > 0 and r["autodiff"] > 0 for r in results["sweeps"]["hidden"])
+    (lstm,) = results["time_lstm"].values()
+    assert lstm["hand"]["steps_per_s"] > 0 and lstm["autodiff"]["steps_per_s"] > 0 and lstm["T"] == 5
+    assert lstm["max_rel_grad_difference"] < 1e-4  # the same gradients, BPTT by hand or by autodiff
     conv = results["convolution"]
     assert conv["im2col_ms"] > 0 and conv["lax_conv_ms"] > 0 and conv["W_shape"] == [4, 1, 3, 3]
     e2e = results["end_to_end"]

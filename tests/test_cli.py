@@ -109,6 +109,7 @@ def test_train_on_full_mnist_files_writes_metrics_plot_and_checkpoints(tmp_path)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["12", "3"]
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 def test_compiled_programs_are_kept_in_the_user_cache_and_long_runs_print_fewer_lines(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env.update(JAX_PLATFORMS="cpu", XDG_CACHE_HOME=str(tmp_path / "cache"))
@@ -128,6 +129,7 @@ def test_compiled_programs_are_kept_in_the_user_cache_and_long_runs_print_fewer_
     assert sorted(p.name for p in cache.iterdir()) == entries  # nothing compiled again
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 def test_lengths_follow_the_books_scripts_or_the_flags(tmp_path):
     data_dir = tmp_path / "mnist"
     fake_mnist(data_dir, n_train=200, n_test=50)  # 2 iterations an epoch at batch 100
@@ -182,6 +184,7 @@ def steps_in(names):
     return [int(name) for name in names if name.isdigit()]
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 def test_a_run_killed_again_and_again_resumes_to_exactly_the_uninterrupted_parameters(tmp_path):
     # A checkpoint after every epoch (40 iterations), each written in the background while training goes on.
     args = ["train", "--dataset", "mnist-sample", "--iters", "800", "--no-progress", "--checkpoint-every", "1",
@@ -246,6 +249,7 @@ def test_resuming_a_finished_run_writes_its_metrics_again(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 def test_ctrl_c_and_sigterm_stop_with_one_line_and_a_resumable_checkpoint(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):

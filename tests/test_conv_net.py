@@ -78,6 +78,7 @@ def test_extended_net_trains_with_state_and_resumes_exactly(sample, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 def test_compare_optimizers_writes_one_plot(sample, tmp_path):
     log = []
     histories = compare_optimizers(small(sample, 512, 100), tmp_path, iters_num=8, batch_size=128, log=log.append)

@@ -17,8 +17,12 @@ import time
 
 import chex
 import numpy as np
+import pytest
 
 from conftest import final_params
+
+# End-to-end checks (benchmarks, processes, whole experiments): `pytest -m slow`, run by .ci/run.
+pytestmark = pytest.mark.slow
 
 WORKER = textwrap.dedent('''
     import sys

@@ -41,6 +41,7 @@ def test_shopping_examples_reproduce_the_book(script, expected):
         assert manual == auto, name  # float64 throughout: the two chains agree to the last bit
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 def test_gradient_check_example_passes():
     out = run_example("gradient_check.py")
     lines = out.splitlines()
@@ -50,6 +51,7 @@ def test_gradient_check_example_passes():
     assert out.rstrip().endswith("gradient check passed")
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 def test_draw_graphs_example_writes_the_three_graphs(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, str(EXAMPLES / "draw_graphs.py"), str(tmp_path)],

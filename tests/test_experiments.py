@@ -9,6 +9,9 @@ import pytest
 from backprop_jax.cli import main
 from backprop_jax.experiments import EXPERIMENTS
 
+# End-to-end checks (benchmarks, processes, whole experiments): `pytest -m slow`, run by .ci/run.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
@@ -48,6 +51,25 @@ def test_training_experiments_record_their_curves(results):
     filters = r["conv-filters"]
     before, after = np.asarray(filters["filters_before"]), np.asarray(filters["filters_after"])
     assert before.shape == after.shape == (30, 1, 5, 5) and not np.array_equal(before, after)
+
+
+def test_seq2seq_addition_compares_the_sequels_three_variants(results):
+    r = results[1]["seq2seq-addition"]
+    assert list(r["variants"]) == ["baseline", "reversed", "peeky + reversed"]
+    assert r["train"] == 900 and r["test"] == 100  # the sequel's 90/10 split
+    for name, v in r["variants"].items():
+        assert len(v["exact_match"]) == len(v["test_loss"]) == 2 and all(0 <= a <= 1 for a in v["exact_match"]), name
+        assert v["test_loss"][-1] < v["test_loss"][0], name
+    assert r["variants"]["peeky + reversed"]["peeky"] and not r["variants"]["reversed"]["peeky"]
+
+
+def test_attention_dates_records_accuracy_and_an_attention_map(results):
+    r = results[1]["attention-dates"]
+    assert r["train"] == 540 and r["test"] == 60 and len(r["exact_match"]) == 2
+    example = r["example"]
+    weights = np.asarray(example["attention"])
+    assert example["answer"].startswith("_") and weights.shape == (10, 29)  # 10 answer characters, 29 asked
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_random_search_runs_every_trial_in_one_call_with_the_same_results(results):

@@ -37,6 +37,7 @@ def test_the_notebooks_are_committed_without_outputs():
         assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), path.name
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 def test_computational_graphs_notebook():
     cells = outputs(run("1_computational_graphs.ipynb"))
     assert "price 220, dapple 2.2, dapple_num 110, dtax 200" in cells[1][0]
@@ -45,6 +46,7 @@ def test_computational_graphs_notebook():
         assert {"image/svg+xml", "text/html"} & kinds and "text/markdown" in kinds
 
 
+@pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 @pytest.mark.parametrize("name, expected", [
     ("2_layer_rules.ipynb", ["gradient check passed"] * 4),
     ("3_training.ipynb", ["gradient check passed", "test accuracy after 2000 iterations"]),

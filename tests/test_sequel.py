@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import backprop_jax as bj
-from conftest import TRANSFORMS, normal
+from conftest import TRANSFORMS, lstm_loop, normal
 
 N, T, D, H, V = 3, 5, 4, 6, 7
 
@@ -21,20 +21,6 @@ def rnn_loop(xs, h0, Wx, Wh, b):
         h = jnp.tanh(h @ Wh + xs[:, t, :] @ Wx + b[None, :])
         hs.append(h)
     return jnp.stack(hs, axis=1), h
-
-
-def lstm_loop(xs, h0, c0, Wx, Wh, b):
-    """The sequel's TimeLSTM.forward: A split as f, g, i, o; c = f*c + g*i; h = o*tanh(c)."""
-    h, c, hs = h0, c0, []
-    Hn = h0.shape[1]
-    for t in range(xs.shape[1]):
-        A = xs[:, t, :] @ Wx + h @ Wh + b[None, :]
-        f, g = 1 / (1 + jnp.exp(-A[:, :Hn])), jnp.tanh(A[:, Hn:2 * Hn])
-        i, o = 1 / (1 + jnp.exp(-A[:, 2 * Hn:3 * Hn])), 1 / (1 + jnp.exp(-A[:, 3 * Hn:]))
-        c = f * c + g * i
-        h = o * jnp.tanh(c)
-        hs.append(h)
-    return jnp.stack(hs, axis=1), h, c
 
 
 def rnn_args(dtype=jnp.float64):

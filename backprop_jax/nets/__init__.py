@@ -1,6 +1,7 @@
 """Networks: the ``Model`` contract, the layer library that composes the hand rules, the book's nets."""
 
-from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net, nn, two_layer_net
+from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net, nn, seq2seq, two_layer_net
 from backprop_jax.nets._model import Model, count_correct
 
-__all__ = ["Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net"]
+__all__ = ["Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net",
+           "seq2seq"]

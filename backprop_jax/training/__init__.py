@@ -1,7 +1,6 @@
-"""Learning: the compiled loop, runs with files, checkpoints, joining processes, the optimiser comparison."""
+"""Learning: the compiled loop, runs with files, checkpoints, joining processes."""
 
 from backprop_jax.training._checkpoint import Checkpoints
-from backprop_jax.training._compare import compare_optimizers
 from backprop_jax.training._distributed import DistributedError, check_processes_agree, join, parse_host_port
 from backprop_jax.training._loop import (
     OPTIMIZERS, Epoch, Evaluation, Optimizer, TrainConfig, TrainingDiverged, TrainState, batch_indices,
@@ -15,5 +14,5 @@ from backprop_jax.training import optimizers
 
 __all__ = ["train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS",
            "Optimizer", "data_parallel_mesh", "batch_indices", "make_epoch_fn", "make_epochs_fn",
-           "eval_chunks", "Evaluation", "evaluation_sets", "iterations_per_epoch", "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "compare_optimizers",
+           "eval_chunks", "Evaluation", "evaluation_sets", "iterations_per_epoch", "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints",
            "join", "check_processes_agree", "parse_host_port", "DistributedError", "optimizers"]
