@@ -140,7 +140,7 @@ def build_parser():
 
     train = sub.add_parser("train", help="train a network on MNIST (the book's recipe by default)",
                            description="Train a network with the hand-written backward rules.")
-    _add_data_flags(train)
+    _add_data_flags(train, sequences=True)
     _add_model_flags(train)
     opt = train.add_argument_group("training")
     length = opt.add_mutually_exclusive_group()
@@ -149,8 +149,8 @@ def build_parser():
                              f"train_neuralnet.py; the convnet: 20 epochs, as its train_convnet.py)")
     length.add_argument("--epochs", type=_positive_int, default=None,
                         help="train this many epochs (train size / batch size updates each) instead")
-    opt.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
-                     help=f"default {defaults.batch_size}")
+    opt.add_argument("--batch-size", type=_positive_int, default=None,
+                     help=f"default {defaults.batch_size}; the seq2seq models' 128, as the sequel's scripts")
     opt.add_argument("--learning-rate", "--lr", type=_number(low_exclusive=0), default=None,
                      help="default: the optimiser's, " + ", ".join(
                          f"{name} {o.learning_rate}" for name, o in OPTIMIZERS.items()))
@@ -158,6 +158,9 @@ def build_parser():
                      help="default: the model's, " + ", ".join(
                          f"{name} {recipe.optimizer}" for name, recipe in _recipes().items())
                      + f", {DEFAULT_OPTIMIZER} for a model from a file")
+    opt.add_argument("--max-grad", type=_number(low_exclusive=0), default=None, metavar="NORM",
+                     help="clip the gradients to this global norm before each update, as the sequel's "
+                          "clip_grads (default: none; 5 for the seq2seq models, as the sequel's scripts)")
     opt.add_argument("--devices", type=_positive_int, default=None,
                      help="split every mini-batch over this many devices (default: all local devices)")
     opt.add_argument("--seed", type=_seed, default=defaults.seed,
@@ -262,13 +265,34 @@ def build_parser():
     return parser
 
 
-def _add_data_flags(parser):
+def _add_data_flags(parser, sequences=False):
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", choices=["auto", "mnist", "mnist-sample"], default="auto",
                       help="auto (default): full MNIST if its files are in the data directory, "
                            "else the embedded 5,000-digit sample")
     data.add_argument("--data-dir", help="directory with the four MNIST .gz files "
                                          "(default: $BACKPROP_JAX_DATA or the user cache directory)")
+    if sequences:
+        data.add_argument("--data", metavar="FILE.txt",
+                          help="for the seq2seq models: problems in the sequel's format (its addition.txt or "
+                               "date.txt) instead of 50,000 generated from --seed")
+
+
+def _sequences(args, recipe, parser):
+    """The sequel's character problems for a seq2seq recipe: ``--data FILE.txt``, or 50,000 made
+    from the seed, of the recipe's kind."""
+    from backprop_jax import datasets
+
+    if args.dataset != "auto" or args.data_dir:
+        parser.error(f"--dataset and --data-dir choose MNIST; --model {args.model} learns the sequel's "
+                     f"{recipe.data} problems (give a file of them with --data)")
+    try:
+        if args.data:
+            return args.data, datasets.load_sequence(args.data)
+        make = datasets.addition_lines if recipe.data == "addition" else datasets.date_lines
+        return f"{recipe.data} (50,000 generated, seed {args.seed})", datasets.load_sequence(make(50_000, seed=args.seed))
+    except datasets.DatasetError as e:
+        sys.exit(f"backprop-jax: error: --data: {e}" if args.data else f"backprop-jax: error: {e}")
 
 
 def _load_data(args, say=print):
@@ -352,9 +376,10 @@ def _load_function(spec, parser, what):
 _CHOICES = {"WHAT": ["apple", "apple-orange", "two-layer-net"]}
 
 
-def _build_model(args, parser):
+def _build_model(args, parser, data_arguments=None):
     """``(model, settings, recipe)`` for the --model flag and the model flags given; ``recipe``
-    is None for a model from a file."""
+    is None for a model from a file. ``data_arguments``: what the data decide (a seq2seq's
+    vocabulary), from ``Recipe.data_arguments``."""
     from backprop_jax.nets import Model
 
     settings = _model_settings()
@@ -381,11 +406,14 @@ def _build_model(args, parser):
         return model, {"model": args.model, "model_file_sha256": digest}, None
     flags = " ".join(f"{settings[name][0].flag} {_shown(value)}" for name, value in given.items()
                      if settings[name][0].kind != "flag")
+    if recipe.data != "mnist" and data_arguments is None:
+        parser.error(f"--model {args.model} learns the sequel's {recipe.data} problems; the {args.command} "
+                     f"command takes the MNIST networks")
     try:
-        model = recipe.make(**given)
+        model = recipe.make(data_arguments, **given)
     except ValueError as e:
         parser.error(f"--model {args.model}{' with ' + flags if flags else ''}: {e}")
-    return model, {"model": args.model, **recipe.record(given)}, recipe
+    return model, {"model": args.model, **recipe.record(given), **(data_arguments or {})}, recipe
 
 
 def _check_model_fits(model, args, parser):
@@ -405,8 +433,16 @@ def _check_model_fits(model, args, parser):
 def cmd_train(args, parser):
     if args.resume and not args.out:
         parser.error("--resume needs --out DIR, the directory of the run to continue")
-    # Usage errors first, before any data is loaded.
-    model, net_settings, recipe = _build_model(args, parser)
+    # Usage errors first, before any data is loaded (but the sequel's problems, which decide the
+    # vocabulary of the network that learns them; they are read without JAX).
+    recipe = _recipes().get(args.model)
+    sequences = None
+    if recipe is not None and recipe.data != "mnist":
+        dataset, sequences = _sequences(args, recipe, parser)
+    elif args.data:
+        parser.error(f"--data gives the seq2seq models their problems; --model {args.model} learns MNIST")
+    model, net_settings, recipe = _build_model(
+        args, parser, None if sequences is None else recipe.data_arguments(sequences))
 
     from backprop_jax.training import (
         DIVERGENCE_FACTOR, DistributedError, RunError, RunInterrupted, TrainConfig, TrainingDiverged,
@@ -421,21 +457,42 @@ def cmd_train(args, parser):
         mesh = data_parallel_mesh(args.devices)
     except ValueError as e:
         parser.error(f"--devices: {e}")
+    batch_size = args.batch_size or getattr(recipe, "batch_size", None) or TrainConfig().batch_size
     try:
-        check_batch_split(args.batch_size, mesh.size)
+        check_batch_split(batch_size, mesh.size)
     except ValueError as e:
         parser.error(f"--batch-size: {e}, or pass --devices")
-    dataset, data = _load_data(args, say)
+    if sequences is None:
+        dataset, data = _load_data(args, say)
+    else:
+        from backprop_jax.nets import seq2seq
+
+        say(f"dataset: {dataset}, {len(sequences.train[0])} problems to train, {len(sequences.test[0])} to test"
+            + (", the questions reversed" if recipe.reverse else ""))
+        data = seq2seq.training_data((sequences.train, sequences.test), reverse=recipe.reverse)
 
     iters = args.iters
     if iters is None:
         from backprop_jax.training import iterations_per_epoch
         epochs = args.epochs or getattr(recipe, "epochs", None)
-        per_epoch = iterations_per_epoch(len(data[0][0]), args.batch_size)
+        per_epoch = iterations_per_epoch(len(data[0][0]), batch_size)
         iters = TrainConfig().iters_num if epochs is None else epochs * per_epoch
-    config = TrainConfig(iters_num=iters, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         optimizer=args.optimizer or getattr(recipe, "optimizer", DEFAULT_OPTIMIZER),
-                         seed=args.seed, evaluate_sample_num_per_epoch=args.evaluate_sample_num
+    optimizer = args.optimizer or getattr(recipe, "optimizer", DEFAULT_OPTIMIZER)
+    max_grad = args.max_grad if args.max_grad is not None else getattr(recipe, "max_grad", None)
+    learning_rate = args.learning_rate
+    described = None
+    if max_grad:  # the sequel's clip_grads before the update, as its Trainer(max_grad=...)
+        import optax
+
+        from backprop_jax.training import OPTIMIZERS, optimizers as book_optimizers
+        chosen = OPTIMIZERS[optimizer]
+        described = f"{optimizer} lr {learning_rate or chosen.learning_rate}, gradients clipped at {max_grad:g}"
+        optimizer = optax.chain(book_optimizers.clip_grads(max_grad),
+                                chosen.make(learning_rate or chosen.learning_rate))
+        learning_rate = None
+    config = TrainConfig(iters_num=iters, batch_size=batch_size, learning_rate=learning_rate,
+                         optimizer=optimizer, seed=args.seed,
+                         evaluate_sample_num_per_epoch=args.evaluate_sample_num
                          or getattr(recipe, "evaluate_sample_num", None))
     settings = {**net_settings, **config.record()}
     if n_processes > 1:
@@ -446,7 +503,7 @@ def cmd_train(args, parser):
             sys.exit(f"backprop-jax: error: {e}")
     (x_train, _), (x_test, _) = data
     say(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
-        f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer_name()}, on {mesh.size} {mesh.devices.flat[0].platform} device"
+        f"{config.iters_num} iterations of batch {config.batch_size}, {described or config.optimizer_name()}, on {mesh.size} {mesh.devices.flat[0].platform} device"
         f"{'s' if mesh.size > 1 else ''}"
         + (f" in {n_processes} processes" if n_processes > 1 else ""))
     start = time.perf_counter()
@@ -483,6 +540,13 @@ def cmd_train(args, parser):
         what = (f"test accuracy {last.test_acc:.4f}" if last.test_acc is not None
                 else f"test loss {last.test_loss:.4g}")
         print(f"final {what} after {last.iteration} iterations ({time.perf_counter() - start:.1f} s)")
+    if sequences is not None:  # the sequel's eval_seq2seq on the held-out problems
+        from backprop_jax.nets import seq2seq
+
+        (x_test, _) = data[1]
+        questions = x_test[:, :sequences.test[0].shape[1]]
+        print(f"exact-match accuracy on the {len(questions)} held-out problems: "
+              f"{float(seq2seq.exact_match(state.params, questions, sequences.test[1])):.4f}")
     if args.out:
         print(f"wrote {os.path.join(args.out, 'metrics.json')}, "
               f"{os.path.join(args.out, 'curves.png')} and checkpoints in "

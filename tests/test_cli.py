@@ -398,3 +398,41 @@ def test_a_user_model_file_trains_through_the_command_line(tmp_path, capsys):
         main(["train", "--model", f"{tmp_path / 'my_net.py'}:not_a_model"])
     assert e.value.code == 2
     assert "not_a_model() returned int, not a backprop_jax.Model" in capsys.readouterr().err
+
+
+def test_the_sequels_seq2seq_trains_on_a_problems_file_and_reports_exact_matches(tmp_path, capsys):
+    from backprop_jax import datasets
+
+    problems = tmp_path / "addition.txt"
+    problems.write_text("".join(line + "\n" for line in datasets.addition_lines(400, seed=2)))
+    out = tmp_path / "run"
+    args = ["train", "--model", "peeky-seq2seq", "--data", str(problems), "--hidden", "16", "--iters", "12",
+            "--no-progress", "--out", str(out)]
+    main(args)
+    printed = capsys.readouterr().out
+    assert "dataset: " + str(problems) + ", 360 problems to train, 40 to test, the questions reversed" in printed
+    assert "adam lr 0.001, gradients clipped at 5" in printed and "batch 128" in printed
+    assert "exact-match accuracy on the 40 held-out problems: " in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = metrics["config"]
+    assert config["model"] == "peeky-seq2seq" and config["hidden"] == 16 and config["wordvec_size"] == 16
+    assert config["vocab_size"] == 13 and config["question_length"] == 7 and config["batch_size"] == 128
+    assert metrics["epochs"][-1]["test_acc"] is None and metrics["epochs"][-1]["test_loss"] > 0
+    main([*args, "--resume", "--iters", "15"])  # the same settings and data: it resumes
+    assert "resuming from iteration 12" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="other settings"):
+        main([*args[:-2], "--max-grad", "1", "--resume", "--out", str(out), "--iters", "18"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "seq2seq", "--dataset", "mnist"],
+     "--dataset and --data-dir choose MNIST; --model seq2seq learns the sequel's addition problems"),
+    (["train", "--data", "addition.txt"], "--data gives the seq2seq models their problems; --model two-layer learns MNIST"),
+    (["evaluate", "--model", "attention-seq2seq", "--params", "p.pkl"],
+     "--model attention-seq2seq learns the sequel's dates problems; the evaluate command takes the MNIST networks"),
+    (["train", "--model", "seq2seq", "--filter-num", "3"], "--filter-num does not apply to --model seq2seq"),
+])
+def test_seq2seq_flags_are_checked(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err

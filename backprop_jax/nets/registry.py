@@ -11,7 +11,7 @@ defaults and their help from ``RECIPES``, and checkpoints record a network by
 import inspect
 from typing import Any, Callable, NamedTuple
 
-from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net, two_layer_net
+from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net, seq2seq, two_layer_net
 
 
 class Setting(NamedTuple):
@@ -38,14 +38,27 @@ class Recipe(NamedTuple):
     optimizer: str = "sgd"  # the book's script's optimiser
     epochs: int | None = None  # its length in epochs, where the script gives one (else 10,000 iterations)
     evaluate_sample_num: int | None = None  # its evaluate_sample_num_per_epoch
-    fixed: Any = ()  # (argument, value) pairs always passed: MNIST's shapes
+    fixed: Any = ()  # (argument, value) pairs always passed: MNIST's shapes, the decoder's kind
+    defaults_: Any = ()  # (argument, value) pairs: the script's values where they differ from the constructor's
+    data: str = "mnist"  # what it learns: "mnist", or the sequel's character problems, "addition" or "dates"
+    reverse: bool = False  # the sequel's trick for those: the question fed reversed
+    batch_size: int | None = None  # the script's batch size (None: TrainConfig's, 100)
+    max_grad: float | None = None  # the script's gradient clipping (the sequel's clip_grads), or none
 
     def defaults(self):
-        """``{setting name: default}``, from the constructor's signature."""
+        """``{setting name: default}``: the script's value, else the constructor's signature's."""
         parameters = inspect.signature(self.build).parameters
-        return {s.name: parameters[s.argument].default for s in self.settings}
+        given = dict(self.defaults_)
+        return {s.name: given.get(s.argument, parameters[s.argument].default) for s in self.settings}
 
-    def make(self, **values):
+    def data_arguments(self, sequences):
+        """The constructor's arguments that the data decide: for the sequel's character problems
+        (a ``datasets.SequenceData``), the vocabulary and the question's length; none for MNIST."""
+        if self.data == "mnist":
+            return {}
+        return {"vocab_size": len(sequences.char_to_id), "question_length": int(sequences.train[0].shape[1])}
+
+    def make(self, data_arguments=None, **values):
         """The Model with these settings (the others at their defaults); a ValueError from the
         constructor if a value is out of range, naming its argument."""
         unknown = sorted(set(values) - {s.name for s in self.settings})
@@ -53,8 +66,8 @@ class Recipe(NamedTuple):
             raise ValueError(f"{', '.join(unknown)}: not a setting of this network (its settings: "
                              f"{', '.join(s.name for s in self.settings) or 'none'})")
         by_name = {s.name: s for s in self.settings}
-        kwargs = {by_name[name].argument: value for name, value in values.items()}
-        return self.build(**dict(self.fixed), **kwargs)
+        kwargs = {**dict(self.defaults_), **{by_name[name].argument: value for name, value in values.items()}}
+        return self.build(**dict(self.fixed), **(data_arguments or {}), **kwargs)
 
     def record(self, values):
         """Every setting's value (given or default), JSON-able, as checkpoints record it."""
@@ -64,6 +77,9 @@ class Recipe(NamedTuple):
 
 _INIT = ("init std: a number, 'he' (sqrt(2 / fan-in)) or 'xavier' (sqrt(1 / fan-in), suits sigmoid); "
          "the multi-layer net's He is the book's MultiLayerNet default whatever the activation")
+
+_SEQ2SEQ_SETTINGS = (Setting("hidden", "hidden_size", "count", "hidden units of the LSTMs"),
+                     Setting("wordvec_size", "wordvec_size", "count", "size of the character vectors"))
 
 RECIPES = {
     "two-layer": Recipe(
@@ -98,5 +114,24 @@ RECIPES = {
         "chapter 8's DeepConvNet (sec. 8.1.1) and its train_deepnet.py: 20 epochs of Adam, each "
         "evaluated on 1,000 images",
         optimizer="adam", epochs=20, evaluate_sample_num=1000),
+    # The sequel's chapter 7 and 8 scripts: train_seq2seq.py (addition, wordvec 16, hidden 128,
+    # batch 128, 25 epochs of Adam, max_grad 5) and ch08/train.py (dates, hidden 256, 10 epochs).
+    "seq2seq": Recipe(
+        seq2seq.model, _SEQ2SEQ_SETTINGS,
+        "the sequel's Seq2seq (sec. 7.3) on addition problems and its train_seq2seq.py: 25 epochs of "
+        "Adam, batch 128, gradients clipped at 5",
+        optimizer="adam", epochs=25, data="addition", batch_size=128, max_grad=5.0),
+    "peeky-seq2seq": Recipe(
+        seq2seq.model, _SEQ2SEQ_SETTINGS,
+        "the sequel's PeekySeq2seq (sec. 7.4.2) on addition problems, the question reversed, as its "
+        "train_seq2seq.py's best",
+        optimizer="adam", epochs=25, fixed=(("peeky", True),), data="addition", reverse=True, batch_size=128,
+        max_grad=5.0),
+    "attention-seq2seq": Recipe(
+        seq2seq.model, _SEQ2SEQ_SETTINGS,
+        "the sequel's AttentionSeq2seq (sec. 8.3) on dates, the question reversed, and its ch08/train.py: "
+        "hidden 256, 10 epochs of Adam, batch 128, gradients clipped at 5",
+        optimizer="adam", epochs=10, fixed=(("attention", True),), defaults_=(("hidden_size", 256),),
+        data="dates", reverse=True, batch_size=128, max_grad=5.0),
 }
 """The book's networks by the names the command line takes (``--model two-layer``)."""
