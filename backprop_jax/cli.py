@@ -404,15 +404,13 @@ def _build_model(args, parser, data_arguments=None):
         with open(args.model.rpartition(":")[0], "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
         return model, {"model": args.model, "model_file_sha256": digest}, None
-    flags = " ".join(f"{settings[name][0].flag} {_shown(value)}" for name, value in given.items()
-                     if settings[name][0].kind != "flag")
     if recipe.data != "mnist" and data_arguments is None:
         parser.error(f"--model {args.model} learns the sequel's {recipe.data} problems; the {args.command} "
                      f"command takes the MNIST networks")
     try:
         model = recipe.make(data_arguments, **given)
     except ValueError as e:
-        parser.error(f"--model {args.model}{' with ' + flags if flags else ''}: {e}")
+        parser.error(f"{_model_named(args)}: {e}")
     return model, {"model": args.model, **recipe.record(given), **(data_arguments or {})}, recipe
 
 
@@ -424,10 +422,15 @@ def _check_model_fits(model, args, parser):
     try:
         jax.eval_shape(model.init, jax.random.key(0))
     except ValueError as e:
-        settings = _model_settings()
-        flags = " ".join(f"{settings[name][0].flag} {_shown(getattr(args, name))}" for name in settings
-                         if hasattr(args, name) and settings[name][0].kind != "flag")
-        parser.error(f"--model {args.model}{' with ' + flags if flags else ''}: {e}")
+        parser.error(f"{_model_named(args)}: {e}")
+
+
+def _model_named(args):
+    """``--model NAME with --flag VALUE ...`` for the network flags given, for a message."""
+    settings = _model_settings()
+    flags = " ".join(f"{settings[name][0].flag} {_shown(getattr(args, name))}" for name in settings
+                     if hasattr(args, name) and settings[name][0].kind != "flag")
+    return f"--model {args.model}{' with ' + flags if flags else ''}"
 
 
 def cmd_train(args, parser):
@@ -485,10 +488,9 @@ def cmd_train(args, parser):
         import optax
 
         from backprop_jax.training import OPTIMIZERS, optimizers as book_optimizers
-        chosen = OPTIMIZERS[optimizer]
-        described = f"{optimizer} lr {learning_rate or chosen.learning_rate}, gradients clipped at {max_grad:g}"
-        optimizer = optax.chain(book_optimizers.clip_grads(max_grad),
-                                chosen.make(learning_rate or chosen.learning_rate))
+        lr = learning_rate or OPTIMIZERS[optimizer].learning_rate
+        described = f"{optimizer} lr {lr}, gradients clipped at {max_grad:g}"
+        optimizer = optax.chain(book_optimizers.clip_grads(max_grad), OPTIMIZERS[optimizer].make(lr))
         learning_rate = None
     config = TrainConfig(iters_num=iters, batch_size=batch_size, learning_rate=learning_rate,
                          optimizer=optimizer, seed=args.seed,

@@ -49,10 +49,9 @@ def _weight_decay_bwd(residuals, dout):
     lam = jnp.asarray(weight_decay_lambda)
     dWs = jax.tree_util.tree_map(lambda W: (dout * lam * W).astype(W.dtype), Ws)
     dWs = jax.tree_util.tree_map(lambda dW, W: like_inputs((dW,), (W,))[0], dWs, Ws)
-    dlam = like_inputs(((0.5 * dout * squares).astype(lam.dtype),), (lam,))[0]
     if not jnp.issubdtype(lam.dtype, jnp.floating):
-        dlam = None  # an integer strength has no cotangent
-    return dWs, dlam
+        return dWs, None  # an integer strength has no cotangent
+    return dWs, like_inputs(((0.5 * dout * squares).astype(lam.dtype),), (lam,))[0]
 
 
 weight_decay.defvjp(_weight_decay_fwd, _weight_decay_bwd)

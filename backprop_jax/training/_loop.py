@@ -225,9 +225,9 @@ def data_parallel_mesh(n_devices=None):
     return jax.make_mesh((n,), ("data",), axis_types=(AxisType.Auto,), devices=devices[:n])
 
 
-def _check_feed(feed):
-    if feed not in ("device", "host"):
-        raise ValueError(f"feed must be 'auto', 'device' or 'host', got {feed!r}")
+def _check_feed(feed, choices=("device", "host")):
+    if feed not in choices:
+        raise ValueError(f"feed must be {', '.join(map(repr, choices[:-1]))} or {choices[-1]!r}, got {feed!r}")
 
 
 def iterations_per_epoch(n_train, batch_size):
@@ -723,10 +723,10 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
                    divergence_epochs)
     while calls.iteration < config.iters_num:
         state, records = calls.run(program, state, sync_every)
-        if calls.add_epochs(records):
+        advanced = calls.add_epochs(records)
+        if advanced:
             if progress is not None:
-                progress.update(history[-1].iteration - calls.iteration)
-            calls.iteration = history[-1].iteration
+                progress.update(advanced)
             if on_epochs is not None:
                 on_epochs(state, history)
         calls.check_divergence(records)
@@ -750,7 +750,7 @@ def _resolve_feed(feed, mesh):
     multi_process = mesh is not None and len({d.process_index for d in mesh.devices.flat}) > 1
     if feed == "auto":
         return "host" if multi_process else "device"
-    _check_feed(feed)
+    _check_feed(feed, ("auto", "device", "host"))
     if feed == "device" and multi_process:
         raise ValueError("feed='device' needs every device in one process; this mesh spans "
                          f"{jax.process_count()} processes: use feed='host'")
@@ -849,7 +849,7 @@ class _Calls:
         return state, records
 
     def add_epochs(self, records):
-        """Appends the call's finite epochs to the history; how many there were."""
+        """Appends the call's finite epochs to the history; the updates they brought."""
         done, history = int(records.done), self.history
         accuracy = self.model.measures_accuracy()
         for j in range(done):
@@ -868,7 +868,10 @@ class _Calls:
                                             train_loss=(old * before.train_loss + new * epoch.train_loss) / (old + new))
                 self.partial = False
             history.append(epoch)
-        return done
+        if not done:
+            return 0
+        advanced, self.iteration = history[-1].iteration - self.iteration, history[-1].iteration
+        return advanced
 
     def check_divergence(self, records):
         if self.reference is None:
