@@ -29,15 +29,16 @@ from backprop_jax.checking import (
 from backprop_jax.layers import (
     add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
     init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay,
-    embedding, lstm_cell, rnn_cell, time_affine, time_lstm, time_rnn, time_softmax_with_loss, embedding_dot,
+    embedding, lstm_cell, matmul, rnn_cell, time_affine, time_lstm, time_rnn, time_softmax_with_loss, embedding_dot,
     sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
     gru_cell, time_gru, UnigramSampler, negative_sampling_loss)
 from backprop_jax.nets import (
-    Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, seq2seq, two_layer_net)
+    Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, rnnlm, seq2seq, sequential_rows, shuffled_rows,
+    two_layer_net)
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
     TrainingDiverged, TrainState, data_fingerprint, data_parallel_mesh, eval_chunks,
-    evaluation_sets, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, run, train)
+    evaluation_sets, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, perplexity, run, train)
 
 __version__ = "0.1.0"
 
@@ -50,7 +51,7 @@ __all__ = [
     # Plain functions (chapters 3 and 4).
     "softmax", "cross_entropy_error",
     # The sequel's layers for words and sequences, backpropagation through time by hand.
-    "embedding", "time_affine", "time_softmax_with_loss", "rnn_cell", "time_rnn", "lstm_cell", "time_lstm",
+    "matmul", "embedding", "time_affine", "time_softmax_with_loss", "rnn_cell", "time_rnn", "lstm_cell", "time_lstm",
     "embedding_dot", "sigmoid_with_loss", "time_dropout", "attention_weight", "weight_sum", "attention",
     "time_attention", "attention_weights", "gru_cell", "time_gru", "UnigramSampler", "negative_sampling_loss",
     # Checking hand rules.
@@ -58,12 +59,13 @@ __all__ = [
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
     "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
+    "rnnlm", "sequential_rows", "shuffled_rows",
     # The book's saved parameters (pickles), read without running code.
     "load_book_params", "save_book_params", "fit_params", "BookParamsError",
     # Learning.
     "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS", "optimizers",
     "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "Evaluation",
-    "evaluation_sets", "iterations_per_epoch",
+    "evaluation_sets", "iterations_per_epoch", "perplexity",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
     "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "compare_optimizers", "DistributedError",
     "atomic_path", "write_json", "writable_directory",

@@ -96,13 +96,41 @@ def save_book_params(params, path):
             pickle.dump(arrays, f)
 
 
-def fit_params(model, params, dtype=None):
+def _from_list(params, order):
+    """The sequel's list of arrays as a dict, entry i under ``order[i]``; an entry named
+    ``"NAME.T"`` is the transpose of the parameter NAME (a tied output layer) and must equal it."""
+    if order is None:
+        raise BookParamsError(f"the parameters are a list of {len(params)} arrays (the sequel's save_params); "
+                              f"say which parameter each is with order=... (the model module's book_order())")
+    if len(params) != len(order):
+        raise BookParamsError(f"the list holds {len(params)} arrays, but the order names {len(order)}: "
+                              f"{', '.join(order)}")
+    named = {k: np.asarray(v) for k, v in zip(order, params) if not k.endswith(".T")}
+    for k, v in zip(order, params):
+        if k.endswith(".T"):
+            tied = named.get(k[:-2])
+            if tied is None or np.shape(v) != tied.T.shape or not np.array_equal(np.asarray(v), tied.T):
+                raise BookParamsError(f"entry {order.index(k)} ({k}, shape {np.shape(v)}) should be the transpose "
+                                      f"of {k[:-2]} (shape {None if tied is None else tied.shape}), but is not")
+    return named
+
+
+def fit_params(model, params, dtype=None, *, order=None):
     """``params`` as ``model``'s parameter pytree: the same keys and shapes, cast to the model's
     dtypes (or to ``dtype``).
 
+    Args:
+      model: a ``Model``.
+      params: a dict keyed as the model's parameters, or the sequel's list of arrays
+        (``load_book_params`` of its ``save_params`` file, float16).
+      dtype: the dtype to cast to (default: the model's).
+      order: for a list, the key of each entry, in the sequel's order
+        (``rnnlm.book_order()``, ``seq2seq.BOOK_ORDER``).
     Raises:
       BookParamsError: one line listing every key missing, unexpected or of another shape.
     """
+    if isinstance(params, list):
+        params = _from_list(params, tuple(order) if order is not None else None)
     expected, _ = jax.eval_shape(model.init, jax.random.key(0))
     if not isinstance(params, dict) or not isinstance(expected, dict):
         raise BookParamsError(f"the parameters are a {type(params).__name__}; this model takes a dict keyed "

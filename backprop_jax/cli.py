@@ -150,7 +150,8 @@ def build_parser():
     length.add_argument("--epochs", type=_positive_int, default=None,
                         help="train this many epochs (train size / batch size updates each) instead")
     opt.add_argument("--batch-size", type=_positive_int, default=None,
-                     help=f"default {defaults.batch_size}; the seq2seq models' 128, as the sequel's scripts")
+                     help=f"default {defaults.batch_size}; the seq2seq models' 128 and the language models' 20, as "
+                          f"the sequel's scripts")
     opt.add_argument("--learning-rate", "--lr", type=_number(low_exclusive=0), default=None,
                      help="default: the optimiser's, " + ", ".join(
                          f"{name} {o.learning_rate}" for name, o in OPTIMIZERS.items()))
@@ -275,7 +276,9 @@ def _add_data_flags(parser, sequences=False):
     if sequences:
         data.add_argument("--data", metavar="FILE.txt",
                           help="for the seq2seq models: problems in the sequel's format (its addition.txt or "
-                               "date.txt) instead of 50,000 generated from --seed")
+                               "date.txt) instead of 50,000 generated from --seed; for the language models "
+                               "(rnnlm, better-rnnlm): any UTF-8 text, the last tenth of its words held out "
+                               "(as its ptb.train.txt; default: 20,000 generated dates in words)")
 
 
 def _sequences(args, recipe, parser):
@@ -284,9 +287,15 @@ def _sequences(args, recipe, parser):
     from backprop_jax import datasets
 
     if args.dataset != "auto" or args.data_dir:
-        parser.error(f"--dataset and --data-dir choose MNIST; --model {args.model} learns the sequel's "
-                     f"{recipe.data} problems (give a file of them with --data)")
+        parser.error(f"--dataset and --data-dir choose MNIST; --model {args.model} learns "
+                     + ("a text (give it with --data)" if recipe.data == "text" else
+                        f"the sequel's {recipe.data} problems (give a file of them with --data)"))
     try:
+        if recipe.data == "text":
+            if args.data:
+                return args.data, datasets.load_text(args.data)
+            return (f"dates in words (20,000 generated, seed {args.seed})",
+                    datasets.load_text(datasets.date_text(20_000, seed=args.seed)))
         if args.data:
             return args.data, datasets.load_sequence(args.data)
         make = datasets.addition_lines if recipe.data == "addition" else datasets.date_lines
@@ -405,8 +414,9 @@ def _build_model(args, parser, data_arguments=None):
             digest = hashlib.file_digest(f, "sha256").hexdigest()
         return model, {"model": args.model, "model_file_sha256": digest}, None
     if recipe.data != "mnist" and data_arguments is None:
-        parser.error(f"--model {args.model} learns the sequel's {recipe.data} problems; the {args.command} "
-                     f"command takes the MNIST networks")
+        parser.error(f"--model {args.model} learns "
+                     + ("a text" if recipe.data == "text" else f"the sequel's {recipe.data} problems")
+                     + f"; the {args.command} command takes the MNIST networks")
     try:
         model = recipe.make(data_arguments, **given)
     except ValueError as e:
@@ -443,9 +453,9 @@ def cmd_train(args, parser):
     if recipe is not None and recipe.data != "mnist":
         dataset, sequences = _sequences(args, recipe, parser)
     elif args.data:
-        parser.error(f"--data gives the seq2seq models their problems; --model {args.model} learns MNIST")
+        parser.error(f"--data gives the seq2seq and language models their data; --model {args.model} learns MNIST")
     model, net_settings, recipe = _build_model(
-        args, parser, None if sequences is None else recipe.data_arguments(sequences))
+        args, parser, None if sequences is None else recipe.data_arguments(sequences, args.batch_size))
 
     from backprop_jax.training import (
         DIVERGENCE_FACTOR, DistributedError, RunError, RunInterrupted, TrainConfig, TrainingDiverged,
@@ -467,6 +477,17 @@ def cmd_train(args, parser):
         parser.error(f"--batch-size: {e}, or pass --devices")
     if sequences is None:
         dataset, data = _load_data(args, say)
+    elif recipe.data == "text":  # truncated BPTT windows, read in order (rnnlm.training_data)
+        from backprop_jax.nets import rnnlm
+
+        say(f"dataset: {dataset}, {len(sequences.train)} words to train, {len(sequences.test)} to test, "
+            f"a vocabulary of {len(sequences.word_to_id)}")
+        try:
+            data = (rnnlm.training_data(sequences.train, batch_size, recipe.time_size),
+                    rnnlm.training_data(sequences.test, 1, recipe.time_size))
+        except ValueError as e:
+            sys.exit(f"backprop-jax: error: {'--data ' + args.data if args.data else dataset}: {e}; use a "
+                     f"longer text or a smaller --batch-size")
     else:
         from backprop_jax.nets import seq2seq
 
@@ -483,15 +504,19 @@ def cmd_train(args, parser):
     optimizer = args.optimizer or getattr(recipe, "optimizer", DEFAULT_OPTIMIZER)
     max_grad = args.max_grad if args.max_grad is not None else getattr(recipe, "max_grad", None)
     learning_rate = args.learning_rate
+    # The script's learning rate goes with the script's optimiser only.
+    recipe_lr = getattr(recipe, "learning_rate", None) if optimizer == getattr(recipe, "optimizer", None) else None
     described = None
     if max_grad:  # the sequel's clip_grads before the update, as its Trainer(max_grad=...)
         import optax
 
         from backprop_jax.training import OPTIMIZERS, optimizers as book_optimizers
-        lr = learning_rate or OPTIMIZERS[optimizer].learning_rate
+        lr = learning_rate or recipe_lr or OPTIMIZERS[optimizer].learning_rate
         described = f"{optimizer} lr {lr}, gradients clipped at {max_grad:g}"
         optimizer = optax.chain(book_optimizers.clip_grads(max_grad), OPTIMIZERS[optimizer].make(lr))
         learning_rate = None
+    elif learning_rate is None:
+        learning_rate = recipe_lr
     config = TrainConfig(iters_num=iters, batch_size=batch_size, learning_rate=learning_rate,
                          optimizer=optimizer, seed=args.seed,
                          evaluate_sample_num_per_epoch=args.evaluate_sample_num
@@ -504,7 +529,9 @@ def cmd_train(args, parser):
         except DistributedError as e:
             sys.exit(f"backprop-jax: error: {e}")
     (x_train, _), (x_test, _) = data
-    say(f"training {net_settings} on {len(x_train)} images ({len(x_test)} to test), "
+    unit = ("images" if sequences is None else f"windows of {recipe.time_size} words" if recipe.data == "text"
+            else "problems")
+    say(f"training {net_settings} on {len(x_train)} {unit} ({len(x_test)} to test), "
         f"{config.iters_num} iterations of batch {config.batch_size}, {described or config.optimizer_name()}, on {mesh.size} {mesh.devices.flat[0].platform} device"
         f"{'s' if mesh.size > 1 else ''}"
         + (f" in {n_processes} processes" if n_processes > 1 else ""))
@@ -540,9 +567,15 @@ def cmd_train(args, parser):
     if history:
         last = history[-1]
         what = (f"test accuracy {last.test_acc:.4f}" if last.test_acc is not None
+                else f"test perplexity {last.test_perplexity:.2f}" if last.test_perplexity is not None
                 else f"test loss {last.test_loss:.4g}")
         print(f"final {what} after {last.iteration} iterations ({time.perf_counter() - start:.1f} s)")
-    if sequences is not None:  # the sequel's eval_seq2seq on the held-out problems
+    if sequences is not None and recipe.data == "text":  # the sequel's eval_perplexity, the state carried
+        from backprop_jax.nets import rnnlm
+
+        print(f"perplexity of the held-out text read in order, the state carried (the sequel's "
+              f"eval_perplexity): {rnnlm.eval_perplexity(state.params, sequences.test, 1, recipe.time_size):.2f}")
+    elif sequences is not None:  # the sequel's eval_seq2seq on the held-out problems
         from backprop_jax.nets import seq2seq
 
         (x_test, _) = data[1]

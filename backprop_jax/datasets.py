@@ -336,3 +336,90 @@ def load_sequence(source, seed=1984):
     split = len(x) - len(x) // 10
     return SequenceData((x[:split], t[:split]), (x[split:], t[split:]), char_to_id,
                         {i: c for c, i in char_to_id.items()})
+
+
+# --- text for a language model (Deep Learning from Scratch 2, ch. 5-6) -------------------------
+
+class TextData(NamedTuple):
+    """A corpus of word ids, as the sequel's ``ptb.load_data`` gives it, split into training and
+    test text."""
+    train: np.ndarray  # int32 (words,): the corpus's first part
+    test: np.ndarray  # int32 (words,): its last part, in order
+    word_to_id: dict
+    id_to_word: dict
+
+    def decode(self, ids):
+        """The words of a sequence of ids, separated by spaces."""
+        return " ".join(self.id_to_word[int(i)] for i in np.asarray(ids).ravel())
+
+
+def load_text(source, test_fraction=0.1):
+    """A text as the sequel's ``ptb.load_data`` reads ``ptb.train.txt``: every line end replaced by
+    the word ``<eos>``, the text split at whitespace, words numbered in order of first appearance;
+    the last ``test_fraction`` of the words held out, in order, as the test text.
+
+    Args:
+      source: a text file (UTF-8), or the text itself as a ``str`` holding a line break.
+      test_fraction: in (0, 1).
+    Returns:
+      A ``TextData``.
+    Raises:
+      DatasetError: the file cannot be read, or holds too few words to split (named).
+    """
+    if not (isinstance(test_fraction, float) and 0 < test_fraction < 1):
+        raise ValueError(f"load_text: test_fraction must be a float in (0, 1), got {test_fraction!r}")
+    if isinstance(source, str) and "\n" in source:
+        text, where = source, "the text given"
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DatasetError(f"cannot read {path}: {e}") from None
+        where = str(path)
+    words = text.replace("\n", " <eos> ").split()
+    n_test = int(len(words) * test_fraction)
+    if n_test < 2 or len(words) - n_test < 2:
+        raise DatasetError(f"{where}: {len(words)} words, too few to hold out {test_fraction:g} of them as a test "
+                           f"text of at least 2 words")
+    word_to_id = {}
+    for word in words:
+        word_to_id.setdefault(word, len(word_to_id))
+    corpus = np.array([word_to_id[w] for w in words], np.int32)
+    return TextData(corpus[:len(words) - n_test], corpus[len(words) - n_test:], word_to_id,
+                    {i: w for w, i in word_to_id.items()})
+
+
+def date_text(n=20_000, seed=1984):
+    """A text of ``n`` lines, each a date of ``date_lines(n, seed)`` as written there, split into
+    words and punctuation (``"september 27 , 1994"``, ``"8 / 25 / 70"``): a small language with a
+    vocabulary of a few hundred words, for a language model to learn when no text is given."""
+    import re
+
+    lines = (line.partition("_")[0].strip() for line in date_lines(n, seed))
+    return "".join(" ".join(re.findall(r"\w+|[^\w\s]", line)) + "\n" for line in lines)
+
+
+# --- the sequel's spiral (ch. 1) ---------------------------------------------------------------
+
+def spiral(seed=1984, one_hot_label=True):
+    """The sequel's ``spiral.load_data``: three arms of 100 points each in the plane, arm ``j``'s
+    point ``i`` at radius ``i / 100`` and angle ``4j + 4i / 100 + 0.2 * N(0, 1)``, drawn in the
+    sequel's order from ``numpy.random.seed(seed)``.
+
+    Returns:
+      ``(x, t)``: float32 (300, 2) and one-hot float32 (300, 3) rows (the sequel's values), or
+      int32 labels (300,) with ``one_hot_label=False``.
+    """
+    rng = np.random.RandomState(seed)  # what numpy.random.seed(seed) then numpy.random.randn() draw
+    n, classes = 100, 3
+    x = np.zeros((n * classes, 2))
+    labels = np.repeat(np.arange(classes), n).astype(np.int32)
+    for j in range(classes):
+        for i in range(n):
+            rate = i / n
+            theta = j * 4.0 + 4.0 * rate + rng.randn() * 0.2
+            x[n * j + i] = rate * np.sin(theta), rate * np.cos(theta)
+    if one_hot_label:
+        return x.astype(np.float32), np.eye(classes, dtype=np.float32)[labels]
+    return x.astype(np.float32), labels

@@ -357,7 +357,7 @@ def test_a_file_size_limit_while_checkpointing_is_one_line(tmp_path):
     (["train", "--batch-norm", "--dropout", "0.1"], "--batch-norm, --dropout do not apply to --model two-layer"),
     (["train", "--model", "nets.py:make", "--hidden", "3"], "--hidden does not apply to --model nets.py:make"),
     (["train", "--model", "resnet"], "--model must be two-layer, multi-layer, convnet, deep-convnet, seq2seq, peeky-seq2seq, "
-                                "attention-seq2seq or FILE.py:FUNCTION"),
+                                "attention-seq2seq, rnnlm, better-rnnlm or FILE.py:FUNCTION"),
     (["train", "--model", "multi-layer", "--dropout", "1.5"], "expected a fraction in [0, 1), got '1.5'"),
     (["train", "--model", "convnet", "--weight-init", "-1"], "argument --weight-init: expected a number > 0, got '-1'"),
     (["train", "--model", "convnet", "--filter-size", "40"],
@@ -425,10 +425,47 @@ def test_the_sequels_seq2seq_trains_on_a_problems_file_and_reports_exact_matches
         main([*args[:-2], "--max-grad", "1", "--resume", "--out", str(out), "--iters", "18"])
 
 
+def test_the_sequels_language_model_trains_on_a_text_file_by_truncated_bptt(tmp_path, capsys):
+    from backprop_jax import datasets
+
+    text = tmp_path / "words.txt"
+    text.write_text(datasets.date_text(300, seed=5))
+    out = tmp_path / "run"
+    args = ["train", "--model", "rnnlm", "--data", str(text), "--hidden", "12", "--wordvec-size", "8",
+            "--batch-size", "4", "--epochs", "2", "--no-progress", "--out", str(out)]
+    main(args)
+    printed = capsys.readouterr().out
+    words = len(text.read_text().replace("\n", " <eos> ").split())
+    assert f"dataset: {text}, {words - words // 10} words to train, {words // 10} to test" in printed
+    assert "windows of 35 words" in printed and "sgd lr 20.0, gradients clipped at 0.25" in printed
+    assert "epoch 2: train perplexity" in printed and "final test perplexity" in printed
+    assert "(the sequel's eval_perplexity): " in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    config, last = metrics["config"], metrics["epochs"][-1]
+    assert config["model"] == "rnnlm" and config["batch_size"] == 4 and config["hidden"] == 12
+    assert last["test_perplexity"] == pytest.approx(2.718281828459045 ** last["test_loss"])
+    main([*args, "--resume", "--epochs", "3"])  # the carried state is checkpointed with the rest
+    printed = capsys.readouterr().out
+    assert "resuming from iteration" in printed and "epoch 3: train perplexity" in printed
+    assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 3
+    text.write_text("word " * 60 + "\n")
+    with pytest.raises(SystemExit, match="too short for one window of 35 words in each of 4 streams"):
+        main([*args[:-2], "--out", str(tmp_path / "other")])
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "--model", "seq2seq", "--dataset", "mnist"],
      "--dataset and --data-dir choose MNIST; --model seq2seq learns the sequel's addition problems"),
-    (["train", "--data", "addition.txt"], "--data gives the seq2seq models their problems; --model two-layer learns MNIST"),
+    (["train", "--data", "addition.txt"],
+     "--data gives the seq2seq and language models their data; --model two-layer learns MNIST"),
+    (["train", "--model", "rnnlm", "--data-dir", "mnist"],
+     "--dataset and --data-dir choose MNIST; --model rnnlm learns a text (give it with --data)"),
+    (["evaluate", "--model", "better-rnnlm", "--params", "p.pkl"],
+     "--model better-rnnlm learns a text; the evaluate command takes the MNIST networks"),
+    (["train", "--model", "better-rnnlm", "--hidden", "8"],
+     "--model better-rnnlm with --hidden 8: rnnlm: tied weights (the output layer's matrix is W_embed.T) need "
+     "wordvec_size == hidden_size, got 650 and 8"),
+    (["train", "--model", "rnnlm", "--dropout", "1"], "expected a fraction in [0, 1), got '1'"),
     (["evaluate", "--model", "attention-seq2seq", "--params", "p.pkl"],
      "--model attention-seq2seq learns the sequel's dates problems; the evaluate command takes the MNIST networks"),
     (["train", "--model", "seq2seq", "--filter-num", "3"], "--filter-num does not apply to --model seq2seq"),

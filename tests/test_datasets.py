@@ -214,3 +214,26 @@ def test_download_removes_temporaries_left_by_a_killed_download(tmp_path):
         datasets.download_mnist(target, mirrors=(server.url,), files=files, log=logged.append)
     assert not stale.exists() and fresh.exists()
     assert f"removed {stale.name}, left by an interrupted download" in logged
+
+
+def test_the_spiral_is_the_sequels():
+    # The sequel's spiral.load_data, as it writes it: np.random.seed(seed), then one randn per point.
+    np.random.seed(1984)
+    N, DIM, CLS_NUM = 100, 2, 3
+    x = np.zeros((N * CLS_NUM, DIM))
+    t = np.zeros((N * CLS_NUM, CLS_NUM), dtype=int)
+    for j in range(CLS_NUM):
+        for i in range(N):
+            rate = i / N
+            radius = 1.0 * rate
+            theta = j * 4.0 + 4.0 * rate + np.random.randn() * 0.2
+            ix = N * j + i
+            x[ix] = np.array([radius * np.sin(theta), radius * np.cos(theta)]).flatten()
+            t[ix, j] = 1
+    ours_x, ours_t = datasets.spiral()
+    assert ours_x.dtype == ours_t.dtype == np.float32 and ours_x.shape == (300, 2)
+    np.testing.assert_allclose(ours_x, x, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(ours_t, t)
+    _, labels = datasets.spiral(one_hot_label=False)
+    np.testing.assert_array_equal(labels, np.argmax(t, axis=1))
+    assert not np.allclose(datasets.spiral(seed=1)[0], ours_x)

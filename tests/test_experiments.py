@@ -102,3 +102,33 @@ def test_a_random_search_trial_is_the_trainers_own_program(sample):
                           bj.TrainConfig(iters_num=4, optimizer=bj.optimizers.sgd(0.01)))
     np.testing.assert_array_equal(np.asarray(train_acc), np.float32([e.train_acc for e in history]))
     np.testing.assert_array_equal(np.asarray(val_acc), np.float32([e.test_acc for e in history]))
+
+
+def test_spiral_learns_the_three_arms(results):
+    r = results[1]["spiral"]
+    assert r["points"] == 300 and r["epochs"] == 30 and len(r["loss"]) == 30
+    assert r["loss"][-1] < r["loss"][0]  # learning, in the quick run already
+    assert sum(r["region_fractions"]) == pytest.approx(1.0)
+
+
+def test_rnn_gradients_are_the_sequels_norms_exploding_vanishing_and_clipped(results):
+    r = results[1]["rnn-gradients"]
+    for scale, name in ((1.0, "1.0"), (0.5, "0.5")):
+        # rnn_gradient_graph.py, as the sequel writes it (float64 NumPy).
+        N, H, T = 2, 3, 20
+        dh = np.ones((N, H))
+        np.random.seed(3)
+        Wh = np.random.randn(H, H) * scale
+        norm_list = []
+        for t in range(T):
+            dh = np.dot(dh, Wh.T)
+            norm = np.sqrt(np.sum(dh ** 2)) / N
+            norm_list.append(norm)
+        got = r["scales"][name]
+        np.testing.assert_allclose(got["norm"], norm_list, rtol=1e-4)
+        # clip_grads(5.0) on dh alone: rate = 5 / (norm * N + 1e-6), applied when below 1.
+        total = np.asarray(norm_list) * N
+        expected = np.where(5.0 / (total + 1e-6) < 1, total * 5.0 / (total + 1e-6), total) / N
+        np.testing.assert_allclose(got["clipped"], expected, rtol=1e-4)
+        assert len(got["through_tanh"]) == T and got["through_tanh"][-1] < got["through_tanh"][0]
+    assert r["scales"]["1.0"]["norm"][-1] > 100 and r["scales"]["0.5"]["norm"][-1] < 1e-3

@@ -111,6 +111,22 @@ def test_time_layers_under_vmap_and_grad_of_grad():
     assert bj.gradcheck(weighted(bj.time_rnn, 2), *args, order=2, numeric_elements=10).ok
 
 
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_matmul_backward_is_the_sequels(transform):
+    x, W, dout = normal(0, (N, D)), normal(1, (D, H)), normal(2, (N, H))
+    np.testing.assert_allclose(transform(bj.matmul)(x, W), np.asarray(x) @ np.asarray(W), rtol=1e-12)
+    _, vjp = jax.vjp(transform(bj.matmul), x, W)
+    dx, dW = vjp(dout)
+    # MatMul.backward: dx = np.dot(dout, W.T); dW = np.dot(self.x.T, dout).
+    np.testing.assert_allclose(dx, np.dot(np.asarray(dout), np.asarray(W).T), rtol=1e-12)
+    np.testing.assert_allclose(dW, np.dot(np.asarray(x).T, np.asarray(dout)), rtol=1e-12)
+    assert bj.gradcheck(bj.matmul, x, W, order=2).ok
+    per_row = jax.vmap(jax.grad(lambda x, W: jnp.sum(bj.matmul(x[None], W) ** 2)), in_axes=(0, None))(x, W)
+    np.testing.assert_allclose(per_row, 2 * (np.asarray(x) @ np.asarray(W)) @ np.asarray(W).T, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"matmul: x \(3, 4\) and W \(6, 6\) do not chain"):
+        bj.matmul(x, normal(3, (H, H)))
+
+
 def test_embedding_adds_dout_into_repeated_rows():
     W = normal(0, (V, D))
     idx = jnp.array([[1, 3, 1], [0, 1, 6]])

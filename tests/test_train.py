@@ -76,8 +76,9 @@ def test_the_training_step_is_traced_once_per_run(sample):
     config = TrainConfig(iters_num=50, batch_size=100)  # 5 iterations an epoch, 10 epochs
     _, history = train(Model(base.init, apply), small(sample), config)
     assert [e.iteration for e in history] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
-    # One epoch loop; one evaluator each for train and test; one look at the shapes to count the classes.
-    assert traces == {True: 1, False: 3}
+    # One epoch loop; one evaluator each for train and test; looks at the shapes alone: one to count
+    # the classes, one to size the evaluation's chunks.
+    assert traces == {True: 1, False: 4}
 
 
 def test_how_epochs_are_split_into_calls_changes_nothing(sample):
@@ -675,3 +676,35 @@ def test_a_grown_run_has_the_history_of_an_uninterrupted_one(sample):
     assert first_history[-1].train_acc != uninterrupted[3].train_acc  # evaluated on all 500, as the last
     _, continued = train(model, data, TrainConfig(iters_num=40, **sampled), state=first, history=first_history)
     assert [(e.train_acc, e.test_acc) for e in continued] == [(e.train_acc, e.test_acc) for e in uninterrupted]
+
+
+def test_a_model_chooses_its_batch_order_and_the_trainer_follows_it(sample):
+    # shuffled_rows: each epoch a permutation (the sequel's Trainer), its rows batch after batch.
+    n, b = 25, 10  # two batches an epoch; five rows left out of each
+    epoch0 = np.concatenate([np.asarray(bj.shuffled_rows(3, i, b, n)) for i in range(2)])
+    epoch1 = np.concatenate([np.asarray(bj.shuffled_rows(3, i, b, n)) for i in range(2, 4)])
+    for rows in (epoch0, epoch1):
+        assert len(set(rows.tolist())) == 2 * b and rows.min() >= 0 and rows.max() < n  # no repeats in an epoch
+    assert not np.array_equal(epoch0, epoch1)
+    np.testing.assert_array_equal(bj.shuffled_rows(3, 2, b, n), bj.shuffled_rows(3, 2, b, n))
+    # Through the trainer: the batches are the ones the model's batch_rows names, on either feed.
+    (x, t), test = small(sample, 40, 20)
+    seen = []
+    base = two_layer_net.model()
+
+    def rows(seed, iteration, batch_size, n):
+        return (jnp.arange(batch_size) * 3 + iteration) % n  # an order no other code draws
+
+    ordered = base._replace(batch_rows=rows)
+    config = TrainConfig(iters_num=6, batch_size=8, seed=2)
+    for feed in ("device", "host"):
+        state, _ = train(ordered, ((x, t), test), config, feed=feed)
+        seen.append(state.params)
+    params = bj.init_state(base, config).params
+    for i in range(6):  # plain SGD over the batches rows() names
+        r = np.asarray(rows(2, i, 8, 40))
+        grads = jax.grad(lambda p: base.loss(p, {}, x[r], t[r])[0])(params)
+        params = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+    for got in seen:
+        for k in params:
+            np.testing.assert_allclose(got[k], params[k], rtol=1e-5, atol=1e-6, err_msg=k)

@@ -15,7 +15,7 @@ from backprop_jax.layers._dropout import dropout
 from backprop_jax.layers._recurrent import gru_cell, lstm_cell, rnn_cell, time_gru, time_lstm, time_rnn
 from backprop_jax.layers._attention import attention, attention_weight, attention_weights, time_attention, weight_sum
 from backprop_jax.layers._sequence import (
-    embedding, embedding_dot, sigmoid_with_loss, time_affine, time_dropout, time_softmax_with_loss)
+    embedding, embedding_dot, matmul, sigmoid_with_loss, time_affine, time_dropout, time_softmax_with_loss)
 from backprop_jax.layers._negative_sampling import UnigramSampler, negative_sampling_loss
 from backprop_jax.layers._softmax import cross_entropy_error, softmax, softmax_with_loss
 from backprop_jax.layers._weight_decay import weight_decay
@@ -24,6 +24,6 @@ __all__ = ["mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "weig
            "batch_norm", "init_batch_norm_state", "convolution", "max_pooling", "im2col", "col2im",
            "softmax", "cross_entropy_error",
            # The sequel's (Deep Learning from Scratch 2): words and sequences.
-           "embedding", "embedding_dot", "sigmoid_with_loss", "time_affine", "time_dropout",
+           "matmul", "embedding", "embedding_dot", "sigmoid_with_loss", "time_affine", "time_dropout",
            "time_softmax_with_loss", "rnn_cell", "time_rnn", "lstm_cell", "time_lstm",
            "gru_cell", "time_gru", "UnigramSampler", "negative_sampling_loss", "attention_weight", "weight_sum", "attention", "time_attention", "attention_weights"]

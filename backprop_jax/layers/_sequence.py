@@ -13,6 +13,35 @@ from backprop_jax.layers._checks import as_float_array, like_inputs, require_ndi
 
 
 @jax.custom_vjp
+def matmul(x, W):
+    """The sequel's ``MatMul`` (sec. 1.3.4): ``x @ W``, the affine layer without its bias.
+
+    Args: x (N, D), W (D, H), floats. Returns (N, H).
+
+    Backward: ``dx = dout @ W.T``, ``dW = x.T @ dout`` (the repeat node's sum over the batch).
+    """
+    return _matmul_fwd(x, W)[0]
+
+
+def _matmul_fwd(x, W):
+    x, W = as_float_array("matmul", "x", x), as_float_array("matmul", "W", W)
+    require_ndim("matmul", "x", x, 2, "(N, D)")
+    require_ndim("matmul", "W", W, 2, "(D, H)")
+    if x.shape[1] != W.shape[0]:
+        raise ValueError(f"matmul: x {x.shape} and W {W.shape} do not chain: x has {x.shape[1]} columns, "
+                         f"W {W.shape[0]} rows")
+    return x @ W, (x, W)
+
+
+def _matmul_bwd(res, dout):
+    x, W = res
+    return like_inputs((dout @ W.T, x.T @ dout), (x, W))
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+@jax.custom_vjp
 def embedding(W, idx):
     """The sequel's ``Embedding`` (sec. 4.1) and ``TimeEmbedding`` (sec. 5.4): the rows ``W[idx]``.
 

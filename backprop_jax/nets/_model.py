@@ -2,6 +2,7 @@
 
 from typing import Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from backprop_jax.layers import softmax_with_loss
@@ -29,14 +30,21 @@ class Model(NamedTuple):
     weight_mask: Callable | None = None
     # What the trainer measures on the training and test sets after each epoch: "accuracy"
     # (arg-max of the scores against integer labels or one-hot rows) or "loss" (the mean
-    # criterion, for regression and anything else). None: "accuracy" when the criterion is the
-    # book's Softmax-with-Loss, else "loss".
+    # criterion, for regression and anything else) or "perplexity" (the loss, reported also as
+    # its exp: a language model). None: "accuracy" when the criterion is the book's
+    # Softmax-with-Loss, else "loss".
     metric: str | None = None
+    # (seed, iteration, batch_size, n) -> int32 (batch_size,): the training rows of update
+    # iteration + 1. None: the book's, drawn at random (training.batch_indices);
+    # shuffled_rows reads a new permutation of the set each epoch (the sequel's Trainer);
+    # sequential_rows reads the set in order, for truncated BPTT (a language model whose
+    # state carries the last hidden state from one batch to the next).
+    batch_rows: Callable | None = None
 
     def measures_accuracy(self):
         """True if the trainer records accuracy for this model (see ``metric``), False for the loss."""
-        if self.metric not in (None, "accuracy", "loss"):
-            raise ValueError(f"Model.metric must be None, 'accuracy' or 'loss', got {self.metric!r}")
+        if self.metric not in (None, "accuracy", "loss", "perplexity"):
+            raise ValueError(f"Model.metric must be None, 'accuracy', 'loss' or 'perplexity', got {self.metric!r}")
         return self.metric == "accuracy" or (self.metric is None and self.criterion is softmax_with_loss)
 
     def loss(self, params, state, x, t, *, key=None, train=True):
@@ -81,3 +89,35 @@ def count_correct(scores, t):
     if t.ndim != 1:
         t = jnp.argmax(t, axis=1)
     return jnp.sum(jnp.argmax(scores, axis=1) == t)
+
+
+def sequential_rows(seed, iteration, batch_size, n):
+    """The rows ``j * batch_size ... (j + 1) * batch_size - 1``, ``j = iteration % (n // batch_size)``:
+    the training set read in order, one block of ``batch_size`` rows per update, from the start
+    again each epoch; a ``Model`` takes it as its ``batch_rows``.
+
+    The sequel's truncated backpropagation through time reads its corpus so
+    (``RnnlmTrainer.get_batch``): row ``b`` of every block continues row ``b`` of the block before,
+    as ``rnnlm.training_data`` lays the windows out, so the hidden state a model carries from one
+    update to the next is the state where the window starts. ``seed`` is unused (the order is
+    the same for every seed). int32 ``(batch_size,)``.
+    """
+    del seed
+    if n < batch_size:
+        raise ValueError(f"sequential_rows: the training set has {n} rows, fewer than one batch of {batch_size}")
+    block = jnp.asarray(iteration) % (n // batch_size)
+    return (block * batch_size + jnp.arange(batch_size)).astype(jnp.int32)
+
+
+def shuffled_rows(seed, iteration, batch_size, n):
+    """The rows of update ``iteration + 1`` when every epoch reads the training set in a new
+    random order, ``batch_size`` rows after the other: the sequel's ``Trainer.fit``
+    (``numpy.random.permutation`` each epoch, ``n // batch_size`` batches, the rest of the rows
+    left out that epoch), the permutation of epoch ``e`` drawn from ``fold_in(key(seed), e)``.
+    A ``Model`` takes it as its ``batch_rows``. int32 ``(batch_size,)``."""
+    if n < batch_size:
+        raise ValueError(f"shuffled_rows: the training set has {n} rows, fewer than one batch of {batch_size}")
+    per_epoch = n // batch_size
+    iteration = jnp.asarray(iteration)
+    order = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), iteration // per_epoch), n)
+    return jax.lax.dynamic_slice(order, ((iteration % per_epoch) * batch_size,), (batch_size,)).astype(jnp.int32)

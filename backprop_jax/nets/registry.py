@@ -11,7 +11,7 @@ defaults and their help from ``RECIPES``, and checkpoints record a network by
 import inspect
 from typing import Any, Callable, NamedTuple
 
-from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net, seq2seq, two_layer_net
+from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, two_layer_net
 
 
 class Setting(NamedTuple):
@@ -40,10 +40,14 @@ class Recipe(NamedTuple):
     evaluate_sample_num: int | None = None  # its evaluate_sample_num_per_epoch
     fixed: Any = ()  # (argument, value) pairs always passed: MNIST's shapes, the decoder's kind
     defaults_: Any = ()  # (argument, value) pairs: the script's values where they differ from the constructor's
-    data: str = "mnist"  # what it learns: "mnist", or the sequel's character problems, "addition" or "dates"
+    # What it learns: "mnist", the sequel's character problems ("addition" or "dates"), or "text"
+    # (a language model: a text file, by default the words of generated dates).
+    data: str = "mnist"
     reverse: bool = False  # the sequel's trick for those: the question fed reversed
     batch_size: int | None = None  # the script's batch size (None: TrainConfig's, 100)
     max_grad: float | None = None  # the script's gradient clipping (the sequel's clip_grads), or none
+    learning_rate: float | None = None  # the script's learning rate (None: the optimiser's default)
+    time_size: int | None = None  # a language model's truncated BPTT window (the sequel's time_size)
 
     def defaults(self):
         """``{setting name: default}``: the script's value, else the constructor's signature's."""
@@ -51,12 +55,16 @@ class Recipe(NamedTuple):
         given = dict(self.defaults_)
         return {s.name: given.get(s.argument, parameters[s.argument].default) for s in self.settings}
 
-    def data_arguments(self, sequences):
+    def data_arguments(self, data, batch_size=None):
         """The constructor's arguments that the data decide: for the sequel's character problems
-        (a ``datasets.SequenceData``), the vocabulary and the question's length; none for MNIST."""
+        (a ``datasets.SequenceData``), the vocabulary and the question's length; for a language
+        model (a ``datasets.TextData``), the vocabulary and the ``batch_size`` whose hidden states
+        it carries; none for MNIST."""
         if self.data == "mnist":
             return {}
-        return {"vocab_size": len(sequences.char_to_id), "question_length": int(sequences.train[0].shape[1])}
+        if self.data == "text":
+            return {"vocab_size": len(data.word_to_id), "batch_size": batch_size or self.batch_size}
+        return {"vocab_size": len(data.char_to_id), "question_length": int(data.train[0].shape[1])}
 
     def make(self, data_arguments=None, **values):
         """The Model with these settings (the others at their defaults); a ValueError from the
@@ -77,6 +85,11 @@ class Recipe(NamedTuple):
 
 _INIT = ("init std: a number, 'he' (sqrt(2 / fan-in)) or 'xavier' (sqrt(1 / fan-in), suits sigmoid); "
          "the multi-layer net's He is the book's MultiLayerNet default whatever the activation")
+
+_RNNLM_SETTINGS = (Setting("hidden", "hidden_size", "count", "hidden units of the LSTMs"),
+                   Setting("wordvec_size", "wordvec_size", "count", "size of the word vectors"),
+                   Setting("dropout", "dropout", "fraction",
+                           "fraction of units the sequel's TimeDropout drops between layers in training"))
 
 _SEQ2SEQ_SETTINGS = (Setting("hidden", "hidden_size", "count", "hidden units of the LSTMs"),
                      Setting("wordvec_size", "wordvec_size", "count", "size of the character vectors"))
@@ -133,5 +146,17 @@ RECIPES = {
         "hidden 256, 10 epochs of Adam, batch 128, gradients clipped at 5",
         optimizer="adam", epochs=10, fixed=(("attention", True),), defaults_=(("hidden_size", 256),),
         data="dates", reverse=True, batch_size=128, max_grad=5.0),
+    # The sequel's ch06 scripts: train_rnnlm.py (batch 20, wordvec 100, hidden 100, time 35, SGD lr
+    # 20, max_grad 0.25, 4 epochs) and train_better_rnnlm.py (650 units, dropout 0.5, 40 epochs).
+    "rnnlm": Recipe(
+        rnnlm.model, _RNNLM_SETTINGS,
+        "the sequel's Rnnlm (sec. 6.4) and its train_rnnlm.py: truncated BPTT over windows of 35 words, "
+        "4 epochs of SGD 20, batch 20, gradients clipped at 0.25",
+        epochs=4, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0, time_size=35),
+    "better-rnnlm": Recipe(
+        rnnlm.better_model, _RNNLM_SETTINGS,
+        "the sequel's BetterRnnlm (sec. 6.5: two LSTM layers, dropout, tied weights) and its "
+        "train_better_rnnlm.py: 40 epochs of SGD 20, batch 20, gradients clipped at 0.25",
+        epochs=40, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0, time_size=35),
 }
 """The book's networks by the names the command line takes (``--model two-layer``)."""

@@ -29,6 +29,12 @@ from backprop_jax.nets._model import Model
 
 KINDS = ("plain", "peeky", "attention")
 
+BOOK_ORDER = ("enc_W_embed", "enc_Wx", "enc_Wh", "enc_b", "dec_W_embed", "dec_Wx", "dec_Wh", "dec_b", "W_affine",
+              "b_affine")
+"""The keys in the order of the sequel's ``model.params`` list (the encoder's, then the
+decoder's), as its ``save_params`` pickles them, for every decoder: ``fit_params(model, list,
+order=BOOK_ORDER)``."""
+
 
 def init(key, vocab_size, wordvec_size=16, hidden_size=128, *, peeky=False, attention=False, dtype=jnp.float32):
     """The parameters, as the sequel's ``Encoder`` and ``Decoder`` (``PeekyDecoder``,

@@ -249,7 +249,8 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="d
     """``(state, xs, ts) -> (state, losses, active)`` running one epoch; jit it.
 
     With ``feed="device"``, ``xs, ts`` are the training set, from which step
-    ``i`` gathers the rows ``batch_indices(seed, i, ...)``; with ``"host"``, the
+    ``i`` gathers the rows ``model.batch_rows(seed, i, ...)`` (``batch_indices``, the book's draw
+    at random, when the model leaves it None); with ``"host"``, the
     epoch's mini-batches already gathered, of shape
     ``(iter_per_epoch, batch_size, ...)`` (``epoch_batches``). The number of steps is
     ``min(iter_per_epoch, iters_num - iteration)``, a traced value, so the
@@ -260,6 +261,7 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="d
     """
     _check_feed(feed)
     optimizer = config.make_optimizer()
+    rows = model.batch_rows or batch_indices
     grad_fn = jax.value_and_grad(lambda params, *args, key: model.loss(params, *args, key=key, train=True),
                                  has_aux=True)
 
@@ -273,7 +275,7 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="d
             if feed == "host":
                 x_batch, t_batch = xs[k], ts[k]
             else:
-                batch_mask = batch_indices(config.seed, i, config.batch_size, xs.shape[0])
+                batch_mask = rows(config.seed, i, config.batch_size, xs.shape[0])
                 x_batch, t_batch = xs[batch_mask], ts[batch_mask]
             if batch_sharding is not None:
                 x_batch = jax.lax.with_sharding_constraint(x_batch, batch_sharding)
@@ -296,22 +298,23 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="d
     return epoch
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2, 3, 4))
-def _epoch_rows(seed, first_iteration, batch_size, n, iter_per_epoch):
+@functools.partial(jax.jit, static_argnums=(0, 2, 3, 4, 5))
+def _epoch_rows(seed, first_iteration, batch_size, n, iter_per_epoch, rows):
     iterations = first_iteration + jnp.arange(iter_per_epoch)
-    return jax.vmap(lambda i: batch_indices(seed, i, batch_size, n))(iterations)
+    return jax.vmap(lambda i: rows(seed, i, batch_size, n))(iterations)
 
 
-def epoch_batches(x_train, t_train, config, first_iteration, iter_per_epoch, sharding):
+def epoch_batches(x_train, t_train, config, first_iteration, iter_per_epoch, sharding, rows=None):
     """The mini-batches of the epoch that starts after update ``first_iteration``, as global
     arrays ``(iter_per_epoch, batch_size, ...)`` laid out by ``sharding``.
 
-    Every process computes the same batch indices (``batch_indices``) but
+    Every process computes the same batch indices (``rows``, a model's ``batch_rows``; None:
+    ``batch_indices``) but
     gathers, on the host, only the rows that its own devices hold, and sends
     only those: each process feeds its own shard of every batch.
     """
     rows = np.asarray(_epoch_rows(config.seed, first_iteration, config.batch_size, len(x_train),
-                                  iter_per_epoch))
+                                  iter_per_epoch, rows or batch_indices))
 
     def put(data):
         shape = (iter_per_epoch, config.batch_size, *data.shape[1:])
@@ -352,15 +355,30 @@ class Evaluation(NamedTuple):
     test_sample: tuple
 
 
-def evaluation_sets(train, test, sample_num=None, sharding=None):
-    """The ``Evaluation`` of ``train`` and ``test`` (each ``(x, t)``): the first ``sample_num`` of
-    each as the samples (the book's ``evaluate_sample_num_per_epoch``), or, with None, all."""
+def evaluation_sets(train, test, sample_num=None, sharding=None, chunk=10_000):
+    """The ``Evaluation`` of ``train`` and ``test`` (each ``(x, t)``, in ``eval_chunks`` of ``chunk``
+    examples): the first ``sample_num`` of each as the samples (the book's
+    ``evaluate_sample_num_per_epoch``), or, with None, all."""
     (x_train, t_train), (x_test, t_test) = train, test
-    whole_train, whole_test = eval_chunks(x_train, t_train, sharding), eval_chunks(x_test, t_test, sharding)
+    whole_train, whole_test = (eval_chunks(x_train, t_train, sharding, chunk),
+                               eval_chunks(x_test, t_test, sharding, chunk))
     if sample_num is None:
         return Evaluation(whole_train, whole_test, whole_train, whole_test)
-    return Evaluation(whole_train, whole_test, eval_chunks(x_train[:sample_num], t_train[:sample_num], sharding),
-                      eval_chunks(x_test[:sample_num], t_test[:sample_num], sharding))
+    return Evaluation(whole_train, whole_test,
+                      eval_chunks(x_train[:sample_num], t_train[:sample_num], sharding, chunk),
+                      eval_chunks(x_test[:sample_num], t_test[:sample_num], sharding, chunk))
+
+
+_EVAL_CHUNK_BYTES = 2 ** 28  # the scores of one evaluation chunk stay under 256 MiB
+
+
+def eval_chunk_size(model, x):
+    """Examples per evaluation chunk: 10,000, or fewer where the scores of so many would pass
+    256 MiB (a language model scores a vocabulary at every step of every window)."""
+    params, state = jax.eval_shape(model.init, jax.random.key(0))
+    example = jax.ShapeDtypeStruct((1, *np.shape(x)[1:]), np.asarray(x[:1]).dtype)
+    per_example = _bytes(jax.eval_shape(model.predict, params, state, example))
+    return int(max(1, min(10_000, _EVAL_CHUNK_BYTES // max(per_example, 1))))
 
 
 def _structure(data):
@@ -403,7 +421,7 @@ def _check_data(model, data):
         # Any targets the criterion takes: ask it, on the shapes alone.
         target = jax.ShapeDtypeStruct((1, *np.shape(t_train)[1:]), np.asarray(t_train[:1]).dtype)
         try:
-            jax.eval_shape(lambda p, s, x, t: model.loss(p, s, x, t)[0], params, state, example, target)
+            jax.eval_shape(lambda p, s, x, t: model.loss(p, s, x, t, train=False)[0], params, state, example, target)
         except Exception as e:  # noqa: BLE001 - any failure: the targets do not fit the model
             raise ValueError(f"the model's criterion does not take targets of shape {np.shape(t_train)[1:]} "
                              f"and dtype {np.asarray(t_train[:1]).dtype} for inputs of shape "
@@ -616,6 +634,12 @@ def evaluation_mean(model, params, model_state, xs, ts, n):
     return (jnp.sum(jnp.where(real, values, 0.0)) / n).astype(jnp.float32)
 
 
+def perplexity(loss):
+    """``exp(loss)``, the sequel's perplexity of a mean cross-entropy (sec. 5.5.3); ``inf`` past
+    float64's range."""
+    return math.exp(loss) if loss < 709.0 else math.inf
+
+
 def _evaluated_on(model, state, epoch, samples, n, n_train, n_test):
     """``epoch`` with its accuracies (or test loss) measured again at ``state`` on the first ``n``
     training and test examples (``samples``, as ``eval_chunks`` made them)."""
@@ -625,7 +649,9 @@ def _evaluated_on(model, state, epoch, samples, n, n_train, n_test):
     if model.measures_accuracy():
         return dataclasses.replace(epoch, train_acc=float(mean(train_x, train_t, n_tr)),
                                    test_acc=float(mean(test_x, test_t, n_te)))
-    return dataclasses.replace(epoch, test_loss=float(mean(test_x, test_t, n_te)))
+    test_loss = float(mean(test_x, test_t, n_te))
+    return dataclasses.replace(epoch, test_loss=test_loss,
+                               test_perplexity=perplexity(test_loss) if model.metric == "perplexity" else None)
 
 
 @functools.lru_cache(maxsize=8)
@@ -646,9 +672,14 @@ class Epoch:
     test_acc: float | None  # accuracy on the test set (likewise; always all of it after the last epoch)
     seconds: float  # wall time since training started (spread evenly over the epochs of one call)
     test_loss: float | None = None  # mean criterion on the test set, for a model measured by its loss
+    # exp(test_loss), for a model measured by its perplexity (Model.metric "perplexity": a language model)
+    test_perplexity: float | None = None
 
     def line(self):
         """The epoch's line as a run prints it."""
+        if self.test_perplexity is not None:
+            return f"epoch {self.epoch}: train perplexity {math.exp(min(self.train_loss, 700.0)):.2f}, " \
+                   f"test perplexity {self.test_perplexity:.2f}"
         if self.test_acc is None:
             return f"epoch {self.epoch}: train loss {self.train_loss:.4g}, test loss {self.test_loss:.4g}"
         return f"epoch {self.epoch}: train acc {self.train_acc:.4f}, test acc {self.test_acc:.4f}, " \
@@ -714,7 +745,7 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     _check_train_arguments(seconds_per_call, sync_every, divergence_factor, divergence_epochs)
     _check_data(model, data)
     check_memory(model, config, data, 1 if mesh is None else mesh.size)
-    placed = _place(data, config, mesh, _resolve_feed(feed, mesh))
+    placed = _place(model, data, config, mesh, _resolve_feed(feed, mesh))
     state = _starting_state(model, config, state, placed.replicated)
     program = _epochs_program(model, config, placed.iter_per_epoch, placed.n_train, placed.n_test,
                               placed.batch_sharding, placed.feed, placed.replicated)
@@ -772,7 +803,7 @@ class _Placed(NamedTuple):
     fed_sharding: Any  # the layout of a host-fed epoch of batches
 
 
-def _place(data, config, mesh, feed):
+def _place(model, data, config, mesh, feed):
     (x_train, t_train), (x_test, t_test) = split_data(data)
     # Arrays stacked as (steps or chunks, examples, ...) split their examples over the devices.
     batch_sharding = replicated = stacked_sharding = None
@@ -788,7 +819,7 @@ def _place(data, config, mesh, feed):
     else:
         batches = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
     evaluation = evaluation_sets((x_train, t_train), (x_test, t_test), config.evaluate_sample_num_per_epoch,
-                                 stacked_sharding)
+                                 stacked_sharding, eval_chunk_size(model, x_train))
     return _Placed(feed, x_train, t_train, batches, evaluation, len(x_train), len(x_test),
                    iterations_per_epoch(len(x_train), config.batch_size), batch_sharding, replicated, fed_sharding)
 
@@ -839,7 +870,7 @@ class _Calls:
         if placed.feed == "host":
             n = 1
             batches = epoch_batches(placed.x_train, placed.t_train, config, self.iteration,
-                                    placed.iter_per_epoch, placed.fed_sharding)
+                                    placed.iter_per_epoch, placed.fed_sharding, self.model.batch_rows)
         else:
             batches = placed.batches
         self.call_start = time.perf_counter()
@@ -859,7 +890,8 @@ class _Calls:
                 train_acc=float(records.train_acc[j]) if accuracy else None,
                 test_acc=float(records.test_acc[j]) if accuracy else None,
                 seconds=self.call_start - self.start + (self.call_end - self.call_start) * (j + 1) / done,
-                test_loss=None if accuracy else float(records.test_loss[j]))
+                test_loss=None if accuracy else float(records.test_loss[j]),
+                test_perplexity=perplexity(float(records.test_loss[j])) if self.model.metric == "perplexity" else None)
             if self.partial:  # the rest of the short epoch the history ends with: one epoch, as uninterrupted
                 before = history.pop()
                 old = before.iteration % self.placed.iter_per_epoch
