@@ -523,7 +523,7 @@ def rnn_gradients(data, out, *, quick=False, seed=0, log=print):
             norms.append(float(jnp.sqrt(jnp.sum(dh ** 2)) / n))
             cut, _ = clip.update(dh, clip.init(dh))
             clipped.append(float(jnp.sqrt(jnp.sum(cut ** 2)) / n))
-        xs = 0.5 * jax.random.normal(jax.random.key(1), (n, steps, hidden))
+        xs = 0.5 * jax.random.normal(jax.random.key(1), (n, steps, hidden), jnp.float32)
         h0 = jnp.zeros((n, hidden), jnp.float32)
         Wx, b = jnp.eye(hidden, dtype=jnp.float32), jnp.zeros(hidden, jnp.float32)
         # d sum(h_t) / d h_0 for every t at once: one backward pass per step's cotangent.

@@ -207,6 +207,29 @@ def test_seq2seq_learns_addition_through_the_trainer():
     assert history[0].test_acc is None and history[-1].test_loss < 0.85 * history[0].test_loss
 
 
+def test_the_trainer_records_the_sequels_exact_match_after_every_epoch():
+    import optax
+
+    from backprop_jax import datasets
+    from backprop_jax.nets import seq2seq
+
+    seq = datasets.load_sequence(datasets.addition_lines(600, seed=4))
+    data = seq2seq.training_data((seq.train, seq.test), reverse=True)
+    model = seq2seq.model(len(seq.char_to_id), 7, 8, 16, metric="exact_match")
+    optimizer = optax.chain(bj.optimizers.clip_grads(5.0), bj.optimizers.adam(0.05))
+    state, history = bj.train(model, data, bj.TrainConfig(iters_num=40, batch_size=64, optimizer=optimizer))
+    assert len(history) == 5 and history[-1].test_loss is None
+    # eval_seq2seq, question by question: the greedy answer from the answer's first character.
+    (x_test, t_test), (x_train, t_train) = data[1], data[0]
+    for x, t, recorded in ((x_test, t_test, history[-1].test_acc), (x_train, t_train, history[-1].train_acc)):
+        guess = np.asarray(seq2seq.generate(state.params, x[:, :7], x[:, 7], t.shape[1]))
+        correct = [np.array_equal(g, a) for g, a in zip(guess, t)]
+        assert recorded == pytest.approx(sum(correct) / len(correct), abs=1e-6)
+    assert any(e.train_acc > 0 for e in history)  # the easy problems already come out right
+    with pytest.raises(ValueError, match="metric must be 'loss' or 'exact_match'"):
+        seq2seq.model(13, 7, metric="accuracy")
+
+
 def test_date_problems_write_each_date_in_a_human_format_and_answer_it_in_iso():
     import datetime
 

@@ -102,6 +102,17 @@ def test_a_wrong_backward_through_time_is_caught():
     assert not report.ok, str(report)
 
 
+def test_time_layers_refuse_mixed_dtypes_by_name():
+    xs, h0, Wx, Wh, b = rnn_args()
+    with pytest.raises(TypeError, match="time_rnn: every array must have one dtype, got xs float64, h0 float32"):
+        bj.time_rnn(xs, h0.astype(jnp.float32), Wx, Wh, b)
+    lstm = lstm_args()
+    with pytest.raises(TypeError, match="time_lstm: every array must have one dtype, got h0 float64, c0 float32"):
+        bj.time_lstm(lstm[0], lstm[1], lstm[2].astype(jnp.float32), *lstm[3:])
+    with pytest.raises(TypeError, match="time_gru: every array must have one dtype"):
+        bj.time_gru(xs.astype(jnp.float32), h0, 0.5 * normal(2, (D, 3 * H)), 0.5 * normal(3, (H, 3 * H)))
+
+
 def test_time_layers_under_vmap_and_grad_of_grad():
     args = rnn_args()
     batched = [jnp.stack([a, a * 1.1]) for a in args]

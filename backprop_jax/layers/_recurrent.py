@@ -23,6 +23,10 @@ def _check(fn, xs, h0, Wx, Wh, b, gates):
     Wx, Wh, b = (as_float_array(fn, n, a) for n, a in (("Wx", Wx), ("Wh", Wh), ("b", b)))
     require_ndim(fn, "xs", xs, 3, "(N, T, D)")
     require_ndim(fn, "Wx", Wx, 2, f"(D, {gates}H)")
+    dtypes = {name: a.dtype for name, a in (("xs", xs), ("h0", h0), ("Wx", Wx), ("Wh", Wh), ("b", b))}
+    if len(set(dtypes.values())) > 1:  # the scan carries h in one dtype: a mix would fail inside it
+        raise TypeError(f"{fn}: every array must have one dtype, got "
+                        + ", ".join(f"{name} {dtype}" for name, dtype in dtypes.items()))
     N, T, D = xs.shape
     H = Wh.shape[0]
     shapes = {"Wx": (Wx.shape, (D, gates * H)), "Wh": (Wh.shape, (H, gates * H)), "b": (b.shape, (gates * H,)),
@@ -154,6 +158,8 @@ def _time_lstm_fwd(xs, h0, c0, Wx, Wh, b):
     c0 = as_float_array("time_lstm", "c0", c0)
     if c0.shape != h0.shape:
         raise ValueError(f"time_lstm: c0 must have the shape of h0 {h0.shape}, got {c0.shape}")
+    if c0.dtype != h0.dtype:
+        raise TypeError(f"time_lstm: every array must have one dtype, got h0 {h0.dtype}, c0 {c0.dtype}")
     H = Wh.shape[0]
 
     def step(carry, x):

@@ -31,9 +31,10 @@ class Model(NamedTuple):
     # What the trainer measures on the training and test sets after each epoch: "accuracy"
     # (arg-max of the scores against integer labels or one-hot rows) or "loss" (the mean
     # criterion, for regression and anything else) or "perplexity" (the loss, reported also as
-    # its exp: a language model). None: "accuracy" when the criterion is the book's
-    # Softmax-with-Loss, else "loss".
-    metric: str | None = None
+    # its exp: a language model); or a function (params, state, x, t) -> (N,) float32, each
+    # example's score in [0, 1], recorded as the accuracy (the sequel's exact match of a generated
+    # answer). None: "accuracy" when the criterion is the book's Softmax-with-Loss, else "loss".
+    metric: str | Callable | None = None
     # (seed, iteration, batch_size, n) -> int32 (batch_size,): the training rows of update
     # iteration + 1. None: the book's, drawn at random (training.batch_indices);
     # shuffled_rows reads a new permutation of the set each epoch (the sequel's Trainer);
@@ -43,9 +44,17 @@ class Model(NamedTuple):
 
     def measures_accuracy(self):
         """True if the trainer records accuracy for this model (see ``metric``), False for the loss."""
+        if callable(self.metric):
+            return True
         if self.metric not in (None, "accuracy", "loss", "perplexity"):
-            raise ValueError(f"Model.metric must be None, 'accuracy', 'loss' or 'perplexity', got {self.metric!r}")
+            raise ValueError(f"Model.metric must be None, 'accuracy', 'loss', 'perplexity' or a function "
+                             f"(params, state, x, t) -> per-example scores, got {self.metric!r}")
         return self.metric == "accuracy" or (self.metric is None and self.criterion is softmax_with_loss)
+
+    def classifies(self):
+        """True if the accuracy is the arg-max of the scores against class labels (the book's),
+        whose labels the trainer checks against the classes; False for a loss or a metric function."""
+        return self.measures_accuracy() and not callable(self.metric)
 
     def loss(self, params, state, x, t, *, key=None, train=True):
         """``(loss, new_state)``: the criterion (mean Softmax-with-Loss) of the scores plus the penalty.

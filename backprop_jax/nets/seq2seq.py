@@ -150,10 +150,29 @@ def training_data(data, reverse=False):
     return one(q, a), one(q_test, a_test)
 
 
+def exact_match_metric(question_length):
+    """``(params, state, x, t) -> (N,)``: 1.0 where the greedy answer to the row's question,
+    generated from the answer's first character, is ``t`` exactly (``exact_match`` row by row),
+    for rows of ``training_data``; a ``Model.metric``, so that the trainer records the sequel's
+    ``eval_seq2seq`` accuracy after every epoch."""
+    def metric(params, state, x, t):
+        del state
+        guess = generate(params, x[:, :question_length], x[:, question_length], t.shape[1])
+        return jnp.all(guess == t, axis=1).astype(jnp.float32)
+    return metric
+
+
 def model(vocab_size, question_length, wordvec_size=16, hidden_size=128, *, peeky=False, attention=False,
-          dtype=jnp.float32):
+          metric="loss", dtype=jnp.float32):
     """The network as a ``Model`` over rows of ``training_data``: question (``question_length``
-    ids) then answer; scores (N, answer length - 1, V) under ``time_softmax_with_loss``."""
+    ids) then answer; scores (N, answer length - 1, V) under ``time_softmax_with_loss``.
+
+    ``metric``: what the trainer records after each epoch: ``"loss"`` (the test loss) or
+    ``"exact_match"`` (the fraction answered exactly by greedy generation, as accuracy, on the
+    training and test sets; each evaluation then generates every answer).
+    """
+    if metric not in ("loss", "exact_match"):
+        raise ValueError(f"seq2seq: metric must be 'loss' or 'exact_match', got {metric!r}")
     _check_sizes(vocab_size=vocab_size, question_length=question_length, wordvec_size=wordvec_size,
                  hidden_size=hidden_size)
     if peeky and attention:
@@ -170,5 +189,6 @@ def model(vocab_size, question_length, wordvec_size=16, hidden_size=128, *, peek
     return Model(
         init=lambda key: (init(key, vocab_size, wordvec_size, hidden_size, peeky=peeky, attention=attention,
                                dtype=dtype), {}),
-        apply=apply, criterion=time_softmax_with_loss, metric="loss",
+        apply=apply, criterion=time_softmax_with_loss,
+        metric=exact_match_metric(question_length) if metric == "exact_match" else "loss",
         weight_mask=lambda params: {k: not k.startswith(("enc_b", "dec_b", "b_")) for k in params})

@@ -405,10 +405,10 @@ def _check_data(model, data):
     for name, x, t in (("train", x_train, t_train), ("test", x_test, t_test)):
         if len(x) != len(t):
             raise ValueError(f"{name} set: {len(x)} inputs of shape {np.shape(x)} but {len(t)} "
-                             f"{'labels' if model.measures_accuracy() else 'targets'} of shape {np.shape(t)}")
+                             f"{'labels' if model.classifies() else 'targets'} of shape {np.shape(t)}")
         if len(x) == 0:
             raise ValueError(f"{name} set is empty")
-        for what, a in (("inputs", x), ("labels" if model.measures_accuracy() else "targets", t)):
+        for what, a in (("inputs", x), ("labels" if model.classifies() else "targets", t)):
             a = np.asarray(a)
             if np.issubdtype(a.dtype, np.inexact):
                 bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
@@ -417,7 +417,7 @@ def _check_data(model, data):
                                      f"examples, the first at index {int(np.argmax(bad))}")
     params, state = jax.eval_shape(model.init, jax.random.key(0))
     example = jax.ShapeDtypeStruct((1, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
-    if not model.measures_accuracy():
+    if not model.classifies():
         # Any targets the criterion takes: ask it, on the shapes alone.
         target = jax.ShapeDtypeStruct((1, *np.shape(t_train)[1:]), np.asarray(t_train[:1]).dtype)
         try:
@@ -618,11 +618,14 @@ def _epochs_program(model, config, iter_per_epoch, n_train, n_test, batch_shardi
 
 def evaluation_mean(model, params, model_state, xs, ts, n):
     """The mean over the ``n`` real examples of ``eval_chunks``' ``(xs, ts)`` (the padding left out)
-    of each example's correctness (a model measured by accuracy) or criterion (by its loss)."""
+    of each example's correctness (a model measured by accuracy), score (by its metric function)
+    or criterion (by its loss)."""
     by_accuracy = model.measures_accuracy()
 
     def per_example(batch):
         x_chunk, t_chunk = batch
+        if callable(model.metric):  # the model's own score of each example
+            return jnp.asarray(model.metric(params, model_state, x_chunk, t_chunk)).astype(jnp.float32)
         scores = model.predict(params, model_state, x_chunk)
         if by_accuracy:
             labels = t_chunk if t_chunk.ndim == 1 else jnp.argmax(t_chunk, axis=1)
