@@ -169,6 +169,7 @@ def _end_to_end(result):
                   "train": "`bj.train`", "run": "`bj.run` with an output directory (the call)",
                   "run_training": "`bj.run`, training time in `metrics.json`",
                   "cli_training": "`backprop-jax train --out`, training time in `metrics.json`",
+                  "cli_training_and_compile": "`backprop-jax train --out`, training and compiling (or cache load)",
                   "cli": "`backprop-jax train --out`, wall clock",
                   "numpy": "the book's NumPy loop, float32",
                   "numpy_float64": "the book's NumPy loop, float64 (as the book)",

@@ -474,3 +474,24 @@ def test_seq2seq_flags_are_checked(args, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(args)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_command_caches_every_program_that_compiles_in_a_fifth_of_a_second(monkeypatch):
+    import jax
+
+    from backprop_jax import cli
+
+    before = jax.config.jax_persistent_cache_min_compile_time_secs
+    try:
+        # JAX keeps only programs of 1 s or more by default, also under $JAX_COMPILATION_CACHE_DIR.
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.environ.get("JAX_COMPILATION_CACHE_DIR", "/tmp/x"))
+        monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        cli._use_compilation_cache()
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.2
+        monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "3")  # the user's choice stands
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 3.0)
+        cli._use_compilation_cache()
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 3.0
+    finally:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", before)

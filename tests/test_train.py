@@ -708,3 +708,14 @@ def test_a_model_chooses_its_batch_order_and_the_trainer_follows_it(sample):
     for got in seen:
         for k in params:
             np.testing.assert_allclose(got[k], params[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_compiling_is_timed_apart_from_training(sample):
+    model = two_layer_net.model(hidden_size=23)  # a program no other test compiles
+    config = TrainConfig(iters_num=30, batch_size=100)
+    _, first = train(model, small(sample), config)
+    _, again = train(model, small(sample), config)  # the same program: kept, not compiled again
+    assert first[0].compile_seconds > 0 and all(e.compile_seconds == 0 for e in first[1:])
+    assert again[0].compile_seconds == 0
+    # The epochs' clock leaves it out: the first epoch took less than its compiling did.
+    assert first[0].seconds < first[0].compile_seconds

@@ -657,6 +657,27 @@ def _evaluated_on(model, state, epoch, samples, n, n_train, n_test):
                                test_perplexity=perplexity(test_loss) if model.metric == "perplexity" else None)
 
 
+_COMPILED = {}  # (program, the arguments' types and shardings) -> its compiled executable
+_COMPILED_KEEP = 16
+
+
+def _compiled(program, args):
+    """``(executable, fresh)``: ``program`` (a jitted epochs program) compiled for ``args`` ahead of
+    its call, so that the trainer can time compiling apart from training, and whether it was
+    compiled (or loaded from the persistent cache) now; kept for the next call and the next
+    ``train`` of the same program with arguments of the same types and shardings."""
+    leaves, treedef = jax.tree.flatten(args)
+    key = (program, treedef, tuple((jax.typeof(leaf), getattr(leaf, "sharding", None)) for leaf in leaves))
+    compiled = _COMPILED.get(key)
+    if compiled is not None:
+        return compiled, False
+    compiled = program.lower(*args).compile()
+    if len(_COMPILED) >= _COMPILED_KEEP:
+        _COMPILED.pop(next(iter(_COMPILED)))  # the oldest
+    _COMPILED[key] = compiled
+    return compiled, True
+
+
 @functools.lru_cache(maxsize=8)
 def _init_program(model, config, replicated):
     # Kept like the epochs program: compiling the initialisation (its random draws) takes
@@ -673,10 +694,13 @@ class Epoch:
     train_acc: float | None  # accuracy on the training set (its first evaluate_sample_num_per_epoch,
     # if set); None for a model measured by its loss (Model.measures_accuracy)
     test_acc: float | None  # accuracy on the test set (likewise; always all of it after the last epoch)
-    seconds: float  # wall time since training started (spread evenly over the epochs of one call)
+    seconds: float  # wall time training since it started (spread evenly over the epochs of one call), compiling left out
     test_loss: float | None = None  # mean criterion on the test set, for a model measured by its loss
     # exp(test_loss), for a model measured by its perplexity (Model.metric "perplexity": a language model)
     test_perplexity: float | None = None
+    # Seconds spent tracing and compiling the program (or loading it from JAX's persistent cache)
+    # before this epoch's call, which ``seconds`` leaves out: on the first epoch of a train call, 0 after.
+    compile_seconds: float = 0.0
 
     def line(self):
         """The epoch's line as a run prints it."""
@@ -863,7 +887,8 @@ class _Calls:
         self.iteration = iteration  # updates done, as the host knows it
         self.first_epoch, self.reference = len(history), None  # this train's first epoch, its first loss
         self.start = time.perf_counter() - (history[-1].seconds if history else 0.0)
-        self.size = 1  # epochs in the next call: one first, as it includes compiling
+        self.size = 1  # epochs in the next call: one first, as it includes the first run's warm-up
+        self.compile_seconds = 0.0  # tracing and compiling (or loading from the cache) not yet recorded
 
     def run(self, program, state, sync_every):
         config, placed = self.config, self.placed
@@ -876,8 +901,15 @@ class _Calls:
                                     placed.iter_per_epoch, placed.fed_sharding, self.model.batch_rows)
         else:
             batches = placed.batches
+        args = (state, jnp.int32(n), batches, placed.evaluation)
+        began = time.perf_counter()
+        compiled, fresh = _compiled(program, args)
+        if fresh:  # the epochs' clock leaves compiling out (the next epoch's compile_seconds has it)
+            took = time.perf_counter() - began
+            self.compile_seconds += took
+            self.start += took
         self.call_start = time.perf_counter()
-        state, records = program(state, jnp.int32(n), batches, placed.evaluation)
+        state, records = compiled(*args)
         records = jax.device_get(records)  # the call's one blocking read
         self.call_end = time.perf_counter()
         return state, records
@@ -894,7 +926,9 @@ class _Calls:
                 test_acc=float(records.test_acc[j]) if accuracy else None,
                 seconds=self.call_start - self.start + (self.call_end - self.call_start) * (j + 1) / done,
                 test_loss=None if accuracy else float(records.test_loss[j]),
-                test_perplexity=perplexity(float(records.test_loss[j])) if self.model.metric == "perplexity" else None)
+                test_perplexity=perplexity(float(records.test_loss[j])) if self.model.metric == "perplexity" else None,
+                compile_seconds=self.compile_seconds)
+            self.compile_seconds = 0.0
             if self.partial:  # the rest of the short epoch the history ends with: one epoch, as uninterrupted
                 before = history.pop()
                 old = before.iteration % self.placed.iter_per_epoch
