@@ -145,3 +145,34 @@ def test_hand_rules_under_shard_map_and_explicit_sharding_give_the_full_batch_gr
     result = run_with_devices(SHARD_MAP, n=4)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("matches") == 6, result.stdout
+
+
+LANGUAGE_MODEL = textwrap.dedent('''
+    import jax, numpy as np
+    import backprop_jax as bj
+    from backprop_jax import datasets, rnnlm
+    assert len(jax.devices()) == 4, jax.devices()
+
+    text = datasets.load_text(datasets.date_text(400, seed=2))
+    x, t = rnnlm.training_data(text.train, 8, 10)
+    test = rnnlm.training_data(text.test, 1, 10)
+    model = rnnlm.model(len(text.word_to_id), 8, 16, 16)
+    config = bj.TrainConfig(iters_num=30, batch_size=8, learning_rate=1.0)
+    single, _ = bj.train(model, ((x, t), test), config)
+    mesh = bj.data_parallel_mesh()
+    for feed in ("device", "host"):
+        sharded, history = bj.train(model, ((x, t), test), config, mesh=mesh, feed=feed)
+        for k in single.params:
+            np.testing.assert_allclose(sharded.params[k], single.params[k], rtol=2e-4, atol=1e-5, err_msg=k)
+        for k in single.model_state:  # the carried hidden states, every row of the batch
+            assert sharded.model_state[k].shape == (8, 16)
+            np.testing.assert_allclose(sharded.model_state[k], single.model_state[k], rtol=2e-4, atol=1e-5, err_msg=k)
+    assert history[-1].test_perplexity > 0
+    print("the language model trains alike on 4 devices")
+''')
+
+
+def test_truncated_bptt_carries_its_state_alike_over_devices():
+    result = run_with_devices(LANGUAGE_MODEL, n=4)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the language model trains alike on 4 devices" in result.stdout
