@@ -160,7 +160,9 @@ def training_data(corpus, batch_size, time_size=35):
     streams starting ``len // batch_size`` words apart, each stream into windows of
     ``time_size`` words; row ``w * batch_size + b`` is window ``w`` of stream ``b``, and its
     targets are the words one step on. Int32 (windows * batch_size, time_size) both; the words
-    past the last whole window of each stream are left out.
+    past the last whole window of each stream are left out. Train with the same ``batch_size``
+    in the model and in ``TrainConfig`` (the model refuses another; a layout made for another
+    batch size would not continue each row from one update to the next).
 
     Raises:
       ValueError: the corpus holds fewer than ``batch_size * time_size + 1`` words.

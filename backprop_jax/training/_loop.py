@@ -558,8 +558,10 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
 
     def evaluate(state, evaluation):
         def on(train_data, test_data, n_tr, n_te):
-            return (accuracy(state.params, state.model_state, *train_data, n_tr),
-                    accuracy(state.params, state.model_state, *test_data, n_te))
+            test_value = accuracy(state.params, state.model_state, *test_data, n_te)
+            if not by_accuracy:  # a loss model records the test loss alone: the training set is not evaluated
+                return jnp.float32(jnp.nan), test_value
+            return accuracy(state.params, state.model_state, *train_data, n_tr), test_value
         if sample is None:
             return on(evaluation.train, evaluation.test, n_train, n_test)
         # The book's Trainer: a sample each epoch, everything after the last.
