@@ -482,9 +482,10 @@ def cmd_train(args, parser):
 
         say(f"dataset: {dataset}, {len(sequences.train)} words to train, {len(sequences.test)} to test, "
             f"a vocabulary of {len(sequences.word_to_id)}")
+        time_size = net_settings["time_size"]
         try:
-            data = (rnnlm.training_data(sequences.train, batch_size, recipe.time_size),
-                    rnnlm.training_data(sequences.test, 1, recipe.time_size))
+            data = (rnnlm.training_data(sequences.train, batch_size, time_size),
+                    rnnlm.training_data(sequences.test, 1, time_size))
         except ValueError as e:
             sys.exit(f"backprop-jax: error: {'--data ' + args.data if args.data else dataset}: {e}; use a "
                      f"longer text or a smaller --batch-size")
@@ -529,7 +530,7 @@ def cmd_train(args, parser):
         except DistributedError as e:
             sys.exit(f"backprop-jax: error: {e}")
     (x_train, _), (x_test, _) = data
-    unit = ("images" if sequences is None else f"windows of {recipe.time_size} words" if recipe.data == "text"
+    unit = ("images" if sequences is None else f"windows of {net_settings['time_size']} words" if recipe.data == "text"
             else "problems")
     say(f"training {net_settings} on {len(x_train)} {unit} ({len(x_test)} to test), "
         f"{config.iters_num} iterations of batch {config.batch_size}, {described or config.optimizer_name()}, on {mesh.size} {mesh.devices.flat[0].platform} device"
@@ -574,7 +575,7 @@ def cmd_train(args, parser):
         from backprop_jax.nets import rnnlm
 
         print(f"perplexity of the held-out text read in order, the state carried (the sequel's "
-              f"eval_perplexity): {rnnlm.eval_perplexity(state.params, sequences.test, 1, recipe.time_size):.2f}")
+              f"eval_perplexity): {rnnlm.eval_perplexity(state.params, sequences.test, 1, net_settings['time_size']):.2f}")
     elif sequences is not None:  # the sequel's eval_seq2seq on the held-out problems
         from backprop_jax.nets import seq2seq
 

@@ -444,11 +444,14 @@ def test_the_sequels_language_model_trains_on_a_text_file_by_truncated_bptt(tmp_
     metrics = json.loads((out / "metrics.json").read_text())
     config, last = metrics["config"], metrics["epochs"][-1]
     assert config["model"] == "rnnlm" and config["batch_size"] == 4 and config["hidden"] == 12
+    assert config["time_size"] == 35  # the sequel's window, recorded: a resume with another is refused
     assert last["test_perplexity"] == pytest.approx(2.718281828459045 ** last["test_loss"])
     main([*args, "--resume", "--epochs", "3"])  # the carried state is checkpointed with the rest
     printed = capsys.readouterr().out
     assert "resuming from iteration" in printed and "epoch 3: train perplexity" in printed
     assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 3
+    with pytest.raises(SystemExit, match="other settings"):
+        main([*args, "--resume", "--time-size", "10"])
     text.write_text("word " * 60 + "\n")
     with pytest.raises(SystemExit, match="too short for one window of 35 words in each of 4 streams"):
         main([*args[:-2], "--out", str(tmp_path / "other")])

@@ -149,6 +149,10 @@ def test_better_rnnlm_drops_units_in_training_only_and_ties_its_output_to_the_em
         model.apply(params, state, x, train=True)
     with pytest.raises(ValueError, match=r"tied weights .* need wordvec_size == hidden_size, got 6 and 4"):
         rnnlm.better_model(V, B, 6, 4)
+    with pytest.raises(ValueError, match=r"x must be windows of time_size = 6 words, got shape \(3, 5\)"):
+        rnnlm.better_model(V, B, H, H, time_size=6).predict(params, state, x)
+    with pytest.raises(ValueError, match="time_size must be an integer >= 1, got 0"):
+        rnnlm.model(V, B, time_size=0)
     with pytest.raises(ValueError, match=r"the state carries batches of 3 rows \(h0 \(3, 4\)\), but x has 2"):
         model.apply(params, state, x[:2], key=jax.random.key(1), train=True)
 

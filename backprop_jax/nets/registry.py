@@ -47,7 +47,6 @@ class Recipe(NamedTuple):
     batch_size: int | None = None  # the script's batch size (None: TrainConfig's, 100)
     max_grad: float | None = None  # the script's gradient clipping (the sequel's clip_grads), or none
     learning_rate: float | None = None  # the script's learning rate (None: the optimiser's default)
-    time_size: int | None = None  # a language model's truncated BPTT window (the sequel's time_size)
 
     def defaults(self):
         """``{setting name: default}``: the script's value, else the constructor's signature's."""
@@ -89,7 +88,9 @@ _INIT = ("init std: a number, 'he' (sqrt(2 / fan-in)) or 'xavier' (sqrt(1 / fan-
 _RNNLM_SETTINGS = (Setting("hidden", "hidden_size", "count", "hidden units of the LSTMs"),
                    Setting("wordvec_size", "wordvec_size", "count", "size of the word vectors"),
                    Setting("dropout", "dropout", "fraction",
-                           "fraction of units the sequel's TimeDropout drops between layers in training"))
+                           "fraction of units the sequel's TimeDropout drops between layers in training"),
+                   Setting("time_size", "time_size", "count",
+                           "words in a truncated-BPTT window: how far back in time the backward goes"))
 
 _SEQ2SEQ_SETTINGS = (Setting("hidden", "hidden_size", "count", "hidden units of the LSTMs"),
                      Setting("wordvec_size", "wordvec_size", "count", "size of the character vectors"))
@@ -152,11 +153,11 @@ RECIPES = {
         rnnlm.model, _RNNLM_SETTINGS,
         "the sequel's Rnnlm (sec. 6.4) and its train_rnnlm.py: truncated BPTT over windows of 35 words, "
         "4 epochs of SGD 20, batch 20, gradients clipped at 0.25",
-        epochs=4, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0, time_size=35),
+        epochs=4, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0, defaults_=(("time_size", 35),)),
     "better-rnnlm": Recipe(
         rnnlm.better_model, _RNNLM_SETTINGS,
         "the sequel's BetterRnnlm (sec. 6.5: two LSTM layers, dropout, tied weights) and its "
         "train_better_rnnlm.py: 40 epochs of SGD 20, batch 20, gradients clipped at 0.25",
-        epochs=40, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0, time_size=35),
+        epochs=40, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0, defaults_=(("time_size", 35),)),
 }
 """The book's networks by the names the command line takes (``--model two-layer``)."""

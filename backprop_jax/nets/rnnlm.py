@@ -119,14 +119,17 @@ def forward(params, state, x, *, key=None, drop_rate=0.0, train=False):
     return time_affine(xs, W, params["b_affine"]), new_state
 
 
-def model(vocab_size, batch_size, wordvec_size=100, hidden_size=100, dropout=0.0, *, lstm_layers=1,
-          tie_weights=False, dtype=jnp.float32):
+def model(vocab_size, batch_size, wordvec_size=100, hidden_size=100, dropout=0.0, time_size=None, *,
+          lstm_layers=1, tie_weights=False, dtype=jnp.float32):
     """The network as a ``Model`` over windows of word ids (N, T), scoring the next word at each
     step (targets: the ids one step on, ``training_data``); its state carries the LSTMs'
     last states between the ``batch_size``-row updates. The sequel's ``Rnnlm`` by default;
-    ``BetterRnnlm`` is ``better_model``."""
+    ``BetterRnnlm`` is ``better_model``. ``time_size``: the window length T it takes (the sequel's
+    35 on the command line), checked on every input; None: any."""
     _check_sizes(vocab_size, wordvec_size, hidden_size, lstm_layers, tie_weights)
     _check_count("batch_size", batch_size)
+    if time_size is not None:
+        _check_count("time_size", time_size)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"rnnlm: dropout must be a fraction in [0, 1), got {dropout!r}")
 
@@ -136,6 +139,8 @@ def model(vocab_size, batch_size, wordvec_size=100, hidden_size=100, dropout=0.0
         return params, zero_state(params, batch_size)
 
     def apply(params, state, x, *, key=None, train=False):
+        if time_size is not None and jnp.ndim(x) == 2 and jnp.shape(x)[1] != time_size:
+            raise ValueError(f"rnnlm: x must be windows of time_size = {time_size} words, got shape {jnp.shape(x)}")
         if train and state:  # truncated BPTT: start where the last update ended, hand on where this one ends
             return forward(params, state, x, key=key, drop_rate=dropout, train=True)
         # Evaluation, or no state given (gradcheck of loss_fn()): every window from zeros.
@@ -148,10 +153,11 @@ def model(vocab_size, batch_size, wordvec_size=100, hidden_size=100, dropout=0.0
                  weight_mask=lambda params: {k: k.startswith("W") or k.endswith(("_Wx", "_Wh")) for k in params})
 
 
-def better_model(vocab_size, batch_size, wordvec_size=650, hidden_size=650, dropout=0.5, *, dtype=jnp.float32):
+def better_model(vocab_size, batch_size, wordvec_size=650, hidden_size=650, dropout=0.5, time_size=None, *,
+                 dtype=jnp.float32):
     """The sequel's ``BetterRnnlm`` (sec. 6.5): two LSTM layers, dropout, weight tying."""
-    return model(vocab_size, batch_size, wordvec_size, hidden_size, dropout, lstm_layers=2, tie_weights=True,
-                 dtype=dtype)
+    return model(vocab_size, batch_size, wordvec_size, hidden_size, dropout, time_size, lstm_layers=2,
+                 tie_weights=True, dtype=dtype)
 
 
 def training_data(corpus, batch_size, time_size=35):
