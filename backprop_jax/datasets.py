@@ -285,6 +285,14 @@ def date_lines(n=50_000, seed=1984):
     return lines
 
 
+def _read_text(path):
+    """The UTF-8 text of ``path``; DatasetError naming it when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cannot read {path}: {e}") from None
+
+
 def load_sequence(source, seed=1984):
     """The sequel's ``sequence.load_data``: each line split at its ``_`` into a question and an
     answer (the answer keeps the ``_``, the decoder's first input), characters numbered in order
@@ -302,10 +310,7 @@ def load_sequence(source, seed=1984):
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        try:
-            lines = path.read_text(encoding="utf-8").split("\n")
-        except (OSError, UnicodeDecodeError) as e:
-            raise DatasetError(f"cannot read {path}: {e}") from None
+        lines = _read_text(path).split("\n")
         if lines and lines[-1] == "":
             lines.pop()
         where = str(path)
@@ -372,10 +377,7 @@ def load_text(source, test_fraction=0.1):
         text, where = source, "the text given"
     else:
         path = Path(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise DatasetError(f"cannot read {path}: {e}") from None
+        text = _read_text(path)
         where = str(path)
     words = text.replace("\n", " <eos> ").split()
     n_test = int(len(words) * test_fraction)

@@ -517,8 +517,8 @@ def rnn_gradients(data, out, *, quick=False, seed=0, log=print):
     for scale in (1.0, 0.5):
         Wh = jnp.asarray(base * scale)
         dh, norms, clipped = jnp.ones((n, hidden), jnp.float32), [], []
+        _, back = jax.vjp(lambda h: matmul(h, Wh), jnp.zeros((n, hidden), jnp.float32))
         for _ in range(steps):
-            _, back = jax.vjp(lambda h: matmul(h, Wh), jnp.zeros((n, hidden), jnp.float32))
             dh = back(dh)[0]  # MatMul.backward: dout @ Wh.T
             norms.append(float(jnp.sqrt(jnp.sum(dh ** 2)) / n))
             cut, _ = clip.update(dh, clip.init(dh))

@@ -76,9 +76,9 @@ def test_the_training_step_is_traced_once_per_run(sample):
     config = TrainConfig(iters_num=50, batch_size=100)  # 5 iterations an epoch, 10 epochs
     _, history = train(Model(base.init, apply), small(sample), config)
     assert [e.iteration for e in history] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
-    # One epoch loop; one evaluator each for train and test; looks at the shapes alone: one to count
-    # the classes, one to size the evaluation's chunks.
-    assert traces == {True: 1, False: 4}
+    # One epoch loop; one evaluator each for train and test; one look at the shapes, which counts the
+    # classes and sizes the evaluation's chunks.
+    assert traces == {True: 1, False: 3}
 
 
 def test_how_epochs_are_split_into_calls_changes_nothing(sample):

@@ -372,13 +372,11 @@ def evaluation_sets(train, test, sample_num=None, sharding=None, chunk=10_000):
 _EVAL_CHUNK_BYTES = 2 ** 28  # the scores of one evaluation chunk stay under 256 MiB
 
 
-def eval_chunk_size(model, x):
+def eval_chunk_size(scores):
     """Examples per evaluation chunk: 10,000, or fewer where the scores of so many would pass
-    256 MiB (a language model scores a vocabulary at every step of every window)."""
-    params, state = jax.eval_shape(model.init, jax.random.key(0))
-    example = jax.ShapeDtypeStruct((1, *np.shape(x)[1:]), np.asarray(x[:1]).dtype)
-    per_example = _bytes(jax.eval_shape(model.predict, params, state, example))
-    return int(max(1, min(10_000, _EVAL_CHUNK_BYTES // max(per_example, 1))))
+    256 MiB (a language model scores a vocabulary at every step of every window). ``scores``: the
+    shape and dtype of one example's scores (what ``_check_data`` returns)."""
+    return int(max(1, min(10_000, _EVAL_CHUNK_BYTES // max(_bytes(scores), 1))))
 
 
 def _structure(data):
@@ -401,6 +399,8 @@ def split_data(data):
 
 
 def _check_data(model, data):
+    """Raises ValueError naming what in ``data`` does not fit ``model``; returns the shape and dtype
+    of the scores ``model.predict`` makes for one training example (found from shapes alone)."""
     (x_train, t_train), (x_test, t_test) = split_data(data)
     for name, x, t in (("train", x_train, t_train), ("test", x_test, t_test)):
         if len(x) != len(t):
@@ -426,9 +426,10 @@ def _check_data(model, data):
             raise ValueError(f"the model's criterion does not take targets of shape {np.shape(t_train)[1:]} "
                              f"and dtype {np.asarray(t_train[:1]).dtype} for inputs of shape "
                              f"{np.shape(x_train)[1:]}: {str(e).splitlines()[0]}") from None
-        return
+        return jax.eval_shape(model.predict, params, state, example)
     # The number of classes, from the shapes alone: nothing is computed.
-    n_classes = jax.eval_shape(model.predict, params, state, example).shape[-1]
+    scores = jax.eval_shape(model.predict, params, state, example)
+    n_classes = scores.shape[-1]
     for name, t in (("train", t_train), ("test", t_test)):
         t = np.asarray(t)
         if np.issubdtype(t.dtype, np.integer) and t.ndim == 1:
@@ -447,6 +448,7 @@ def _check_data(model, data):
                              f"(N, {n_classes}) (the model scores {n_classes} classes), got shape {t.shape} "
                              f"and dtype {t.dtype}; a model that is not a classifier says so with "
                              f"Model(metric='loss') or a criterion other than softmax_with_loss")
+    return scores
 
 
 def _bytes(tree):
@@ -645,6 +647,11 @@ def perplexity(loss):
     return math.exp(loss) if loss < 709.0 else math.inf
 
 
+def _test_perplexity(model, test_loss):
+    """An epoch's ``test_perplexity``: ``perplexity(test_loss)`` for a model measured so, else None."""
+    return perplexity(test_loss) if model.metric == "perplexity" else None
+
+
 def _evaluated_on(model, state, epoch, samples, n, n_train, n_test):
     """``epoch`` with its accuracies (or test loss) measured again at ``state`` on the first ``n``
     training and test examples (``samples``, as ``eval_chunks`` made them)."""
@@ -655,8 +662,7 @@ def _evaluated_on(model, state, epoch, samples, n, n_train, n_test):
         return dataclasses.replace(epoch, train_acc=float(mean(train_x, train_t, n_tr)),
                                    test_acc=float(mean(test_x, test_t, n_te)))
     test_loss = float(mean(test_x, test_t, n_te))
-    return dataclasses.replace(epoch, test_loss=test_loss,
-                               test_perplexity=perplexity(test_loss) if model.metric == "perplexity" else None)
+    return dataclasses.replace(epoch, test_loss=test_loss, test_perplexity=_test_perplexity(model, test_loss))
 
 
 _COMPILED = {}  # (program, the arguments' types and shardings) -> its compiled executable
@@ -707,7 +713,7 @@ class Epoch:
     def line(self):
         """The epoch's line as a run prints it."""
         if self.test_perplexity is not None:
-            return f"epoch {self.epoch}: train perplexity {math.exp(min(self.train_loss, 700.0)):.2f}, " \
+            return f"epoch {self.epoch}: train perplexity {perplexity(self.train_loss):.2f}, " \
                    f"test perplexity {self.test_perplexity:.2f}"
         if self.test_acc is None:
             return f"epoch {self.epoch}: train loss {self.train_loss:.4g}, test loss {self.test_loss:.4g}"
@@ -772,9 +778,9 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         above its starting value (the state at the end of the call was).
     """
     _check_train_arguments(seconds_per_call, sync_every, divergence_factor, divergence_epochs)
-    _check_data(model, data)
+    scores = _check_data(model, data)
     check_memory(model, config, data, 1 if mesh is None else mesh.size)
-    placed = _place(model, data, config, mesh, _resolve_feed(feed, mesh))
+    placed = _place(data, config, mesh, _resolve_feed(feed, mesh), eval_chunk_size(scores))
     state = _starting_state(model, config, state, placed.replicated)
     program = _epochs_program(model, config, placed.iter_per_epoch, placed.n_train, placed.n_test,
                               placed.batch_sharding, placed.feed, placed.replicated)
@@ -832,7 +838,7 @@ class _Placed(NamedTuple):
     fed_sharding: Any  # the layout of a host-fed epoch of batches
 
 
-def _place(model, data, config, mesh, feed):
+def _place(data, config, mesh, feed, eval_chunk):
     (x_train, t_train), (x_test, t_test) = split_data(data)
     # Arrays stacked as (steps or chunks, examples, ...) split their examples over the devices.
     batch_sharding = replicated = stacked_sharding = None
@@ -848,7 +854,7 @@ def _place(model, data, config, mesh, feed):
     else:
         batches = jax.device_put(x_train, replicated), jax.device_put(t_train, replicated)
     evaluation = evaluation_sets((x_train, t_train), (x_test, t_test), config.evaluate_sample_num_per_epoch,
-                                 stacked_sharding, eval_chunk_size(model, x_train))
+                                 stacked_sharding, eval_chunk)
     return _Placed(feed, x_train, t_train, batches, evaluation, len(x_train), len(x_test),
                    iterations_per_epoch(len(x_train), config.batch_size), batch_sharding, replicated, fed_sharding)
 
@@ -928,7 +934,7 @@ class _Calls:
                 test_acc=float(records.test_acc[j]) if accuracy else None,
                 seconds=self.call_start - self.start + (self.call_end - self.call_start) * (j + 1) / done,
                 test_loss=None if accuracy else float(records.test_loss[j]),
-                test_perplexity=perplexity(float(records.test_loss[j])) if self.model.metric == "perplexity" else None,
+                test_perplexity=_test_perplexity(self.model, float(records.test_loss[j])),
                 compile_seconds=self.compile_seconds)
             self.compile_seconds = 0.0
             if self.partial:  # the rest of the short epoch the history ends with: one epoch, as uninterrupted
