@@ -24,7 +24,8 @@ from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.book_params import BookParamsError, fit_params, load_book_params, save_book_params
 from backprop_jax.experiments import compare_optimizers
 from backprop_jax.checking import (
-    Comparison, Entry, GradcheckReport, HandRules, Kept, Kink, RuleUse, assert_gradcheck, gradcheck, hand_rules,
+    Comparison, Entry, GradcheckReport, HandRules, Kept, Kink, RuleCheck, RuleUse, assert_gradcheck, gradcheck,
+    hand_rules,
     without_hand_rules)
 from backprop_jax.layers import (
     add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
@@ -55,7 +56,7 @@ __all__ = [
     "embedding_dot", "sigmoid_with_loss", "time_dropout", "attention_weight", "weight_sum", "attention",
     "time_attention", "attention_weights", "gru_cell", "time_gru", "UnigramSampler", "negative_sampling_loss",
     # Checking hand rules.
-    "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
+    "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink", "RuleCheck",
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
     "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",

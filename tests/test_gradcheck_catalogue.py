@@ -147,7 +147,7 @@ def test_an_input_within_eps_of_a_kink_is_named_not_failed():
     (kink,) = report.entries[0].kinks
     assert kink.index == (2,) and kink.left == pytest.approx(3 * 7.3e-5 / 1e-4, rel=1e-6)
     assert kink.right == pytest.approx(3.0) and kink.hand == 3.0
-    assert "x[2]: within eps of a kink" in str(report)
+    assert "x: 1 value lies within eps of a kink" in str(report) and "x[2] (one-sided 2.19 and 3; hand 3)" in str(report)
     # A wrong rule near the kink is still a failure elsewhere.
     wrong = rule(lambda x: (jnp.maximum(x, 0), x > 0), lambda m, d: (1.1 * d * m,))
     assert not bj.gradcheck(lambda x: jnp.sum(wrong(x)), x, eps=1e-4).ok

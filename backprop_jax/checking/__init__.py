@@ -6,9 +6,9 @@ jaxpr walker (``_jaxpr``).
 """
 
 from backprop_jax.checking._autodiff import hand_rules, without_hand_rules
-from backprop_jax.checking._gradcheck import (
-    Comparison, Entry, GradcheckReport, Kink, assert_gradcheck, gradcheck)
+from backprop_jax.checking._gradcheck import assert_gradcheck, gradcheck
+from backprop_jax.checking._report import Comparison, Entry, GradcheckReport, Kink, RuleCheck
 from backprop_jax.checking._jaxpr import HandRules, Kept, RuleUse
 
-__all__ = ["gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
+__all__ = ["gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink", "RuleCheck",
            "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept"]

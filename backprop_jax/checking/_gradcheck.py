@@ -1,331 +1,34 @@
-"""Gradient check: the hand rule against autodiff and central differences.
+"""Gradient check: the hand rule against autodiff and central differences, and each rule on its own.
 
 The book checks its backward pass against a numerical gradient (sec. 5.7.3).
 ``gradcheck`` does that and adds a third opinion, JAX's automatic
-differentiation of the same forward with the hand rules taken out. It never
-passes in silence on a comparison that compared nothing: the report says
-which rules were replaced, which were kept, and marks an autodiff column that
-is the hand computation itself.
+differentiation of the same forward with the hand rules taken out, and checks
+every hand rule on its own at the inputs it meets. It never passes in silence
+on a comparison that compared nothing: the report says which rules were
+replaced, which were exercised, which were kept, and marks an autodiff column
+that is the hand computation itself.
+
+This module orchestrates; the settings are resolved in ``_policy``, the
+comparisons made in ``_numeric``, the rules wrapped in ``_rules``, the report
+written by ``_report``.
 """
 
 import contextlib
 import dataclasses
-import inspect
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from backprop_jax.checking._autodiff import without_hand_rules
-from backprop_jax.checking._jaxpr import HandRules, leaf_names, strip_rules
-
-# Default tolerances in float64, and in a low precision whose references could not be computed
-# in float64: (atol, rtol) for hand vs autodiff, then for hand vs central differences, whose
-# own error is far larger than rounding.
-_TOLERANCES = {
-    "float64": ((1e-9, 1e-7), (1e-6, 1e-5)),
-    "float32": ((1e-5, 1e-4), (1e-3, 5e-3)),
-    "bfloat16": ((5e-2, 5e-2), (5e-1, 2e-1)),
-    "float16": ((1e-2, 1e-2), (2e-1, 1e-1)),
-}
-_EPS = {"float64": 1e-6, "float32": 1e-3, "bfloat16": 1e-1, "float16": 1e-2}
-_LOW = ("float32", "bfloat16", "float16")
-# A low-precision hand gradient may differ from the float64 reference by this many times the
-# rounding a correct computation of the same forward shows in that dtype (measured: autodiff run
-# in the low dtype against autodiff in float64), plus this many units of the dtype's epsilon,
-# relative to each value.
-_NOISE_FACTOR = 4.0
-_EPS_FACTOR = 4.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """How far the hand gradient is from one reference, for one argument."""
-    max_abs: float  # max |hand - reference|
-    max_rel: float  # max |hand - reference| / max(|hand|, |reference|, atol)
-    mean_abs: float  # mean |hand - reference| (what the book prints)
-    atol: float
-    rtol: float
-    ok: bool  # |hand - reference| <= atol + rtol * |reference| everywhere (kinks aside)
-    worst: int = 0  # position (in the compared values) of the largest excess over the tolerance
-    worst_hand: float = 0.0  # the hand value there
-    worst_reference: float = 0.0  # the reference value there
-    failed: int = 0  # how many compared values are beyond the tolerance (kinks aside)
-    size: int = 0  # how many values were compared
-    note: str = ""  # why the comparison failed closed, when it is not a mismatch ("cannot resolve ...")
-
-
-@dataclasses.dataclass(frozen=True)
-class Kink:
-    """An element within ``eps`` of a point where the function is not differentiable (ReLU at 0,
-    tied maxima, ``abs`` at 0): its one-sided differences disagree, and the hand value is one
-    of them (or between), so central differences cannot judge it."""
-    index: tuple  # the element's index in its array
-    left: float  # (f(x) - f(x - eps)) / eps
-    right: float  # (f(x + eps) - f(x)) / eps
-    hand: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """The check of one differentiable array (a leaf of an argument)."""
-    name: str
-    shape: tuple
-    dtype: str
-    autodiff: Comparison
-    numeric: Comparison | None  # None when central differences were skipped
-    numeric_elements: int = 0  # how many elements (or directions) central differences checked
-    kinks: tuple = ()  # Kink: elements within eps of a non-differentiable point, not counted
-    batched: Comparison | None = None  # per-example gradients under vmap against a loop (batched=True)
-    numeric_directions: bool = False  # numeric compared v^T J u along random directions, not elements
-    autodiff_values: object = None  # the autodiff gradient (to name the worst element's value)
-    numeric_indices: object = None  # the flat indices central differences used
-    autodiff_independent: bool = True  # False: no rule was replaced, the autodiff column is the hand one
-    float64: Comparison | None = None  # low precision: the same rule run on a float64 copy vs autodiff
-    directions: bool = False  # mode="forward": autodiff and numeric compare along random directions
-
-    @property
-    def ok(self):
-        return ((self.autodiff.ok or not self.autodiff_independent)
-                and (self.numeric is None or self.numeric.ok)
-                and (self.batched is None or self.batched.ok)
-                and (self.float64 is None or self.float64.ok))
-
-    def worst(self):
-        """Lines naming, for each failing comparison, its worst element and the values there."""
-        lines = []
-        size = int(np.prod(self.shape))
-        comparisons = (("autodiff", self.autodiff if self.autodiff_independent else None),
-                       ("numeric", self.numeric), ("vmap", self.batched), ("float64", self.float64))
-        for label, c in comparisons:
-            if c is None or c.ok:
-                continue
-            if c.note:
-                lines.append(f"  {self.name}: {label}: {c.note}")
-                continue
-            count = f" ({c.failed} of {c.size} {'directions' if self.directions else 'values'} fail)"
-            if self.directions or (label == "numeric" and self.numeric_directions):
-                what = "numeric" if label == "numeric" else label
-                lines.append(f"  {self.name}: along random direction {c.worst}: hand {c.worst_hand:.6g}, "
-                             f"{what} {c.worst_reference:.6g}{count}")
-                continue
-            index = c.worst
-            if label == "numeric" and self.numeric_elements < size:
-                index = int(self.numeric_indices[c.worst])
-            where = np.unravel_index(index, self.shape) if self.shape else ()
-            auto = np.asarray(self.autodiff_values).reshape(-1)[index] if self.autodiff_values is not None else None
-            parts = [f"hand {c.worst_hand:.6g}"]
-            if label == "vmap":
-                parts = [f"under vmap {c.worst_hand:.6g}", f"one by one {c.worst_reference:.6g}"]
-            elif label == "float64":
-                parts = [f"hand in float64 {c.worst_hand:.6g}", f"autodiff in float64 {c.worst_reference:.6g}"]
-            else:
-                if auto is not None:
-                    parts.append(f"autodiff {float(auto):.6g}")
-                if label == "numeric":
-                    parts.append(f"numeric {c.worst_reference:.6g}")
-            lines.append(f"  {self.name}{list(map(int, where))}: worst {label} mismatch: "
-                         + ", ".join(parts) + count)
-        return lines
-
-
-@dataclasses.dataclass(frozen=True)
-class GradcheckReport:
-    """Result of ``gradcheck``: one ``Entry`` per differentiable array."""
-    entries: tuple
-    eps: dict  # the central-difference step used, by entry name
-    skipped: tuple  # names of leaves not checked, each with the reason
-    order: int = 1  # 1: gradients; 2: second derivatives (directional), ...
-    rules: HandRules | None = None  # what the autodiff side replaced; None when a reference was given
-    references: str = ""  # the precision the references ran in, and why, when it is not the inputs'
-    aux: object = None  # has_aux=True: f's auxiliary output at args, unchecked
-
-    @property
-    def ok(self):
-        return all(e.ok for e in self.entries)
-
-    def book_lines(self):
-        """Lines like the book's check: ``W1: 3.1e-10``, the mean |hand - numeric|."""
-        return [f"{e.name}: {(e.numeric or e.autodiff).mean_abs:.2g}" for e in self.entries]
-
-    def __str__(self):
-        head = (f"{'argument':<16}{'shape':<14}{'dtype':<10}"
-                f"{'vs autodiff: max abs':>22}{'max rel':>10}{'':>6}"
-                f"{'vs numeric: max abs':>21}{'max rel':>10}{'':>6}")
-        lines = [head, "-" * len(head)]
-        for e in self.entries:
-            verdict = ("ok" if e.autodiff.ok else "FAIL") if e.autodiff_independent else "same"
-            row = (f"{e.name:<16}{str(e.shape):<14}{e.dtype:<10}"
-                   f"{e.autodiff.max_abs:>22.2e}{e.autodiff.max_rel:>10.2e}{verdict:>6}")
-            if e.numeric is None:
-                row += f"{'(skipped)':>21}"
-            else:
-                row += (f"{e.numeric.max_abs:>21.2e}{e.numeric.max_rel:>10.2e}"
-                        f"{'ok' if e.numeric.ok else 'FAIL':>6}")
-                if e.numeric_directions:
-                    row += f"  ({e.numeric_elements} random directions)"
-                elif e.numeric_elements < int(np.prod(e.shape)):
-                    row += f"  ({e.numeric_elements} of {int(np.prod(e.shape))} elements)"
-            if e.float64 is not None:
-                row += f"  in float64 {e.float64.max_rel:.2e} {'ok' if e.float64.ok else 'FAIL'}"
-            if e.batched is not None:
-                row += f"  vmap vs loop {e.batched.max_abs:.2e} {'ok' if e.batched.ok else 'FAIL'}"
-            lines.append(row)
-            lines += e.worst()
-            for k in e.kinks:
-                lines.append(f"  {e.name}{list(k.index)}: within eps of a kink (one-sided differences "
-                             f"{k.left:.4g} and {k.right:.4g}; hand {k.hand:.4g}): not counted")
-        if self.rules is not None:
-            lines += str(self.rules).split("\n")
-            if not self.rules.replaced:
-                lines.append("the autodiff column is the hand computation itself (no rule to replace): "
-                             "'same', not counted")
-        if self.references:
-            lines.append(f"references: {self.references}")
-        if self.skipped:
-            lines.append(f"not checked: {', '.join(self.skipped)}")
-        what = "gradient" if self.order == 1 else f"order-{self.order} derivative"
-        lines.append(f"{what} check passed" if self.ok else f"{what} check FAILED")
-        return "\n".join(lines)
-
-
-def _compare(hand, ref, atol, rtol, ignore=None, note=""):
-    hand = np.asarray(hand, dtype=np.float64).reshape(-1)
-    ref = np.asarray(ref, dtype=np.float64).reshape(-1)
-    diff = np.abs(hand - ref)
-    # The atol floor keeps entries that are zero up to noise from reading as 100% off.
-    scale = np.maximum(np.maximum(np.abs(hand), np.abs(ref)), atol)
-    rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
-    excess = diff - (atol + rtol * np.abs(ref))
-    excess[np.isnan(diff)] = np.inf  # NaN on one side only is a mismatch, never a pass
-    excess[np.isnan(hand) & np.isnan(ref)] = np.inf
-    if ignore is not None and ignore.size:
-        excess[ignore] = -np.inf
-    worst = int(np.argmax(excess)) if excess.size else 0
-    failed = int(np.sum(excess > 0))
-    return Comparison(
-        max_abs=float(np.nanmax(diff, initial=0.0)), max_rel=float(np.nanmax(rel, initial=0.0)),
-        mean_abs=float(diff.mean()) if diff.size else 0.0, atol=atol, rtol=rtol,
-        ok=failed == 0 and not note, worst=worst,
-        worst_hand=float(hand[worst]) if hand.size else 0.0, worst_reference=float(ref[worst]) if ref.size else 0.0,
-        failed=failed, size=int(diff.size), note=note)
-
-
-def _at_flat(g, leaves, index):
-    """``g`` as a function of leaf ``index`` flattened, the other leaves held."""
-    def at(v):
-        new = list(leaves)
-        new[index] = v.reshape(leaves[index].shape)
-        return g(new)
-    return at
-
-
-def _numeric_grad(g, leaves, index, eps, elements, chunk_elems=1 << 24):
-    """Central differences ``(g(v + eps) - g(v - eps)) / (2 eps)`` at the flat ``elements``.
-
-    The book's ``numerical_gradient``, vectorised: perturbed copies are built
-    and evaluated a chunk at a time under ``vmap``.
-    """
-    leaf = leaves[index]
-    n = leaf.size
-    chunk = max(1, min(len(elements), chunk_elems // max(n, 1)))
-
-    g_flat = _at_flat(g, leaves, index)
-
-    @jax.jit
-    def diffs(idx):
-        e = jax.nn.one_hot(idx, n, dtype=leaf.dtype) * jnp.asarray(eps, leaf.dtype)
-        v = leaf.reshape(-1)
-        plus = jax.vmap(g_flat)(v[None, :] + e)
-        minus = jax.vmap(g_flat)(v[None, :] - e)
-        return (plus - minus) / (2 * eps)
-
-    out = []
-    for start in range(0, len(elements), chunk):
-        idx = np.resize(elements[start:start + chunk], chunk)  # pad the last chunk by repeating
-        out.append(np.asarray(diffs(jnp.asarray(idx)), np.float64)[: min(chunk, len(elements) - start)])
-    return np.concatenate(out) if out else np.zeros(0)
-
-
-def _one_sided(g, leaves, index, eps, elements):
-    """``(left, right)`` one-sided differences of ``g`` at the flat ``elements`` of leaf ``index``."""
-    leaf, at = leaves[index], _at_flat(g, leaves, index)
-
-    @jax.jit
-    def sides(idx):
-        e = jax.nn.one_hot(idx, leaf.size, dtype=leaf.dtype) * jnp.asarray(eps, leaf.dtype)
-        v = leaf.reshape(-1)
-        here = at(v)
-        return (here - jax.vmap(at)(v[None, :] - e)) / eps, (jax.vmap(at)(v[None, :] + e) - here) / eps
-
-    left, right = sides(jnp.asarray(elements))
-    return np.asarray(left, np.float64), np.asarray(right, np.float64)
-
-
-def _directional(g, leaves, index, eps, directions):
-    """Central differences of ``g`` along each row of ``directions`` (flat, leaf ``index``)."""
-    leaf, at = leaves[index], _at_flat(g, leaves, index)
-
-    @jax.jit
-    def diffs(u):
-        v = leaf.reshape(-1)
-        step = jnp.asarray(eps, leaf.dtype) * u.astype(leaf.dtype)
-        return (jax.vmap(at)(v[None, :] + step) - jax.vmap(at)(v[None, :] - step)) / (2 * eps)
-
-    return np.asarray(diffs(jnp.asarray(directions)), np.float64)
-
-
-def _forward(g, leaves, index, directions):
-    """``<grad g, u>`` for each row ``u`` of ``directions``, by forward mode (``jax.jvp``)."""
-    leaf, at = leaves[index], _at_flat(g, leaves, index)
-
-    @jax.jit
-    def along(u):
-        v = leaf.reshape(-1)
-        return jax.vmap(lambda t: jax.jvp(at, (v,), (t.astype(leaf.dtype),))[1])(u)
-
-    return np.asarray(along(jnp.asarray(directions)), np.float64)
-
-
-_SETTING_TYPES = (bool, int, str)
-
-
-def _is_array(leaf):
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, float, complex)) and not isinstance(leaf, bool) \
-        or isinstance(leaf, jax.ShapeDtypeStruct)
-
-
-def _kind(leaf):
-    """How a leaf takes part: "float" (checked), "array" (passed as an array, not checked) or
-    "static" (a Python setting, a callable, a string: passed unchanged, not checked)."""
-    if not _is_array(leaf):
-        return "static"
-    return "float" if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) else "array"
-
-
-def _static_reason(leaf):
-    if isinstance(leaf, _SETTING_TYPES):
-        return f"a Python {type(leaf).__name__}, a setting"
-    if callable(leaf):
-        return "a callable, passed unchanged"
-    return f"a {type(leaf).__name__}, passed unchanged"
-
-
-def _refuse_number_lists(name, tree):
-    """A Python list of numbers is refused: f may want an array or a list of arrays; say which."""
-    def visit(node, path):
-        if isinstance(node, list) and node and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                   for v in node) and any(isinstance(v, float) for v in node):
-            raise TypeError(f"gradcheck: {name}{path} is a Python list of numbers ({node[:3]}...); pass an "
-                            f"array (jnp.asarray) or a list of arrays, whichever f expects")
-        if isinstance(node, (list, tuple)):
-            for i, v in enumerate(node):
-                visit(v, f"{path}[{i}]")
-        elif isinstance(node, dict):
-            for k, v in node.items():
-                visit(v, f"{path}[{k!r}]")
-    visit(tree, "")
+from backprop_jax.checking._jaxpr import strip_rules
+from backprop_jax.checking._leaves import refuse_complex, split
+from backprop_jax.checking._numeric import compare, differences, forward_along, kink_list, kinks, mismatches
+from backprop_jax.checking._policy import LOCATE_ELEMENTS, LOW, TOLERANCES, Options, rule_tolerance, tolerances, validate
+from backprop_jax.checking._report import Entry, GradcheckReport, RuleCheck
+from backprop_jax.checking._rules import RuleLog, instrumented, keep_one
+from backprop_jax.checking._upcast import lowers_precision, raised
+from backprop_jax.layers._deviations import DEVIATIONS
 
 
 def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=None, numeric=True,
@@ -434,28 +137,30 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
       A ``GradcheckReport``; ``report.ok`` is True only if every counted
       comparison passes and ``str(report)`` is a table per argument.
     """
-    options = dict(reference=reference, eps=eps, atol=atol, rtol=rtol, numeric=numeric,
-                   numeric_elements=numeric_elements, numeric_directions=numeric_directions, order=order,
-                   batched=batched, in_axes=in_axes, has_aux=has_aux, mode=mode, key=key)
+    options = Options(reference=reference, eps=eps, atol=atol, rtol=rtol, numeric=numeric,
+                      numeric_elements=numeric_elements, numeric_directions=numeric_directions, order=order,
+                      batched=batched, in_axes=in_axes, has_aux=has_aux, mode=mode, key=key)
     if matmul_precision is not None:
         with jax.default_matmul_precision(matmul_precision):
-            return gradcheck(f, *args, argnums=argnums, matmul_precision=None, **options)
-    _validate(args, argnums, **options)
+            return gradcheck(f, *args, argnums=argnums, matmul_precision=None,
+                             **{k.name: getattr(options, k.name) for k in dataclasses.fields(options)})
     argnums = tuple(range(len(args))) if argnums is None else tuple(
         [argnums] if isinstance(argnums, int) else argnums)
+    validate(args, argnums, options)
+    refuse_complex(args)
     aux = None
     if has_aux:
         out = f(*args)
         if not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError(f"gradcheck: has_aux=True needs f to return (value, aux), got {type(out).__name__}"
                             + (f" of length {len(out)}" if isinstance(out, tuple) else ""))
-        aux, value = out[1], f
-        f = _value_of(value)
+        aux = out[1]
+        f = _value_of(f)
     # A Python float left out of argnums is a setting: passed through as the Python value, so it
     # may reach a layer's static argument (dropout's drop_rate); every other float is traced.
     held = frozenset(i for i, a in enumerate(args) if isinstance(a, float) and i not in argnums)
     try:
-        return _gradcheck(f, args, argnums, held, aux=aux, **options)
+        return _Check(f, args, argnums, held, options).report(aux)
     except jax.errors.UnexpectedTracerError as e:
         if "nondiff_argnums" not in str(e):
             raise
@@ -475,149 +180,23 @@ def _value_of(f):
     return value
 
 
-def _validate(args, argnums, *, eps, atol, rtol, order, numeric_elements, numeric_directions, mode, batched,
-              in_axes, **_):
-    for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)
-                                      and (value > 0 if name == "eps" else value >= 0)):
-            raise ValueError(f"gradcheck: {name} must be None or a finite number "
-                             f"{'> 0' if name == 'eps' else '>= 0'}, got {value!r}")
-    for name, value in (("order", order), ("numeric_elements", numeric_elements),
-                        ("numeric_directions", numeric_directions)):
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-            raise ValueError(f"gradcheck: {name} must be a positive integer, got {value!r}")
-    if numeric_elements is not None and numeric_directions is not None:
-        raise ValueError("gradcheck: give numeric_elements or numeric_directions, not both")
-    if mode not in ("reverse", "forward"):
-        raise ValueError(f"gradcheck: mode must be 'reverse' or 'forward', got {mode!r}")
-    if mode == "forward" and (order != 1 or batched or numeric_elements is not None):
-        raise ValueError("gradcheck: mode='forward' checks first derivatives along random directions; it "
-                         "takes neither order > 1, batched nor numeric_elements (use numeric_directions)")
-    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-    if len(axes) != len(args) or not all(a is None or isinstance(a, int) and not isinstance(a, bool)
-                                         for a in axes):
-        raise ValueError(f"gradcheck: in_axes must be an int, None, or a tuple of one int or None per "
-                         f"argument ({len(args)}), got {in_axes!r}")
-    for i in (tuple(range(len(args))) if argnums is None else
-              tuple([argnums] if isinstance(argnums, int) else argnums)):
-        if not 0 <= i < len(args):
-            raise ValueError(f"gradcheck: argnums contains {i}, but f is given {len(args)} arguments")
-    for i, a in enumerate(args):
-        for leaf in jax.tree_util.tree_leaves(a):
-            if _is_array(leaf) and jnp.iscomplexobj(leaf):
-                raise TypeError(
-                    f"gradcheck: argument {i} is complex ({jnp.result_type(leaf)}, shape {jnp.shape(leaf)}); "
-                    f"complex inputs are not checked directly. Check the real and imaginary parts as two "
-                    f"real arguments: gradcheck(lambda re, im: f(re + 1j * im), x.real, x.imag)")
-
-
-@dataclasses.dataclass
-class _Leaves:
-    """Every leaf of every argument, flat, and how each takes part."""
-    tree: object  # the treedef of the tuple of arguments
-    values: list  # leaves: arrays (jnp) for "float"/"array", the objects themselves for "static"
-    kinds: list  # "float", "array" or "static"
-    names: list
-    axes: list  # batched: the batch axis of each leaf (None: shared or not batched)
-
-    def call(self, fn, values):
-        return fn(*jax.tree_util.tree_unflatten(self.tree, values))
-
-
-def _arg_names(f, n):
-    """``f``'s parameter names for its first ``n`` arguments (``arg{i}`` where it has none)."""
-    try:
-        params = [p for p in inspect.signature(f).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        params = []
-    return [params[i].name if i < len(params) else f"arg{i}" for i in range(n)]
-
-
-def _split(f, args, argnums, held, batched, in_axes):
-    all_names = leaf_names(f, list(args), range(len(args)))
-    arg_names = _arg_names(f, len(args))
-    names_by_arg, at = [], 0
-    for a in args:
-        n = len(jax.tree_util.tree_leaves(a))
-        names_by_arg.append(all_names[at:at + n])
-        at += n
-    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
-    values, kinds, names, leaf_axes, skipped = [], [], [], [], []
-    for i, a in enumerate(args):
-        _refuse_number_lists(arg_names[i], a)
-        top = jax.tree_util.tree_leaves(a) == [a]
-        for name, leaf in zip(names_by_arg[i], jax.tree_util.tree_leaves(a)):
-            kind = "static" if i in held else _kind(leaf)
-            if kind != "static":
-                leaf = jnp.asarray(leaf)
-            values.append(leaf)
-            kinds.append(kind)
-            names.append(name)
-            leaf_axes.append(axes[i] if batched and kind != "static" else None)
-            if i not in argnums and top:
-                continue
-            label = f"argument {i}" if top else name
-            if kind == "static":
-                skipped.append(f"{label} ({_static_reason(leaf)})")
-            elif kind == "array" and i in argnums:
-                skipped.append(f"{name} (integer or bool)")
-    tree = jax.tree_util.tree_structure(tuple(args))
-    return _Leaves(tree, values, kinds, names, leaf_axes), skipped
-
-
-def _references_dtype(f_on, values, kinds, lowest):
-    """Whether the references can run on a float64 copy: ``(True, what)`` or ``(False, why)``."""
-    if lowest not in _LOW:
-        return False, ""
-    with jax.enable_x64(True):
-        try:
-            out = jax.eval_shape(f_on, _upcast(values, kinds))
-        except Exception as e:  # noqa: BLE001 - any failure means: not in float64
-            return False, f"in {lowest}: f does not run in float64 ({type(e).__name__}: {str(e)[:120]})"
-        bad = [leaf.dtype for leaf in jax.tree_util.tree_leaves(out)
-               if jnp.issubdtype(leaf.dtype, jnp.inexact) and jnp.dtype(leaf.dtype) != jnp.float64]
-    if bad:
-        return False, (f"in {lowest}: given float64 inputs f returns {jnp.dtype(bad[0]).name}, so it does "
-                       f"not run in float64; tolerances are {lowest}'s fixed ones")
-    return True, f"float64, on an upcast copy of the {lowest} inputs"
-
-
-def _upcast(values, kinds):
-    return [jnp.asarray(np.asarray(v, np.float64)) if k == "float" and jnp.dtype(v.dtype).name in _LOW else v
-            for v, k in zip(values, kinds)]
-
-
 def _lowest(dtypes):
     """The least precise of ``dtypes`` (names), by epsilon."""
     return max(dtypes, key=lambda d: float(jnp.finfo(d).eps))
 
 
-def _cotangent(f_on, example, key):
-    """None if ``f`` returns a scalar, else a fixed random ``dout`` per output (float64 values rounded
-    to each output's dtype, so that the low-precision and float64 checks use the very same one).
-
-    Checking the VJP against one random cotangent checks every entry of the Jacobian with
-    probability 1, at the cost of a single scalar function.
-    """
-    out = jax.eval_shape(f_on, example)
-    paths = jax.tree_util.tree_flatten_with_path(out)[0]
-    for path, leaf in paths:
-        if not jnp.issubdtype(leaf.dtype, jnp.inexact):
-            where = jax.tree_util.keystr(path) or "its output"
-            raise TypeError(f"gradcheck: f returns a {jnp.dtype(leaf.dtype).name} array at {where} "
-                            f"(shape {tuple(leaf.shape)}), which has no gradient; if it is an auxiliary "
-                            f"output, return (value, aux) and pass has_aux=True")
-    leaves = [leaf for _, leaf in paths]
-    if len(leaves) == 1 and leaves[0].shape == ():
-        return None
-    keys = jax.random.split(key, len(leaves))
-    return [_rounded(jax.random.normal(k, l.shape, jnp.float32), l.dtype) for k, l in zip(keys, leaves)]
+def _upcast(values, kinds):
+    return [jnp.asarray(np.asarray(v, np.float64)) if k == "float" and jnp.dtype(v.dtype).name in LOW else v
+            for v, k in zip(values, kinds)]
 
 
 def _rounded(x, dtype):
     """``x`` rounded to ``dtype``, held as float64 NumPy."""
     return np.asarray(jnp.asarray(x, dtype), np.float64)
+
+
+def _finite(a):
+    return np.isfinite(np.asarray(a, np.float64))
 
 
 class _Problem:
@@ -638,7 +217,7 @@ class _Problem:
             return sum(jnp.sum(jnp.asarray(c, o.dtype) * o) for c, o in zip(douts, outs))
         return s
 
-    def scalar(self, fn_on, base):
+    def scalar(self, fn_on, base, order=None):
         """``g(diff_leaves) -> scalar``; batched: summed over examples; order N: the derivative of
         ``<derivative of order N-1, u>`` for a fixed random ``u`` per leaf."""
         s = self.example_fn(fn_on)
@@ -648,7 +227,7 @@ class _Problem:
             for i, v in zip(self.diff_in_dyn, diff_leaves):
                 new[i] = v
             return jnp.sum(jax.vmap(s, in_axes=(self.axes,))(new)) if self.batched else s(new)
-        for us in self.us:
+        for us in self.us[:None if order is None else order - 1]:
             def deriv(g_prev, us=us):
                 grad = jax.grad(g_prev)
                 return lambda ls: sum(jnp.vdot(jnp.asarray(u, d.dtype), d) for u, d in zip(us, grad(ls)))
@@ -659,99 +238,15 @@ class _Problem:
         return [base[i] for i in self.diff_in_dyn]
 
 
-def _gradcheck(f, args, argnums, held, *, aux, reference, eps, atol, rtol, numeric, numeric_elements,
-               numeric_directions, order, batched, in_axes, has_aux, mode, key):
-    del has_aux
-    key = jax.random.key(0) if key is None else key
-    leaves, skipped = _split(f, args, argnums, held, batched, in_axes)
-    top_of = np.repeat(np.arange(len(args)), [len(jax.tree_util.tree_leaves(a)) for a in args])
-    diff_pos = [p for p, k in enumerate(leaves.kinds) if k == "float" and top_of[p] in argnums]
-    if not diff_pos:
-        raise ValueError("gradcheck: no floating-point argument to check among argnums "
-                         f"{argnums}; integer and bool arrays are not differentiable")
-    dyn_pos = [p for p, k in enumerate(leaves.kinds) if k != "static"]
-    dyn = [leaves.values[p] for p in dyn_pos]
-    dyn_kinds = [leaves.kinds[p] for p in dyn_pos]
-    dyn_axes = [leaves.axes[p] for p in dyn_pos]
-    diff_in_dyn = [dyn_pos.index(p) for p in diff_pos]
-    if batched:
-        sizes = {jnp.shape(v)[a] if jnp.ndim(v) > a else None for v, a in zip(dyn, dyn_axes) if a is not None}
-        if len(sizes) != 1 or None in sizes:
-            shapes = [(leaves.names[p], tuple(jnp.shape(leaves.values[p])), leaves.axes[p]) for p in dyn_pos]
-            raise ValueError("gradcheck: batched=True needs every batched array to have one size along its "
-                             f"in_axes; got (name, shape, axis) {shapes}")
-    example = [v if a is None else jnp.take(v, 0, axis=a) for v, a in zip(dyn, dyn_axes)]
-
-    def on(fn):
-        """``fn`` as a function of the dynamic leaves (settings and callables held as they are)."""
-        def call(values):
-            full = list(leaves.values)
-            for p, v in zip(dyn_pos, values):
-                full[p] = v
-            return leaves.call(fn, full)
-        return call
-
-    # What the autodiff side replaces, read from the traced function on one example.
-    rules = None
-    if reference is None:
-        rules = strip_rules(jax.make_jaxpr(on(f))(example))[1]
-        if not rules.replaced and not numeric:
-            kept = f" (kept: {'; '.join(map(str, rules.kept))})" if rules.kept else ""
-            raise ValueError("gradcheck: f has no custom rule that without_hand_rules could replace" + kept +
-                             ", so the autodiff column would compare f with itself, and numeric=False leaves "
-                             "nothing independent to compare; turn numeric on or give reference=")
-    independent = reference is not None or bool(rules.replaced)
-    # Settings stay Python values when the hand rules are taken out, too.
-    f_on = on(f)
-    ref_on = without_hand_rules(f_on) if reference is None else on(reference)
-    lowest = _lowest([jnp.dtype(v.dtype).name for v, k in zip(dyn, dyn_kinds) if k == "float"])
-    upcast, references = _references_dtype(on(f), dyn, dyn_kinds, lowest)
-
-    douts = _cotangent(on(f), example, key)
-    diff_lo = [dyn[i] for i in diff_in_dyn]
-    us = [[_rounded(jax.random.normal(jax.random.fold_in(key, 1000 + 100 * k + j), v.shape, jnp.float32), v.dtype)
-           for j, v in enumerate(diff_lo)] for k in range(1, order)]
-    problem = _Problem(dyn_axes, diff_in_dyn, batched, douts, us)
-    lo = _Side(problem.scalar(f_on, dyn), problem.scalar(ref_on, dyn), diff_lo, contextlib.nullcontext)
-    up = lo
-    if upcast:
-        with jax.enable_x64(True):
-            dyn64 = _upcast(dyn, dyn_kinds)
-            up = _Side(problem.scalar(f_on, dyn64), problem.scalar(ref_on, dyn64), problem.diff(dyn64),
-                       lambda: jax.enable_x64(True))
-
-    entries, eps_used = [], {}
-    hand = ref = ref_lo = hand64 = None
-    if mode == "reverse":
-        hand = lo.grad(lo.g_hand)
-        ref_lo = lo.grad(lo.g_ref)
-        ref = up.grad(up.g_ref) if upcast else ref_lo
-        hand64 = up.grad(up.g_hand) if upcast else None
-    for j, p in enumerate(diff_pos):
-        leaf = diff_lo[j]
-        check = _Check(name=leaves.names[p], leaf=leaf, j=j, dtype=jnp.dtype(leaf.dtype).name, tol_dtype=lowest,
-                       low=upcast, key=key, eps=eps, atol=atol, rtol=rtol, lo=lo, up=up, independent=independent)
-        if mode == "forward":
-            entries.append(check.forward(numeric, numeric_directions, eps_used))
-        else:
-            entries.append(check.reverse(hand[j], ref[j], ref_lo[j], None if hand64 is None else hand64[j],
-                                         numeric, numeric_elements, numeric_directions, eps_used))
-    if batched:
-        under, looped = _per_example(problem.example_fn(f_on), dyn, dyn_axes, diff_in_dyn)
-        entries = [dataclasses.replace(e, batched=_compare(under[j], looped[j],
-                                                           *_TOLERANCES.get(e.dtype, _TOLERANCES["float32"])[0]))
-                   for j, e in enumerate(entries)]
-    return GradcheckReport(entries=tuple(entries), eps=eps_used, skipped=tuple(skipped), order=order,
-                           rules=rules, references=references, aux=aux)
-
-
 @dataclasses.dataclass
 class _Side:
-    """The hand and reference scalar functions at one precision, the point, and its x64 setting."""
-    g_hand: object
-    g_ref: object
+    """One precision: the point (the differentiable leaves), its x64 setting, and ``f`` and the
+    reference as functions of the dynamic leaves there (raised to float64 on the float64 copy of
+    a function that casts inside)."""
     at: list
     x64: object  # a context manager factory
+    f: object
+    ref: object
 
     def grad(self, g):
         with self.x64():
@@ -759,140 +254,499 @@ class _Side:
 
     def forward(self, g, j, u):
         with self.x64():
-            return _forward(g, self.at, j, u)
+            return forward_along(g, self.at, j, u)
+
+    def differences(self, g, j, step, **rows):
+        with self.x64():
+            return differences(g, self.at, j, step, **rows)
 
 
-def _tolerances(dtype, low, noise, user_atol, user_rtol, which):
-    """``(atol, rtol, note)`` for one comparison. ``which``: 0 autodiff, 1 numeric.
-
-    Low precision checked through float64: the measured rounding of the dtype (``noise``) and its
-    epsilon, plus, for numeric, float64 central differences' own error. A tolerance asked for
-    that is tighter than the dtype resolves fails closed with a note.
-    """
-    if not low:
-        atol_d, rtol_d = _TOLERANCES.get(dtype, _TOLERANCES["float32"])[which]
-        return (atol_d if user_atol is None else user_atol), (rtol_d if user_rtol is None else user_rtol), ""
-    eps_d = float(jnp.finfo(dtype).eps)
-    atol_d, rtol_d = _NOISE_FACTOR * noise, _EPS_FACTOR * eps_d
-    if which == 1:
-        n_atol, n_rtol = _TOLERANCES["float64"][1]
-        atol_d, rtol_d = atol_d + n_atol, rtol_d + n_rtol
-    if user_atol is None and user_rtol is None:
-        return atol_d, rtol_d, ""
-    note = ""
-    if (user_rtol is not None and user_rtol < _EPS_FACTOR * eps_d) or (
-            user_atol is not None and user_atol < _NOISE_FACTOR * noise):
-        note = (f"{dtype} cannot resolve the tolerance asked (atol {user_atol}, rtol {user_rtol}): its rounding "
-                f"here is about {noise:.2g} absolute and {eps_d:.2g} relative; check in a wider dtype or "
-                f"loosen the tolerance")
-    return (atol_d if user_atol is None else user_atol), (rtol_d if user_rtol is None else user_rtol), note
-
-
-@dataclasses.dataclass
 class _Check:
-    """The comparisons for one differentiable leaf."""
-    name: str
-    leaf: object
-    j: int
-    dtype: str  # the leaf's
-    tol_dtype: str  # the least precise input's: it sets the rounding of the whole computation
-    low: bool  # references in float64 on an upcast copy
-    key: object
-    eps: float | None
-    atol: float | None
-    rtol: float | None
-    lo: _Side
-    up: _Side
-    independent: bool
+    """One call of ``gradcheck``: the arguments split, the functions built, every comparison made."""
 
-    def tolerances(self, noise, which):
-        return _tolerances(self.tol_dtype if self.low else self.dtype, self.low, noise, self.atol, self.rtol, which)
+    def __init__(self, f, args, argnums, held, options):
+        self.options = o = options
+        leaves, skipped = split(f, args, argnums, held, o.batched, o.in_axes)
+        top_of = np.repeat(np.arange(len(args)), [len(jax.tree_util.tree_leaves(a)) for a in args])
+        floats = [p for p, k in enumerate(leaves.kinds) if k == "float" and top_of[p] in argnums]
+        empty = [p for p in floats if jnp.size(leaves.values[p]) == 0]
+        skipped += [f"{leaves.names[p]} (empty, shape {tuple(jnp.shape(leaves.values[p]))})" for p in empty]
+        diff_pos = [p for p in floats if p not in empty]
+        if not diff_pos:
+            raise ValueError("gradcheck: no floating-point argument with values to check among argnums "
+                             f"{argnums}" + (f" ({', '.join(skipped)})" if skipped else "")
+                             + "; integer and bool arrays are not differentiable")
+        self.leaves, self.skipped = leaves, skipped
+        self.dyn_pos = [p for p, k in enumerate(leaves.kinds) if k != "static"]
+        self.dyn = [leaves.values[p] for p in self.dyn_pos]
+        self.dyn_kinds = [leaves.kinds[p] for p in self.dyn_pos]
+        self.dyn_axes = [leaves.axes[p] for p in self.dyn_pos]
+        self.diff_pos = diff_pos
+        self.diff_in_dyn = [self.dyn_pos.index(p) for p in diff_pos]
+        if o.batched:
+            sizes = {jnp.shape(v)[a] if jnp.ndim(v) > a else None for v, a in zip(self.dyn, self.dyn_axes)
+                     if a is not None}
+            if len(sizes) != 1 or None in sizes:
+                shapes = [(leaves.names[p], tuple(jnp.shape(leaves.values[p])), leaves.axes[p])
+                          for p in self.dyn_pos]
+                raise ValueError("gradcheck: batched=True needs every batched array to have one size along "
+                                 f"its in_axes; got (name, shape, axis) {shapes}")
+        self.example = [v if a is None else jnp.take(v, 0, axis=a) for v, a in zip(self.dyn, self.dyn_axes)]
+        self.f_on = self.on(f)
+        self.ref_on = without_hand_rules(self.f_on) if o.reference is None else self.on(o.reference)
+        self.douts = self._cotangent()
 
-    def step(self, eps_used):
-        step = _EPS.get("float64" if self.low else self.dtype, 1e-3) if self.eps is None else self.eps
-        eps_used[self.name] = step
-        return step
+    def on(self, fn):
+        """``fn`` as a function of the dynamic leaves (settings and callables held as they are)."""
+        leaves, dyn_pos = self.leaves, self.dyn_pos
 
-    def in_float64(self, hand64, ref):
-        if not self.low:
+        def call(values):
+            full = list(leaves.values)
+            for p, v in zip(dyn_pos, values):
+                full[p] = v
+            return leaves.call(fn, full)
+        return call
+
+    def _cotangent(self):
+        """None if ``f`` returns a scalar, else a fixed random ``dout`` per output (float64 values rounded
+        to each output's dtype, so that the low-precision and float64 checks use the very same one).
+
+        Checking the VJP against one random cotangent checks every entry of the Jacobian with
+        probability 1, at the cost of a single scalar function.
+        """
+        try:
+            out = jax.eval_shape(self.f_on, self.example)
+        except (TypeError, ValueError, IndexError) as e:
+            if isinstance(e, jax.errors.UnexpectedTracerError):
+                raise
+            given = ", ".join(f"{n}: {tuple(jnp.shape(v))} {jnp.result_type(v).name}"
+                              for n, v, k in zip(self.leaves.names, self.leaves.values, self.leaves.kinds)
+                              if k != "static")
+            raise TypeError(f"gradcheck: f cannot be called with the arguments given ({given}): "
+                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        paths = jax.tree_util.tree_flatten_with_path(out)[0]
+        for path, leaf in paths:
+            if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+                where = jax.tree_util.keystr(path) or "its output"
+                raise TypeError(f"gradcheck: f returns a {jnp.dtype(leaf.dtype).name} array at {where} "
+                                f"(shape {tuple(leaf.shape)}), which has no gradient; if it is an auxiliary "
+                                f"output, return (value, aux) and pass has_aux=True")
+        outs = [leaf for _, leaf in paths]
+        if len(outs) == 1 and outs[0].shape == ():
             return None
-        t_atol, t_rtol = _TOLERANCES["float64"][0]
-        return _compare(hand64, ref, t_atol if self.atol is None else self.atol,
-                        t_rtol if self.rtol is None else self.rtol)
+        keys = jax.random.split(self.options.prng(), len(outs))
+        return [_rounded(jax.random.normal(k, l.shape, jnp.float32), l.dtype) for k, l in zip(keys, outs)]
 
-    def reverse(self, hand, ref, ref_lo, hand64, numeric, numeric_elements, numeric_directions, eps_used):
-        leaf, j, up = self.leaf, self.j, self.up
-        hand_flat = hand.reshape(-1)
-        noise = float(np.max(np.abs(ref_lo - ref), initial=0.0)) if self.low else 0.0
-        a_atol, a_rtol, a_note = self.tolerances(noise, 0)
-        num, kinks, elements, count = None, (), np.arange(leaf.size), 0
-        if numeric and numeric_directions is not None:
-            step = self.step(eps_used)
-            u = np.asarray(jax.random.normal(jax.random.fold_in(self.key, 500 + j), (numeric_directions, leaf.size),
-                                             jnp.float32), np.float64)
-            # Along a random direction the noise projects to about its 2-norm.
-            n_atol, n_rtol, n_note = self.tolerances(float(np.linalg.norm((ref_lo - ref).reshape(-1)))
-                                                     if self.low else 0.0, 1)
-            # Entries of size 1: each element moves by about eps, as with elements, and the
-            # projection grows with the array where the rounding of the difference does not.
-            with up.x64():
-                central = _directional(up.g_hand, up.at, j, step, u)
-            num = _compare(u @ hand_flat, central, n_atol, n_rtol, note=n_note)
-            count = numeric_directions
-        elif numeric:
-            n_atol, n_rtol, n_note = self.tolerances(noise, 1)
-            if numeric_elements is not None and numeric_elements < leaf.size:
-                chosen = jax.random.choice(jax.random.fold_in(self.key, j + 1), leaf.size, (numeric_elements,),
-                                           replace=False)
-                elements = np.sort(np.asarray(chosen))
-            step = self.step(eps_used)
-            hand_at = hand_flat[elements]
-            with up.x64():
-                central = _numeric_grad(up.g_hand, up.at, j, step, elements)
-            num = _compare(hand_at, central, n_atol, n_rtol, note=n_note)
-            if not num.ok and not n_note:  # kinks: one-sided differences that disagree, the hand value among them
-                bad = np.flatnonzero(~(np.abs(hand_at - central) <= n_atol + n_rtol * np.abs(central)))
-                with up.x64():
-                    left, right = _one_sided(up.g_hand, up.at, j, step, elements[bad])
-                tol = n_atol + n_rtol * np.maximum(np.abs(left), np.abs(right))
-                low_side, high_side = np.minimum(left, right) - tol, np.maximum(left, right) + tol
-                kink = (np.abs(left - right) > tol) & (hand_at[bad] >= low_side) & (hand_at[bad] <= high_side)
-                kinks = tuple(Kink(tuple(int(i) for i in np.unravel_index(elements[b], leaf.shape)),
-                                   float(lf), float(rt), float(hand_at[b]))
-                              for b, lf, rt in zip(bad[kink], left[kink], right[kink]))
-                if kinks:
-                    num = _compare(hand_at, central, n_atol, n_rtol, ignore=bad[kink])
-            count = len(elements)
-        return Entry(name=self.name, shape=tuple(leaf.shape), dtype=self.dtype,
-                     autodiff=_compare(hand, ref, a_atol, a_rtol, note=a_note if self.independent else ""),
-                     numeric=num, numeric_elements=count, kinks=kinks,
-                     numeric_directions=numeric_directions is not None, autodiff_values=ref,
-                     numeric_indices=elements, autodiff_independent=self.independent,
-                     float64=self.in_float64(hand64, ref))
+    def _references_dtype(self, lowest):
+        """Whether the references can run on a float64 copy: ``(True, what)`` or ``(False, why)``;
+        sets ``f_up`` and ``ref_up``, the functions that run there. Probed as the check calls ``f``:
+        on one example when batched. A function that casts to a lower precision inside (mixed
+        precision) runs with its casts raised to float64."""
+        self.f_up, self.ref_up = self.f_on, self.ref_on
+        if lowest not in LOW:
+            return False, ""
+        what = f"float64, on an upcast copy of the {lowest} inputs"
+        example = _upcast(self.example, self.dyn_kinds)
+        with jax.enable_x64(True):
+            try:
+                closed = jax.make_jaxpr(self.f_on)(example)
+                if lowers_precision(closed):
+                    self.f_up = raised(self.f_on)
+                    self.ref_up = without_hand_rules(self.f_up) if self.options.reference is None else raised(
+                        self.ref_on)
+                    what += ", f's own casts to lower precision raised to float64"
+                out = jax.eval_shape(self.f_up, example)
+            except Exception as e:  # noqa: BLE001 - any failure means: not in float64
+                return False, f"in {lowest}: f does not run in float64 ({type(e).__name__}: {str(e)[:120]})"
+            bad = [leaf.dtype for leaf in jax.tree_util.tree_leaves(out)
+                   if jnp.issubdtype(leaf.dtype, jnp.inexact) and jnp.dtype(leaf.dtype) != jnp.float64]
+        if bad:
+            return False, (f"in {lowest}: given float64 inputs f returns {jnp.dtype(bad[0]).name}, so it does "
+                           f"not run in float64; tolerances are {lowest}'s fixed ones")
+        return True, what
 
-    def forward(self, numeric, numeric_directions, eps_used):
-        leaf, j, lo, up = self.leaf, self.j, self.lo, self.up
-        k = numeric_directions or 4
-        u = np.asarray(jax.random.normal(jax.random.fold_in(self.key, 700 + j), (k, leaf.size), jnp.float32),
-                       np.float64)
-        u = _rounded(u, leaf.dtype)
-        hand = lo.forward(lo.g_hand, j, u)
-        ref_lo = lo.forward(lo.g_ref, j, u)
-        ref = up.forward(up.g_ref, j, u) if self.low else ref_lo
-        hand64 = up.forward(up.g_hand, j, u) if self.low else None
-        noise = float(np.max(np.abs(ref_lo - ref), initial=0.0)) if self.low else 0.0
-        a_atol, a_rtol, a_note = self.tolerances(noise, 0)
+    def report(self, aux):
+        o = self.options
+        rules = None
+        if o.reference is None:
+            rules = strip_rules(jax.make_jaxpr(self.f_on)(self.example))[1]
+            if not rules.replaced and not o.numeric:
+                kept = f" (kept: {'; '.join(map(str, rules.kept))})" if rules.kept else ""
+                raise ValueError("gradcheck: f has no custom rule that without_hand_rules could replace" + kept +
+                                 ", so the autodiff column would compare f with itself, and numeric=False leaves "
+                                 "nothing independent to compare; turn numeric on or give reference=")
+        lowest = _lowest([jnp.dtype(v.dtype).name for v, k in zip(self.dyn, self.dyn_kinds) if k == "float"])
+        self.low, references = self._references_dtype(lowest)
+        self.lowest = lowest
+        key = o.prng()
+        diff_lo = [self.dyn[i] for i in self.diff_in_dyn]
+        us = [[_rounded(jax.random.normal(jax.random.fold_in(key, 1000 + 100 * k + j), v.shape, jnp.float32),
+                        v.dtype) for j, v in enumerate(diff_lo)] for k in range(1, o.order)]
+        self.problem = _Problem(self.dyn_axes, self.diff_in_dyn, o.batched, self.douts, us)
+        self.lo = _Side(diff_lo, contextlib.nullcontext, self.f_on, self.ref_on)
+        self.up = self.lo
+        self.dyn64 = self.dyn
+        if self.low:
+            with jax.enable_x64(True):
+                self.dyn64 = _upcast(self.dyn, self.dyn_kinds)
+            self.up = _Side(self.problem.diff(self.dyn64), lambda: jax.enable_x64(True), self.f_up, self.ref_up)
+        self.g_hand_up = self.problem.scalar(self.up.f, self.dyn64)
+        logs = _RuleLogs()
+        if o.mode == "forward":
+            entries = [self._forward_entry(j, p, rules) for j, p in enumerate(self.diff_pos)]
+            rule_checks = ()
+        else:
+            entries, rule_checks = self._reverse(rules, logs)
+        if o.batched:
+            entries = self._batched(entries)
+        note = ""
+        if not any(e.autodiff_independent or e.numeric is not None or e.float64 is not None for e in entries):
+            note = ("no replaced rule was exercised at these inputs and central differences are off: nothing "
+                    "independent was compared")
+        with_numeric = [e for e in entries if e.numeric is not None]
+        if with_numeric and all(e.only_kinks for e in with_numeric) and not any(
+                e.autodiff_independent and e.autodiff.size > e.autodiff.kinks for e in entries):
+            note = ("every value compared lay at a kink of f (its one-sided differences disagree everywhere): "
+                    "nothing was compared where f is differentiable; check at another point")
+        return GradcheckReport(entries=tuple(entries), eps=self.eps_used, skipped=tuple(self.skipped),
+                               order=o.order, rules=rules, references=references, aux=aux,
+                               rule_checks=rule_checks, note=note)
+
+    # --- reverse mode ------------------------------------------------------------------------
+
+    def _hand(self, side, base, log, order=None):
+        """The hand gradient on ``side``, every rule reporting to ``log``; plain where wrapping fails."""
+        plain = self.problem.scalar(side.f, base, order)
+        if log is None:
+            return side.grad(plain), ""
+        try:
+            return side.grad(self.problem.scalar(instrumented(side.f, log), base, order)), ""
+        except Exception as e:  # noqa: BLE001 - the rules are checked on their own where they can be
+            if isinstance(e, (KeyboardInterrupt, MemoryError)):
+                raise
+            return side.grad(plain), f"the rules could not be checked on their own here ({type(e).__name__})"
+
+    def _reverse(self, rules, logs):
+        o = self.options
+        lo, up = self.lo, self.up
+        rule_note = ""
+        if o.order == 1:
+            hand, rule_note = self._hand(lo, self.dyn, logs.lo)
+        else:
+            hand = lo.grad(self.problem.scalar(lo.f, self.dyn))
+            _, rule_note = self._hand(lo, self.dyn, logs.lo, order=1)
+        ref_lo = lo.grad(self.problem.scalar(lo.ref, self.dyn))
+        ref, hand64 = ref_lo, None
+        if self.low:
+            ref = up.grad(self.problem.scalar(up.ref, self.dyn64))
+            if o.order == 1:
+                hand64, logs.up_note = self._hand(up, self.dyn64, logs.up)
+            else:
+                hand64 = up.grad(self.g_hand_up)
+                _, logs.up_note = self._hand(up, self.dyn64, logs.up, order=1)
+        rule_checks = logs.checks(rules, self.low, self.lowest, rule_note)
+        exercised = [r for r in rule_checks if r.exercised is not False]
+        independent = o.reference is not None or (bool(rules.replaced) and (
+            bool(exercised) or not rule_checks or any(u.kind != "custom_vjp" for u in rules.replaced)))
+        self.eps_used = {}
+        entries = []
+        for j, p in enumerate(self.diff_pos):
+            entries.append(self._leaf(j, p, hand[j], ref[j], ref_lo[j], None if hand64 is None else hand64[j],
+                                      independent))
+        entries = self._blame(entries, rule_checks, ref, ref_lo)
+        return entries, tuple(rule_checks)
+
+    def _leaf(self, j, p, hand, ref, ref_lo, hand64, independent):
+        """Every comparison for one differentiable leaf."""
+        o, leaf = self.options, self.lo.at[j]
+        name, dtype, low = self.leaves.names[p], jnp.dtype(leaf.dtype).name, self.low
+        tol_dtype = self.lowest if low else dtype
+        hand, ref, ref_lo = (np.asarray(a, np.float64).reshape(-1) for a in (hand, ref, ref_lo))
+        size = leaf.size
+        ref_note = _not_finite(name, leaf.shape, ref, "float64 autodiff" if low else "autodiff")
+        both = _finite(ref_lo) & _finite(ref)
+        noise = float(np.max(np.abs(ref_lo - ref)[both], initial=0.0)) if low else 0.0
+        overflow = (~_finite(ref_lo) & _finite(ref) & ~_finite(hand)) if low else np.zeros(size, bool)
+        overflow_why = (f"{self.lowest} overflows there for autodiff as well as for the hand rule; compared in "
+                        f"float64 only (the in float64 column)")
+        a_atol, a_rtol, a_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 0)
+        n_atol, n_rtol, n_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 1)
+        t_atol, t_rtol = TOLERANCES["float64"][0]
+        t_atol, t_rtol = (t_atol if o.atol is None else o.atol), (t_rtol if o.rtol is None else o.rtol)
+        bad = mismatches(hand, ref, a_atol, a_rtol) & ~overflow
+        if hand64 is not None:
+            hand64 = np.asarray(hand64, np.float64).reshape(-1)
+            bad |= mismatches(hand64, ref, t_atol, t_rtol)
+        step = o.step(dtype, low)
+        numeric = _Numeric(self, j, step, overflow, overflow_why)
+        if o.numeric:
+            self.eps_used[name] = step
+            # Where the dtype overflows for any computation, numerics judge the rule run in float64.
+            judged = hand if hand64 is None else np.where(overflow, hand64, hand)
+            numeric.run(o.plan(size), judged, ref, ref_lo, n_atol, n_rtol, n_note, low)
+            bad[numeric.bad_elements()] = True
+        judged = hand if hand64 is None else np.where(overflow, hand64, hand)
+        kink = numeric.kinks_at(np.flatnonzero(bad), judged, n_atol, n_rtol)
+        entry = Entry(
+            name=name, shape=tuple(leaf.shape), dtype=dtype,
+            autodiff=compare(hand, ref, a_atol, a_rtol, ignore=kink, note=(a_note or ref_note) if independent else "",
+                             excluded=overflow, excluded_why=overflow_why),
+            numeric=None, autodiff_values=ref, autodiff_independent=independent,
+            float64=None if hand64 is None else compare(hand64, ref, t_atol, t_rtol, ignore=kink, note=ref_note))
+        return numeric.fill(entry, kink, judged, ref, n_atol, n_rtol, n_note)
+
+    def _blame(self, entries, rule_checks, ref, ref_lo):
+        """For an autodiff column that fails, the rules whose replacement alone reproduces the failure."""
+        failing = [j for j, e in enumerate(entries) if e.autodiff_independent and (
+            (not e.autodiff.ok and not e.autodiff.note) or (e.float64 is not None and not e.float64.ok
+                                                            and not e.float64.note))]
+        candidates = [r for r in rule_checks if r.exercised]
+        if not failing or not candidates or self.options.reference is not None:
+            return entries
+        in64 = any(entries[j].float64 is not None and not entries[j].float64.ok for j in failing)
+        side, base = (self.up, self.dyn64) if in64 else (self.lo, self.dyn)
+        found = {j: [] for j in failing}
+        for r in candidates[:_BLAME_AT_MOST]:
+            try:
+                alone = side.grad(self.problem.scalar(keep_one(side.f, r.key), base))
+            except Exception:  # noqa: BLE001 - naming the rule is a courtesy; the verdict stands without it
+                continue
+            for j in failing:
+                c = entries[j].float64 if in64 else entries[j].autodiff
+                kink = np.zeros(ref[j].size, bool)
+                for k in entries[j].kinks:
+                    if not entries[j].numeric_directions or entries[j].located is not None:
+                        kink[np.ravel_multi_index(k.index, entries[j].shape) if entries[j].shape else 0] = True
+                if (mismatches(alone[j], ref[j], c.atol, c.rtol) & ~kink).any():
+                    found[j].append(r)
+        out = []
+        for j, e in enumerate(entries):
+            if j not in found:
+                out.append(e)
+                continue
+            names = [f"`{r.name}`" + (f" (in {' > '.join(r.where)})" if r.where else "") for r in found[j]]
+            others = len(candidates) - len(found[j])
+            if names:
+                text = (f"the rule of {', '.join(names)} disagrees with autodiff"
+                        + (f"; the other {others} rule{'s' if others != 1 else ''} agree" if others else ""))
+                text += "".join(f" [{r.note}]" for r in found[j] if r.note)
+            else:
+                text = "no single rule reproduces the disagreement alone: rules disagree only together"
+            out.append(dataclasses.replace(e, blame=(text,)))
+        return out
+
+    # --- forward mode and batched --------------------------------------------------------------
+
+    def _forward_entry(self, j, p, rules):
+        o, leaf = self.options, self.lo.at[j]
+        name, dtype, low = self.leaves.names[p], jnp.dtype(leaf.dtype).name, self.low
+        independent = o.reference is not None or bool(rules.replaced)
+        tol_dtype = self.lowest if low else dtype
+        k = o.numeric_directions or 4
+        u = _rounded(np.asarray(jax.random.normal(jax.random.fold_in(o.prng(), 700 + j), (k, leaf.size),
+                                                  jnp.float32), np.float64), leaf.dtype)
+        g_hand = self.problem.scalar(self.f_on, self.dyn)
+        hand = self.lo.forward(g_hand, j, u)
+        ref_lo = self.lo.forward(self.problem.scalar(self.ref_on, self.dyn), j, u)
+        ref = self.up.forward(self.problem.scalar(self.up.ref, self.dyn64), j, u) if low else ref_lo
+        hand64 = self.up.forward(self.g_hand_up, j, u) if low else None
+        both = _finite(ref_lo) & _finite(ref)
+        noise = float(np.max(np.abs(ref_lo - ref)[both], initial=0.0)) if low else 0.0
+        a_atol, a_rtol, a_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 0)
         num = None
-        if numeric:
-            n_atol, n_rtol, n_note = self.tolerances(noise, 1)
-            step = self.step(eps_used)
-            with up.x64():
-                central = _directional(up.g_hand, up.at, j, step, u)
-            num = _compare(hand, central, n_atol, n_rtol, note=n_note)
-        return Entry(name=self.name, shape=tuple(leaf.shape), dtype=self.dtype,
-                     autodiff=_compare(hand, ref, a_atol, a_rtol, note=a_note if self.independent else ""),
-                     numeric=num, numeric_elements=k if numeric else 0, numeric_directions=True,
-                     autodiff_independent=self.independent, float64=self.in_float64(hand64, ref), directions=True)
+        if not hasattr(self, "eps_used"):
+            self.eps_used = {}
+        if o.numeric:
+            n_atol, n_rtol, n_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 1)
+            step = o.step(dtype, low)
+            self.eps_used[name] = step
+            central, left, right = self.up.differences(self.g_hand_up, j, step, directions=u)
+            kink = mismatches(hand, central, n_atol, n_rtol) & kinks(hand, left, right, n_atol, n_rtol)
+            num = compare(hand, central, n_atol, n_rtol, ignore=kink, note=n_note)
+        float64 = None
+        if low:
+            t_atol, t_rtol = self.options.batched_tolerances("float64")
+            float64 = compare(hand64, ref, t_atol, t_rtol)
+        return Entry(name=name, shape=tuple(leaf.shape), dtype=dtype,
+                     autodiff=compare(hand, ref, a_atol, a_rtol, note=a_note if independent else ""),
+                     numeric=num, numeric_elements=k if o.numeric else 0, numeric_directions=True,
+                     autodiff_independent=independent, float64=float64, directions=True)
+
+    def _batched(self, entries):
+        under, looped = _per_example(self.problem.example_fn(self.f_on), self.dyn, self.dyn_axes,
+                                     self.diff_in_dyn)
+        return [dataclasses.replace(e, batched=compare(under[j], looped[j],
+                                                       *self.options.batched_tolerances(e.dtype)))
+                for j, e in enumerate(entries)]
+
+
+_BLAME_AT_MOST = 16  # rules tried one at a time when naming the one to blame
+
+
+def _not_finite(name, shape, ref, what):
+    """A note naming the first element where a reference is not finite, or ""."""
+    bad = np.flatnonzero(~_finite(ref))
+    if not bad.size:
+        return ""
+    where = list(map(int, np.unravel_index(bad[0], shape))) if shape else []
+    return (f"the {what} reference is not finite at {name}{where} ({ref[bad[0]]}) and {bad.size - 1} more: "
+            f"nothing can judge the hand value there")
+
+
+class _Numeric:
+    """Central (and one-sided) differences for one leaf: elements or random directions, kinks."""
+
+    def __init__(self, check, j, step, overflow, overflow_why):
+        self.check, self.j, self.step = check, j, step
+        self.overflow, self.overflow_why = overflow, overflow_why
+        self.sides = {}  # flat element -> (left, right)
+        self.mode, self.elements, self.directions = None, None, None
+        self.result = self.located = self.located_at = None
+        self.dir_kinks = ()
+        self.auto = False
+
+    def _diff(self, **rows):
+        return self.check.up.differences(self.check.g_hand_up, self.j, self.step, **rows)
+
+    def run(self, plan, hand, ref, ref_lo, n_atol, n_rtol, n_note, low):
+        self.tol, self._hand = (n_atol, n_rtol), hand
+        if plan[0] == "elements":
+            self.mode = "elements"
+            self.elements = self.check.options.chosen_elements(hand.size, plan[1], self.j + 1)
+            central, left, right = self._diff(elements=self.elements)
+            self.sides.update(zip(self.elements.tolist(), zip(left, right)))
+            self.central = central
+            return
+        self.mode, k, self.auto = "directions", plan[1], plan[2]
+        key = self.check.options.prng()
+        u = np.asarray(jax.random.normal(jax.random.fold_in(key, 500 + self.j), (k, hand.size), jnp.float32),
+                       np.float64)
+        central, left, right = self._diff(directions=u)
+        # Along a random direction the rounding projects to about its 2-norm.
+        both = _finite(ref_lo) & _finite(ref)
+        noise = float(np.linalg.norm((ref_lo - ref)[both])) if low else 0.0
+        o = self.check.options
+        d_atol, d_rtol, d_note = tolerances(self.check.lowest if low else jnp.dtype(
+            self.check.lo.at[self.j].dtype).name, low, noise, o.atol, o.rtol, 1)
+        proj = u @ hand
+        bad = mismatches(proj, central, d_atol, d_rtol)
+        kink = bad & kinks(proj, left, right, d_atol, d_rtol)
+        for shrink in ((10, 100) if self.check.up.at[self.j].dtype == jnp.float64 else ()):
+            doubt = np.flatnonzero(bad & ~kink)
+            if not doubt.size:
+                break
+            _, l2, r2 = self.check.up.differences(self.check.g_hand_up, self.j, self.step / shrink,
+                                                  directions=u[doubt])
+            now = kinks(proj[doubt], l2, r2, d_atol, d_rtol)
+            kink[doubt[now]] = True
+            left[doubt[now]], right[doubt[now]] = l2[now], r2[now]
+        self.dir_kinks = kink_list(np.flatnonzero(kink), proj[kink], left[kink], right[kink])
+        self.result = compare(proj, central, d_atol, d_rtol, ignore=kink, note=d_note)
+        self.directions = u
+        if (not self.result.ok and not d_note) or self.result.kinks == self.result.size:
+            # Name the element: central differences where the hand and autodiff differ most, and at random.
+            worst = np.argsort(-np.nan_to_num(np.abs(hand - ref), nan=np.inf))[:32]
+            sample = o.chosen_elements(hand.size, min(LOCATE_ELEMENTS, hand.size), 900 + self.j)
+            self.located_at = np.union1d(worst, sample)
+            central2, left2, right2 = self._diff(elements=self.located_at)
+            self.sides.update(zip(self.located_at.tolist(), zip(left2, right2)))
+            self.central2 = central2
+
+    def bad_elements(self):
+        n_atol, n_rtol = self.tol
+        if self.mode == "elements":
+            return self.elements[mismatches(self._hand_at(self.elements), self.central, n_atol, n_rtol)]
+        if self.located_at is not None:
+            return self.located_at[mismatches(self._hand_at(self.located_at), self.central2, n_atol, n_rtol)]
+        return np.zeros(0, int)
+
+    def _hand_at(self, idx):
+        return self._hand[idx]
+
+    def kinks_at(self, elements, hand, n_atol, n_rtol):
+        """A mask over the leaf: the ``elements`` that lie at kinks (one-sided differences computed
+        for those not yet met). A second kink within the step makes a one-sided difference miss the
+        one-sided derivative; in float64 the step shrinks (by 10, then 100) for the values still in doubt."""
+        mask = np.zeros(hand.size, bool)
+        missing = np.array([e for e in elements.tolist() if e not in self.sides], int)
+        if missing.size:
+            _, left, right = self._diff(elements=missing)
+            self.sides.update(zip(missing.tolist(), zip(left, right)))
+        if not elements.size:
+            return mask
+        left = np.array([self.sides[e][0] for e in elements.tolist()])
+        right = np.array([self.sides[e][1] for e in elements.tolist()])
+        found = kinks(hand[elements], left, right, n_atol, n_rtol)
+        for shrink in ((10, 100) if self.check.up.at[self.j].dtype == jnp.float64 else ()):
+            doubt = elements[~found]
+            if not doubt.size:
+                break
+            _, left, right = self.check.up.differences(self.check.g_hand_up, self.j, self.step / shrink,
+                                                        elements=doubt)
+            now = kinks(hand[doubt], left, right, n_atol, n_rtol)
+            self.sides.update((e, (lf, rt)) for e, lf, rt, k in zip(doubt.tolist(), left, right, now) if k)
+            found[np.flatnonzero(~found)[now]] = True
+        mask[elements] = found
+        return mask
+
+    def fill(self, entry, kink, hand, ref, n_atol, n_rtol, n_note):
+        """``entry`` with the numeric column, located elements and kinks."""
+        if self.mode is None:
+            return dataclasses.replace(entry, kinks=self._kinks(kink, hand, entry.shape))
+        if self.mode == "elements":
+            num = compare(hand[self.elements], self.central, n_atol, n_rtol, ignore=kink[self.elements],
+                          note=n_note, excluded=self.overflow[self.elements], excluded_why=self.overflow_why)
+            return dataclasses.replace(entry, numeric=num, numeric_elements=len(self.elements),
+                                       numeric_indices=self.elements, kinks=self._kinks(kink, hand, entry.shape))
+        located = None
+        if self.located_at is not None:
+            located = compare(hand[self.located_at], self.central2, n_atol, n_rtol, ignore=kink[self.located_at],
+                              excluded=self.overflow[self.located_at], excluded_why=self.overflow_why)
+        num, directions = self.result, True
+        if located is not None and (num.kinks == num.size or len(self.located_at) == hand.size):
+            # Every direction crossed a kink, or the elements cover the whole array: judge by elements.
+            num, directions, located = located, False, None
+        kink_records = self._kinks(kink, hand, entry.shape) + (self.dir_kinks if directions else ())
+        return dataclasses.replace(
+            entry, numeric=num, numeric_directions=directions,
+            numeric_elements=len(self.directions) if directions else len(self.located_at),
+            numeric_indices=None if directions else self.located_at, located=located,
+            located_indices=self.located_at, kinks=kink_records)
+
+    def _kinks(self, kink, hand, shape):
+        at = np.flatnonzero(kink)
+        left = [self.sides[e][0] for e in at.tolist()]
+        right = [self.sides[e][1] for e in at.tolist()]
+        return kink_list(at, hand[at], left, right, shape)
+
+
+class _RuleLogs:
+    """What the rules reported in the inputs' precision (``lo``) and on the float64 copy (``up``)."""
+
+    def __init__(self):
+        self.lo, self.up = RuleLog(), RuleLog()
+        self.up_note = ""  # why the rules could not be checked on the float64 copy, when they could not
+
+    def checks(self, rules, low, lowest, note):
+        """One ``RuleCheck`` per replaced ``custom_vjp``: dtypes and exercise from the inputs' run, the
+        rest from the float64 copy where there is one (its tolerances are float64's)."""
+        if rules is None or note:
+            return []
+        sharp = self.up if low else self.lo
+        tol = rule_tolerance("float64" if low else lowest)
+        out = []
+        for use in rules.replaced:
+            key = (use.name, use.kind, use.where)
+            if use.kind != "custom_vjp":
+                continue
+            log, t = (sharp, tol) if key in sharp.order and not self.up_note else (
+                self.lo, rule_tolerance(self.lo.dtype_of.get(key, lowest)))
+            out.append(RuleCheck(
+                name=use.name, where=use.where, exercised=self.lo.exercised.get(key, False),
+                fwd=log.fwd.get(key, 0.0), linear=log.linear.get(key, 0.0), local=log.local.get(key, 0.0),
+                dtype=self.lo.dtypes.get(key, ""), fwd_tol=t, linear_tol=t,
+                note=DEVIATIONS.get(use.name, ""), skipped=self.lo.skipped.get(key, ""), key=key))
+        return out
 
 
 def _per_example(s_hand, dyn, dyn_axes, diff_in_dyn):

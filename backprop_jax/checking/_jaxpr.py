@@ -195,7 +195,8 @@ def _not_differentiable(jaxpr):
 
 
 class _Stripper:
-    def __init__(self):
+    def __init__(self, keep=frozenset()):
+        self.keep = keep  # (name, kind, where) of the rules left in place on purpose (naming the one to blame)
         self.counts = collections.Counter()  # (name, kind, where) -> runs
         self.order = []
         self.kept = []
@@ -225,6 +226,9 @@ class _Stripper:
                     eqns.append(eqn.replace(invars=invars))
                     continue
                 key = (name, rule_kind(eqn), where)
+                if key in self.keep:
+                    eqns.append(eqn.replace(invars=invars))
+                    continue
                 if key not in self.counts:
                     self.order.append(key)
                 self.counts[key] += times
@@ -270,13 +274,14 @@ def _inline(closed, invars, outvars, sub):
     return eqns
 
 
-def strip_rules(closed):
+def strip_rules(closed, keep=frozenset()):
     """``(closed jaxpr with every custom rule replaced by its forward, HandRules)``.
 
     A rule whose forward has no automatic derivative (a ``pure_callback``)
-    is kept and listed in ``HandRules.kept``.
+    is kept and listed in ``HandRules.kept``. The rules whose
+    ``(name, kind, where)`` is in ``keep`` stay in place (unlisted).
     """
-    stripper = _Stripper()
+    stripper = _Stripper(keep)
     return stripper.closed(closed, (), 1), stripper.rules()
 
 

@@ -5,7 +5,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from backprop_jax.layers._checks import as_float_array, like_inputs, require_ndim, sharding_like
+from backprop_jax.layers._checks import (
+    as_float_array, batch_sharded, contraction_sharding, like_inputs, require_ndim, sharding_like)
 
 
 @jax.custom_vjp
@@ -54,10 +55,11 @@ def _affine_fwd(x, W, b):
 def _affine_bwd(res, dout):
     x, W, b = res
     x2 = x.reshape(x.shape[0], W.shape[0])
-    dx = jnp.dot(dout, W.T).reshape(x.shape).astype(x.dtype)
-    # Under explicit sharding a contraction over the split batch must say how its result is
-    # sharded: like the parameter it is the gradient of.
-    dW = jnp.dot(x2.T, dout, out_sharding=sharding_like(W)).astype(W.dtype)
+    # Under explicit sharding a contraction over a split axis must say how its result is sharded:
+    # dx like x's batch, dW like the parameter it is the gradient of (replicated where W is not).
+    dx = jnp.dot(dout, W.T, out_sharding=contraction_sharding(batch_sharded(x, 2), dout, W))
+    dx = dx.reshape(x.shape).astype(x.dtype)
+    dW = jnp.dot(x2.T, dout, out_sharding=contraction_sharding(sharding_like(W), x, dout)).astype(W.dtype)
     db = jnp.sum(dout, axis=0).astype(b.dtype)
     return like_inputs((dx, dW, db), res)
 

@@ -59,9 +59,17 @@ def like_inputs(cotangents, inputs):
     transpose of the implicit broadcast of the parameter to every shard, which is what JAX's
     own rules insert. An input varying where its cotangent is not gets the cotangent cast to
     varying. Outside ``shard_map`` nothing varies and the cotangents pass unchanged.
+
+    Under explicit sharding each cotangent is resharded to its input's sharding (replicated for an
+    input that has none), as JAX requires: ``db = sum(dout)`` of a column-split ``dout`` is split
+    where ``b`` may be whole.
     """
     out = []
     for ct, x in zip(cotangents, inputs):
+        if ct is not None and x is not None and sharding_like(ct) is not None:
+            target = sharding_like(x) or replicated(ct)
+            if tuple(jax.typeof(ct).sharding.spec) != tuple(target.spec):
+                ct = jax.sharding.reshard(ct, target.spec)
         if ct is not None and x is not None:
             extra, missing = _varying(ct) - _varying(x), _varying(x) - _varying(ct)
             if extra:
@@ -103,3 +111,17 @@ def replicated(x):
     summed over the split batch); None otherwise."""
     sharding = sharding_like(x)
     return None if sharding is None else jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+
+
+def contraction_sharding(wanted, *operands):
+    """The ``out_sharding`` of a contraction under explicit sharding: ``wanted`` (the sharding the
+    result should have, e.g. its parameter's), or, where that is not explicit but an operand is, a
+    replicated sharding on the operand's mesh (a NumPy or unsharded parameter meets a sharded batch).
+    None when nothing is explicitly sharded."""
+    if wanted is not None:
+        return wanted
+    for a in operands:
+        mesh_sharding = replicated(a)
+        if mesh_sharding is not None:
+            return mesh_sharding
+    return None

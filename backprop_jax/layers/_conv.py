@@ -139,6 +139,7 @@ def _convolution_fwd(x, W, b, stride, pad):
 def _convolution_bwd(stride, pad, res, dout):
     x, W, b, col = res
     FN, C, FH, FW = W.shape
+    dout = jnp.asarray(dout)  # a NumPy cotangent (jax.test_util.check_grads passes one) has no out_sharding
     dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN, out_sharding=batch_sharded(dout, 2))
     db = jnp.sum(dout, axis=0)
     dW = jnp.dot(col.T, dout, out_sharding=replicated(W)).transpose(1, 0).reshape(FN, C, FH, FW)
@@ -193,7 +194,7 @@ def _max_pooling_fwd(x, pool_h, pool_w, stride, pad):
 
 def _max_pooling_bwd(pool_h, pool_w, stride, pad, res, dout):
     x, arg_max = res
-    dout = dout.transpose(0, 2, 3, 1)
+    dout = jnp.asarray(dout).transpose(0, 2, 3, 1)  # a NumPy cotangent too
     pool_size = pool_h * pool_w
     # The book's dmax[np.arange(arg_max.size), arg_max] = dout.flatten(), as
     # a one-hot product: a dense op, much faster than a scatter on CPU.

@@ -109,7 +109,9 @@ def softmax_with_loss(x, t):
     rule below is the exact gradient of this forward. The labels are treated
     as constants (they get no cotangent).
 
-    Backward: ``dx = (y - t) / N * dout`` with ``y = softmax(x)``; unlike
+    Backward: ``dx = (y - t) / N * dout`` with ``y = softmax(x)`` (for float
+    rows, ``(y * sum(t) - t) / N``: the same when rows sum to 1, and exact
+    under ``jit``, where their sums are not checked); unlike
     the book, the incoming ``dout`` is honoured, so the gradient of
     ``2 * loss`` is twice as large.
     """
@@ -138,8 +140,11 @@ def _softmax_with_loss_fwd(x, t):
 def _softmax_with_loss_bwd(res, dout):
     y, t = res
     batch_size = y.shape[0]
-    if t.ndim == 2:  # one-hot labels
-        dx = (y - t) / batch_size
+    if t.ndim == 2:  # one-hot (or soft) labels
+        # The book's (y - t) / N assumes each row of t sums to 1; y * sum(t) - t is the exact derivative of
+        # -sum(t * log y) for any row (under jit the rows' sums cannot be checked), and the same numbers
+        # when they do sum to 1.
+        dx = (y * jnp.sum(t, axis=1, keepdims=True) - t) / batch_size
     else:
         # The book's dx[np.arange(batch_size), t] -= 1, as a subtraction of one-hot rows: the same
         # numbers, and it keeps a batch-sharded y sharded (a scatter would not, under explicit sharding).

@@ -1,0 +1,132 @@
+"""The comparisons: central and one-sided differences, kinks, and hand against a reference.
+
+The book's ``numerical_gradient`` is ``(f(x + h) - f(x - h)) / 2h``. With
+``f(x)`` evaluated once more, the same two evaluations give both one-sided
+differences, ``(f(x) - f(x - h)) / h`` and ``(f(x + h) - f(x)) / h``: where
+they disagree the function has a kink within ``h`` (ReLU at 0, tied maxima),
+and there only the interval between them can judge a hand value.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from backprop_jax.checking._report import Comparison, Kink
+
+
+def _at_flat(g, leaves, index):
+    """``g`` as a function of leaf ``index`` flattened, the other leaves held."""
+    def at(v):
+        new = list(leaves)
+        new[index] = v.reshape(leaves[index].shape)
+        return g(new)
+    return at
+
+
+def differences(g, leaves, index, eps, *, elements=None, directions=None, chunk_elems=1 << 24):
+    """``(central, left, right)`` differences of ``g`` at the flat ``elements`` of leaf ``index``, or
+    along each row of ``directions``; evaluated a chunk of perturbed copies at a time under ``vmap``."""
+    leaf, at = leaves[index], _at_flat(g, leaves, index)
+    n = leaf.size
+    rows = len(elements) if directions is None else len(directions)
+    chunk = max(1, min(rows, chunk_elems // max(n, 1)))
+
+    @jax.jit
+    def here():
+        return at(leaf.reshape(-1))
+
+    @jax.jit
+    def sides(rows):
+        if directions is None:
+            step = jax.nn.one_hot(rows, n, dtype=leaf.dtype) * jnp.asarray(eps, leaf.dtype)
+        else:
+            step = jnp.asarray(eps, leaf.dtype) * rows.astype(leaf.dtype)
+        v = leaf.reshape(-1)[None, :]
+        return jax.vmap(at)(v + step), jax.vmap(at)(v - step)
+
+    source = np.asarray(elements if directions is None else directions)
+    plus, minus = [], []
+    for start in range(0, rows, chunk):
+        part = source[start:start + chunk]
+        padded = np.resize(part, (chunk,) + part.shape[1:])  # the last chunk padded by repeating
+        p, m = sides(jnp.asarray(padded))
+        plus.append(np.asarray(p, np.float64)[:len(part)])
+        minus.append(np.asarray(m, np.float64)[:len(part)])
+    if not rows:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    plus, minus, f0 = np.concatenate(plus), np.concatenate(minus), float(np.asarray(here(), np.float64))
+    return (plus - minus) / (2 * eps), (f0 - minus) / eps, (plus - f0) / eps
+
+
+def kinks(hand, left, right, atol, rtol):
+    """Which values lie at a kink: one-sided differences that disagree beyond the tolerance, with the
+    hand value between them (so the hand rule chose one of the function's one-sided slopes)."""
+    hand, left, right = (np.asarray(a, np.float64) for a in (hand, left, right))
+    tol = atol + rtol * np.maximum(np.abs(left), np.abs(right))
+    low, high = np.minimum(left, right) - tol, np.maximum(left, right) + tol
+    with np.errstate(invalid="ignore"):
+        return (np.abs(left - right) > tol) & (hand >= low) & (hand <= high)
+
+
+def kink_list(positions, hand, left, right, shape=None):
+    """``Kink`` records, ``positions`` flat indices into ``shape`` (or direction numbers)."""
+    def where(p):
+        return tuple(int(i) for i in np.unravel_index(int(p), shape)) if shape else (int(p),)
+    return tuple(Kink(where(p), float(lf), float(rt), float(h)) for p, h, lf, rt in zip(positions, hand, left, right))
+
+
+def mismatches(hand, ref, atol, rtol):
+    """Where ``|hand - ref| > atol + rtol |ref|``, a non-finite value on either side included."""
+    hand, ref = np.asarray(hand, np.float64).reshape(-1), np.asarray(ref, np.float64).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        return ~(np.abs(hand - ref) <= atol + rtol * np.abs(ref))
+
+
+def compare(hand, ref, atol, rtol, ignore=None, note="", excluded=None, excluded_why=""):
+    """A ``Comparison``; ``ignore`` marks kinks (judged apart, counted in ``kinks``), ``excluded`` values
+    left out for the reason given."""
+    hand = np.asarray(hand, dtype=np.float64).reshape(-1)
+    ref = np.asarray(ref, dtype=np.float64).reshape(-1)
+    skip = np.zeros(hand.shape, bool)
+    n_kinks = n_excluded = 0
+    if ignore is not None:
+        skip |= ignore
+        n_kinks = int(ignore.sum())
+    if excluded is not None:
+        n_excluded = int((excluded & ~skip).sum())
+        skip |= excluded
+    counted = ~skip
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(hand - ref)
+        # The atol floor keeps entries that are zero up to noise from reading as 100% off.
+        scale = np.maximum(np.maximum(np.abs(hand), np.abs(ref)), atol)
+        rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
+        excess = diff - (atol + rtol * np.abs(ref))
+    excess[hand == ref] = -np.inf  # identical values agree (equal infinities too: references are checked apart)
+    excess[np.isnan(excess)] = np.inf  # any other non-finite value is a mismatch, never a pass
+    excess[skip] = -np.inf
+    shown_diff = np.where(counted & np.isfinite(diff), diff, 0.0)
+    shown_rel = np.where(counted & np.isfinite(rel), rel, 0.0)
+    worst = int(np.argmax(excess)) if excess.size else 0
+    failed = int(np.sum(excess > 0))
+    if failed and not np.isfinite(diff[worst]):
+        shown_diff[worst] = shown_rel[worst] = np.inf
+    return Comparison(
+        max_abs=float(np.max(shown_diff, initial=0.0)), max_rel=float(np.max(shown_rel, initial=0.0)),
+        mean_abs=float(shown_diff[counted].mean()) if counted.any() else 0.0, atol=atol, rtol=rtol,
+        ok=failed == 0 and not note, worst=worst,
+        worst_hand=float(hand[worst]) if hand.size else 0.0, worst_reference=float(ref[worst]) if ref.size else 0.0,
+        failed=failed, size=int(diff.size), note=note, kinks=n_kinks, excluded=n_excluded,
+        excluded_why=excluded_why if n_excluded else "")
+
+
+def forward_along(g, leaves, index, directions):
+    """``<grad g, u>`` for each row ``u`` of ``directions``, by forward mode (``jax.jvp``)."""
+    leaf, at = leaves[index], _at_flat(g, leaves, index)
+
+    @jax.jit
+    def along(u):
+        v = leaf.reshape(-1)
+        return jax.vmap(lambda t: jax.jvp(at, (v,), (t.astype(leaf.dtype),))[1])(u)
+
+    return np.asarray(along(jnp.asarray(directions)), np.float64)

@@ -1,0 +1,230 @@
+"""Each hand rule on its own: did it run here, and is the whole rule right?
+
+``instrumented(f, log)`` is ``f`` with every ``custom_vjp`` (at any depth) run
+through a wrapper that computes exactly what the rule computes and, beside it,
+reports to ``log`` what a rule-level test checks (as ChainRulesTestUtils'
+``test_rrule`` does for Julia):
+
+- whether the rule was exercised: it received a non-zero cotangent;
+- whether its ``fwd`` returns what its primal returns;
+- whether every cotangent has its primal's dtype (JAX itself checks shapes,
+  and accepts any floating dtype);
+- whether its backward is linear in the cotangent:
+  ``bwd(a g1 + b g2) = a bwd(g1) + b bwd(g2)``;
+- how far its backward is from automatic differentiation of its primal at
+  the very inputs it met (the local disagreement, which names a rule).
+
+``keep_one(f, key)`` is ``f`` with every rule replaced by autodiff except the
+rules named ``key``: the gradient it gives differs from the all-autodiff one
+exactly where that rule does.
+"""
+
+import collections
+import dataclasses
+import functools
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax._src import ad_util
+from jax.extend import core as jcore
+
+from backprop_jax.checking._jaxpr import (
+    _DISPLAY, _inline, bodies, eval_closed, is_layer, layer_name, map_bodies, rule_kind, strip_rules)
+
+# Linear combination used for the linearity test: a * g1 + b * g2.
+_A, _B = 0.75, -1.25
+
+
+@dataclasses.dataclass
+class RuleLog:
+    """What the wrapped rules reported, by rule (``(name, kind, where)``), maxima over every call."""
+    exercised: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(bool))
+    fwd: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(float))  # max rel |fwd - primal|
+    linear: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(float))  # max rel deviation
+    local: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(float))  # max rel |bwd - autodiff|
+    dtypes: dict = dataclasses.field(default_factory=dict)  # key -> "argument 1: float64 for float32"
+    skipped: dict = dataclasses.field(default_factory=dict)  # key -> why the rule was not wrapped
+    dtype_of: dict = dataclasses.field(default_factory=dict)  # key -> the least precise cotangent dtype
+    order: list = dataclasses.field(default_factory=list)  # keys in the order first met
+
+    def met(self, key):
+        if key not in self.order:
+            self.order.append(key)
+
+    def record(self, table, key, value):
+        value = np.asarray(value, np.float64)  # under vmap, one value per example
+        value = float(np.max(np.where(np.isfinite(value), value, np.inf), initial=0.0))
+        table[key] = max(table[key], value)
+
+    def ran(self, key, nonzero):
+        self.exercised[key] = self.exercised[key] or bool(np.any(nonzero))
+
+    def saw(self, key, dtype):
+        """The least precise dtype a rule's cotangents had (its own tolerance follows from it)."""
+        old = self.dtype_of.get(key)
+        if old is None or jnp.finfo(dtype).eps > jnp.finfo(old).eps:
+            self.dtype_of[key] = jnp.dtype(dtype).name
+
+
+def _rel(a, b):
+    """max |a - b| / max(|b|, tiny), in float32 or wider; inf where a non-finite value appears on one side."""
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    wide = jnp.promote_types(jnp.result_type(a, b), jnp.float32)
+    a, b = a.astype(wide), b.astype(wide)
+    scale = jnp.maximum(jnp.max(jnp.abs(b), initial=0.0), jnp.finfo(wide).tiny)
+    diff = jnp.where(jnp.isfinite(a) & jnp.isfinite(b), jnp.abs(a - b), jnp.where(a == b, 0.0, jnp.inf))
+    return jnp.max(diff, initial=0.0) / scale
+
+
+def _pattern(shape, dtype, seed):
+    """A fixed cotangent with no structure a rule could share: multiples of 1/8 in [-1, 1], exact in
+    every floating dtype, so that XLA computing it twice (in two fusions) cannot give two values.
+    Cheaper to compile than a PRNG draw."""
+    i = jnp.arange(int(np.prod(shape)), dtype=jnp.int32)
+    return (((i * 7919 + seed) % 17 - 8).astype(dtype) / 8).reshape(shape)
+
+
+def _zeros_for(aval):
+    return jnp.zeros(aval.shape, aval.dtype)
+
+
+def _is_float(aval):
+    return jnp.issubdtype(aval.dtype, jnp.inexact)
+
+
+def _wrap(eqn, key, log):
+    """A ``custom_vjp`` computing what ``eqn``'s rule computes, reporting to ``log`` about it."""
+    params = eqn.params
+    call_jaxpr, thunk, n_consts = params["call_jaxpr"], params["fwd_jaxpr_thunk"], params["num_consts"]
+    bwd_fun, out_trees = params["bwd"], params["out_trees"]
+    in_avals = [v.aval for v in eqn.invars]
+    primal_avals = in_avals[n_consts:]
+    plain_body = strip_rules(call_jaxpr)[0]  # the primal with any rules inside it taken out
+
+    def report(table):
+        return lambda value: log.record(table, key, value)
+
+    @jax.custom_vjp
+    def rule(*xs):
+        return eval_closed(call_jaxpr, xs)
+
+    def rule_fwd(*xs):
+        primals = xs[n_consts:]
+        fwd_jaxpr, fwd_consts = thunk.call_wrapped(*([True] * len(primals)))
+        outs = eval_closed(jcore.ClosedJaxpr(fwd_jaxpr, fwd_consts), primals)
+        _, res_tree, forwards = out_trees()
+        n_kept = res_tree.num_leaves - sum(f is not None for f in forwards)
+        kept, out = iter(outs[:n_kept]), list(outs[n_kept:])
+        res = [primals[f] if f is not None else next(kept) for f in forwards]
+        want = eval_closed(call_jaxpr, xs)
+        worst = functools.reduce(jnp.maximum, [_rel(o, w) for o, w in zip(out, want)], jnp.float32(0))
+        jax.debug.callback(report(log.fwd), worst)
+        return out, (res, xs)
+
+    def call_bwd(res, cts):
+        got = bwd_fun.call_wrapped(*res, *cts)
+        return [None if isinstance(g, ad_util.Zero) else g for g in got]
+
+    seed = zlib.crc32(repr(key).encode()) % 997
+
+    def rule_bwd(saved, cts):
+        res, xs = saved
+        cts = list(cts)
+        got = call_bwd(res, cts)
+        for i, (g, aval) in enumerate(zip(got, primal_avals)):  # at trace time: the dtypes
+            if g is not None and _is_float(aval) and jnp.dtype(g.dtype) != jnp.dtype(aval.dtype):
+                log.dtypes.setdefault(key, f"argument {i}: a {jnp.dtype(g.dtype).name} cotangent for a "
+                                           f"{jnp.dtype(aval.dtype).name} input")
+        nonzero = functools.reduce(jnp.logical_or, [jnp.any(c != 0) for c in cts], jnp.bool_(False))
+        jax.debug.callback(lambda v: log.ran(key, v), nonzero)
+        for c in cts:
+            if jnp.issubdtype(c.dtype, jnp.inexact):
+                log.saw(key, c.dtype)
+        # Linearity: the rule at a * g1 + b * g2 against a * rule(g1) + b * rule(g2), g2 drawn at random.
+        g2 = [_pattern(c.shape, c.dtype, seed + i) for i, c in enumerate(cts)]
+        mixed = call_bwd(res, [(_A * c + _B * d).astype(c.dtype) for c, d in zip(cts, g2)])
+        other = call_bwd(res, g2)
+        worst = jnp.float32(0)
+        for m, g, o in zip(mixed, got, other):
+            like = next((v for v in (m, g, o) if v is not None), None)
+            if like is None:
+                continue
+            m, g, o = (jnp.zeros_like(like) if v is None else v for v in (m, g, o))
+            worst = jnp.maximum(worst, _rel(m, _A * g + _B * o))
+        jax.debug.callback(report(log.linear), worst)
+        # The local disagreement: autodiff of the primal at the inputs this call met.
+        _, vjp = jax.vjp(lambda *a: eval_closed(plain_body, a), *xs)
+        auto = vjp(cts)[n_consts:]
+        worst = jnp.float32(0)
+        for g, a, aval in zip(got, auto, primal_avals):
+            if _is_float(aval):
+                worst = jnp.maximum(worst, _rel(_zeros_for(aval) if g is None else g, a))
+        jax.debug.callback(report(log.local), worst)
+        out = [None if not _is_float(aval) else (_zeros_for(aval) if g is None else g.astype(aval.dtype))
+               for g, aval in zip(got, in_avals[n_consts:])]
+        return (*[None if not _is_float(a) else _zeros_for(a) for a in in_avals[:n_consts]], *out)
+
+    rule.defvjp(rule_fwd, rule_bwd)
+    return rule, in_avals
+
+
+class _Instrumenter:
+    def __init__(self, log):
+        self.log = log
+
+    def closed(self, closed, where):
+        return jcore.ClosedJaxpr(self.jaxpr(closed.jaxpr, where), closed.consts)
+
+    def jaxpr(self, jaxpr, where):
+        sub, eqns = {}, []
+
+        def read(a):
+            return a if isinstance(a, jcore.Literal) else sub.get(a, a)
+
+        for eqn in jaxpr.eqns:
+            invars = [read(v) for v in eqn.invars]
+            if is_layer(eqn):
+                key = (layer_name(eqn), rule_kind(eqn), where)
+                self.log.met(key)
+                if eqn.params.get("symbolic_zeros"):
+                    self.log.skipped[key] = "its backward takes symbolic zeros"
+                    eqns.append(eqn.replace(invars=invars))
+                    continue
+                rule, avals = _wrap(eqn, key, self.log)
+                wrapped = jax.make_jaxpr(rule)(*[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals])
+                eqns += _inline(wrapped, invars, eqn.outvars, sub)
+                continue
+            if list(bodies(eqn.params)) and not eqn.primitive.name.startswith("custom_jvp"):
+                shown = _DISPLAY.get(eqn.primitive.name, eqn.primitive.name)
+                params = map_bodies(eqn.params, lambda _, b: self.body(b, where + (shown,)))
+                eqns.append(eqn.replace(invars=invars, params=params))
+                continue
+            eqns.append(eqn.replace(invars=invars))
+        return jaxpr.replace(eqns=eqns, outvars=[read(v) for v in jaxpr.outvars])
+
+    def body(self, body, where):
+        if isinstance(body, jcore.ClosedJaxpr):
+            return self.closed(body, where)
+        return self.jaxpr(body, where)
+
+
+def instrumented(f, log):
+    """``f`` (a function of a list of arrays) with every ``custom_vjp`` reporting to ``log``."""
+    def wrapped(values):
+        closed, shape = jax.make_jaxpr(f, return_shape=True)(values)
+        out = eval_closed(_Instrumenter(log).closed(closed, ()), jax.tree_util.tree_leaves(values))
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shape), out)
+    return wrapped
+
+
+def keep_one(f, key):
+    """``f`` (a function of a list of arrays) with every rule but those named ``key`` replaced by autodiff."""
+    def plain(values):
+        closed, shape = jax.make_jaxpr(f, return_shape=True)(values)
+        stripped, _ = strip_rules(closed, keep=frozenset([key]))
+        out = eval_closed(stripped, jax.tree_util.tree_leaves(values))
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shape), out)
+    return plain
+
