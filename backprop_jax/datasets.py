@@ -98,7 +98,7 @@ def _md5(path):
 def _directory(path):
     """``path``, unless it exists and is not a directory (``DatasetError``)."""
     if path.exists() and not path.is_dir():
-        raise DatasetError(f"the data directory {path} is a file, not a directory (check --data-dir "
+        raise DatasetError(f"the data directory {path} is a file, not a directory (check data_dir=... "
                            f"and $BACKPROP_JAX_DATA)")
     return path
 
@@ -190,7 +190,7 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, data_dir=No
         raise DatasetError(
             f"MNIST not found in {data_dir}: missing {', '.join(missing)}. Place the four "
             f"files {all_names} there, or run `backprop-jax download` on a machine with "
-            f"internet access (set BACKPROP_JAX_DATA or pass --data-dir to use another directory)")
+            f"internet access (set BACKPROP_JAX_DATA or pass data_dir=... to use another directory)")
     arrays = {}
     for key, (name, _) in MNIST_FILES.items():
         arrays[key] = read_idx(data_dir / name, 3 if key.endswith("img") else 1)

@@ -360,38 +360,38 @@ def seq2seq_addition(data, out, *, quick=False, seed=0, log=print):
     format) as the baseline, with the question reversed, and peeky with it reversed; wordvec
     16, hidden 128, batch 128, 25 epochs of Adam with gradients clipped at 5, and the exact-match
     accuracy on the held-out tenth after each epoch (``data``, MNIST, is not used)."""
-    import optax
-
-    from backprop_jax.datasets import addition_lines, load_sequence
+    from backprop_jax.datasets import addition_lines
     from backprop_jax.nets import seq2seq
+    from backprop_jax.recipes import RECIPES
 
     del data
     n, epochs, hidden = (1000, 2, 16) if quick else (50_000, 25, 128)
-    seq = load_sequence(addition_lines(n, seed=1984 + seed))
-    (questions, _), (q_test, a_test) = seq.train, seq.test
-    vocab, question_length = len(seq.char_to_id), questions.shape[1]
-    per_epoch = iterations_per_epoch(len(questions), 128)
-    result = {"problems": n, "train": len(questions), "test": len(q_test), "epochs": epochs,
-              "wordvec_size": 16, "hidden_size": hidden, "batch_size": 128, "variants": {}}
+    lines = addition_lines(n, seed=1984 + seed)
+    result = {"problems": n, "epochs": epochs, "wordvec_size": 16, "hidden_size": hidden, "batch_size": 128,
+              "variants": {}}
     fig = _figure(figsize=(6, 4))
     ax = fig.subplots()
-    for name, reverse, peeky in (("baseline", False, False), ("reversed", True, False),
-                                 ("peeky + reversed", True, True)):
-        model = seq2seq.model(vocab, question_length, 16, hidden, peeky=peeky)
-        optimizer = optax.chain(book_optimizers.clip_grads(5.0), book_optimizers.adam(0.001))
-        config = TrainConfig(iters_num=epochs * per_epoch, batch_size=128, optimizer=optimizer, seed=seed)
-        shown = np.asarray(q_test)[:, ::-1] if reverse else np.asarray(q_test)
+    # The sequel's three runs: its seq2seq recipe, the same with the question reversed, its peeky one.
+    for name, recipe in (("baseline", RECIPES["seq2seq"]),
+                         ("reversed", dataclasses.replace(RECIPES["seq2seq"], reverse=True)),
+                         ("peeky + reversed", RECIPES["peeky-seq2seq"])):
+        recipe = recipe.with_settings(hidden=hidden)
+        problems = recipe.load_data(lines, seed)
+        result.update(train=len(problems.source.train[0]), test=len(problems.source.test[0]))
+        q_test, a_test = problems.source.test
+        shown = np.asarray(q_test)[:, ::-1] if recipe.reverse else np.asarray(q_test)
         accuracy = []
 
         def on_epochs(state, history):
             accuracy.append(float(seq2seq.exact_match(state.params, shown, a_test)))
 
         start = time.perf_counter()
-        _, history = train(model, seq2seq.training_data((seq.train, seq.test), reverse=reverse), config,
+        _, history = train(recipe.model(problems), problems.arrays, recipe.config(problems, epochs=epochs, seed=seed),
                            on_epochs=on_epochs, sync_every=1)
         seconds = time.perf_counter() - start
-        result["variants"][name] = {"reverse": reverse, "peeky": peeky, "exact_match": accuracy,
-                                    "test_loss": [e.test_loss for e in history], "seconds": seconds}
+        result["variants"][name] = {"reverse": recipe.reverse, "peeky": dict(recipe.fixed).get("peeky", False),
+                                    "exact_match": accuracy, "test_loss": [e.test_loss for e in history],
+                                    "seconds": seconds}
         ax.plot(range(1, len(accuracy) + 1), accuracy, marker="o", markersize=3, label=name)
         log(f"{name:<17} exact match {accuracy[-1]:.3f} after {epochs} epochs ({seconds:.0f} s)")
     ax.set(xlabel="epochs", ylabel="accuracy (exact match)", ylim=(0, 1),
@@ -408,20 +408,18 @@ def attention_dates(data, out, *, quick=False, seed=0, log=print):
     wordvec 16, hidden 256, batch 128, 10 epochs of Adam with gradients clipped at 5; the
     exact-match accuracy after each epoch, and one answer's attention map
     (``visualize_attention.py``). ``data``, MNIST, is not used."""
-    import optax
-
-    from backprop_jax.datasets import date_lines, load_sequence
+    from backprop_jax.datasets import date_lines
     from backprop_jax.nets import seq2seq
+    from backprop_jax.recipes import RECIPES
 
     del data
     n, epochs, hidden = (600, 2, 16) if quick else (50_000, 10, 256)
-    seq = load_sequence(date_lines(n, seed=1984 + seed))
+    recipe = RECIPES["attention-seq2seq"].with_settings(hidden=hidden)
+    problems = recipe.load_data(date_lines(n, seed=1984 + seed), seed)
+    seq = problems.source
     (questions, _), (q_test, a_test) = seq.train, seq.test
     q_shown = np.asarray(q_test)[:, ::-1]
-    model = seq2seq.model(len(seq.char_to_id), questions.shape[1], 16, hidden, attention=True)
-    optimizer = optax.chain(book_optimizers.clip_grads(5.0), book_optimizers.adam(0.001))
-    config = TrainConfig(iters_num=epochs * iterations_per_epoch(len(questions), 128), batch_size=128,
-                         optimizer=optimizer, seed=seed)
+    model, config = recipe.model(problems), recipe.config(problems, epochs=epochs, seed=seed)
     accuracy, last = [], {}
 
     def on_epochs(state, history):
@@ -429,8 +427,7 @@ def attention_dates(data, out, *, quick=False, seed=0, log=print):
         last["params"] = state.params
 
     start = time.perf_counter()
-    _, history = train(model, seq2seq.training_data((seq.train, seq.test), reverse=True), config,
-                       on_epochs=on_epochs, sync_every=1)
+    _, history = train(model, problems.arrays, config, on_epochs=on_epochs, sync_every=1)
     seconds = time.perf_counter() - start
     log(f"attention seq2seq on dates: exact match {accuracy[-1]:.3f} after {epochs} epochs ({seconds:.0f} s)")
     # One test question, as visualize_attention.py draws it: the answer's characters (rows)
