@@ -35,7 +35,7 @@ from backprop_jax.layers import (
     sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
     gru_cell, time_gru, UnigramSampler, negative_sampling_loss)
 from backprop_jax.nets import (
-    Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, rnnlm, seq2seq, sequential_rows, shuffled_rows,
+    Metric, Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, rnnlm, seq2seq, sequential_rows, shuffled_rows,
     two_layer_net)
 from backprop_jax.recipes import RECIPES, Recipe, RecipeData
 from backprop_jax.training import (
@@ -62,7 +62,7 @@ __all__ = [
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink",
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
-    "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
+    "Model", "Metric", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
     "rnnlm", "sequential_rows", "shuffled_rows",
     # The book's saved parameters (pickles), read without running code.
     "load_book_params", "save_book_params", "fit_params", "BookParamsError",

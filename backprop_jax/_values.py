@@ -1,12 +1,14 @@
 """The checks of plain values that the library repeats: a count (an integer, never a bool)."""
 
+from typing import Any
 
-def is_count(value, least=1):
+
+def is_count(value: Any, least: int = 1) -> bool:
     """True if ``value`` is an ``int`` (not a ``bool``, which Python counts as one) of at least ``least``."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def check_count(name, value, least=1, *, optional=False):
+def check_count(name: str, value: Any, least: int = 1, *, optional: bool = False) -> None:
     """Raises ValueError, naming ``name``, unless ``value`` is an integer of at least ``least``
     (or None, if ``optional``)."""
     if optional and value is None:

@@ -31,7 +31,7 @@ def _figure(*args, **kwargs):
 
 
 def _write(out, name, result, fig):
-    from backprop_jax.training._plot import save_figure  # matplotlib only when drawing
+    from backprop_jax.training.plots import save_figure  # matplotlib only when drawing
 
     write_json(out / f"{name}.json", result)
     save_figure(fig, out / f"{name}.png")
@@ -69,7 +69,7 @@ def compare_optimizers(data, out, *, iters_num=2000, batch_size=128, hidden_size
         "optimizers": {name: {"optimizer": opt, "learning_rate": lr,
                               "epochs": [dataclasses.asdict(e) for e in histories[name]]}
                        for name, opt, lr in BOOK_OPTIMIZERS}})
-    from backprop_jax.training._plot import plot_losses  # matplotlib only when drawing
+    from backprop_jax.training.plots import plot_losses  # matplotlib only when drawing
     plot_losses(histories, out / "optimizers.png")
     return histories
 

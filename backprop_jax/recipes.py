@@ -32,15 +32,15 @@ class Setting(NamedTuple):
     # "choice" (one of choices), "flag" (True or False).
     kind: str
     help: str
-    choices: tuple = ()
+    choices: tuple[str, ...] = ()
 
 
 class RecipeData(NamedTuple):
     """What a recipe trains on, as ``Recipe.load_data`` made it."""
     name: str  # the dataset's name, as metrics.json and checkpoints record it
-    arrays: tuple  # ((x_train, t_train), (x_test, t_test)), as ``train`` takes them
+    arrays: tuple[Any, Any]  # ((x_train, t_train), (x_test, t_test)), as ``train`` takes them
     batch_size: int  # the run's batch size (a language model's data is laid out for it)
-    arguments: dict  # the network's constructor arguments the data decide (a vocabulary size)
+    arguments: dict[str, Any]  # the network's constructor arguments the data decide (a vocabulary size)
     source: Any  # what the arrays were made from: a datasets.SequenceData or TextData; None for MNIST
     description: str | None  # a line on the data, for the log (None: nothing to say)
     unit: str  # what an example is, for messages: "images", "problems", "windows of 35 words"
@@ -56,8 +56,8 @@ class Recipe:
     optimizer: str = "sgd"  # the book's script's optimiser
     epochs: int | None = None  # its length in epochs, where the script gives one (else TrainConfig's iterations)
     evaluate_sample_num: int | None = None  # its evaluate_sample_num_per_epoch
-    fixed: tuple = ()  # (argument, value) pairs always passed: MNIST's shapes, the decoder's kind
-    script_defaults: tuple = ()  # (argument, value) pairs: the script's values where they differ from the constructor's
+    fixed: tuple[tuple[str, Any], ...] = ()  # (argument, value) pairs always passed: MNIST's shapes, the decoder's kind
+    script_defaults: tuple[tuple[str, Any], ...] = ()  # (argument, value) pairs: the script's values where they differ from the constructor's
     # What it learns: "mnist", the sequel's character problems ("addition" or "dates"), or "text"
     # (a language model: a text file, by default the words of generated dates).
     data: str = "mnist"
@@ -65,8 +65,8 @@ class Recipe:
     batch_size: int | None = None  # the script's batch size (None: TrainConfig's, 100)
     max_grad: float | None = None  # the script's gradient clipping (the sequel's clip_grads), or none
     learning_rate: float | None = None  # the script's learning rate (None: the optimiser's default)
-    values: tuple = ()  # (setting name, value) pairs given with ``with_settings``
-    recorded: tuple = ()  # (key, value) pairs recorded with the settings (a model file's digest)
+    values: tuple[tuple[str, Any], ...] = ()  # (setting name, value) pairs given with ``with_settings``
+    recorded: tuple[tuple[str, Any], ...] = ()  # (key, value) pairs recorded with the settings (a model file's digest)
 
     # --- the network ------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class Recipe:
         """The batch size of a run: ``batch_size``, else the script's, else ``TrainConfig``'s."""
         return batch_size or self.batch_size or TrainConfig().batch_size
 
-    def load_data(self, path: str | None = None, seed: int = 0, batch_size: int | None = None, *,
+    def load_data(self, path: Any = None, seed: int = 0, batch_size: int | None = None, *,
                   dataset: str = "auto") -> RecipeData:
         """The data this recipe learns, laid out for a run of ``batch_size`` (default: the script's).
 
@@ -128,7 +128,7 @@ class Recipe:
             return self._text(path, seed, batch_size)
         return self._problems(path, seed, batch_size)
 
-    def _text(self, path, seed, batch_size):
+    def _text(self, path: str | None, seed: int, batch_size: int) -> RecipeData:
         name = path or f"dates in words (20,000 generated, seed {seed})"
         text = datasets.load_text(path if path else datasets.date_text(20_000, seed=seed))
         time_size = self.setting("time_size")
@@ -141,7 +141,7 @@ class Recipe:
                           text, f"dataset: {name}, {len(text.train)} words to train, {len(text.test)} to test, "
                                 f"a vocabulary of {len(text.word_to_id)}", f"windows of {time_size} words")
 
-    def _problems(self, path, seed, batch_size):
+    def _problems(self, path: Any, seed: int, batch_size: int) -> RecipeData:
         if isinstance(path, (list, tuple)):  # the lines themselves
             name, problems = f"{len(path)} problems given", datasets.load_sequence(path)
         elif path:
@@ -193,7 +193,7 @@ class Recipe:
         return []
 
 
-def _mnist(path, dataset, batch_size):
+def _mnist(path: str | None, dataset: str, batch_size: int) -> RecipeData:
     data_dir = path or datasets.cache_dir()
     description = None
     if dataset == "auto":
@@ -208,7 +208,7 @@ def _mnist(path, dataset, batch_size):
     return RecipeData(dataset, arrays, batch_size, {}, None, description, "images")
 
 
-def from_model(name: str, make: Callable[[], Model], recorded: tuple = ()) -> Recipe:
+def from_model(name: str, make: Callable[[], Model], recorded: tuple[tuple[str, Any], ...] = ()) -> Recipe:
     """A recipe for a network of your own that learns MNIST: ``make()`` returns the ``Model``,
     trained with ``TrainConfig``'s defaults; ``recorded``: (key, value) pairs recorded with it."""
     return Recipe(name, make, (), f"{name}, your own network", recorded=tuple(recorded))

@@ -8,6 +8,23 @@ import jax.numpy as jnp
 from backprop_jax.layers import softmax_with_loss
 
 
+class Metric(NamedTuple):
+    """What the trainer measures of a model after each epoch, settled once from ``Model.metric``
+    (``Model.measure()``): the one value the trainer reads, whatever kind ``metric`` was given as."""
+    name: str  # what the epochs record: "accuracy" (a metric function's scores too), "loss" or "perplexity"
+    per_example: Callable  # (model, params, state, x, t) -> (N,) float32: each example's correctness, score or criterion
+    labels: bool  # the targets are class labels (integers or one-hot rows), checked against the scores
+
+
+def _correct_examples(model, params, state, x, t):
+    return correct(model.predict(params, state, x), t).astype(jnp.float32)
+
+
+def _criterion_examples(model, params, state, x, t):
+    scores = model.predict(params, state, x)
+    return jax.vmap(lambda s, t: model.criterion(s[None], t[None]))(scores, t).astype(jnp.float32)
+
+
 class Model(NamedTuple):
     """A classifier as pure functions over explicit pytrees; the trainer, ``gradcheck``,
     ``graph`` and the command line take exactly this.
@@ -42,19 +59,30 @@ class Model(NamedTuple):
     # state carries the last hidden state from one batch to the next).
     batch_rows: Callable | None = None
 
+    def measure(self):
+        """The ``Metric`` the trainer records for this model, from ``metric``: a function's
+        per-example scores, recorded as the accuracy; the book's accuracy (the arg-max of the
+        scores against class labels); or the criterion of each example, recorded as the loss
+        (and its exp, for ``"perplexity"``)."""
+        metric = self.metric
+        if callable(metric):
+            return Metric("accuracy", lambda model, params, state, x, t: jnp.asarray(
+                metric(params, state, x, t)).astype(jnp.float32), labels=False)
+        if metric not in (None, "accuracy", "loss", "perplexity"):
+            raise ValueError(f"Model.metric must be None, 'accuracy', 'loss', 'perplexity' or a function "
+                             f"(params, state, x, t) -> per-example scores, got {metric!r}")
+        if metric == "accuracy" or (metric is None and self.criterion is softmax_with_loss):
+            return Metric("accuracy", _correct_examples, labels=True)
+        return Metric(metric or "loss", _criterion_examples, labels=False)
+
     def measures_accuracy(self):
         """True if the trainer records accuracy for this model (see ``metric``), False for the loss."""
-        if callable(self.metric):
-            return True
-        if self.metric not in (None, "accuracy", "loss", "perplexity"):
-            raise ValueError(f"Model.metric must be None, 'accuracy', 'loss', 'perplexity' or a function "
-                             f"(params, state, x, t) -> per-example scores, got {self.metric!r}")
-        return self.metric == "accuracy" or (self.metric is None and self.criterion is softmax_with_loss)
+        return self.measure().name == "accuracy"
 
     def classifies(self):
         """True if the accuracy is the arg-max of the scores against class labels (the book's),
         whose labels the trainer checks against the classes; False for a loss or a metric function."""
-        return self.measures_accuracy() and not callable(self.metric)
+        return self.measure().labels
 
     def loss(self, params, state, x, t, *, key=None, train=True):
         """``(loss, new_state)``: the criterion (mean Softmax-with-Loss) of the scores plus the penalty.
@@ -89,15 +117,21 @@ class Model(NamedTuple):
         return (count_correct(self.predict(params, state, x), t) / jnp.shape(x)[0]).astype(jnp.float32)
 
 
-def count_correct(scores, t):
-    """How many rows of ``scores`` (N, C) have their arg-max at the label; labels of -1 never count.
-
-    ``t``: integer labels (N,) or one-hot rows (N, C). An int32 scalar.
-    """
+def correct(scores, t):
+    """Whether each row of ``scores`` (N, C) has its arg-max at the label, the book's accuracy
+    example by example; a label of -1 never matches. ``t``: integer labels (N,) or one-hot rows
+    (N, C). Bools (N,)."""
     t = jnp.asarray(t)
     if t.ndim != 1:
         t = jnp.argmax(t, axis=1)
-    return jnp.sum(jnp.argmax(scores, axis=1) == t)
+    return jnp.argmax(scores, axis=1) == t
+
+
+def count_correct(scores, t):
+    """How many rows of ``scores`` (N, C) have their arg-max at the label (``correct``); labels of
+    -1 never count. ``t``: integer labels (N,) or one-hot rows (N, C). An int32 scalar.
+    """
+    return jnp.sum(correct(scores, t))
 
 
 def sequential_rows(seed, iteration, batch_size, n):

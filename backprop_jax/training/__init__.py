@@ -4,7 +4,7 @@ In the order of a run: ``_config`` (``TrainConfig``, the optimiser it builds), `
 (what the data must be), ``_placement`` (where it lives on the devices), ``_programs`` (what is
 compiled, and kept), ``_loop`` (``train``: the host between compiled calls), ``_checkpoint``
 (writing and verifying checkpoints), ``_run`` (a run directory: checkpoints, metrics, resume),
-``_distributed`` (several processes).
+``_distributed`` (several processes); ``plots`` (the figures, matplotlib imported when drawing).
 """
 
 from backprop_jax.training._checkpoint import Checkpoints, CheckpointWriteError, drop_event_loop_leftovers

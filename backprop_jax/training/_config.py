@@ -22,7 +22,7 @@ def check_seed(seed: Any) -> None:
         raise ValueError(f"seed must be an integer from 0 to 2**32 - 1 = {2 ** 32 - 1}, got {seed!r}")
 
 
-def _check_positive_number(name, value):
+def _check_positive_number(name: str, value: Any) -> None:
     if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                   and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -123,9 +123,9 @@ def describe_optimizer(transformation: Any) -> str:
     """A description of an optax transformation that is the same for the same construction, in
     any process, and differs when a hyperparameter does: the functions it is made of and the
     values they close over (learning rates, betas, schedules), read recursively."""
-    seen = set()
+    seen: set[int] = set()
 
-    def describe(obj, depth):
+    def describe(obj: Any, depth: int) -> str:
         if depth > 24 or id(obj) in seen:
             return "..."
         if obj is None or isinstance(obj, (bool, int, float, str)):
@@ -154,7 +154,7 @@ def describe_optimizer(transformation: Any) -> str:
     return describe(transformation, 0)
 
 
-def _has_contents(cell):
+def _has_contents(cell: Any) -> bool:
     try:
         cell.cell_contents
     except ValueError:  # an empty cell

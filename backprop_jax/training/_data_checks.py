@@ -28,7 +28,7 @@ def split_data(data):
     return (x_train, t_train), (x_test, t_test)
 
 
-def _check_data(model, data):
+def _check_data(model, data, shapes):
     """Raises ValueError naming what in ``data`` does not fit ``model``; returns the shape and dtype
     of the scores ``model.predict`` makes for one training example (found from shapes alone)."""
     (x_train, t_train), (x_test, t_test) = split_data(data)
@@ -45,7 +45,7 @@ def _check_data(model, data):
                 if bad.any():
                     raise ValueError(f"{name} {what} hold NaN or infinite values: {int(bad.sum())} of {len(a)} "
                                      f"examples, the first at index {int(np.argmax(bad))}")
-    params, state = jax.eval_shape(model.init, jax.random.key(0))
+    params, state = shapes.params, shapes.model_state
     example = jax.ShapeDtypeStruct((1, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
     if not model.classifies():
         # Any targets the criterion takes: ask it, on the shapes alone.
@@ -107,17 +107,20 @@ def _formatnbytes(n):
         n /= 1000
 
 
-def check_memory(model, config, data, devices=1):
+def check_memory(model, config, data, devices=1, shapes=None):
     """``ValueError`` when training clearly cannot fit the device, estimated from shapes alone
     (nothing is compiled): parameters, gradients and optimiser state, the training and test
     data as the device holds them, and the values one step's forward computes for a batch
-    (each device's part of it under data parallelism)."""
+    (each device's part of it under data parallelism). ``shapes``: those of
+    ``init_state(model, config)``, if the caller has them already."""
     available = _available_memory(jax.devices()[0])
     if available is None:
         return
     (x_train, t_train), (x_test, t_test) = data
-    params, state = jax.eval_shape(model.init, jax.random.key(0))
-    opt_state = jax.eval_shape(config.make_optimizer().init, params)
+    if shapes is None:
+        from backprop_jax.training._config import init_state
+        shapes = jax.eval_shape(lambda: init_state(model, config))
+    params, state, opt_state = shapes.params, shapes.model_state, shapes.opt_state
     parts = {"parameters, gradients and optimiser state": 2 * nbytes(params) + nbytes(opt_state),
              "data": 2 * sum(np.asarray(a[:1]).nbytes * len(a) for a in (x_train, t_train, x_test, t_test))}
     per_device = max(config.batch_size // devices, 1)

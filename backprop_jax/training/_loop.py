@@ -24,8 +24,9 @@ import time
 import jax
 import jax.numpy as jnp
 
+from backprop_jax._values import check_count
 from backprop_jax.training._config import TrainConfig, init_state
-from backprop_jax.training._data_checks import _check_data, check_memory
+from backprop_jax.training._data_checks import _check_data, check_memory, split_data
 from backprop_jax.training._placement import _place, _resolve_feed, epoch_batches, eval_chunk_size
 from backprop_jax.training._programs import _MAX_EPOCHS, PROGRAMS, evaluation_mean
 
@@ -135,10 +136,12 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         above its starting value (the state at the end of the call was).
     """
     _check_train_arguments(seconds_per_call, sync_every, divergence_factor, divergence_epochs)
-    scores = _check_data(model, data)
-    check_memory(model, config, data, 1 if mesh is None else mesh.size)
+    split_data(data)  # its structure named before the model is traced
+    shapes = jax.eval_shape(lambda: init_state(model, config))  # the run's one trace of the shapes
+    scores = _check_data(model, data, shapes)
+    check_memory(model, config, data, 1 if mesh is None else mesh.size, shapes)
     placed = _place(data, config, mesh, _resolve_feed(feed, mesh), eval_chunk_size(scores))
-    state = _starting_state(model, config, state, placed.replicated)
+    state = _starting_state(model, config, state, placed.replicated, shapes)
     program = PROGRAMS.epochs(model, config, placed.iter_per_epoch, placed.n_train, placed.n_test,
                               placed.batch_sharding, placed.feed, placed.replicated)
     history, partial = _continued_history(model, config, state, list(history), placed)
@@ -160,19 +163,17 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
 def _check_train_arguments(seconds_per_call, sync_every, divergence_factor, divergence_epochs):
     if not (isinstance(seconds_per_call, (int, float)) and seconds_per_call > 0):
         raise ValueError(f"seconds_per_call must be a positive number, got {seconds_per_call!r}")
-    if sync_every is not None and not (isinstance(sync_every, int) and sync_every >= 1):
-        raise ValueError(f"sync_every must be None or a positive integer, got {sync_every!r}")
+    check_count("sync_every", sync_every, optional=True)
     if divergence_factor is not None and not (isinstance(divergence_factor, (int, float))
                                               and divergence_factor > 1):
         raise ValueError(f"divergence_factor must be None or a number above 1, got {divergence_factor!r}")
-    if not (isinstance(divergence_epochs, int) and divergence_epochs >= 1):
-        raise ValueError(f"divergence_epochs must be a positive integer, got {divergence_epochs!r}")
+    check_count("divergence_epochs", divergence_epochs)
 
 
-def _starting_state(model, config, state, replicated):
+def _starting_state(model, config, state, replicated, shapes):
     if state is None:  # one compiled call, not an op at a time; every process computes the same values
         return PROGRAMS.init(model, config, replicated)()
-    _check_state(state, jax.eval_shape(lambda: init_state(model, config)))
+    _check_state(state, shapes)
     return state if replicated is None else jax.device_put(state, replicated)
 
 
@@ -308,7 +309,7 @@ def perplexity(loss):
 
 def _test_perplexity(model, test_loss):
     """An epoch's ``test_perplexity``: ``perplexity(test_loss)`` for a model measured so, else None."""
-    return perplexity(test_loss) if model.metric == "perplexity" else None
+    return perplexity(test_loss) if model.measure().name == "perplexity" else None
 
 
 def _evaluated_on(model, state, epoch, samples, n, n_train, n_test):

@@ -156,21 +156,9 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
 
 def evaluation_mean(model, params, model_state, xs, ts, n):
     """The mean over the ``n`` real examples of ``eval_chunks``' ``(xs, ts)`` (the padding left out)
-    of each example's correctness (a model measured by accuracy), score (by its metric function)
-    or criterion (by its loss)."""
-    by_accuracy = model.measures_accuracy()
-
-    def per_example(batch):
-        x_chunk, t_chunk = batch
-        if callable(model.metric):  # the model's own score of each example
-            return jnp.asarray(model.metric(params, model_state, x_chunk, t_chunk)).astype(jnp.float32)
-        scores = model.predict(params, model_state, x_chunk)
-        if by_accuracy:
-            labels = t_chunk if t_chunk.ndim == 1 else jnp.argmax(t_chunk, axis=1)
-            return (jnp.argmax(scores, axis=1) == labels).astype(jnp.float32)
-        return jax.vmap(lambda s, t: model.criterion(s[None], t[None]))(scores, t_chunk).astype(jnp.float32)
-
-    values = jax.lax.map(per_example, (xs, ts))
+    of the model's ``Metric`` of each example: its correctness, score or criterion."""
+    per_example = model.measure().per_example
+    values = jax.lax.map(lambda batch: per_example(model, params, model_state, *batch), (xs, ts))
     real = jnp.arange(values.size).reshape(values.shape) < n
     return (jnp.sum(jnp.where(real, values, 0.0)) / n).astype(jnp.float32)
 

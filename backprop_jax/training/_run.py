@@ -293,7 +293,7 @@ class _RunFiles:
             failed = e
         if self.history and o.primary:
             self.write_metrics(self.history)
-            from backprop_jax.training._plot import plot_curves  # matplotlib only when drawing
+            from backprop_jax.training.plots import plot_curves  # matplotlib only when drawing
             # Drawn once, when training ends or stops: cheap next to every epoch.
             plot_curves([dataclasses.asdict(h) for h in self.history], o.out / "curves.png", title=o.dataset)
         if failed is not None:
@@ -307,7 +307,7 @@ def _open_run(model, data, config, o):
     if o.out is None:
         return None, [], None, False
     fingerprint = data_fingerprint(data, o.dataset)
-    _import_early("orbax.checkpoint", *(["backprop_jax.training._plot"] if o.primary else []))
+    _import_early("orbax.checkpoint", *(["backprop_jax.training.plots"] if o.primary else []))
     checkpoints = Checkpoints(o.out / "checkpoints", min_interval_s=o.checkpoint_interval)
     steps = checkpoints.all_steps()
     state, history = None, []
