@@ -12,8 +12,8 @@ def _experiments():
 
 
 def _first_sentence(doc):
-    """A docstring's first sentence, its lines joined."""
-    text = " ".join(doc.split())
+    """A docstring's first sentence, its lines joined, its code marks dropped."""
+    text = " ".join(doc.replace("``", "").split())
     end = text.find(". ")
     return text if end < 0 else text[:end]
 
@@ -24,7 +24,8 @@ def add_experiment_parser(sub):
                            "numbers (NAME.json)",
         description="Run one of the book's experiments of chapters 6 and 7, or of the sequel's, and write "
                     "its figure and the numbers behind it: " + "; ".join(
-                        f"{name}: {_first_sentence(fn.__doc__).rstrip('.')}" for name, fn in _experiments().items()))
+                        f"{name}: {_first_sentence(fn.__doc__).rstrip('.')}" for name, fn in _experiments().items())
+                    + ".")
     experiment.add_argument("name", metavar="NAME", choices=list(_experiments()) + ["all"],
                             help=", ".join(_experiments()) + ", or all")
     experiment.add_argument("--out", required=True, help="directory for NAME.png and NAME.json")
