@@ -11,7 +11,8 @@ same run is three lines::
     state, history = backprop_jax.train(recipe.model(data), data.arrays, recipe.config(data, seed=0))
 
 Adding a recipe is adding an entry to ``RECIPES``; ``backprop-jax train --model NAME`` and
-its flags follow from it.
+its flags follow from it. A new kind of data is an entry of ``DATA``: how it is loaded and what
+a run on it reports.
 """
 
 import dataclasses
@@ -57,9 +58,10 @@ class Recipe:
     epochs: int | None = None  # its length in epochs, where the script gives one (else TrainConfig's iterations)
     evaluate_sample_num: int | None = None  # its evaluate_sample_num_per_epoch
     fixed: tuple[tuple[str, Any], ...] = ()  # (argument, value) pairs always passed: MNIST's shapes, the decoder's kind
-    script_defaults: tuple[tuple[str, Any], ...] = ()  # (argument, value) pairs: the script's values where they differ from the constructor's
-    # What it learns: "mnist", the sequel's character problems ("addition" or "dates"), or "text"
-    # (a language model: a text file, by default the words of generated dates).
+    # (argument, value) pairs: the script's values where they differ from the constructor's
+    script_defaults: tuple[tuple[str, Any], ...] = ()
+    # What it learns, a key of DATA: "mnist", the sequel's character problems ("addition" or
+    # "dates"), or "text" (a language model: a text file, by default the words of generated dates).
     data: str = "mnist"
     reverse: bool = False  # the sequel's trick for those: the question fed reversed
     batch_size: int | None = None  # the script's batch size (None: TrainConfig's, 100)
@@ -119,42 +121,10 @@ class Recipe:
         ``dataset`` choosing ``"mnist"``, ``"mnist-sample"`` or ``"auto"`` (full MNIST where its
         files are, else the embedded sample); for the sequel's problems, a file of them or a list
         of their lines (default: 50,000 generated from ``seed``); for a language model, a text
-        file (default: 20,000 generated dates in words). Raises ``datasets.DatasetError`` naming what cannot be read or is too short.
+        file (default: 20,000 generated dates in words). Raises ``datasets.DatasetError`` naming
+        what cannot be read or is too short.
         """
-        batch_size = self.run_batch_size(batch_size)
-        if self.data == "mnist":
-            return _mnist(path, dataset, batch_size)
-        if self.data == "text":
-            return self._text(path, seed, batch_size)
-        return self._problems(path, seed, batch_size)
-
-    def _text(self, path: str | None, seed: int, batch_size: int) -> RecipeData:
-        name = path or f"dates in words (20,000 generated, seed {seed})"
-        text = datasets.load_text(path if path else datasets.date_text(20_000, seed=seed))
-        time_size = self.setting("time_size")
-        try:
-            arrays = (rnnlm.training_data(text.train, batch_size, time_size),
-                      rnnlm.training_data(text.test, 1, time_size))
-        except ValueError as e:
-            raise datasets.DatasetError(f"{name}: {e}; use a longer text or a smaller batch_size") from None
-        return RecipeData(str(name), arrays, batch_size, {"vocab_size": len(text.word_to_id), "batch_size": batch_size},
-                          text, f"dataset: {name}, {len(text.train)} words to train, {len(text.test)} to test, "
-                                f"a vocabulary of {len(text.word_to_id)}", f"windows of {time_size} words")
-
-    def _problems(self, path: Any, seed: int, batch_size: int) -> RecipeData:
-        if isinstance(path, (list, tuple)):  # the lines themselves
-            name, problems = f"{len(path)} problems given", datasets.load_sequence(path)
-        elif path:
-            name, problems = path, datasets.load_sequence(path)
-        else:
-            make = datasets.addition_lines if self.data == "addition" else datasets.date_lines
-            name, problems = (f"{self.data} (50,000 generated, seed {seed})",
-                              datasets.load_sequence(make(50_000, seed=seed)))
-        arrays = seq2seq.training_data((problems.train, problems.test), reverse=self.reverse)
-        arguments = {"vocab_size": len(problems.char_to_id), "question_length": int(problems.train[0].shape[1])}
-        return RecipeData(str(name), arrays, batch_size, arguments, problems,
-                          f"dataset: {name}, {len(problems.train[0])} problems to train, {len(problems.test[0])} "
-                          f"to test" + (", the questions reversed" if self.reverse else ""), "problems")
+        return DATA[self.data].load(self, path, seed, self.run_batch_size(batch_size), dataset)
 
     # --- the training settings and the report -----------------------------------------------
 
@@ -181,19 +151,13 @@ class Recipe:
         """The lines a run of this recipe ends with, past its last epoch's: the sequel's
         ``eval_perplexity`` of the held-out text for a language model, the exact-match accuracy
         of the held-out problems for a seq2seq model; none for MNIST."""
-        if self.data == "text":
-            value = rnnlm.eval_perplexity(state.params, data.source.test, 1, self.setting("time_size"))
-            return [f"perplexity of the held-out text read in order, the state carried (the sequel's "
-                    f"eval_perplexity): {value:.2f}"]
-        if self.data != "mnist":
-            (x_test, _) = data.arrays[1]
-            questions = x_test[:, :data.arguments["question_length"]]
-            value = float(seq2seq.exact_match(state.params, questions, data.source.test[1]))
-            return [f"exact-match accuracy on the {len(questions)} held-out problems: {value:.4f}"]
-        return []
+        return DATA[self.data].report(self, state, data)
 
 
-def _mnist(path: str | None, dataset: str, batch_size: int) -> RecipeData:
+# --- what the recipes learn: how each kind of data is loaded, and what a run on it reports ----
+
+def _mnist(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -> RecipeData:
+    del recipe, seed
     data_dir = path or datasets.cache_dir()
     description = None
     if dataset == "auto":
@@ -206,6 +170,73 @@ def _mnist(path: str | None, dataset: str, batch_size: int) -> RecipeData:
                                                 else f"(the embedded 5,000-digit sample; {why})")
     arrays = datasets.load_mnist(data_dir=data_dir) if dataset == "mnist" else datasets.load_mnist_sample()
     return RecipeData(dataset, arrays, batch_size, {}, None, description, "images")
+
+
+def _text(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -> RecipeData:
+    del dataset
+    name = path or f"dates in words (20,000 generated, seed {seed})"
+    text = datasets.load_text(path if path else datasets.date_text(20_000, seed=seed))
+    time_size = recipe.setting("time_size")
+    try:
+        arrays = (rnnlm.training_data(text.train, batch_size, time_size),
+                  rnnlm.training_data(text.test, 1, time_size))
+    except ValueError as e:
+        raise datasets.DatasetError(f"{name}: {e}; use a longer text or a smaller batch_size") from None
+    return RecipeData(str(name), arrays, batch_size, {"vocab_size": len(text.word_to_id), "batch_size": batch_size},
+                      text, f"dataset: {name}, {len(text.train)} words to train, {len(text.test)} to test, "
+                            f"a vocabulary of {len(text.word_to_id)}", f"windows of {time_size} words")
+
+
+def _problems(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -> RecipeData:
+    del dataset
+    if isinstance(path, (list, tuple)):  # the lines themselves
+        name, problems = f"{len(path)} problems given", datasets.load_sequence(path)
+    elif path:
+        name, problems = path, datasets.load_sequence(path)
+    else:
+        make = datasets.addition_lines if recipe.data == "addition" else datasets.date_lines
+        name, problems = (f"{recipe.data} (50,000 generated, seed {seed})",
+                          datasets.load_sequence(make(50_000, seed=seed)))
+    arrays = seq2seq.training_data((problems.train, problems.test), reverse=recipe.reverse)
+    arguments = {"vocab_size": len(problems.char_to_id), "question_length": int(problems.train[0].shape[1])}
+    return RecipeData(str(name), arrays, batch_size, arguments, problems,
+                      f"dataset: {name}, {len(problems.train[0])} problems to train, {len(problems.test[0])} "
+                      f"to test" + (", the questions reversed" if recipe.reverse else ""), "problems")
+
+
+def _nothing_more(recipe: Recipe, state: TrainState, data: RecipeData) -> list[str]:
+    del recipe, state, data
+    return []
+
+
+def _perplexity(recipe: Recipe, state: TrainState, data: RecipeData) -> list[str]:
+    value = rnnlm.eval_perplexity(state.params, data.source.test, 1, recipe.setting("time_size"))
+    return [f"perplexity of the held-out text read in order, the state carried (the sequel's "
+            f"eval_perplexity): {value:.2f}"]
+
+
+def _exact_match(recipe: Recipe, state: TrainState, data: RecipeData) -> list[str]:
+    del recipe
+    (x_test, _) = data.arrays[1]
+    questions = x_test[:, :data.arguments["question_length"]]
+    value = float(seq2seq.exact_match(state.params, questions, data.source.test[1]))
+    return [f"exact-match accuracy on the {len(questions)} held-out problems: {value:.4f}"]
+
+
+class DataKind(NamedTuple):
+    """A kind of data a recipe learns: how it is loaded (``Recipe.load_data``) and what a run on it
+    reports at the end (``Recipe.report``)."""
+    load: Callable[[Recipe, Any, int, int, str], RecipeData]  # (recipe, path, seed, batch_size, dataset)
+    report: Callable[[Recipe, TrainState, RecipeData], list[str]]  # (recipe, state, data) -> lines
+
+
+DATA = {
+    "mnist": DataKind(_mnist, _nothing_more),
+    "text": DataKind(_text, _perplexity),  # a language model's: the sequel's eval_perplexity
+    "addition": DataKind(_problems, _exact_match),  # the sequel's problems: their exact-match accuracy
+    "dates": DataKind(_problems, _exact_match),
+}
+"""The kinds of data the recipes learn (``Recipe.data``), by name."""
 
 
 def from_model(name: str, make: Callable[[], Model], recorded: tuple[tuple[str, Any], ...] = ()) -> Recipe:
