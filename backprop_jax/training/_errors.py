@@ -5,7 +5,7 @@ class RunInterrupted(RuntimeError):
     """``run``'s ``stop`` asked training to end: raised after a checkpoint of the iteration reached
     was written (with ``out``), so that the run resumes from there."""
 
-    def __init__(self, reason, iteration, checkpoint):
+    def __init__(self, reason: str, iteration: int, checkpoint: int | None) -> None:
         super().__init__(f"interrupted ({reason}) at iteration {iteration}")
         self.reason, self.iteration, self.checkpoint = reason, iteration, checkpoint
 
@@ -17,10 +17,9 @@ class RunError(RuntimeError):
     ``argument`` names the argument of ``run`` at fault (``"out"`` or ``"resume"``), for a caller
     that words the message in its own terms (the command line: ``--out``, ``--resume``)."""
 
-    def __init__(self, message, argument=None):
+    def __init__(self, message: str, argument: str | None = None) -> None:
         super().__init__(message)
         self.argument = argument
-
 
 
 class CheckpointWriteError(RunError):
