@@ -69,6 +69,11 @@ def add_parser(sub):
 
 
 def _add_process_flags(train):
+    import inspect
+
+    from backprop_jax.training import join
+
+    joins = {name: p.default for name, p in inspect.signature(join).parameters.items()}
     dist = train.add_argument_group(
         "several processes or machines (jax.distributed)",
         "Start the same command once per process, each with its --process-id; every mini-batch is "
@@ -80,10 +85,10 @@ def _add_process_flags(train):
     dist.add_argument("--distributed", action="store_true",
                       help="join a multi-process run whose settings JAX detects from the cluster "
                            "(SLURM, Open MPI, Kubernetes, Cloud TPU); implied by the three flags above")
-    dist.add_argument("--heartbeat-timeout", type=positive_int, default=100, metavar="SECONDS",
-                      help="a process silent this long counts as dead, and the others stop (default 100)")
-    dist.add_argument("--connect-timeout", type=positive_int, default=300, metavar="SECONDS",
-                      help="how long to wait for all processes to join (default 300)")
+    dist.add_argument("--heartbeat-timeout", type=positive_int, default=joins["heartbeat_timeout"], metavar="SECONDS",
+                      help="a process silent this long counts as dead, and the others stop (default %(default)s)")
+    dist.add_argument("--connect-timeout", type=positive_int, default=joins["connect_timeout"], metavar="SECONDS",
+                      help="how long to wait for all processes to join (default %(default)s)")
 
 
 def run(args, parser):
