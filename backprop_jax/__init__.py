@@ -14,12 +14,14 @@ The package, in its order of dependence:
 * ``checking``: ``gradcheck``, ``without_hand_rules`` and ``hand_rules``;
 * ``training``: the compiled loop, runs with checkpoints, several processes;
 * ``book_params`` (the book's pickled parameters), ``datasets`` (MNIST), ``graph`` (drawing), ``shopping`` (the apple and
-  orange graphs), ``cli`` (the ``backprop-jax`` command).
+  orange graphs);
+* ``recipes``: the book's recipes, each settling a run (network, data, ``TrainConfig``, report);
+* ``cli`` (the ``backprop-jax`` command): flags -> a recipe -> the library.
 
 Everything public is re-exported here.
 """
 
-from backprop_jax import book_params, checking, datasets, experiments, graph, layers, nets, shopping, training
+from backprop_jax import book_params, checking, datasets, experiments, graph, layers, nets, recipes, shopping, training
 from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.book_params import BookParamsError, fit_params, load_book_params, save_book_params
 from backprop_jax.experiments import compare_optimizers
@@ -34,12 +36,14 @@ from backprop_jax.layers import (
     sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
     gru_cell, time_gru, UnigramSampler, negative_sampling_loss)
 from backprop_jax.nets import (
-    Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, rnnlm, seq2seq, sequential_rows, shuffled_rows,
+    Metric, Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, rnnlm, seq2seq, sequential_rows, shuffled_rows,
     two_layer_net)
+from backprop_jax.recipes import RECIPES, Recipe, RecipeData
 from backprop_jax.training import (
-    OPTIMIZERS, Checkpoints, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
+    OPTIMIZERS, Checkpoints, CheckpointWriteError, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
     TrainingDiverged, TrainState, data_fingerprint, data_parallel_mesh, eval_chunks,
-    evaluation_sets, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, perplexity, run, train)
+    evaluation_sets, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, perplexity,
+    restore_run, run, train)
 
 __version__ = "0.1.0"
 
@@ -59,7 +63,7 @@ __all__ = [
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink", "RuleCheck",
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
-    "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
+    "Model", "Metric", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
     "rnnlm", "sequential_rows", "shuffled_rows",
     # The book's saved parameters (pickles), read without running code.
     "load_book_params", "save_book_params", "fit_params", "BookParamsError",
@@ -68,8 +72,11 @@ __all__ = [
     "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "Evaluation",
     "evaluation_sets", "iterations_per_epoch", "perplexity",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
-    "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "compare_optimizers", "DistributedError",
+    "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "CheckpointWriteError", "restore_run",
+    "compare_optimizers", "DistributedError",
     "atomic_path", "write_json", "writable_directory",
+    # The book's recipes: a run settled once (network, data, training settings, report).
+    "RECIPES", "Recipe", "RecipeData",
     # Subpackages and modules.
-    "layers", "nets", "checking", "training", "datasets", "experiments", "shopping", "graph", "book_params",
+    "recipes", "layers", "nets", "checking", "training", "datasets", "experiments", "shopping", "graph", "book_params",
 ]

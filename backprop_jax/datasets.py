@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from backprop_jax._io import atomic_path, remove_stale_temporaries
+from backprop_jax._values import check_count
 
 # The four files of the MNIST database and their MD5 checksums.
 MNIST_FILES = {
@@ -98,7 +99,7 @@ def _md5(path):
 def _directory(path):
     """``path``, unless it exists and is not a directory (``DatasetError``)."""
     if path.exists() and not path.is_dir():
-        raise DatasetError(f"the data directory {path} is a file, not a directory (check --data-dir "
+        raise DatasetError(f"the data directory {path} is a file, not a directory (check data_dir=... "
                            f"and $BACKPROP_JAX_DATA)")
     return path
 
@@ -190,7 +191,7 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, data_dir=No
         raise DatasetError(
             f"MNIST not found in {data_dir}: missing {', '.join(missing)}. Place the four "
             f"files {all_names} there, or run `backprop-jax download` on a machine with "
-            f"internet access (set BACKPROP_JAX_DATA or pass --data-dir to use another directory)")
+            f"internet access (set BACKPROP_JAX_DATA or pass data_dir=... to use another directory)")
     arrays = {}
     for key, (name, _) in MNIST_FILES.items():
         arrays[key] = read_idx(data_dir / name, 3 if key.endswith("img") else 1)
@@ -246,8 +247,7 @@ def addition_lines(n=50_000, seed=1984):
     """``n`` addition problems in the sequel's ``addition.txt`` format, from ``seed``: two numbers
     below 1000, the question padded to 7 characters and the answer, after ``_``, to 4
     (``"16+75  _91  "``)."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"addition_lines: n must be a positive integer, got {n!r}")
+    check_count("addition_lines: n", n)
     a, b = np.random.default_rng(seed).integers(0, 1000, (2, n))
     return [f"{x}+{y}".ljust(7) + "_" + str(x + y).ljust(4) for x, y in zip(a.tolist(), b.tolist())]
 
@@ -269,8 +269,7 @@ def date_lines(n=50_000, seed=1984):
     _1994-09-27"``)."""
     import datetime
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"date_lines: n must be a positive integer, got {n!r}")
+    check_count("date_lines: n", n)
     rng = np.random.default_rng(seed)
     first, days = datetime.date(1970, 1, 1), (datetime.date(2020, 12, 31) - datetime.date(1970, 1, 1)).days
     lines = []

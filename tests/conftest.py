@@ -8,6 +8,7 @@ dtype explicitly. Implicit rank promotion raises, and warnings are errors
 import os
 import shutil
 import tempfile
+import textwrap
 from pathlib import Path
 
 # One persistent XLA compilation cache for the whole suite and the processes it starts
@@ -122,3 +123,38 @@ def lstm_loop(xs, h0, c0, Wx, Wh, b):
         h = o * jnp.tanh(c)
         hs.append(h)
     return jnp.stack(hs, axis=1), h, c
+
+
+def small(data, n_train=500, n_test=200):
+    """The first ``n_train`` training and ``n_test`` test examples of ``data``."""
+    (x, t), (xt, tt) = data
+    return (x[:n_train], t[:n_train]), (xt[:n_test], tt[:n_test])
+
+
+def diverging_model():
+    """Loss ``sqrt(5 - w) - w``: SGD raises w by about lr per step, and at w > 5 the loss is NaN."""
+    return bj.Model(
+        init=lambda key: ({"w": jnp.zeros(())}, {}),
+        apply=lambda p, state, x, *, key=None, train=False: (jnp.zeros((x.shape[0], 2)) + p["w"], state),
+        criterion=lambda scores, t: jnp.sqrt(5.0 - scores[0, 0]) - scores[0, 0])
+
+
+@pytest.fixture
+def sharded_setup():
+    """The lines a data-parallel check runs in its own process, after importing ``jax``, ``bj`` and
+    ``two_layer_net``: ``data`` (800 training and 200 test images of the sample), ``config`` (100
+    iterations of batch 96) and ``model``, the two-layer net recording in ``seen`` how each
+    training mini-batch is sharded inside the compiled step."""
+    return textwrap.dedent('''
+        (x, t), (xt, tt) = bj.datasets.load_mnist_sample()
+        data = ((x[:800], t[:800]), (xt[:200], tt[:200]))
+        config = bj.TrainConfig(iters_num=100, batch_size=96)
+
+        seen = []  # the sharding of the mini-batch inside the compiled step
+        base = two_layer_net.model()
+        def apply(params, state, x, *, key=None, train=False):
+            if train:
+                jax.debug.inspect_array_sharding(x, callback=seen.append)
+            return base.apply(params, state, x, key=key, train=train)
+        model = bj.Model(base.init, apply)
+    ''')

@@ -11,6 +11,7 @@ import time
 import chex
 import pytest
 
+import backprop_jax as bj
 from backprop_jax.cli import main
 from conftest import fake_mnist, final_params
 
@@ -304,7 +305,7 @@ def test_library_errors_reach_the_command_line_as_one_line(tmp_path, capsys):
     assert "train labels must be classes 0 to 4 (the model scores 5)" in result.stderr
     huge = cli("train", "--dataset", "mnist-sample", "--iters", "5", "--hidden", "100000000", check=False)
     assert huge.returncode == 1 and "Traceback" not in huge.stderr, huge.stderr
-    assert "training needs about" in huge.stderr and "use a smaller batch_size or model" in huge.stderr
+    assert "training needs about" in huge.stderr and "use a smaller --batch-size or model" in huge.stderr
     (tmp_path / "drawn.svg").mkdir()
     with pytest.raises(SystemExit) as e:
         main(["graph", "apple", "--out", str(tmp_path / "drawn.svg")])
@@ -499,3 +500,22 @@ def test_the_command_caches_every_program_that_compiles_in_a_fifth_of_a_second(m
         assert jax.config.jax_persistent_cache_min_compile_time_secs == 3.0
     finally:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", before)
+
+
+def test_every_command_says_what_it_does_and_the_command_its_version(capsys):
+    from backprop_jax.cli import COMMANDS, build_parser
+    from backprop_jax.experiments import EXPERIMENTS
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(subparsers) == set(COMMANDS)
+    for name, sub in subparsers.items():
+        assert sub.description and sub.description.endswith("."), name
+    experiment = " ".join(subparsers["experiment"].format_help().split())
+    for name, fn in EXPERIMENTS.items():  # each description whole: its docstring's first sentence
+        first = " ".join(fn.__doc__.replace("``", "").split()).split(". ")[0].rstrip(".")
+        assert f"{name}: {first}" in experiment.replace("- ", "-"), name
+    assert ".html" in subparsers["graph"].format_help()
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"backprop-jax {bj.__version__}"

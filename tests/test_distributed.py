@@ -24,7 +24,7 @@ from conftest import final_params
 # End-to-end checks (benchmarks, processes, whole experiments): `pytest -m slow`, run by .ci/run.
 pytestmark = pytest.mark.slow
 
-WORKER = textwrap.dedent('''
+WORKER_HEAD = textwrap.dedent('''
     import sys
     import jax
     port, process_id, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -35,17 +35,9 @@ WORKER = textwrap.dedent('''
     from backprop_jax import two_layer_net
     assert jax.process_count() == 2 and len(jax.devices()) == 4 and len(jax.local_devices()) == 2
 
-    (x, t), (xt, tt) = bj.datasets.load_mnist_sample()
-    data = ((x[:800], t[:800]), (xt[:200], tt[:200]))
-    config = bj.TrainConfig(iters_num=100, batch_size=96)
+''')
 
-    seen = []  # the sharding of the mini-batch inside the compiled step
-    base = two_layer_net.model()
-    def apply(params, state, x, *, key=None, train=False):
-        if train:
-            jax.debug.inspect_array_sharding(x, callback=seen.append)
-        return base.apply(params, state, x, key=key, train=train)
-    model = bj.Model(base.init, apply)
+WORKER_TAIL = textwrap.dedent('''
 
     mesh = bj.data_parallel_mesh()
     state, history = bj.train(model, data, config, mesh=mesh)
@@ -101,10 +93,10 @@ def wait_all(procs, timeout):
     return [proc.returncode for proc in procs]
 
 
-def test_two_processes_train_like_one(tmp_path):
+def test_two_processes_train_like_one(tmp_path, sharded_setup):
     port, out = free_port(), tmp_path / "result.npz"
     script = tmp_path / "worker.py"
-    script.write_text(WORKER)
+    script.write_text(WORKER_HEAD + sharded_setup + WORKER_TAIL)
     logs = [tmp_path / f"process{i}.log" for i in range(2)]
     commands = [[sys.executable, str(script), str(port), str(i), str(out)] for i in range(2)]
     with processes(commands, environment(port), logs) as procs:

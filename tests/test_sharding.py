@@ -6,24 +6,16 @@ import subprocess
 import sys
 import textwrap
 
-CHECK = textwrap.dedent('''
+CHECK_HEAD = textwrap.dedent('''
     import jax, jax.numpy as jnp, numpy as np
     import backprop_jax as bj
     from backprop_jax import two_layer_net
     from backprop_jax import data_parallel_mesh
     assert len(jax.devices()) == 8, jax.devices()
 
-    (x, t), (xt, tt) = bj.datasets.load_mnist_sample()
-    data = ((x[:800], t[:800]), (xt[:200], tt[:200]))
-    config = bj.TrainConfig(iters_num=100, batch_size=96)
+''')
 
-    seen = []  # the sharding of the mini-batch inside the compiled step
-    base = two_layer_net.model()
-    def apply(params, state, x, *, key=None, train=False):
-        if train:
-            jax.debug.inspect_array_sharding(x, callback=seen.append)
-        return base.apply(params, state, x, key=key, train=train)
-    model = bj.Model(base.init, apply)
+CHECK_TAIL = textwrap.dedent('''
 
     single, _ = bj.train(model, data, config)
     mesh = data_parallel_mesh()
@@ -58,8 +50,8 @@ def run_with_devices(code, n=8, timeout=300):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def test_sharded_training_matches_single_device_and_really_shards():
-    result = run_with_devices(CHECK)
+def test_sharded_training_matches_single_device_and_really_shards(sharded_setup):
+    result = run_with_devices(CHECK_HEAD + sharded_setup + CHECK_TAIL)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "sharded training matches" in result.stdout
 

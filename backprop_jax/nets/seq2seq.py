@@ -24,6 +24,7 @@ import numpy as np
 
 from backprop_jax.layers import (
     attention_weights, embedding, time_affine, time_attention, time_lstm, time_softmax_with_loss)
+from backprop_jax._values import check_count
 from backprop_jax.nets._model import Model
 
 
@@ -57,8 +58,7 @@ def init(key, vocab_size, wordvec_size=16, hidden_size=128, *, peeky=False, atte
 
 def _check_sizes(**sizes):
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"seq2seq: {name} must be a positive integer, got {value!r}")
+        check_count(f"seq2seq: {name}", value)
 
 
 def encode(params, questions):

@@ -1,4 +1,7 @@
-"""Training checkpoints with orbax: the state pytree plus a JSON record.
+"""Training checkpoints with orbax: the state pytree plus a JSON record, and all that writing
+and trusting them takes: the record's format (``checkpoint_record``), the digest of the arrays
+(``state_digest``), the checks before a checkpoint is restored (``restore_newest``), a failed
+write as one ``CheckpointWriteError``, and the quieting of orbax's leftovers after a failure.
 
 Orbax writes each checkpoint to a temporary directory and renames it when it
 is complete, so a crash mid-save leaves the previous checkpoint intact. Saves
@@ -9,9 +12,19 @@ orbax (and TensorStore under it) is imported only when a ``Checkpoints`` is
 made, so that ``import backprop_jax`` stays quick.
 """
 
+import errno
+import gc
+import hashlib
+import json
+import logging
+import re
+import sys
 from pathlib import Path
 
 import jax
+import numpy as np
+
+from backprop_jax.training._errors import CheckpointWriteError, RunError
 
 
 def _ocp():
@@ -79,9 +92,16 @@ class Checkpoints:
             self._made.reload()
 
     def save(self, step, state, record, force=False):
-        """Saves the ``state`` pytree and the JSON-able ``record`` as checkpoint ``step``
-        (unless the interval policy skips it); returns whether it saved. The writing
-        goes on in the background; ``close`` waits for it."""
+        """Saves the ``state`` pytree and the JSON-able ``record`` (``checkpoint_record``) as
+        checkpoint ``step`` (unless the interval policy skips it); returns whether it saved. The
+        writing goes on in the background; ``close`` waits for it. ``CheckpointWriteError`` when
+        it cannot be written."""
+        try:
+            return self._write(step, state, record, force)
+        except Exception as e:  # noqa: BLE001 - orbax's errors, in the checkpoints' own words
+            raise write_error(e, self.directory, step) from None
+
+    def _write(self, step, state, record, force):
         ocp = _ocp()
         return self._manager.save(step, force=force, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
@@ -118,8 +138,192 @@ class Checkpoints:
         self._after_close.append(fn)
 
     def close(self):
-        """Waits for a save still being written, then releases orbax's resources."""
-        if self._made is not None:
-            self._made.close()
-        for fn in self._after_close:
-            fn()
+        """Waits for a save still being written, then releases orbax's resources;
+        ``CheckpointWriteError`` when that save failed."""
+        try:
+            if self._made is not None:
+                self._made.close()
+        except Exception as e:  # noqa: BLE001 - a background write that failed
+            raise write_error(e, self.directory, None) from None
+        finally:
+            for fn in self._after_close:
+                fn()
+
+
+# --- the record saved beside the arrays, and what is checked before a checkpoint is trusted ---
+
+def state_digest(state):
+    """SHA-256 of every array of ``state`` (shape, dtype and bytes), read from this process's copy:
+    saved with each checkpoint and checked when it is restored, so that a checkpoint damaged
+    in a way that still reads (a flipped bit) is never trusted."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(state):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            leaf = leaf.addressable_shards[0].data  # replicated: every process holds all of it
+        a = np.ascontiguousarray(jax.device_get(leaf))
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def checkpoint_record(settings, fingerprint, state, history):
+    """The JSON record saved with a checkpoint: the run's ``settings`` (what a resumed run must
+    match), its data's ``fingerprint``, the ``state_digest`` of ``state``, and the ``history``
+    (``Epoch`` records as dicts), whose last iteration is the checkpoint's step."""
+    return {"settings": settings, "data": fingerprint, "digest": state_digest(state), "history": history}
+
+
+def _short(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200] if text else ''}"
+
+
+def check_same_run(record, settings, fingerprint, out):
+    """Raises ``RunError`` unless ``record`` was saved by a run with these settings (all but
+    ``iters_num``) and this data. ``settings`` is a list of the forms the run's settings may
+    have been recorded in (``TrainConfig.earlier_records``), the first the current one."""
+    saved = {k: v for k, v in record["settings"].items() if k != "iters_num"}
+    forms = [{k: v for k, v in json.loads(json.dumps(form)).items() if k != "iters_num"}  # as saved
+             for form in settings]
+    if saved not in forms:
+        now = forms[0]
+        diff = {k: (saved.get(k), now.get(k)) for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)}
+        raise RunError(f"the checkpoint in {out} was made with other settings (saved, now): {diff}",
+                       argument="resume")
+    data = record.get("data")
+    if data is not None and data != fingerprint:
+        describe = lambda d: f"{d['name']}, {d['train']} train / {d['test']} test images, sha256 {d['sha256'][:12]}"
+        raise RunError(f"the checkpoint in {out} was trained on other data (saved: {describe(data)}; "
+                       f"now: {describe(fingerprint)}); resume with the data it started with, or give "
+                       f"the new run another directory", argument="resume")
+
+
+def _readable(checkpoints, step, template, sharding, check):
+    """``(state, record, None)`` for checkpoint ``step`` if it reads and its arrays match its
+    digest, else ``(None, None, why)``. ``check(record)`` runs before any array is read."""
+    try:
+        record = checkpoints.record(step)
+    except Exception as e:  # noqa: BLE001 - any damage: try the one before
+        return None, None, e
+    check(record)  # a checkpoint of another model is refused before its arrays are read
+    saved_at = record["history"][-1]["iteration"] if record.get("history") else None
+    if saved_at != step:  # a copy of another step renamed: an older state under a later number
+        return None, None, ValueError(f"its record says iteration {saved_at}, not {step}")
+    try:
+        state, _ = checkpoints.restore(template, sharding, step=step)
+    except Exception as e:  # noqa: BLE001
+        return None, None, e
+    if "digest" in record and state_digest(state) != record["digest"]:
+        return None, None, ValueError("its arrays do not match the digest saved with them")
+    return state, record, None
+
+
+def restore_newest(checkpoints, template, check, out, sharding=None, log=print, primary=True):
+    """``(state, record)`` from the newest checkpoint that reads and matches its digest, its
+    arrays placed by ``sharding``; ``check(record)`` raises for a checkpoint of another run. One
+    that cannot be read (a damaged file) is set aside into ``out/damaged-checkpoints`` with a
+    message; ``RunError`` when none can be read."""
+    skipped = []
+    for step in checkpoints.all_steps():
+        state, record, why = _readable(checkpoints, step, template, sharding, check)
+        if why is None:
+            break
+        skipped.append((step, why))
+    else:
+        raise RunError(f"no checkpoint in {checkpoints.directory} can be read: "
+                       + "; ".join(f"{step}: {_short(e)}" for step, e in skipped), argument="resume")
+    if skipped:
+        quiet = _QuietOrbaxLeftovers()
+        checkpoints.on_close(quiet.close)
+        if primary:
+            for step, e in skipped:
+                where = checkpoints.set_aside(step, Path(out) / "damaged-checkpoints")
+                log(f"checkpoint {step} cannot be read ({_short(e)}); moved it to {where}")
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices("backprop-jax: damaged checkpoints set aside")
+        checkpoints.reload()
+    return state, record
+
+
+# --- orbax's noise after a failure: the run has said what failed, in one line ---------------
+
+class QuietLogger:
+    """Raises the named logger's level above ERROR while the run writes checkpoints."""
+
+    def __init__(self, name):
+        self.logger = logging.getLogger(name)
+
+    def __enter__(self):
+        self.level = self.logger.level
+        self.logger.setLevel(logging.CRITICAL)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
+def drop_event_loop_leftovers():
+    """After a failed write, orbax's I/O still in flight finds its event loop closed and prints
+    ``RuntimeError: Event loop is closed`` from its callbacks, now or as the process ends; the
+    run has said what failed. Those, and only those, are dropped from then on."""
+    if getattr(sys.excepthook, "drops_event_loop_leftovers", False):
+        return  # installed already: the command does so from its start, a failed write again
+
+    def leftover(error):
+        return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
+
+    previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
+    def excepthook(kind, error, tb):
+        if not leftover(error):
+            previous_except(kind, error, tb)
+    excepthook.drops_event_loop_leftovers = True
+    sys.excepthook = excepthook
+    sys.unraisablehook = lambda u: None if leftover(u.exc_value) else previous_unraisable(u)
+
+
+def write_error(e, directory, step):
+    """A failed checkpoint write as a one-line ``CheckpointWriteError``; the checkpoints before it stay."""
+    drop_event_loop_leftovers()
+    text = str(e)
+    failed = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)  # a background write of an earlier step
+    step = int(failed.group(1)) if failed else step
+    which = f"checkpoint {step}" if step is not None else "the last checkpoint"
+    if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "RESOURCE_EXHAUSTED" in text \
+            or "No space left" in text or "ENOSPC" in text:
+        why = "no space left on device"
+    elif (isinstance(e, OSError) and e.errno == errno.EFBIG) or "File too large" in text:
+        why = "the file size limit is reached"
+    elif not Path(directory).exists():
+        why = "the directory was removed"
+    else:
+        return CheckpointWriteError(f"cannot write {which} in {directory}: {_short(e)}")
+    return CheckpointWriteError(f"cannot write {which} in {directory}: {why}; the checkpoints before it and "
+                    f"metrics.json are kept (resume the run once there is room)")
+
+
+class _QuietOrbaxLeftovers:
+    """A failed orbax restore leaves reads in flight whose callbacks, when they finish, find
+    their event loop closed, and coroutines that complain when collected: each prints
+    "Exception ignored ..." on stderr at some later moment. While this is installed (from
+    the failed restore until the run closes its checkpoints) those, and only those, are
+    dropped; anything else still reaches the previous hook."""
+
+    def __init__(self):
+        self.previous = sys.unraisablehook
+        sys.unraisablehook = self
+
+    def __call__(self, unraisable):
+        error, where = unraisable.exc_value, repr(unraisable.object)
+        leftover = (isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
+                    or isinstance(error, GeneratorExit) or "orbax" in where or "tensorstore" in where
+                    or "_read_array" in where)
+        if not leftover:
+            self.previous(unraisable)
+
+    def close(self):
+        gc.collect()  # what is left, now, while still quiet
+        if sys.unraisablehook is self:
+            sys.unraisablehook = self.previous
+
+

@@ -42,7 +42,7 @@ def wait_for_coordinator(address, timeout):
 
 
 def join(coordinator=None, num_processes=None, process_id=None, *, heartbeat_timeout=100,
-         connect_timeout=300):
+         connect_timeout=300, reword=None):
     """Joins a multi-process run through ``jax.distributed.initialize``; returns the number of processes.
 
     Settings left None are read by JAX from the cluster (SLURM, Open MPI,
@@ -50,7 +50,8 @@ def join(coordinator=None, num_processes=None, process_id=None, *, heartbeat_tim
     port, so that an absent coordinator is a clear error. If not every process
     has joined after ``connect_timeout`` seconds, this process prints a one-line
     error and exits with status 1 (JAX itself would abort it from C++, which
-    no ``except`` can catch).
+    no ``except`` can catch); ``reword``, if given, rewrites that line first (the
+    command line names its flags).
     """
     if coordinator is not None and process_id:
         wait_for_coordinator(coordinator, connect_timeout)
@@ -64,10 +65,10 @@ def join(coordinator=None, num_processes=None, process_id=None, *, heartbeat_tim
 
     def watchdog():
         if not joined.wait(connect_timeout):
-            print(f"backprop-jax: error: not every process joined the run within {connect_timeout} s "
-                  f"(--connect-timeout); start all {num_processes or 'the'} processes with the same "
-                  f"--coordinator, each with its own --process-id, or allow more time", file=sys.stderr,
-                  flush=True)
+            message = (f"not every process joined the run within {connect_timeout} s (connect_timeout); "
+                       f"start all {num_processes or 'the'} processes with the same coordinator, each with "
+                       f"its own process_id, or allow more time")
+            print(f"backprop-jax: error: {(reword or str)(message)}", file=sys.stderr, flush=True)
             os._exit(1)
 
     threading.Thread(target=watchdog, name="backprop-jax-join-watchdog", daemon=True).start()

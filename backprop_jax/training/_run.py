@@ -3,15 +3,10 @@
 import contextlib
 import dataclasses
 import errno
-import gc
 import hashlib
 import importlib
-import json
-import logging
 import os
-import re
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,30 +18,12 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from backprop_jax._io import writable_directory, write_json
-from backprop_jax.training._checkpoint import Checkpoints
-from backprop_jax.training._loop import (
-    DIVERGENCE_FACTOR, Epoch, TrainingDiverged, init_state, iterations_per_epoch, train)
-
-
-class RunInterrupted(RuntimeError):
-    """``run``'s ``stop`` asked training to end: raised after a checkpoint of the iteration reached
-    was written (with ``out``), so that the run resumes from there."""
-
-    def __init__(self, reason, iteration, checkpoint):
-        super().__init__(f"interrupted ({reason}) at iteration {iteration}")
-        self.reason, self.iteration, self.checkpoint = reason, iteration, checkpoint
-
-
-class RunError(RuntimeError):
-    """The output directory cannot be used as asked: it is not a writable directory, another run is
-    using it, it holds another run, or one with other settings or data.
-
-    ``argument`` names the argument of ``run`` at fault (``"out"`` or ``"resume"``), for a caller
-    that words the message in its own terms (the command line: ``--out``, ``--resume``)."""
-
-    def __init__(self, message, argument=None):
-        super().__init__(message)
-        self.argument = argument
+from backprop_jax.training._checkpoint import (
+    Checkpoints, QuietLogger, checkpoint_record, check_same_run, restore_newest)
+from backprop_jax.training._config import TrainConfig, init_state
+from backprop_jax.training._errors import CheckpointWriteError, RunError, RunInterrupted
+from backprop_jax.training._loop import DIVERGENCE_FACTOR, Epoch, TrainingDiverged, train
+from backprop_jax.training._placement import iterations_per_epoch
 
 
 def data_fingerprint(data, name):
@@ -66,20 +43,6 @@ def data_fingerprint(data, name):
 MARKER = ".backprop-jax-run"
 # What a run directory holds (a run made before the marker existed holds only these).
 _RUN_FILES = {MARKER, ".lock", "metrics.json", "curves.png", "checkpoints", "damaged-checkpoints"}
-
-
-def state_digest(state):
-    """SHA-256 of every array of ``state`` (shape, dtype and bytes), read from this process's copy:
-    saved with each checkpoint and checked when it is restored, so that a checkpoint damaged
-    in a way that still reads (a flipped bit) is never trusted."""
-    digest = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves(state):
-        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-            leaf = leaf.addressable_shards[0].data  # replicated: every process holds all of it
-        a = np.ascontiguousarray(jax.device_get(leaf))
-        digest.update(f"{a.dtype.str}{a.shape}".encode())
-        digest.update(a.tobytes())
-    return digest.hexdigest()
 
 
 def claim_run_directory(out):
@@ -158,152 +121,6 @@ def _exclusive(out):
             lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
             lock.flush()
         yield
-
-
-class _QuietLogger:
-    """Raises the named logger's level above ERROR while the run writes checkpoints."""
-
-    def __init__(self, name):
-        self.logger = logging.getLogger(name)
-
-    def __enter__(self):
-        self.level = self.logger.level
-        self.logger.setLevel(logging.CRITICAL)
-        return self
-
-    def __exit__(self, *exc):
-        self.logger.setLevel(self.level)
-
-
-def drop_event_loop_leftovers():
-    """After a failed write, orbax's I/O still in flight finds its event loop closed and prints
-    ``RuntimeError: Event loop is closed`` from its callbacks, now or as the process ends; the
-    run has said what failed. Those, and only those, are dropped from then on."""
-    if getattr(sys.excepthook, "drops_event_loop_leftovers", False):
-        return  # installed already: the command does so from its start, a failed write again
-
-    def leftover(error):
-        return isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
-
-    previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
-    def excepthook(kind, error, tb):
-        if not leftover(error):
-            previous_except(kind, error, tb)
-    excepthook.drops_event_loop_leftovers = True
-    sys.excepthook = excepthook
-    sys.unraisablehook = lambda u: None if leftover(u.exc_value) else previous_unraisable(u)
-
-
-def _write_error(e, directory, step):
-    """A failed checkpoint write as a one-line ``RunError``; the checkpoints before it stay."""
-    drop_event_loop_leftovers()
-    text = str(e)
-    failed = re.search(r"/(\d+)\.orbax-checkpoint-tmp", text)  # a background write of an earlier step
-    step = int(failed.group(1)) if failed else step
-    which = f"checkpoint {step}" if step is not None else "the last checkpoint"
-    if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or "RESOURCE_EXHAUSTED" in text \
-            or "No space left" in text or "ENOSPC" in text:
-        why = "no space left on device"
-    elif (isinstance(e, OSError) and e.errno == errno.EFBIG) or "File too large" in text:
-        why = "the file size limit is reached"
-    elif not Path(directory).exists():
-        why = "the directory was removed"
-    else:
-        return RunError(f"cannot write {which} in {directory}: {_short(e)}")
-    return RunError(f"cannot write {which} in {directory}: {why}; the checkpoints before it and "
-                    f"metrics.json are kept (resume the run once there is room)")
-
-
-def _short(error):
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200] if text else ''}"
-
-
-def _same_run(record, settings, fingerprint, out):
-    """Raises ``RunError`` unless ``record`` was saved by a run with these settings (all but
-    ``iters_num``) and this data."""
-    saved = {k: v for k, v in record["settings"].items() if k != "iters_num"}
-    now = {k: v for k, v in json.loads(json.dumps(settings)).items() if k != "iters_num"}  # as saved
-    if saved != now:
-        diff = {k: (saved.get(k), now.get(k)) for k in saved.keys() | now.keys() if saved.get(k) != now.get(k)}
-        raise RunError(f"the checkpoint in {out} was made with other settings (saved, now): {diff}",
-                       argument="resume")
-    data = record.get("data")
-    if data is not None and data != fingerprint:
-        describe = lambda d: f"{d['name']}, {d['train']} train / {d['test']} test images, sha256 {d['sha256'][:12]}"
-        raise RunError(f"the checkpoint in {out} was trained on other data (saved: {describe(data)}; "
-                       f"now: {describe(fingerprint)}); resume with the data it started with, or give "
-                       f"the new run another directory", argument="resume")
-
-
-class _QuietOrbaxLeftovers:
-    """A failed orbax restore leaves reads in flight whose callbacks, when they finish, find
-    their event loop closed, and coroutines that complain when collected: each prints
-    "Exception ignored ..." on stderr at some later moment. While this is installed (from
-    the failed restore until the run closes its checkpoints) those, and only those, are
-    dropped; anything else still reaches the previous hook."""
-
-    def __init__(self):
-        self.previous = sys.unraisablehook
-        sys.unraisablehook = self
-
-    def __call__(self, unraisable):
-        error, where = unraisable.exc_value, repr(unraisable.object)
-        leftover = (isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
-                    or isinstance(error, GeneratorExit) or "orbax" in where or "tensorstore" in where
-                    or "_read_array" in where)
-        if not leftover:
-            self.previous(unraisable)
-
-    def close(self):
-        gc.collect()  # what is left, now, while still quiet
-        if sys.unraisablehook is self:
-            sys.unraisablehook = self.previous
-
-
-def _restore(checkpoints, model, config, settings, fingerprint, out, mesh, log, primary):
-    """``(state, history)`` from the newest checkpoint that can be read; one that cannot (a
-    damaged file) is set aside into ``out/damaged-checkpoints`` with a message."""
-    template = jax.eval_shape(lambda: init_state(model, config))
-    # Restored straight into its place: replicated on every device of the mesh.
-    sharding = None if mesh is None else NamedSharding(mesh, PartitionSpec())
-    skipped = []
-    for step in checkpoints.all_steps():
-        try:
-            record = checkpoints.record(step)
-        except Exception as e:  # noqa: BLE001 - any damage: try the one before
-            skipped.append((step, e))
-            continue
-        # Settings first: a checkpoint of another model must be refused before its arrays are read.
-        _same_run(record, settings, fingerprint, out)
-        saved_at = record["history"][-1]["iteration"] if record.get("history") else None
-        if saved_at != step:  # a copy of another step renamed: an older state under a later number
-            skipped.append((step, ValueError(f"its record says iteration {saved_at}, not {step}")))
-            continue
-        try:
-            state, _ = checkpoints.restore(template, sharding, step=step)
-        except Exception as e:  # noqa: BLE001
-            skipped.append((step, e))
-            continue
-        if "digest" in record and state_digest(state) != record["digest"]:
-            skipped.append((step, ValueError("its arrays do not match the digest saved with them")))
-            continue
-        break
-    else:
-        raise RunError(f"no checkpoint in {checkpoints.directory} can be read: "
-                       + "; ".join(f"{step}: {_short(e)}" for step, e in skipped), argument="resume")
-    if skipped:
-        quiet = _QuietOrbaxLeftovers()
-        checkpoints.on_close(quiet.close)
-        if primary:
-            for step, e in skipped:
-                where = checkpoints.set_aside(step, out / "damaged-checkpoints")
-                log(f"checkpoint {step} cannot be read ({_short(e)}); moved it to {where}")
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-            multihost_utils.sync_global_devices("backprop-jax: damaged checkpoints set aside")
-        checkpoints.reload()
-    return state, [Epoch(**e) for e in record["history"]]
 
 
 def _metrics(dataset, fingerprint, settings, history):
@@ -386,7 +203,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
     primary = jax.process_index() == 0
     # The training settings are always part of what a resumed run must match; an optax
     # transformation as the optimiser is recorded by its description.
-    settings = {**settings, **config.record()}
+    recorded = [{**settings, **config.record()}] + [{**settings, **r} for r in config.earlier_records()]
     if not primary:
         log, progress = (lambda *args, **kwargs: None), False
     with contextlib.ExitStack() as stack:
@@ -396,15 +213,19 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             out = Path(out)
             if primary:  # one lock per run, however many processes it has
                 stack.enter_context(_exclusive(out))
-        options = _RunOptions(dataset, settings, out, resume, checkpoint_every, checkpoint_interval, log,
-                              progress, mesh, every_epoch, metrics_interval, divergence_factor, primary, stop)
+        options = _RunOptions(
+            dataset=dataset, settings=recorded[0], earlier_settings=recorded[1:], out=out, resume=resume,
+            checkpoint_every=checkpoint_every, checkpoint_interval=checkpoint_interval, log=log,
+            progress=progress, mesh=mesh, every_epoch=every_epoch, metrics_interval=metrics_interval,
+            divergence_factor=divergence_factor, primary=primary, stop=stop)
         return _run(model, data, config, options)
 
 
 class _RunOptions(NamedTuple):
     """``run``'s arguments past the model, the data and the config, settings included."""
     dataset: str
-    settings: dict
+    settings: dict  # the model's and config.record()'s, as checkpoints and metrics.json record them
+    earlier_settings: list  # the forms earlier versions recorded the same settings in (resume accepts them)
     out: Path | None
     resume: bool
     checkpoint_every: int | None
@@ -435,8 +256,7 @@ class _RunFiles:
 
     def save(self, state, history, force):
         o = self.options
-        record = {"settings": o.settings, "data": self.fingerprint, "digest": state_digest(state),
-                  "history": [dataclasses.asdict(h) for h in history]}
+        record = checkpoint_record(o.settings, self.fingerprint, state, [dataclasses.asdict(h) for h in history])
         step = history[-1].iteration
         if self.wrote and not self.checkpoints.directory.exists():  # removed while the run went on
             o.log(f"{self.checkpoints.directory} was removed while the run went on; writing checkpoint "
@@ -446,11 +266,7 @@ class _RunFiles:
             except Exception:  # noqa: BLE001 - the old manager's writes went nowhere
                 pass
             self.checkpoints = Checkpoints(self.checkpoints.directory, min_interval_s=o.checkpoint_interval)
-        try:
-            saved = self.checkpoints.save(step, state, record, force=force)
-        except Exception as e:  # noqa: BLE001 - orbax's errors, in the run's own words
-            raise _write_error(e, self.checkpoints.directory, step) from None
-        if saved:
+        if self.checkpoints.save(step, state, record, force=force):
             self.saved = self.wrote = True
 
     def write_metrics(self, history):
@@ -473,11 +289,11 @@ class _RunFiles:
         failed = None
         try:
             self.checkpoints.close()
-        except Exception as e:  # noqa: BLE001 - a background write that failed
-            failed = _write_error(e, self.checkpoints.directory, None)
+        except CheckpointWriteError as e:  # a background write that failed
+            failed = e
         if self.history and o.primary:
             self.write_metrics(self.history)
-            from backprop_jax.training._plot import plot_curves  # matplotlib only when drawing
+            from backprop_jax.training.plots import plot_curves  # matplotlib only when drawing
             # Drawn once, when training ends or stops: cheap next to every epoch.
             plot_curves([dataclasses.asdict(h) for h in self.history], o.out / "curves.png", title=o.dataset)
         if failed is not None:
@@ -491,15 +307,14 @@ def _open_run(model, data, config, o):
     if o.out is None:
         return None, [], None, False
     fingerprint = data_fingerprint(data, o.dataset)
-    _import_early("orbax.checkpoint", *(["backprop_jax.training._plot"] if o.primary else []))
+    _import_early("orbax.checkpoint", *(["backprop_jax.training.plots"] if o.primary else []))
     checkpoints = Checkpoints(o.out / "checkpoints", min_interval_s=o.checkpoint_interval)
     steps = checkpoints.all_steps()
     state, history = None, []
     if o.resume and not steps:
         o.log(f"no checkpoint in {o.out / 'checkpoints'} yet: starting a new run")
     elif o.resume:
-        state, history = _restore(checkpoints, model, config, o.settings, fingerprint, o.out, o.mesh, o.log,
-                                  o.primary)
+        state, history = _restore(checkpoints, model, config, fingerprint, o)
         if int(state.iteration) > config.iters_num:
             o.log(f"the run in {o.out} is already at iteration {int(state.iteration)}, past the "
                   f"{config.iters_num} asked: nothing to train")
@@ -510,6 +325,19 @@ def _open_run(model, data, config, o):
         raise RunError(f"{o.out} already holds checkpoints of a run (iteration {steps[0]}); resume it "
                        f"(resume=True), or give the new run another directory", argument="out")
     return state, history, _RunFiles(o, fingerprint, checkpoints, history), False
+
+
+def _restore(checkpoints, model, config, fingerprint, o):
+    """``(state, history)`` of the newest readable checkpoint of this run (``restore_newest``),
+    its arrays replicated over the mesh."""
+    template = jax.eval_shape(lambda: init_state(model, config))
+    sharding = None if o.mesh is None else NamedSharding(o.mesh, PartitionSpec())
+
+    def check(record):
+        check_same_run(record, [o.settings, *o.earlier_settings], fingerprint, o.out)
+
+    state, record = restore_newest(checkpoints, template, check, o.out, sharding, o.log, o.primary)
+    return state, [Epoch(**e) for e in record["history"]]
 
 
 def _run(model, data, config, o):
@@ -540,7 +368,7 @@ def _run(model, data, config, o):
             raise RunInterrupted(reason, e.iteration, e.iteration if files is not None else None)
 
     # Orbax logs a failed background write with its traceback; the run says it in one line.
-    quiet = _QuietLogger("absl") if files is not None else contextlib.nullcontext()
+    quiet = QuietLogger("absl") if files is not None else contextlib.nullcontext()
     with quiet, tqdm(total=config.iters_num, initial=done, unit="it", disable=not o.progress,
                      dynamic_ncols=True) as bar:
         try:
@@ -555,3 +383,34 @@ def _run(model, data, config, o):
             if files is not None:
                 files.finish()
     return state, history
+
+
+def restore_run(out, model):
+    """The ``TrainState`` of the newest checkpoint in the run directory ``out``, for ``model`` (the
+    network the run trained), its optimiser state rebuilt from the settings the run recorded.
+
+    Raises:
+      RunError: there is no checkpoint, the run's optimiser cannot be rebuilt from its record
+        (an optax transformation of your own: restore it with ``Checkpoints.restore`` and a
+        template of its state), or the checkpoint does not hold ``model``'s parameters.
+    """
+    checkpoints = Checkpoints(Path(out) / "checkpoints")
+    try:
+        if checkpoints.latest_step() is None:
+            raise RunError(f"{out}: no checkpoint in {checkpoints.directory}")
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        saved = {k: v for k, v in checkpoints.record()["settings"].items() if k in fields}
+        try:
+            config = TrainConfig(**saved)
+        except ValueError:
+            raise RunError(f"{out}: the run used an optimiser that cannot be rebuilt from its record "
+                           f"({saved.get('optimizer')!r:.60}); restore it with Checkpoints.restore") from None
+        template = jax.eval_shape(lambda: init_state(model, config))
+        try:
+            state, _ = checkpoints.restore(template)
+        except Exception as e:  # noqa: BLE001 - orbax's errors for a checkpoint of another model
+            raise RunError(f"{out}: its checkpoint does not hold this model's parameters "
+                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        return state
+    finally:
+        checkpoints.close()

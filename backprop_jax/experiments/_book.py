@@ -1,12 +1,5 @@
-"""The experiments of chapters 6 and 7 and of the sequel's chapters 1, 6, 7 and 8, from live code:
-each writes a figure like the book's (``NAME.png``) and the numbers behind it (``NAME.json``)
-into a directory; and the book's optimiser comparison (``compare_optimizers``), the command's
-``compare-optimizers``.
-
-Every experiment is ``fn(data, out, *, quick=False, seed=0, log=print) -> dict`` with
-``data`` as ``datasets.load_mnist_sample()`` returns it; ``quick`` runs a tiny version
-(for tests). ``EXPERIMENTS`` maps the command-line names to them.
-"""
+"""The book's experiments of chapters 6 and 7: the optimiser comparison, initialisation, batch
+normalisation, overfitting, random search, the first layer's filters."""
 
 import dataclasses
 import math
@@ -23,19 +16,7 @@ from backprop_jax.training import (
     TrainConfig, TrainingDiverged, TrainState, evaluation_sets, init_state, iterations_per_epoch, make_epochs_fn,
     train)
 from backprop_jax.training import optimizers as book_optimizers
-
-
-def _figure(*args, **kwargs):
-    from matplotlib.figure import Figure  # matplotlib only when drawing
-    return Figure(*args, **kwargs)
-
-
-def _write(out, name, result, fig):
-    from backprop_jax.training._plot import save_figure  # matplotlib only when drawing
-
-    write_json(out / f"{name}.json", result)
-    save_figure(fig, out / f"{name}.png")
-    return result
+from backprop_jax.experiments._figures import figure, write
 
 
 # --- sec. 6.1.8: the optimiser comparison, the same net and data, four update rules ------------
@@ -69,7 +50,7 @@ def compare_optimizers(data, out, *, iters_num=2000, batch_size=128, hidden_size
         "optimizers": {name: {"optimizer": opt, "learning_rate": lr,
                               "epochs": [dataclasses.asdict(e) for e in histories[name]]}
                        for name, opt, lr in BOOK_OPTIMIZERS}})
-    from backprop_jax.training._plot import plot_losses  # matplotlib only when drawing
+    from backprop_jax.training.plots import plot_losses  # matplotlib only when drawing
     plot_losses(histories, out / "optimizers.png")
     return histories
 
@@ -87,7 +68,7 @@ def activation_histograms(data, out, *, quick=False, seed=0, log=print):
     key = jax.random.key(seed)
     x = jax.random.normal(jax.random.fold_in(key, 0), (100 if quick else 1000, node_num))
     result = {"inputs": int(x.shape[0]), "nodes": node_num, "bins": 30, "range": [0, 1], "inits": {}}
-    fig = _figure(figsize=(12, 9))
+    fig = figure(figsize=(12, 9))
     axes = fig.subplots(len(inits), layers, sharey="row")
     for row, (name, (std, activation)) in enumerate(inits.items()):
         a, rows = x, []
@@ -108,7 +89,7 @@ def activation_histograms(data, out, *, quick=False, seed=0, log=print):
                 ax.set_ylabel(name, fontsize=9)
         result["inits"][name] = rows
     fig.suptitle("activations of a 5-layer net by initial weights (sec. 6.2)")
-    return _write(out, "activation-histograms", result, fig)
+    return write(out, "activation-histograms", result, fig)
 
 
 # --- sec. 6.2.3: weight initialisation on MNIST ------------------------------------------------
@@ -119,7 +100,7 @@ def weight_init(data, out, *, quick=False, seed=0, log=print):
     iters = 20 if quick else 2000
     result = {"net": [784, 100, 100, 100, 100, 10], "iters": iters, "batch_size": 128, "learning_rate": 0.01,
               "curves": {}}
-    fig = _figure(figsize=(7, 4.5))
+    fig = figure(figsize=(7, 4.5))
     ax = fig.subplots()
     for (name, std), marker in zip((("std=0.01", 0.01), ("Xavier", "xavier"), ("He", "he")), "osD"):
         model = multi_layer_net.model(784, (100,) * 4, 10, weight_init_std=std)
@@ -132,7 +113,7 @@ def weight_init(data, out, *, quick=False, seed=0, log=print):
     ax.set(xlabel="iterations", ylabel="loss (mini-batch mean per epoch)", ylim=(0, 2.5))
     ax.legend()
     ax.set_title("weight initialisation (sec. 6.2.4)")
-    return _write(out, "weight-init", result, fig)
+    return write(out, "weight-init", result, fig)
 
 
 # --- sec. 6.3.2: batch normalisation ------------------------------------------------------------
@@ -176,7 +157,7 @@ def batch_norm(data, out, *, quick=False, seed=0, log=print):
     result = {"train_images": 1000, "epochs": epochs, "scales": scales.tolist(), "runs": []}
     columns = 4
     rows = -(-len(scales) // columns)
-    fig = _figure(figsize=(12, 2.6 * rows))
+    fig = figure(figsize=(12, 2.6 * rows))
     axes = np.atleast_1d(fig.subplots(rows, columns, sharex=True, sharey=True)).ravel()
     for ax, scale in zip(axes, scales):
         run = {"scale": float(scale)}
@@ -201,7 +182,7 @@ def batch_norm(data, out, *, quick=False, seed=0, log=print):
         ax.set_visible(False)
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle("training accuracy by epoch, with and without batch normalisation (sec. 6.3)")
-    return _write(out, "batch-norm", result, fig)
+    return write(out, "batch-norm", result, fig)
 
 
 # --- sec. 6.4: overfitting, weight decay, dropout ------------------------------------------------
@@ -218,7 +199,7 @@ def overfitting(data, out, *, quick=False, seed=0, log=print):
     variants = {"no regularisation": {}, "weight decay 0.1": {"weight_decay_lambda": 0.1},
                 "dropout 0.2": {"drop_rate": 0.2}}
     result = {"train_images": 300, "epochs": epochs, "variants": {}}
-    fig = _figure(figsize=(13, 4))
+    fig = figure(figsize=(13, 4))
     axes = fig.subplots(1, len(variants), sharey=True)
     for ax, (name, kwargs) in zip(axes, variants.items()):
         model = multi_layer_net.model(784, (100,) * 6, 10, **kwargs)
@@ -234,7 +215,7 @@ def overfitting(data, out, *, quick=False, seed=0, log=print):
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="lower right")
     fig.suptitle("overfitting on 300 images, and two remedies (sec. 6.4)")
-    return _write(out, "overfitting", result, fig)
+    return write(out, "overfitting", result, fig)
 
 
 # --- sec. 6.5: random search, every trial at once ------------------------------------------------
@@ -309,7 +290,7 @@ def random_search(data, out, *, quick=False, seed=0, log=print):
     shown = ranking[:20]
     columns = 5
     rows = -(-len(shown) // columns)
-    fig = _figure(figsize=(13, 2.4 * rows))
+    fig = figure(figsize=(13, 2.4 * rows))
     axes = np.atleast_1d(fig.subplots(rows, columns, sharex=True, sharey=True)).ravel()
     for r, (ax, i) in enumerate(zip(axes, shown)):
         ax.plot(val_acc[i], label="validation")
@@ -324,7 +305,7 @@ def random_search(data, out, *, quick=False, seed=0, log=print):
     for r in result["results"][:5]:
         log(f"best-{r['rank']}: val acc {r['val_acc'][-1]:.2f}, lr {r['learning_rate']:.2e}, "
             f"weight decay {r['weight_decay']:.2e}")
-    return _write(out, "random-search", result, fig)
+    return write(out, "random-search", result, fig)
 
 
 # --- sec. 7.6.1: the first layer's filters -------------------------------------------------------
@@ -339,7 +320,7 @@ def conv_filters(data, out, *, quick=False, seed=0, log=print):
     state, history = train(model, data, config)
     after = np.asarray(state.params["W1"])
     log(f"after {history[-1].iteration} iterations: test accuracy {history[-1].test_acc:.3f}")
-    fig = _figure(figsize=(10, 4.6))
+    fig = figure(figsize=(10, 4.6))
     grids = fig.subfigures(2, 1)
     for grid, (title, filters) in zip(grids, (("before training", before), ("after training", after))):
         axes = grid.subplots(3, 10)
@@ -350,211 +331,4 @@ def conv_filters(data, out, *, quick=False, seed=0, log=print):
         grid.suptitle(title)
     result = {"iters": config.iters_num, "test_acc": history[-1].test_acc, "filters_before": before.tolist(),
               "filters_after": after.tolist()}
-    return _write(out, "conv-filters", result, fig)
-
-
-# --- the sequel's sec. 7.3-7.4: seq2seq on addition, reversed input and peeky ----------------
-
-def seq2seq_addition(data, out, *, quick=False, seed=0, log=print):
-    """The sequel's ``train_seq2seq.py``: seq2seq on 50,000 addition problems (made here, in its
-    format) as the baseline, with the question reversed, and peeky with it reversed; wordvec
-    16, hidden 128, batch 128, 25 epochs of Adam with gradients clipped at 5, and the exact-match
-    accuracy on the held-out tenth after each epoch (``data``, MNIST, is not used)."""
-    import optax
-
-    from backprop_jax.datasets import addition_lines, load_sequence
-    from backprop_jax.nets import seq2seq
-
-    del data
-    n, epochs, hidden = (1000, 2, 16) if quick else (50_000, 25, 128)
-    seq = load_sequence(addition_lines(n, seed=1984 + seed))
-    (questions, _), (q_test, a_test) = seq.train, seq.test
-    vocab, question_length = len(seq.char_to_id), questions.shape[1]
-    per_epoch = iterations_per_epoch(len(questions), 128)
-    result = {"problems": n, "train": len(questions), "test": len(q_test), "epochs": epochs,
-              "wordvec_size": 16, "hidden_size": hidden, "batch_size": 128, "variants": {}}
-    fig = _figure(figsize=(6, 4))
-    ax = fig.subplots()
-    for name, reverse, peeky in (("baseline", False, False), ("reversed", True, False),
-                                 ("peeky + reversed", True, True)):
-        model = seq2seq.model(vocab, question_length, 16, hidden, peeky=peeky)
-        optimizer = optax.chain(book_optimizers.clip_grads(5.0), book_optimizers.adam(0.001))
-        config = TrainConfig(iters_num=epochs * per_epoch, batch_size=128, optimizer=optimizer, seed=seed)
-        shown = np.asarray(q_test)[:, ::-1] if reverse else np.asarray(q_test)
-        accuracy = []
-
-        def on_epochs(state, history):
-            accuracy.append(float(seq2seq.exact_match(state.params, shown, a_test)))
-
-        start = time.perf_counter()
-        _, history = train(model, seq2seq.training_data((seq.train, seq.test), reverse=reverse), config,
-                           on_epochs=on_epochs, sync_every=1)
-        seconds = time.perf_counter() - start
-        result["variants"][name] = {"reverse": reverse, "peeky": peeky, "exact_match": accuracy,
-                                    "test_loss": [e.test_loss for e in history], "seconds": seconds}
-        ax.plot(range(1, len(accuracy) + 1), accuracy, marker="o", markersize=3, label=name)
-        log(f"{name:<17} exact match {accuracy[-1]:.3f} after {epochs} epochs ({seconds:.0f} s)")
-    ax.set(xlabel="epochs", ylabel="accuracy (exact match)", ylim=(0, 1),
-           title="seq2seq on addition (the sequel, sec. 7.3-7.4)")
-    ax.legend(loc="upper left")
-    return _write(out, "seq2seq-addition", result, fig)
-
-
-# --- the sequel's sec. 8.3: attention on dates ----------------------------------------------
-
-def attention_dates(data, out, *, quick=False, seed=0, log=print):
-    """The sequel's ``ch08/train.py``: attention seq2seq on 50,000 dates written in many ways (made
-    here, in its ``date.txt`` format), answered as ``YYYY-MM-DD``, the question reversed;
-    wordvec 16, hidden 256, batch 128, 10 epochs of Adam with gradients clipped at 5; the
-    exact-match accuracy after each epoch, and one answer's attention map
-    (``visualize_attention.py``). ``data``, MNIST, is not used."""
-    import optax
-
-    from backprop_jax.datasets import date_lines, load_sequence
-    from backprop_jax.nets import seq2seq
-
-    del data
-    n, epochs, hidden = (600, 2, 16) if quick else (50_000, 10, 256)
-    seq = load_sequence(date_lines(n, seed=1984 + seed))
-    (questions, _), (q_test, a_test) = seq.train, seq.test
-    q_shown = np.asarray(q_test)[:, ::-1]
-    model = seq2seq.model(len(seq.char_to_id), questions.shape[1], 16, hidden, attention=True)
-    optimizer = optax.chain(book_optimizers.clip_grads(5.0), book_optimizers.adam(0.001))
-    config = TrainConfig(iters_num=epochs * iterations_per_epoch(len(questions), 128), batch_size=128,
-                         optimizer=optimizer, seed=seed)
-    accuracy, last = [], {}
-
-    def on_epochs(state, history):
-        accuracy.append(float(seq2seq.exact_match(state.params, q_shown, a_test)))
-        last["params"] = state.params
-
-    start = time.perf_counter()
-    _, history = train(model, seq2seq.training_data((seq.train, seq.test), reverse=True), config,
-                       on_epochs=on_epochs, sync_every=1)
-    seconds = time.perf_counter() - start
-    log(f"attention seq2seq on dates: exact match {accuracy[-1]:.3f} after {epochs} epochs ({seconds:.0f} s)")
-    # One test question, as visualize_attention.py draws it: the answer's characters (rows)
-    # against the question's, in reading order (the question was fed reversed).
-    weights = np.asarray(seq2seq.attention_map(last["params"], q_shown[:1], a_test[:1, :-1]))[0][:, ::-1]
-    question, answer = seq.decode(q_test[0]), seq.decode(a_test[0])
-    result = {"problems": n, "train": len(questions), "test": len(q_test), "epochs": epochs, "hidden_size": hidden,
-              "exact_match": accuracy, "test_loss": [e.test_loss for e in history], "seconds": seconds,
-              "example": {"question": question, "answer": answer, "attention": weights.tolist()}}
-    fig = _figure(figsize=(11, 4))
-    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.4]})
-    left.plot(range(1, len(accuracy) + 1), accuracy, marker="o")
-    left.set(xlabel="epochs", ylabel="accuracy (exact match)", ylim=(0, 1), title="attention seq2seq on dates")
-    right.imshow(weights, cmap="gray", vmin=0, vmax=max(float(weights.max()), 1e-9))
-    right.set_xticks(range(len(question)), list(question), fontsize=6)
-    right.set_yticks(range(len(answer) - 1), list(answer[1:]), fontsize=7)
-    right.set_title("attention of each answer character (rows) on the question", fontsize=9)
-    return _write(out, "attention-dates", result, fig)
-
-
-# --- the sequel's sec. 1.4: a two-layer net learns the spiral ------------------------------
-
-def spiral(data, out, *, quick=False, seed=0, log=print):
-    """The sequel's ``ch01/train.py``: a 2-10-3 net (Affine, Sigmoid, Affine; weights
-    ``0.01 * N(0, 1)``) on the spiral's 300 points (``datasets.spiral``), 300 epochs of SGD 1.0
-    in batches of 30, each epoch in a new order (``shuffled_rows``, as its ``Trainer``); the
-    loss per epoch and the decision boundary over the plane, with the points (the sequel
-    trains and draws on the same 300 points). ``data``, MNIST, is not used."""
-    from backprop_jax import datasets
-    from backprop_jax.nets import nn, shuffled_rows
-
-    del data
-    epochs = 30 if quick else 300
-    x, t = datasets.spiral()
-    model = nn.classifier(nn.serial(nn.Affine(10), nn.Sigmoid, nn.Affine(3)), input_shape=(2,))
-    model = model._replace(batch_rows=shuffled_rows)
-    config = TrainConfig(iters_num=epochs * iterations_per_epoch(len(x), 30), batch_size=30, learning_rate=1.0,
-                         seed=seed)
-    start = time.perf_counter()
-    state, history = train(model, ((x, t), (x, t)), config)
-    seconds = time.perf_counter() - start
-    step = 0.01
-    lo, hi = x.min(axis=0) - 0.1, x.max(axis=0) + 0.1
-    gx, gy = np.meshgrid(np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step))
-    grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    regions = np.asarray(jnp.argmax(model.predict(state.params, state.model_state, grid), axis=1)).reshape(gx.shape)
-    log(f"spiral: training accuracy {history[-1].train_acc:.3f}, loss {history[-1].train_loss:.3f} after "
-        f"{epochs} epochs ({seconds:.1f} s)")
-    result = {"points": len(x), "epochs": epochs, "batch_size": 30, "learning_rate": 1.0, "hidden_size": 10,
-              "loss": [e.train_loss for e in history], "train_acc": [e.train_acc for e in history],
-              "seconds": seconds, "grid_step": step,
-              "region_fractions": [float(np.mean(regions == k)) for k in range(3)]}
-    fig = _figure(figsize=(10, 4))
-    left, right = fig.subplots(1, 2)
-    left.plot(range(1, len(history) + 1), result["loss"])
-    left.set(xlabel="epochs", ylabel="loss", title="the two-layer net on the spiral (the sequel, sec. 1.4)")
-    right.contourf(gx, gy, regions, levels=[-0.5, 0.5, 1.5, 2.5], alpha=0.3, colors=["C0", "C1", "C2"])
-    labels = np.argmax(t, axis=1)
-    for k, marker in enumerate("ox^"):
-        right.scatter(x[labels == k, 0], x[labels == k, 1], s=12, marker=marker)
-    right.set(title="decision boundary", xticks=[], yticks=[])
-    return _write(out, "spiral", result, fig)
-
-
-# --- the sequel's sec. 6.1.3-6.1.4: gradients through time explode and vanish; clipping ------
-
-def rnn_gradients(data, out, *, quick=False, seed=0, log=print):
-    """The sequel's ``rnn_gradient_graph.py``: ``dh`` (N 2, H 3, ones) sent back 20 steps through
-    the ``MatMul`` of ``Wh`` (``numpy.random.seed(3); randn(3, 3)``, and the same times 0.5), by
-    ``matmul``'s hand backward, its norm ``sqrt(sum(dh ** 2)) / N`` after each step: it
-    explodes, or vanishes; beside it the same gradients after the sequel's ``clip_grads(5.0)``.
-    Then the gradient of the last hidden state with respect to the first through ``time_rnn``'s
-    hand BPTT (tanh in between) over 1 to 20 steps, for both. ``data`` is not used; ``quick``
-    and ``seed`` change nothing (it is tiny and deterministic)."""
-    from backprop_jax.layers import matmul, time_rnn
-
-    del data, quick, seed
-    n, hidden, steps = 2, 3, 20
-    base = np.random.RandomState(3).randn(hidden, hidden).astype(np.float32)
-    clip = book_optimizers.clip_grads(5.0)
-    result = {"N": n, "H": hidden, "T": steps, "scales": {}}
-    fig = _figure(figsize=(10, 4))
-    left, right = fig.subplots(1, 2)
-    for scale in (1.0, 0.5):
-        Wh = jnp.asarray(base * scale)
-        dh, norms, clipped = jnp.ones((n, hidden), jnp.float32), [], []
-        _, back = jax.vjp(lambda h: matmul(h, Wh), jnp.zeros((n, hidden), jnp.float32))
-        for _ in range(steps):
-            dh = back(dh)[0]  # MatMul.backward: dout @ Wh.T
-            norms.append(float(jnp.sqrt(jnp.sum(dh ** 2)) / n))
-            cut, _ = clip.update(dh, clip.init(dh))
-            clipped.append(float(jnp.sqrt(jnp.sum(cut ** 2)) / n))
-        xs = 0.5 * jax.random.normal(jax.random.key(1), (n, steps, hidden), jnp.float32)
-        h0 = jnp.zeros((n, hidden), jnp.float32)
-        Wx, b = jnp.eye(hidden, dtype=jnp.float32), jnp.zeros(hidden, jnp.float32)
-        # d sum(h_t) / d h_0 for every t at once: one backward pass per step's cotangent.
-        _, back = jax.vjp(lambda h: time_rnn(xs, h, Wx, Wh, b)[0], h0)
-        at_step = jnp.eye(steps, dtype=jnp.float32)[:, None, :, None] * jnp.ones((1, n, 1, hidden), jnp.float32)
-        dh0 = jax.vmap(lambda cotangent: back(cotangent)[0])(at_step)
-        through_tanh = (jnp.sqrt(jnp.sum(dh0 ** 2, axis=(1, 2))) / n).tolist()
-        result["scales"][str(scale)] = {"norm": norms, "clipped": clipped, "through_tanh": through_tanh}
-        line, = left.plot(range(1, steps + 1), norms, label=f"Wh x {scale:g}")
-        left.plot(range(1, steps + 1), clipped, linestyle=":", color=line.get_color(),
-                  label=f"Wh x {scale:g}, clip_grads(5)")
-        right.plot(range(1, steps + 1), through_tanh, color=line.get_color(), label=f"Wh x {scale:g}")
-        log(f"Wh x {scale:g}: the norm after {steps} steps {norms[-1]:.3g} ({clipped[-1]:.3g} clipped), "
-            f"through tanh {through_tanh[-1]:.3g}")
-    left.set(xlabel="time step", ylabel="norm of dh", yscale="log",
-             title="dh through MatMul of Wh (the sequel, fig. 6-5/6-6)")
-    right.set(xlabel="time steps", ylabel="norm of d h_T / d h_0", yscale="log", title="through time_rnn's BPTT")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
-    return _write(out, "rnn-gradients", result, fig)
-
-
-EXPERIMENTS = {
-    "activation-histograms": activation_histograms,
-    "weight-init": weight_init,
-    "batch-norm": batch_norm,
-    "overfitting": overfitting,
-    "random-search": random_search,
-    "conv-filters": conv_filters,
-    "seq2seq-addition": seq2seq_addition,
-    "attention-dates": attention_dates,
-    "spiral": spiral,
-    "rnn-gradients": rnn_gradients,
-}
+    return write(out, "conv-filters", result, fig)

@@ -1,0 +1,86 @@
+"""The ``backprop-jax`` command: flags -> the recipes and registries -> the library; no knowledge
+of its own. Each command's parser sits beside its handler; ``COMMANDS`` lists them all."""
+
+import argparse
+import os
+import sys
+from typing import Callable, NamedTuple
+
+from backprop_jax.cli import _check, _evaluate, _experiments, _train
+
+
+class Command(NamedTuple):
+    """A subcommand: how its flags are parsed, what it does, and whether it compiles programs
+    worth keeping in JAX's persistent cache."""
+    add_parser: Callable  # (subparsers) -> None
+    run: Callable  # (args, parser) -> None
+    compiles: bool = False
+
+
+COMMANDS = {
+    "train": Command(_train.add_parser, _train.run, compiles=True),
+    "evaluate": Command(_evaluate.add_parser, _evaluate.run),
+    "gradcheck": Command(_check.add_gradcheck_parser, _check.run_gradcheck),
+    "compare-optimizers": Command(_experiments.add_compare_parser, _experiments.run_compare, compiles=True),
+    "graph": Command(_check.add_graph_parser, _check.run_graph),
+    "experiment": Command(_experiments.add_experiment_parser, _experiments.run_experiment, compiles=True),
+    "download": Command(_experiments.add_download_parser, _experiments.run_download),
+}
+
+
+def build_parser():
+    from backprop_jax import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="backprop-jax",
+        description="The backpropagation chapter of 'Deep Learning from Scratch' in JAX.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS.values():
+        command.add_parser(sub)
+    return parser
+
+
+def _use_compilation_cache():
+    """Keeps compiled programs in JAX's persistent cache under the user cache directory
+    (``~/.cache/backprop-jax/xla``), so that a second run does not compile them again: every
+    program that took 0.2 s or more to compile (JAX's default keeps only those of 1 s or more,
+    and the book's net compiles in about 1 s here, on either side of it).
+    ``$JAX_COMPILATION_CACHE_DIR`` chooses another place and
+    ``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` another threshold; a directory that cannot
+    be written only turns the cache off."""
+    import jax
+
+    if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return  # JAX reads it itself
+    import platformdirs
+
+    path = os.path.join(platformdirs.user_cache_dir("backprop-jax"), "xla")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return
+    if not os.access(path, os.W_OK | os.X_OK):
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = COMMANDS[args.command]
+    if command.compiles:
+        _use_compilation_cache()
+    try:
+        command.run(args, parser)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `backprop-jax train | head -1`: stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+        sys.exit(141)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""What the trainer checks of its data before anything is compiled: the structure, the
+labels against the model's classes, finite values, and whether training fits the device
+(estimated from shapes alone)."""
+
+import math
+import os
+
+import jax
+import numpy as np
+
+
+def _structure(data):
+    """A few words on what ``data`` is: ``a tuple of 3``, ``a dict with keys [...]``, ``an ndarray``."""
+    if isinstance(data, (tuple, list)):
+        return f"a {type(data).__name__} of {len(data)}: ({', '.join(_structure(d) if isinstance(d, (tuple, list)) else type(d).__name__ for d in data)})"
+    if isinstance(data, dict):
+        return f"a dict with keys {sorted(map(str, data))}"
+    return f"a {type(data).__name__}"
+
+
+def split_data(data):
+    """``((x_train, t_train), (x_test, t_test))`` from ``data``, or a ``ValueError`` that names the
+    structure expected and the one given."""
+    try:
+        (x_train, t_train), (x_test, t_test) = data
+    except (TypeError, ValueError):
+        raise ValueError(f"data must be ((x_train, t_train), (x_test, t_test)), got {_structure(data)}") from None
+    return (x_train, t_train), (x_test, t_test)
+
+
+def _check_data(model, data, shapes):
+    """Raises ValueError naming what in ``data`` does not fit ``model``; returns the shape and dtype
+    of the scores ``model.predict`` makes for one training example (found from shapes alone)."""
+    (x_train, t_train), (x_test, t_test) = split_data(data)
+    for name, x, t in (("train", x_train, t_train), ("test", x_test, t_test)):
+        if len(x) != len(t):
+            raise ValueError(f"{name} set: {len(x)} inputs of shape {np.shape(x)} but {len(t)} "
+                             f"{'labels' if model.classifies() else 'targets'} of shape {np.shape(t)}")
+        if len(x) == 0:
+            raise ValueError(f"{name} set is empty")
+        for what, a in (("inputs", x), ("labels" if model.classifies() else "targets", t)):
+            a = np.asarray(a)
+            if np.issubdtype(a.dtype, np.inexact):
+                bad = ~np.isfinite(a.reshape(len(a), -1)).all(axis=1)
+                if bad.any():
+                    raise ValueError(f"{name} {what} hold NaN or infinite values: {int(bad.sum())} of {len(a)} "
+                                     f"examples, the first at index {int(np.argmax(bad))}")
+    params, state = shapes.params, shapes.model_state
+    example = jax.ShapeDtypeStruct((1, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
+    if not model.classifies():
+        # Any targets the criterion takes: ask it, on the shapes alone.
+        target = jax.ShapeDtypeStruct((1, *np.shape(t_train)[1:]), np.asarray(t_train[:1]).dtype)
+        try:
+            jax.eval_shape(lambda p, s, x, t: model.loss(p, s, x, t, train=False)[0], params, state, example, target)
+        except Exception as e:  # noqa: BLE001 - any failure: the targets do not fit the model
+            raise ValueError(f"the model's criterion does not take targets of shape {np.shape(t_train)[1:]} "
+                             f"and dtype {np.asarray(t_train[:1]).dtype} for inputs of shape "
+                             f"{np.shape(x_train)[1:]}: {str(e).splitlines()[0]}") from None
+        return jax.eval_shape(model.predict, params, state, example)
+    # The number of classes, from the shapes alone: nothing is computed.
+    scores = jax.eval_shape(model.predict, params, state, example)
+    n_classes = scores.shape[-1]
+    for name, t in (("train", t_train), ("test", t_test)):
+        t = np.asarray(t)
+        if np.issubdtype(t.dtype, np.integer) and t.ndim == 1:
+            bad = np.flatnonzero((t < 0) | (t >= n_classes))
+            if bad.size:
+                raise ValueError(f"{name} labels must be classes 0 to {n_classes - 1} (the model scores "
+                                 f"{n_classes}), got {t[bad[0]]} at index {bad[0]} ({bad.size} such labels)")
+        elif np.issubdtype(t.dtype, np.floating) and t.shape[1:] == (n_classes,):
+            sums = t.sum(axis=1, dtype=np.float64)
+            bad = np.flatnonzero((np.abs(sums - 1) > 1e-3) | np.any(t < 0, axis=1))
+            if bad.size:
+                raise ValueError(f"{name} one-hot labels: each row must be non-negative and sum to 1, but row "
+                                 f"{bad[0]} sums to {sums[bad[0]]:.6g} ({bad.size} such rows)")
+        else:
+            raise ValueError(f"{name} labels must be integers of shape (N,) or one-hot rows of shape "
+                             f"(N, {n_classes}) (the model scores {n_classes} classes), got shape {t.shape} "
+                             f"and dtype {t.dtype}; a model that is not a classifier says so with "
+                             f"Model(metric='loss') or a criterion other than softmax_with_loss")
+    return scores
+
+
+def nbytes(tree):
+    """Bytes of every array (or shape and dtype) of ``tree``."""
+    return sum(math.prod(leaf.shape) * getattr(leaf.dtype, "itemsize", 4) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _available_memory(device):
+    """Bytes the device can hold: an accelerator's limit, or the machine's memory for the CPU."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - not every backend reports
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _formatnbytes(n):
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+
+
+def check_memory(model, config, data, devices=1, shapes=None):
+    """``ValueError`` when training clearly cannot fit the device, estimated from shapes alone
+    (nothing is compiled): parameters, gradients and optimiser state, the training and test
+    data as the device holds them, and the values one step's forward computes for a batch
+    (each device's part of it under data parallelism). ``shapes``: those of
+    ``init_state(model, config)``, if the caller has them already."""
+    available = _available_memory(jax.devices()[0])
+    if available is None:
+        return
+    (x_train, t_train), (x_test, t_test) = data
+    if shapes is None:
+        from backprop_jax.training._config import init_state
+        shapes = jax.eval_shape(lambda: init_state(model, config))
+    params, state, opt_state = shapes.params, shapes.model_state, shapes.opt_state
+    parts = {"parameters, gradients and optimiser state": 2 * nbytes(params) + nbytes(opt_state),
+             "data": 2 * sum(np.asarray(a[:1]).nbytes * len(a) for a in (x_train, t_train, x_test, t_test))}
+    per_device = max(config.batch_size // devices, 1)
+    batch = jax.ShapeDtypeStruct((per_device, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
+    targets = jax.ShapeDtypeStruct((per_device, *np.shape(t_train)[1:]), np.asarray(t_train[:1]).dtype)
+    step = f"one step's values for a batch of {config.batch_size}"
+    parts[step] = 2 * nbytes([batch, targets])
+    if sum(parts.values()) > available / 4:  # close enough to look at every value the step computes
+        jaxpr = jax.make_jaxpr(lambda p, s, x, t: model.loss(p, s, x, t, key=jax.random.key(0)))(
+            params, state, batch, targets)
+        parts[step] = sum(nbytes([v.aval]) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars
+                          if hasattr(v.aval, "shape"))
+    total = sum(parts.values())
+    if total > available:
+        detail = ", ".join(f"{k} {_formatnbytes(v)}" for k, v in parts.items())
+        raise ValueError(f"training needs about {_formatnbytes(total)} ({detail}), more than the "
+                         f"{_formatnbytes(available)} the {jax.devices()[0].platform} device has; use a smaller "
+                         f"batch_size or model")
+

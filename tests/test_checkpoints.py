@@ -1,0 +1,138 @@
+"""Checkpoints: a damaged one set aside, an impostor step, a failed write (``CheckpointWriteError``)
+that loses nothing already saved."""
+
+import gc
+import json
+import re
+import shutil
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import backprop_jax as bj
+from backprop_jax import (
+    CheckpointWriteError, Checkpoints, TrainConfig, run, train,
+    two_layer_net)
+from conftest import small
+
+
+def damage(step_dir, how):
+    if how == "truncated array data":
+        data = max((p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"),
+                   key=lambda p: p.stat().st_size)
+        data.write_bytes(data.read_bytes()[:10])
+    elif how == "broken record":
+        (step_dir / "record" / "metadata").write_text("{not json")
+    elif how == "flipped bits that still read":
+        # The same record over arrays that differ in one bit of one weight: orbax reads them without
+        # a word; only the digest saved with the record tells.
+        checkpoints = Checkpoints(step_dir.parent)
+        template = jax.eval_shape(lambda: bj.init_state(two_layer_net.model(), TrainConfig(iters_num=20)))
+        state, record = checkpoints.restore(template, step=int(step_dir.name))
+        W1 = np.asarray(state.params["W1"]).copy()
+        W1.view(np.uint32)[3, 7] ^= 1 << 20
+        shutil.rmtree(step_dir)
+        checkpoints.reload()
+        checkpoints.save(int(step_dir.name), state._replace(params={**state.params, "W1": jnp.asarray(W1)}), record,
+                         force=True)
+        checkpoints.close()
+    else:  # missing metadata
+        (step_dir / "state" / "_METADATA").unlink()
+
+
+# Reading a truncated file leaves orbax reads in flight whose callbacks later find their event
+# loop closed ("Exception ignored ..."). The run keeps them quiet while it lasts; the test waits
+# for the last of them here, so that they cannot surface in a later test.
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("how", ["truncated array data", "broken record", "missing metadata",
+                                 "flipped bits that still read"])
+def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, sample, how):
+    data = small(sample)
+    config = TrainConfig(iters_num=40)  # 5 iterations an epoch
+    whole, _ = train(two_layer_net.model(), data, config)
+    short = TrainConfig(iters_num=20)
+    settings = {"model": "two-layer", **vars(short)}
+    run(two_layer_net.model(), data, short, dataset="d", settings=settings, out=tmp_path, progress=False,
+        checkpoint_every=1, log=lambda *a: None)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["15", "20"]
+    damage(tmp_path / "checkpoints" / "20", how)
+    log = []
+    state, history = run(two_layer_net.model(), data, config, dataset="d", settings={**settings, "iters_num": 40},
+                         out=tmp_path, resume=True, progress=False, checkpoint_every=1, log=log.append)
+    assert re.fullmatch(rf"checkpoint 20 cannot be read \(.+\); moved it to {tmp_path}/damaged-checkpoints/20",
+                        log[0]), log[0]
+    assert log[1] == "resuming from iteration 15 (epoch 3)"
+    chex.assert_trees_all_equal(state.params, whole.params)
+    assert [e.iteration for e in history] == list(range(5, 41, 5))
+    assert (tmp_path / "damaged-checkpoints" / "20").is_dir()
+    time.sleep(1.0)
+    gc.collect()
+
+
+def test_an_impostor_step_and_a_resume_shorter_than_the_run(tmp_path, sample):
+    data = small(sample)
+    config = TrainConfig(iters_num=20)
+    settings = {"model": "two-layer"}
+    done, _ = run(two_layer_net.model(), data, config, dataset="d", settings=settings, out=tmp_path,
+                  progress=False, checkpoint_every=1, log=lambda *a: None)
+    # A copy of step 15 renamed as a later step: an older state under a later number.
+    shutil.copytree(tmp_path / "checkpoints" / "15", tmp_path / "checkpoints" / "999999")
+    log = []
+    state, history = run(two_layer_net.model(), data, TrainConfig(iters_num=30), dataset="d", settings=settings,
+                         out=tmp_path, resume=True, progress=False, log=log.append)
+    assert log[0].startswith("checkpoint 999999 cannot be read (ValueError: its record says iteration 15, "
+                             "not 999999)"), log[0]
+    assert log[1] == "resuming from iteration 20 (epoch 4)" and int(state.iteration) == 30
+    # Asking for fewer iterations than the run already has: said, and nothing is trained.
+    log = []
+    again, history = run(two_layer_net.model(), data, TrainConfig(iters_num=12), dataset="d", settings=settings,
+                         out=tmp_path, resume=True, progress=False, log=log.append)
+    assert log == [f"the run in {tmp_path} is already at iteration 30, past the 12 asked: nothing to train"]
+    assert int(again.iteration) == 30 and history[-1].iteration == 30
+    np.testing.assert_array_equal(again.params["W1"], state.params["W1"])
+
+
+def test_a_full_disk_or_a_removed_directory_loses_nothing_already_saved(tmp_path, sample, monkeypatch):
+    import errno
+    data = small(sample)
+    calls = []
+    real_save, real_write = Checkpoints.save, Checkpoints._write
+
+    def full_on_the_third(self, step, state, record, force=False):  # orbax's write fails
+        calls.append(step)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, step, state, record, force)
+
+    monkeypatch.setattr(Checkpoints, "_write", full_on_the_third)
+    with pytest.raises(CheckpointWriteError, match=rf"cannot write checkpoint 15 in {tmp_path}/checkpoints: no space left on "
+                                       r"device; the checkpoints before it and metrics.json are kept"):
+        run(two_layer_net.model(), data, TrainConfig(iters_num=40), dataset="d", settings={}, out=tmp_path,
+            progress=False, checkpoint_every=1, log=lambda *a: None)
+    monkeypatch.setattr(Checkpoints, "_write", real_write)
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"][-1]["iteration"] >= 10
+    whole, _ = train(two_layer_net.model(), data, TrainConfig(iters_num=40))
+    state, _ = run(two_layer_net.model(), data, TrainConfig(iters_num=40), dataset="d", settings={}, out=tmp_path,
+                   resume=True, progress=False, log=lambda *a: None)
+    chex.assert_trees_all_equal(state.params, whole.params)
+
+    # The checkpoints directory removed while the run goes on: the next checkpoint is written afresh.
+    def removed_after_the_first(self, step, state, record, force=False):
+        saved = real_save(self, step, state, record, force)
+        if step == 5:
+            self._manager.wait_until_finished()
+            shutil.rmtree(self.directory)
+        return saved
+
+    monkeypatch.setattr(Checkpoints, "save", removed_after_the_first)
+    log = []
+    run(two_layer_net.model(), data, TrainConfig(iters_num=20), dataset="d", settings={}, out=tmp_path / "gone",
+        progress=False, checkpoint_every=1, log=log.append)
+    assert f"{tmp_path / 'gone' / 'checkpoints'} was removed while the run went on; writing checkpoint 10 afresh" in log
+    assert sorted(int(p.name) for p in (tmp_path / "gone" / "checkpoints").iterdir() if p.name.isdigit()) == [15, 20]
