@@ -182,6 +182,26 @@ def test_clip_grads_is_the_sequels():
     np.testing.assert_array_equal(kept["a"], grads["a"])
 
 
+def test_clip_grads_sums_float64_gradients_in_float64():
+    # The sequel's common/util.py clip_grads at 842ae31c, written out in NumPy (float64 throughout):
+    # total_norm = sqrt(sum of np.sum(grad ** 2)); rate = max_norm / (total_norm + 1e-6); grad *= rate.
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal((7, 5)) * 3, rng.standard_normal(11) / 7]
+    total_norm = 0
+    for grad in grads:
+        total_norm += np.sum(grad ** 2)
+    total_norm = np.sqrt(total_norm)
+    rate = 1.0 / (total_norm + 1e-6)
+    expected = [grad * rate for grad in grads]
+    clipped, _ = bj.optimizers.clip_grads(1.0).update([jnp.asarray(g) for g in grads], optax.EmptyState())
+    for a, b in zip(clipped, expected):
+        assert a.dtype == jnp.float64
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
+    # float16 gradients are summed where their squares do not overflow, and stay float16.
+    half, _ = bj.optimizers.clip_grads(1.0).update([jnp.full(4, 300.0, jnp.float16)], optax.EmptyState())
+    assert half[0].dtype == jnp.float16 and np.allclose(np.asarray(half[0], np.float64), 0.5, rtol=1e-3)
+
+
 def test_embedding_dot_and_sigmoid_with_loss_as_the_sequel():
     h, W, idx = normal(0, (4, D)), normal(1, (V, D)), jnp.array([2, 5, 2, 0])
     np.testing.assert_allclose(bj.embedding_dot(h, W, idx), np.sum(np.asarray(W)[np.asarray(idx)] * h, axis=1),
