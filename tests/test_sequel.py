@@ -110,7 +110,8 @@ def test_time_layers_refuse_mixed_dtypes_by_name():
     with pytest.raises(TypeError, match="time_lstm: every array must have one dtype, got h0 float64, c0 float32"):
         bj.time_lstm(lstm[0], lstm[1], lstm[2].astype(jnp.float32), *lstm[3:])
     with pytest.raises(TypeError, match="time_gru: every array must have one dtype"):
-        bj.time_gru(xs.astype(jnp.float32), h0, 0.5 * normal(2, (D, 3 * H)), 0.5 * normal(3, (H, 3 * H)))
+        bj.time_gru(xs.astype(jnp.float32), h0, 0.5 * normal(2, (D, 3 * H)), 0.5 * normal(3, (H, 3 * H)),
+                    normal(4, (3 * H,)))
 
 
 def test_time_layers_under_vmap_and_grad_of_grad():
@@ -253,27 +254,42 @@ def test_attention_as_the_sequel(transform):
     assert a.shape == (N, 4, T) and np.allclose(np.asarray(a).sum(axis=2), 1)
 
 
-def gru_loop(xs, h0, Wx, Wh):
-    """The sequel's TimeGRU.forward, its GRU.forward written out (gates z, r, h; no bias)."""
+def gru_loop(xs, h0, Wx, Wh, b):
+    """The sequel's TimeGRU.forward, its GRU.forward written out as common/time_layers.py has it at
+    842ae31c (the bias b since commit e1fb440): gates z, r, h."""
     Hn, h, hs = h0.shape[1], h0, []
+    Wxz, Wxr, Wxh = Wx[:, :Hn], Wx[:, Hn:2 * Hn], Wx[:, 2 * Hn:]
+    Whz, Whr, Whh = Wh[:, :Hn], Wh[:, Hn:2 * Hn], Wh[:, 2 * Hn:]
+    bz, br, bh = b[None, :Hn], b[None, Hn:2 * Hn], b[None, 2 * Hn:]  # (1, H): the book broadcasts (H,)
     for t in range(xs.shape[1]):
         x = xs[:, t, :]
-        z = 1 / (1 + jnp.exp(-(x @ Wx[:, :Hn] + h @ Wh[:, :Hn])))
-        r = 1 / (1 + jnp.exp(-(x @ Wx[:, Hn:2 * Hn] + h @ Wh[:, Hn:2 * Hn])))
-        h_hat = jnp.tanh(x @ Wx[:, 2 * Hn:] + (r * h) @ Wh[:, 2 * Hn:])
+        z = 1 / (1 + jnp.exp(-(x @ Wxz + h @ Whz + bz)))
+        r = 1 / (1 + jnp.exp(-(x @ Wxr + h @ Whr + br)))
+        h_hat = jnp.tanh(x @ Wxh + (r * h) @ Whh + bh)
         h = (1 - z) * h + z * h_hat
         hs.append(h)
     return jnp.stack(hs, axis=1), h
 
 
-def test_time_gru_backward_through_time_is_autodiff_of_the_loop():
-    args = (normal(0, (N, T, D)), normal(1, (N, H)), 0.5 * normal(2, (D, 3 * H)), 0.5 * normal(3, (H, 3 * H)))
-    for a, b in zip(bj.time_gru(*args), gru_loop(*args)):
+def gru_args(dtype=jnp.float64):
+    return (normal(0, (N, T, D), dtype), normal(1, (N, H), dtype), 0.5 * normal(2, (D, 3 * H), dtype),
+            0.5 * normal(3, (H, 3 * H), dtype), normal(4, (3 * H,), dtype))
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_time_gru_with_its_bias_is_autodiff_of_the_books_loop(transform):
+    args = gru_args()
+    for a, b in zip(transform(bj.time_gru)(*args), gru_loop(*args)):
         np.testing.assert_allclose(a, b, rtol=1e-12)
-    hand = jax.grad(weighted(bj.time_gru, 2), argnums=range(4))(*args)
-    auto = jax.grad(weighted(gru_loop, 2), argnums=range(4))(*args)
+    hand = transform(jax.grad(weighted(bj.time_gru, 2), argnums=range(5)))(*args)
+    auto = jax.grad(weighted(gru_loop, 2), argnums=range(5))(*args)
     for a, b in zip(hand, auto):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert float(jnp.max(jnp.abs(hand[4]))) > 1e-3  # the bias gets a gradient: db is really computed
     np.testing.assert_allclose(bj.time_gru(args[0][:, :1], *args[1:])[1], bj.gru_cell(args[0][:, 0], *args[1:]),
                                rtol=1e-12)
-    assert bj.gradcheck(weighted(bj.time_gru, 2), *args, numeric_elements=20).ok
+
+
+def test_time_gru_passes_gradcheck():
+    report = bj.gradcheck(weighted(bj.time_gru, 2), *gru_args(), numeric_elements=20)
+    assert report.ok and "time_gru" in {r.name for r in report.rules.replaced}, str(report)
