@@ -293,3 +293,51 @@ def test_time_gru_with_its_bias_is_autodiff_of_the_books_loop(transform):
 def test_time_gru_passes_gradcheck():
     report = bj.gradcheck(weighted(bj.time_gru, 2), *gru_args(), numeric_elements=20)
     assert report.ok and "time_gru" in {r.name for r in report.rules.replaced}, str(report)
+
+
+def bilstm_loop(xs, Wx1, Wh1, b1, Wx2, Wh2, b2):
+    """The sequel's TimeBiLSTM.forward (common/time_layers.py at 842ae31c): o1 = forward_lstm(xs),
+    o2 = backward_lstm(xs[:, ::-1])[:, ::-1], concatenate((o1, o2), axis=2); states from zeros."""
+    zeros = jnp.zeros((xs.shape[0], Wh1.shape[0]), xs.dtype)
+    o1 = lstm_loop(xs, zeros, zeros, Wx1, Wh1, b1)[0]
+    o2 = lstm_loop(xs[:, ::-1], zeros, zeros, Wx2, Wh2, b2)[0]
+    o2 = o2[:, ::-1]
+    return jnp.concatenate((o1, o2), axis=2)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_time_bilstm_as_the_sequel(transform):
+    args = (normal(0, (N, T, D)), 0.5 * normal(2, (D, 4 * H)), 0.5 * normal(3, (H, 4 * H)), normal(4, (4 * H,)),
+            0.5 * normal(5, (D, 4 * H)), 0.5 * normal(6, (H, 4 * H)), normal(7, (4 * H,)))
+    hs = transform(bj.time_bilstm)(*args)
+    assert hs.shape == (N, T, 2 * H)
+    np.testing.assert_allclose(hs, bilstm_loop(*args), rtol=1e-12)
+    w = normal(10, (N, T, 2 * H))
+    hand = transform(jax.grad(lambda *a: jnp.sum(w * bj.time_bilstm(*a)), argnums=range(7)))(*args)
+    auto = jax.grad(lambda *a: jnp.sum(w * bilstm_loop(*a)), argnums=range(7))(*args)
+    for a, b in zip(hand, auto):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    report = bj.gradcheck(lambda *a: jnp.sum(w * bj.time_bilstm(*a)), *args, numeric_elements=20)
+    assert report.ok and "time_bilstm" in {r.name for r in report.rules.replaced}, str(report)
+
+
+def test_time_sigmoid_with_loss_as_the_sequel():
+    xs = normal(0, (N, T))
+    ts = (normal(1, (N, T)) > 0).astype(jnp.int32)
+    # The sequel's TimeSigmoidWithLoss at 842ae31c: loss += SigmoidWithLoss.forward(xs[:, t], ts[:, t]),
+    # loss / T; backward: dout *= 1 / T, dxs[:, t] = (y - t) * dout / batch_size.
+    x, t = np.asarray(xs), np.asarray(ts)
+    loss, dxs = 0, np.empty(x.shape)
+    for step in range(T):
+        y = 1 / (1 + np.exp(-x[:, step]))
+        p = np.c_[1 - y, y]
+        loss += -np.sum(np.log(p[np.arange(N), t[:, step]] + 1e-7)) / N
+        dxs[:, step] = (y - t[:, step]) * (1 * (1 / T)) / N
+    loss /= T
+    ours, grad = jax.value_and_grad(bj.time_sigmoid_with_loss)(xs, ts)
+    np.testing.assert_allclose(ours, loss, rtol=1e-13)
+    np.testing.assert_allclose(grad, dxs, rtol=1e-12)
+    # The rule leaves out the 1e-7 inside the log, as the sequel's: 1e-7 / y relative to autodiff.
+    assert bj.gradcheck(bj.time_sigmoid_with_loss, xs, ts, rtol=1e-5).ok
+    with pytest.raises(ValueError, match=r"time_sigmoid_with_loss: xs and ts must both have shape \(N, T\)"):
+        bj.time_sigmoid_with_loss(xs, ts[:, :2])

@@ -209,6 +209,52 @@ def _time_lstm_bwd(res, cotangents):
 time_lstm.defvjp(_time_lstm_fwd, _time_lstm_bwd)
 
 
+# --- bidirectional LSTM (the sequel's time_layers.py, sec. 8.4.1) ------------------------------
+
+@jax.custom_vjp
+def time_bilstm(xs, Wx1, Wh1, b1, Wx2, Wh2, b2):
+    """The sequel's ``TimeBiLSTM`` (sec. 8.4.1, ``common/time_layers.py``): one ``time_lstm`` reads
+    ``xs`` forwards, another (``Wx2``, ``Wh2``, ``b2``) backwards, each from zero states (the
+    sequel's ``stateful=False``); their hidden states side by side.
+
+    Args:
+      xs: float (N, T, D).
+      Wx1, Wh1, b1: the forward LSTM's (D, 4H), (H, 4H), (4H,), gates f, g, i, o.
+      Wx2, Wh2, b2: the backward LSTM's, the same shapes.
+    Returns:
+      hs (N, T, 2H): ``[o1, o2]`` with ``o2`` the backward LSTM's states put back in time order.
+
+    Backward, the sequel's: ``do1, do2 = dhs[..., :H], dhs[..., H:]``; ``dxs1`` from the forward
+    LSTM's rule at ``do1``; ``dxs2`` from the backward LSTM's at ``do2[:, ::-1]``, reversed;
+    ``dxs = dxs1 + dxs2``.
+    """
+    return _time_bilstm_fwd(xs, Wx1, Wh1, b1, Wx2, Wh2, b2)[0]
+
+
+def _time_bilstm_fwd(xs, Wx1, Wh1, b1, Wx2, Wh2, b2):
+    xs = as_float_array("time_bilstm", "xs", xs)
+    require_ndim("time_bilstm", "xs", xs, 3, "(N, T, D)")
+    zeros = jnp.zeros((xs.shape[0], Wh1.shape[0]), xs.dtype)
+    (o1, _, _), res1 = _time_lstm_fwd(xs, zeros, zeros, Wx1, Wh1, b1)
+    (o2, _, _), res2 = _time_lstm_fwd(xs[:, ::-1], zeros, zeros, Wx2, Wh2, b2)
+    return jnp.concatenate((o1, o2[:, ::-1]), axis=2), (res1, res2)
+
+
+def _time_bilstm_bwd(res, dhs):
+    res1, res2 = res
+    H = dhs.shape[2] // 2
+    do1, do2 = dhs[:, :, :H], dhs[:, :, H:]
+    zero = jnp.zeros((dhs.shape[0], H), dhs.dtype)
+    dxs1, _, _, dWx1, dWh1, db1 = _time_lstm_bwd(res1, (do1, zero, zero))
+    do2 = do2[:, ::-1]
+    dxs2, _, _, dWx2, dWh2, db2 = _time_lstm_bwd(res2, (do2, zero, zero))
+    dxs2 = dxs2[:, ::-1]
+    return dxs1 + dxs2, dWx1, dWh1, db1, dWx2, dWh2, db2
+
+
+time_bilstm.defvjp(_time_bilstm_fwd, _time_bilstm_bwd)
+
+
 # --- GRU (the sequel's time_layers.py, beyond the text) ----------------------------------------
 
 def _gru_step(x, h_prev, Wx, Wh, b):
