@@ -35,7 +35,7 @@ from backprop_jax.layers import (
     sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
     gru_cell, time_gru, UnigramSampler, negative_sampling_loss, time_bilstm, time_sigmoid_with_loss)
 from backprop_jax.nets import (
-    Model, conv_net, count_correct, deep_conv_net, generation, multi_layer_net, nn, rnnlm, seq2seq, sequential_rows,
+    Model, carried_rows, conv_net, count_correct, deep_conv_net, generation, multi_layer_net, nn, rnnlm, seq2seq, sequential_rows,
     shuffled_rows, simple_rnnlm, two_layer_net, word2vec)
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
@@ -62,7 +62,7 @@ __all__ = [
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
     "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
-    "rnnlm", "sequential_rows", "shuffled_rows", "simple_rnnlm", "word2vec", "generation",
+    "rnnlm", "sequential_rows", "shuffled_rows", "simple_rnnlm", "word2vec", "generation", "carried_rows",
     # The sequel's count-based word vectors and their queries (ch. 2, 4).
     "count_based", "similarity",
     # The book's saved parameters (pickles), read without running code.

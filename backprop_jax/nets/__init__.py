@@ -2,7 +2,7 @@
 
 from backprop_jax.nets import (
     conv_net, deep_conv_net, generation, multi_layer_net, nn, rnnlm, seq2seq, simple_rnnlm, two_layer_net, word2vec)
-from backprop_jax.nets._model import Model, count_correct, sequential_rows, shuffled_rows
+from backprop_jax.nets._model import Model, carried_rows, count_correct, sequential_rows, shuffled_rows
 
 __all__ = ["Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net",
-           "seq2seq", "rnnlm", "sequential_rows", "shuffled_rows", "word2vec", "simple_rnnlm", "generation"]
+           "seq2seq", "rnnlm", "sequential_rows", "shuffled_rows", "word2vec", "simple_rnnlm", "generation", "carried_rows"]
