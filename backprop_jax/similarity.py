@@ -38,7 +38,8 @@ def most_similar(query, word_to_id, id_to_word, word_matrix, top=5):
 
     Args:
       query: a word of ``word_to_id``.
-      word_to_id, id_to_word: the vocabulary (``preprocess``, ``datasets.load_text``).
+      word_to_id: the vocabulary's ids (``preprocess``, ``datasets.load_text``).
+      id_to_word: its words by id.
       word_matrix: (V, D), row ``i`` word ``i``'s vector.
       top: how many words.
     Returns:
@@ -76,7 +77,11 @@ def analogy(a, b, c, word_to_id, id_to_word, word_matrix, top=5):
     vectors have the largest dot product with ``normalize(b - a + c)``, the three words left out.
 
     Args:
-      a, b, c: words of ``word_to_id`` (``"man"``, ``"king"``, ``"woman"``).
+      a: a word of ``word_to_id`` (``"man"``).
+      b: a word (``"king"``).
+      c: a word (``"woman"``).
+      word_to_id: the vocabulary's ids.
+      id_to_word: its words by id.
       word_matrix: (V, D) word vectors (the sequel passes ``normalize``'d ones, as
         ``ch04/eval.py`` does after loading them).
     Returns:

@@ -219,8 +219,12 @@ def time_bilstm(xs, Wx1, Wh1, b1, Wx2, Wh2, b2):
 
     Args:
       xs: float (N, T, D).
-      Wx1, Wh1, b1: the forward LSTM's (D, 4H), (H, 4H), (4H,), gates f, g, i, o.
-      Wx2, Wh2, b2: the backward LSTM's, the same shapes.
+      Wx1: the forward LSTM's (D, 4H), gates f, g, i, o.
+      Wh1: the forward LSTM's (H, 4H).
+      b1: the forward LSTM's (4H,).
+      Wx2: the backward LSTM's (D, 4H).
+      Wh2: the backward LSTM's (H, 4H).
+      b2: the backward LSTM's (4H,).
     Returns:
       hs (N, T, 2H): ``[o1, o2]`` with ``o2`` the backward LSTM's states put back in time order.
 
