@@ -125,3 +125,16 @@ def test_most_similar_and_analogy_as_the_sequel():
     assert found == [(w, float(s)) for w, s in book[:3]]
     with pytest.raises(ValueError, match="analogy: 'king' not in the vocabulary"):
         similarity.analogy("you", "king", "i", word_to_id, id_to_word, vecs)
+
+
+def test_count_based_vectors_of_the_date_text_put_months_beside_months():
+    # The sequel's count_method_big.py on a small text: co-occurrence (window 2), PPMI, SVD.
+    from backprop_jax import datasets
+    data = datasets.load_text(datasets.date_text(2000, seed=0))
+    V = len(data.word_to_id)
+    vecs = count_based.svd_word_vectors(count_based.ppmi(count_based.create_co_matrix(data.train, V, 2)), 30)
+    months = {m for full in ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+                             "october", "november", "december") for m in (full, full[:3])}
+    found = similarity.most_similar("january", data.word_to_id, data.id_to_word, vecs, top=3)
+    assert {w for w, _ in found} <= months, found
+    assert found[0][1] > 0.5
