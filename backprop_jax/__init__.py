@@ -13,6 +13,7 @@ The package, in its order of dependence:
   stax) and the book's networks;
 * ``checking``: ``gradcheck``, ``without_hand_rules`` and ``hand_rules``;
 * ``training``: the compiled loop, runs with checkpoints, several processes;
+* ``count_based`` and ``similarity``: the sequel's count-based word vectors and their queries;
 * ``book_params`` (the book's pickled parameters), ``datasets`` (MNIST), ``graph`` (drawing), ``shopping`` (the apple and
   orange graphs);
 * ``recipes``: the book's recipes, each settling a run (network, data, ``TrainConfig``, report);
@@ -21,7 +22,9 @@ The package, in its order of dependence:
 Everything public is re-exported here.
 """
 
-from backprop_jax import book_params, checking, datasets, experiments, graph, layers, nets, recipes, shopping, training
+from backprop_jax import (
+    book_params, checking, count_based, datasets, experiments, graph, layers, nets, recipes, shopping, similarity,
+    training)
 from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.book_params import BookParamsError, fit_params, load_book_params, save_book_params
 from backprop_jax.experiments import compare_optimizers
@@ -34,10 +37,10 @@ from backprop_jax.layers import (
     init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay,
     embedding, lstm_cell, matmul, rnn_cell, time_affine, time_lstm, time_rnn, time_softmax_with_loss, embedding_dot,
     sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
-    gru_cell, time_gru, UnigramSampler, negative_sampling_loss)
+    gru_cell, time_gru, UnigramSampler, negative_sampling_loss, time_bilstm, time_sigmoid_with_loss)
 from backprop_jax.nets import (
-    Metric, Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, rnnlm, seq2seq, sequential_rows, shuffled_rows,
-    two_layer_net)
+    Metric, Model, carried_rows, conv_net, count_correct, deep_conv_net, generation, multi_layer_net, nn, rnnlm,
+    seq2seq, sequential_rows, shuffled_rows, simple_rnnlm, two_layer_net, word2vec)
 from backprop_jax.recipes import RECIPES, Recipe, RecipeData
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, CheckpointWriteError, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
@@ -59,12 +62,15 @@ __all__ = [
     "matmul", "embedding", "time_affine", "time_softmax_with_loss", "rnn_cell", "time_rnn", "lstm_cell", "time_lstm",
     "embedding_dot", "sigmoid_with_loss", "time_dropout", "attention_weight", "weight_sum", "attention",
     "time_attention", "attention_weights", "gru_cell", "time_gru", "UnigramSampler", "negative_sampling_loss",
+    "time_bilstm", "time_sigmoid_with_loss",
     # Checking hand rules.
     "gradcheck", "assert_gradcheck", "GradcheckReport", "Entry", "Comparison", "Kink", "RuleCheck",
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
     "Model", "Metric", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
-    "rnnlm", "sequential_rows", "shuffled_rows",
+    "rnnlm", "sequential_rows", "shuffled_rows", "simple_rnnlm", "word2vec", "generation", "carried_rows",
+    # The sequel's count-based word vectors and their queries (ch. 2, 4).
+    "count_based", "similarity",
     # The book's saved parameters (pickles), read without running code.
     "load_book_params", "save_book_params", "fit_params", "BookParamsError",
     # Learning.

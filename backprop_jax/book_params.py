@@ -6,6 +6,7 @@ arrays, keyed as this project keys its nets: ``ch03/sample_weight.pkl`` (the
 ``SimpleConvNet`` of ``train_convnet.py``), ``ch08/deep_convnet_params.pkl``
 (``DeepConvNet``); its nets write more through ``save_params``. The sequel
 saves a list of float16 arrays in layer order (``BaseModel.save_params``).
+``save_book_params`` writes either format, ``load_book_params`` reads both.
 
 A pickle can run any code while it loads. ``load_book_params`` reads with an
 unpickler that admits only what such a file holds (a dict or list, string
@@ -83,14 +84,35 @@ def load_book_params(path):
     raise BookParamsError(f"{path}: holds a {type(params).__name__}, not a dict (or list) of arrays")
 
 
-def save_book_params(params, path):
-    """Writes ``params`` (a dict of str to arrays) as the book's ``save_params`` does, atomically.
+def save_book_params(params, path, *, order=None):
+    """Writes ``params`` (a dict of str to arrays) in a book's own format, atomically.
 
-    The book's ``load_params`` (``pickle.load``) reads it back; so does ``load_book_params``.
+    Args:
+      params: a dict keyed as the model's parameters.
+      path: the file to write.
+      order: None for the first book's format, the dict of NumPy arrays its nets'
+        ``save_params`` pickle (``ch07/simple_convnet.py``, ``ch08/deep_convnet.py``), read back
+        by their ``load_params``; or the key of each entry of the sequel's format, the list of
+        float16 arrays in layer order that its ``BaseModel.save_params`` pickles and its
+        ``load_params`` reads (``rnnlm.book_order()``, ``seq2seq.BOOK_ORDER``). An entry named
+        ``"NAME.T"`` is written as the transpose of NAME (a tied output layer's matrix, which the
+        sequel's list holds too).
+
+    ``load_book_params`` reads either back (``fit_params(model, ..., order=order)`` for a list).
     """
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
         raise BookParamsError(f"save_book_params: params must be a dict keyed by names, got {type(params).__name__}")
     arrays = {k: np.asarray(jax.device_get(v)) for k, v in params.items()}
+    if order is not None:
+        order = tuple(order)
+        missing = [k for k in order if k.removesuffix(".T") not in arrays]
+        left = sorted(set(arrays) - {k.removesuffix(".T") for k in order})
+        if missing or left:
+            raise BookParamsError(f"save_book_params: the order names {', '.join(order)}, but the parameters "
+                                  f"are keyed {', '.join(arrays)}" + (f" (missing {', '.join(missing)})" if missing
+                                                                     else f" (not in the order: {', '.join(left)})"))
+        # The sequel's save_params: [p.astype(np.float16) for p in self.params].
+        arrays = [(arrays[k[:-2]].T if k.endswith(".T") else arrays[k]).astype(np.float16) for k in order]
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             pickle.dump(arrays, f)

@@ -255,28 +255,40 @@ def addition_lines(n=50_000, seed=1984):
 _MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
            "october", "november", "december")
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-# The human ways of writing a date that the sequel's date.txt mixes, by their parts.
+# The human ways of writing a date that date_lines mixes, by their parts: the first four are
+# the four that the sequel's dataset/date.txt mixes, the last two the project's own.
 DATE_FORMATS = (
     "{month} {day}, {year}", "{mon} {day}, {year}", "{weekday}, {month} {day}, {year}", "{m}/{day}/{yy}",
     "{day} {month} {year}", "{day}.{m}.{year}",
 )
+BOOK_DATE_FORMATS = DATE_FORMATS[:4]
 
 
-def date_lines(n=50_000, seed=1984):
-    """``n`` date problems in the sequel's ``date.txt`` format, from ``seed``: a date between
-    1970 and 2020 written one of ``DATE_FORMATS`` ways, in lower, upper or title case, padded to
-    29 characters, and after ``_`` the same date as ``YYYY-MM-DD`` (``"september 27, 1994
-    _1994-09-27"``)."""
+def date_lines(n=50_000, seed=1984, *, formats=DATE_FORMATS):
+    """``n`` date problems in the sequel's ``date.txt`` line format, from ``seed``: the project's own
+    generator, not the sequel's file. A date between 1970 and 2020 written one of ``formats``
+    ways (by default the six of ``DATE_FORMATS``), in lower, upper or title case, padded to 29
+    characters, and after ``_`` the same date as ``YYYY-MM-DD`` (``"september 27, 1994
+    _1994-09-27"``).
+
+    The sequel's ``date.txt`` (50,000 lines, dates from 1970 to 2017) mixes four of these ways,
+    ``BOOK_DATE_FORMATS``; the default adds two (``"27 september 1994"``, ``"27.9.1994"``) and
+    the years to 2020, and draws the cases evenly. ``formats=BOOK_DATE_FORMATS`` keeps to the
+    book's four. To train on the book's own problems, read its file with ``load_sequence``.
+    """
     import datetime
 
     check_count("date_lines: n", n)
+    formats = tuple(formats)
+    if not formats or not all(isinstance(f, str) for f in formats):
+        raise ValueError(f"date_lines: formats must be format strings (as DATE_FORMATS), got {formats!r}")
     rng = np.random.default_rng(seed)
     first, days = datetime.date(1970, 1, 1), (datetime.date(2020, 12, 31) - datetime.date(1970, 1, 1)).days
     lines = []
-    for offset, form, case in zip(rng.integers(0, days + 1, n).tolist(), rng.integers(0, len(DATE_FORMATS), n).tolist(),
+    for offset, form, case in zip(rng.integers(0, days + 1, n).tolist(), rng.integers(0, len(formats), n).tolist(),
                                   rng.integers(0, 3, n).tolist()):
         date = first + datetime.timedelta(days=offset)
-        text = DATE_FORMATS[form].format(
+        text = formats[form].format(
             month=_MONTHS[date.month - 1], mon=_MONTHS[date.month - 1][:3], weekday=_WEEKDAYS[date.weekday()],
             day=date.day, m=date.month, year=date.year, yy=f"{date.year % 100:02d}")
         text = (text.lower(), text.upper(), text.title())[case]

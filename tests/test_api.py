@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ["mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "weight_decay",
           "dropout", "batch_norm", "convolution", "max_pooling"]
 # The package's parts in their order of dependence: each may import only those before it.
-ORDER = ["_io", "layers", "nets", "checking", "training", "datasets", "experiments", "shopping", "graph",
-         "cli"]
+ORDER = ["_io", "count_based", "similarity", "layers", "nets", "checking", "training", "datasets", "experiments",
+         "shopping", "graph", "cli"]
 
 
 def test_all_names_exist():

@@ -119,10 +119,34 @@ def test_save_book_params_is_read_by_the_books_pickle_load(tmp_path):
     params = {"W1": np.arange(6.0).reshape(2, 3), "b1": np.zeros(3, np.float32)}
     bj.save_book_params({k: jnp.asarray(v) for k, v in params.items()}, tmp_path / "p.pkl")
     with open(tmp_path / "p.pkl", "rb") as f:
-        back = pickle.load(f)  # the book's load_params
+        back = pickle.load(f)  # book 1's ch07/simple_convnet.py load_params at 07b1161: pickle.load, a dict
     assert sorted(back) == ["W1", "b1"] and isinstance(back["W1"], np.ndarray)
     np.testing.assert_array_equal(back["W1"], params["W1"])
     assert [p.name for p in tmp_path.iterdir()] == ["p.pkl"]  # written atomically: no temporary left
+
+
+def test_save_book_params_writes_the_sequels_list_that_its_load_params_reads(tmp_path):
+    model = bj.rnnlm.better_model(11, 2, 4, 4)
+    params, _ = model.init(jax.random.key(0))
+    order = bj.rnnlm.book_order(2, tie_weights=True)
+    bj.save_book_params(params, tmp_path / "BetterRnnlm.pkl", order=order)
+    # The sequel's common/base_model.py at 842ae31c, load_params written out: pickle.load, then
+    # params = [p.astype('f') for p in params]; param[...] = params[i] for each of self.params.
+    with open(tmp_path / "BetterRnnlm.pkl", "rb") as f:
+        saved = pickle.load(f)
+    assert isinstance(saved, list) and all(p.dtype == np.float16 for p in saved)
+    saved = [p.astype("f") for p in saved]
+    model_params = [np.zeros_like(np.asarray(params[k[:-2]]).T if k.endswith(".T") else params[k]) for k in order]
+    for i, param in enumerate(model_params):
+        param[...] = saved[i]
+    for k, param in zip(order, model_params):
+        want = np.asarray(params[k[:-2]]).T if k.endswith(".T") else np.asarray(params[k])
+        np.testing.assert_array_equal(param, want.astype(np.float16).astype(np.float32))
+    back = bj.fit_params(model, bj.load_book_params(tmp_path / "BetterRnnlm.pkl"), order=order)
+    assert sorted(back) == sorted(params)
+    with pytest.raises(bj.BookParamsError, match=r"save_book_params: the order names .* \(missing W_affine\)"):
+        bj.save_book_params(params, tmp_path / "x.pkl", order=bj.rnnlm.book_order(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BetterRnnlm.pkl"]
 
 
 class RunsACommand:

@@ -139,12 +139,16 @@ def test_static_arguments_traced_by_jit_get_a_clear_error():
 
 def test_pooling_stride_defaults_as_the_books_pooling_class():
     x = normal(0, (2, 3, 6, 6), jnp.float32)
-    # The book: out_h = int(1 + (H - pool_h) / stride) with Pooling(pool_h, pool_w, stride=1, pad=0).
-    assert bj.max_pooling(x, 2, 2).shape == (2, 3, int(1 + (6 - 2) / 1), int(1 + (6 - 2) / 1))
-    assert bj.max_pooling(x, 2, 2, 2).shape == (2, 3, 3, 3)
-    # In the layer library the stride must be said: MaxPooling(2, 2) alone is ambiguous.
-    with pytest.raises(TypeError, match="stride"):
-        bj.nn.MaxPooling(2, 2)
-    _, params, _ = bj.nn.MaxPooling(2, 2, stride=2).init(None, (2, 3, 6, 6))
-    out, _ = bj.nn.MaxPooling(2, 2, stride=2).apply({}, {}, x)
+    # Book 1's common/layers.py at 07b1161 (commit 77a0807): Pooling(pool_h, pool_w, stride=2, pad=0),
+    # out_h = int(1 + (H - pool_h) / stride); col.reshape(-1, pool_h * pool_w), np.max(col, axis=1),
+    # out.reshape(N, out_h, out_w, C).transpose(0, 3, 1, 2).
+    book = np.asarray(x).reshape(2, 3, 3, 2, 3, 2).transpose(0, 2, 4, 1, 3, 5).reshape(-1, 4)
+    book = np.max(book, axis=1).reshape(2, 3, 3, 3).transpose(0, 3, 1, 2)
+    assert bj.max_pooling(x, 2, 2).shape == (2, 3, int(1 + (6 - 2) / 2), int(1 + (6 - 2) / 2))
+    np.testing.assert_array_equal(bj.max_pooling(x, 2, 2), book)
+    # Stride 1 (the book's default before 77a0807) is said explicitly: overlapping windows.
+    assert bj.max_pooling(x, 2, 2, 1).shape == (2, 3, 5, 5)
+    # The layer library's MaxPooling takes the same default.
+    _, params, _ = bj.nn.MaxPooling(2, 2).init(None, (2, 3, 6, 6))
+    out, _ = bj.nn.MaxPooling(2, 2).apply({}, {}, x)
     np.testing.assert_array_equal(out, bj.max_pooling(x, 2, 2, 2))

@@ -237,3 +237,38 @@ def test_the_spiral_is_the_sequels():
     _, labels = datasets.spiral(one_hot_label=False)
     np.testing.assert_array_equal(labels, np.argmax(t, axis=1))
     assert not np.allclose(datasets.spiral(seed=1)[0], ours_x)
+
+
+# Lines of the sequel's dataset/date.txt at 842ae31c (the first, third, fifth, sixth and seventeenth).
+BOOK_DATE_TXT = ["september 27, 1994           _1994-09-27", "2/10/93                      _1993-02-10",
+                 "TUESDAY, SEPTEMBER 25, 1984  _1984-09-25", "JUN 17, 2013                 _2013-06-17",
+                 "Wednesday, February 26, 1997 _1997-02-26"]
+
+
+def written_ways(iso, formats):
+    """Every text a date can be written as in ``formats`` (strftime's names, in three cases),
+    padded as date.txt pads it."""
+    import datetime
+    d = datetime.date.fromisoformat(iso)
+    parts = {"month": d.strftime("%B"), "mon": d.strftime("%b"), "weekday": d.strftime("%A"), "day": d.day,
+             "m": d.month, "year": d.year, "yy": d.strftime("%y")}
+    texts = [f.format(**parts) for f in formats]
+    return {t.ljust(29) + "_" + iso for text in texts for t in (text.lower(), text.upper(), text.title())}
+
+
+def test_date_lines_are_the_projects_generator_in_the_books_line_format():
+    # Each of the book's lines is its date written one of the four BOOK_DATE_FORMATS ways.
+    for line in BOOK_DATE_TXT:
+        assert line in written_ways(line[-10:], datasets.BOOK_DATE_FORMATS), line
+    lines = datasets.date_lines(300, seed=0)
+    assert all(line in written_ways(line[-10:], datasets.DATE_FORMATS) for line in lines)
+    assert all(len(line) == 40 for line in lines)
+    # The default adds the project's two ways, which the book's file does not have ...
+    own = [line for line in lines if line not in written_ways(line[-10:], datasets.BOOK_DATE_FORMATS)]
+    assert 50 < len(own) < 150
+    # ... and formats=BOOK_DATE_FORMATS keeps to the book's four.
+    book = datasets.date_lines(300, seed=0, formats=datasets.BOOK_DATE_FORMATS)
+    assert all(line in written_ways(line[-10:], datasets.BOOK_DATE_FORMATS) for line in book)
+    assert max(int(line[-10:-6]) for line in datasets.date_lines(2000, seed=1)) > 2017  # years past the book's
+    with pytest.raises(ValueError, match="date_lines: formats must be format strings"):
+        datasets.date_lines(3, formats=())

@@ -23,6 +23,18 @@ def book_momentum(lr, momentum=0.9):
 
 
 def book_nesterov(lr, momentum=0.9):
+    # Book 1's common/optimizer.py at 07b1161 (the order since commit 89eadd0).
+    def update(params, grads, v):
+        params = params + momentum * momentum * v
+        params = params - (1 + momentum) * lr * grads
+        v = v * momentum
+        v = v - lr * grads
+        return params, v
+    return update, 0.0
+
+
+def book_nesterov_sequel(lr, momentum=0.9):
+    # The sequel's common/optimizer.py at 842ae31c (book 1's order before 89eadd0).
     def update(params, grads, v):
         v = v * momentum
         v = v - lr * grads
@@ -57,8 +69,8 @@ def book_adam(lr, beta1=0.9, beta2=0.999):
     return update, (0, 0.0, 0.0)
 
 
-BOOK = {"sgd": book_sgd, "momentum": book_momentum, "nesterov": book_nesterov, "adagrad": book_adagrad,
-        "rmsprop": book_rmsprop, "adam": book_adam}
+BOOK = {"sgd": book_sgd, "momentum": book_momentum, "nesterov": book_nesterov,
+        "nesterov_sequel": book_nesterov_sequel, "adagrad": book_adagrad, "rmsprop": book_rmsprop, "adam": book_adam}
 
 
 def gradient_sequence(steps=100, shape=(4, 6), seed=0):
@@ -72,7 +84,7 @@ def gradient_sequence(steps=100, shape=(4, 6), seed=0):
 @pytest.mark.parametrize("name", list(BOOK))
 @pytest.mark.parametrize("dtype, rtol", [(jnp.float64, 1e-10), (jnp.float32, 2e-5)])
 def test_each_optimizer_is_the_books_update(name, dtype, rtol):
-    lr = bj.OPTIMIZERS[name].learning_rate
+    lr = bj.OPTIMIZERS[name.removesuffix("_sequel")].learning_rate
     grads = gradient_sequence()
     book_update, book_state = BOOK[name](lr)
     expected = np.full(grads.shape[1:], 0.5)
@@ -98,20 +110,26 @@ def test_the_trainer_uses_the_books_optimizers():
                                rtol=1e-12)
 
 
-def test_nesterov_takes_the_books_first_step():
-    # The book's common/optimizer.py, from v = 0: v *= 0.9 (0); v -= lr * g (-lr g);
-    # W += 0.9 * 0.9 * v (-0.81 lr g); W -= (1 + 0.9) * lr * g (-1.9 lr g): -2.71 lr g in all.
-    # (The velocity is updated before the parameters, in the book's own order.)
+def test_nesterov_takes_the_books_first_steps():
+    # Book 1's common/optimizer.py at 07b1161 (commit 89eadd0), from v = 0: W += 0.9 * 0.9 * v (0);
+    # W -= (1 + 0.9) * lr * g (-1.9 lr g); v *= 0.9 (0); v -= lr * g (-lr g).
     lr, g = 0.01, jnp.asarray([1.0, -2.0], jnp.float64)
-    transform = bj.optimizers.nesterov(lr)
     params = {"W": jnp.zeros(2, jnp.float64)}
-    state = transform.init(params)
-    updates, state = transform.update({"W": g}, state, params)
+    transform = bj.optimizers.nesterov(lr)
+    updates, state = transform.update({"W": g}, transform.init(params), params)
+    np.testing.assert_allclose(updates["W"], -1.9 * lr * np.asarray(g), rtol=1e-12)
+    # Second step, same gradient: W += 0.81 * (-lr g) - 1.9 lr g = -2.71 lr g.
+    updates, _ = transform.update({"W": g}, state, params)
     np.testing.assert_allclose(updates["W"], -2.71 * lr * np.asarray(g), rtol=1e-12)
-    # The second step with the same gradient: v = 0.9 * (-lr g) - lr g = -1.9 lr g;
-    # W += 0.81 * v - 1.9 lr g = -(0.81 * 1.9 + 1.9) lr g = -3.439 lr g.
+    # The sequel's common/optimizer.py at 842ae31c updates v first: v = -lr g, then
+    # W += 0.81 * v - 1.9 lr g = -2.71 lr g on the first step already; -3.439 lr g on the second.
+    transform = bj.optimizers.nesterov_sequel(lr)
+    updates, state = transform.update({"W": g}, transform.init(params), params)
+    np.testing.assert_allclose(updates["W"], -2.71 * lr * np.asarray(g), rtol=1e-12)
     updates, _ = transform.update({"W": g}, state, params)
     np.testing.assert_allclose(updates["W"], -3.439 * lr * np.asarray(g), rtol=1e-12)
+    # The first book's recipes name nesterov: its order is the trainer's.
+    assert bj.OPTIMIZERS["nesterov"].make is bj.optimizers.nesterov
 
 
 def test_where_the_epsilon_sits_shows_in_the_first_small_step():

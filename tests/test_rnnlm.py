@@ -228,3 +228,39 @@ def test_the_sequels_saved_parameter_lists_load_into_the_models(tmp_path):
                                                                               np.zeros(V, np.float16)]
     with pytest.raises(bj.BookParamsError, match=r"entry 7 \(W_embed.T, shape \(4, 11\)\) should be the transpose"):
         bj.fit_params(rnnlm.better_model(V, B, H, H), untied, order=rnnlm.book_order(2, tie_weights=True))
+
+
+def test_carried_rows_read_the_corpus_as_the_sequels_rnnlm_trainer_across_epochs():
+    # The sequel's common/trainer.py at 842ae31c: RnnlmTrainer.fit sets time_idx = 0 once, then
+    # for every epoch and every one of max_iters = data_size // (batch_size * time_size) updates,
+    # get_batch reads x[(offset + time_idx) % data_size], offsets i * jump, time_idx += 1 each step.
+    corpus = np.random.default_rng(0).integers(0, 50, 103)
+    xs, ts = corpus[:-1], corpus[1:]
+    batch_size, time_size, max_epoch = 4, 7, 3
+    data_size = len(xs)
+    max_iters = data_size // (batch_size * time_size)
+    time_idx = 0
+    book = []
+    for epoch in range(max_epoch):
+        for iters in range(max_iters):
+            batch_x = np.empty((batch_size, time_size), dtype='i')
+            batch_t = np.empty((batch_size, time_size), dtype='i')
+            jump = data_size // batch_size
+            offsets = [i * jump for i in range(batch_size)]
+            for time in range(time_size):
+                for i, offset in enumerate(offsets):
+                    batch_x[i, time] = xs[(offset + time_idx) % data_size]
+                    batch_t[i, time] = ts[(offset + time_idx) % data_size]
+                time_idx += 1
+            book.append((batch_x, batch_t))
+    x, t = rnnlm.every_window(corpus, time_size)
+    assert x.shape == t.shape == (data_size, time_size)
+    batch_rows = bj.carried_rows(time_size)
+    for iteration, (batch_x, batch_t) in enumerate(book):
+        rows = np.asarray(batch_rows(0, iteration, batch_size, len(x)))
+        np.testing.assert_array_equal(x[rows], batch_x)
+        np.testing.assert_array_equal(t[rows], batch_t)
+    # From the second epoch on, the book's windows are not where restarting streams would read.
+    restarted_x, _ = rnnlm.training_data(corpus, batch_size, time_size)
+    assert not np.array_equal(book[max_iters][0], restarted_x[:batch_size])
+    np.testing.assert_array_equal(book[0][0], restarted_x[:batch_size])

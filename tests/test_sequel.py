@@ -110,7 +110,8 @@ def test_time_layers_refuse_mixed_dtypes_by_name():
     with pytest.raises(TypeError, match="time_lstm: every array must have one dtype, got h0 float64, c0 float32"):
         bj.time_lstm(lstm[0], lstm[1], lstm[2].astype(jnp.float32), *lstm[3:])
     with pytest.raises(TypeError, match="time_gru: every array must have one dtype"):
-        bj.time_gru(xs.astype(jnp.float32), h0, 0.5 * normal(2, (D, 3 * H)), 0.5 * normal(3, (H, 3 * H)))
+        bj.time_gru(xs.astype(jnp.float32), h0, 0.5 * normal(2, (D, 3 * H)), 0.5 * normal(3, (H, 3 * H)),
+                    normal(4, (3 * H,)))
 
 
 def test_time_layers_under_vmap_and_grad_of_grad():
@@ -182,6 +183,26 @@ def test_clip_grads_is_the_sequels():
     np.testing.assert_array_equal(kept["a"], grads["a"])
 
 
+def test_clip_grads_sums_float64_gradients_in_float64():
+    # The sequel's common/util.py clip_grads at 842ae31c, written out in NumPy (float64 throughout):
+    # total_norm = sqrt(sum of np.sum(grad ** 2)); rate = max_norm / (total_norm + 1e-6); grad *= rate.
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal((7, 5)) * 3, rng.standard_normal(11) / 7]
+    total_norm = 0
+    for grad in grads:
+        total_norm += np.sum(grad ** 2)
+    total_norm = np.sqrt(total_norm)
+    rate = 1.0 / (total_norm + 1e-6)
+    expected = [grad * rate for grad in grads]
+    clipped, _ = bj.optimizers.clip_grads(1.0).update([jnp.asarray(g) for g in grads], optax.EmptyState())
+    for a, b in zip(clipped, expected):
+        assert a.dtype == jnp.float64
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
+    # float16 gradients are summed where their squares do not overflow, and stay float16.
+    half, _ = bj.optimizers.clip_grads(1.0).update([jnp.full(4, 300.0, jnp.float16)], optax.EmptyState())
+    assert half[0].dtype == jnp.float16 and np.allclose(np.asarray(half[0], np.float64), 0.5, rtol=1e-3)
+
+
 def test_embedding_dot_and_sigmoid_with_loss_as_the_sequel():
     h, W, idx = normal(0, (4, D)), normal(1, (V, D)), jnp.array([2, 5, 2, 0])
     np.testing.assert_allclose(bj.embedding_dot(h, W, idx), np.sum(np.asarray(W)[np.asarray(idx)] * h, axis=1),
@@ -233,27 +254,90 @@ def test_attention_as_the_sequel(transform):
     assert a.shape == (N, 4, T) and np.allclose(np.asarray(a).sum(axis=2), 1)
 
 
-def gru_loop(xs, h0, Wx, Wh):
-    """The sequel's TimeGRU.forward, its GRU.forward written out (gates z, r, h; no bias)."""
+def gru_loop(xs, h0, Wx, Wh, b):
+    """The sequel's TimeGRU.forward, its GRU.forward written out as common/time_layers.py has it at
+    842ae31c (the bias b since commit e1fb440): gates z, r, h."""
     Hn, h, hs = h0.shape[1], h0, []
+    Wxz, Wxr, Wxh = Wx[:, :Hn], Wx[:, Hn:2 * Hn], Wx[:, 2 * Hn:]
+    Whz, Whr, Whh = Wh[:, :Hn], Wh[:, Hn:2 * Hn], Wh[:, 2 * Hn:]
+    bz, br, bh = b[None, :Hn], b[None, Hn:2 * Hn], b[None, 2 * Hn:]  # (1, H): the book broadcasts (H,)
     for t in range(xs.shape[1]):
         x = xs[:, t, :]
-        z = 1 / (1 + jnp.exp(-(x @ Wx[:, :Hn] + h @ Wh[:, :Hn])))
-        r = 1 / (1 + jnp.exp(-(x @ Wx[:, Hn:2 * Hn] + h @ Wh[:, Hn:2 * Hn])))
-        h_hat = jnp.tanh(x @ Wx[:, 2 * Hn:] + (r * h) @ Wh[:, 2 * Hn:])
+        z = 1 / (1 + jnp.exp(-(x @ Wxz + h @ Whz + bz)))
+        r = 1 / (1 + jnp.exp(-(x @ Wxr + h @ Whr + br)))
+        h_hat = jnp.tanh(x @ Wxh + (r * h) @ Whh + bh)
         h = (1 - z) * h + z * h_hat
         hs.append(h)
     return jnp.stack(hs, axis=1), h
 
 
-def test_time_gru_backward_through_time_is_autodiff_of_the_loop():
-    args = (normal(0, (N, T, D)), normal(1, (N, H)), 0.5 * normal(2, (D, 3 * H)), 0.5 * normal(3, (H, 3 * H)))
-    for a, b in zip(bj.time_gru(*args), gru_loop(*args)):
+def gru_args(dtype=jnp.float64):
+    return (normal(0, (N, T, D), dtype), normal(1, (N, H), dtype), 0.5 * normal(2, (D, 3 * H), dtype),
+            0.5 * normal(3, (H, 3 * H), dtype), normal(4, (3 * H,), dtype))
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_time_gru_with_its_bias_is_autodiff_of_the_books_loop(transform):
+    args = gru_args()
+    for a, b in zip(transform(bj.time_gru)(*args), gru_loop(*args)):
         np.testing.assert_allclose(a, b, rtol=1e-12)
-    hand = jax.grad(weighted(bj.time_gru, 2), argnums=range(4))(*args)
-    auto = jax.grad(weighted(gru_loop, 2), argnums=range(4))(*args)
+    hand = transform(jax.grad(weighted(bj.time_gru, 2), argnums=range(5)))(*args)
+    auto = jax.grad(weighted(gru_loop, 2), argnums=range(5))(*args)
     for a, b in zip(hand, auto):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert float(jnp.max(jnp.abs(hand[4]))) > 1e-3  # the bias gets a gradient: db is really computed
     np.testing.assert_allclose(bj.time_gru(args[0][:, :1], *args[1:])[1], bj.gru_cell(args[0][:, 0], *args[1:]),
                                rtol=1e-12)
-    assert bj.gradcheck(weighted(bj.time_gru, 2), *args, numeric_elements=20).ok
+
+
+def test_time_gru_passes_gradcheck():
+    report = bj.gradcheck(weighted(bj.time_gru, 2), *gru_args(), numeric_elements=20)
+    assert report.ok and "time_gru" in {r.name for r in report.rules.replaced}, str(report)
+
+
+def bilstm_loop(xs, Wx1, Wh1, b1, Wx2, Wh2, b2):
+    """The sequel's TimeBiLSTM.forward (common/time_layers.py at 842ae31c): o1 = forward_lstm(xs),
+    o2 = backward_lstm(xs[:, ::-1])[:, ::-1], concatenate((o1, o2), axis=2); states from zeros."""
+    zeros = jnp.zeros((xs.shape[0], Wh1.shape[0]), xs.dtype)
+    o1 = lstm_loop(xs, zeros, zeros, Wx1, Wh1, b1)[0]
+    o2 = lstm_loop(xs[:, ::-1], zeros, zeros, Wx2, Wh2, b2)[0]
+    o2 = o2[:, ::-1]
+    return jnp.concatenate((o1, o2), axis=2)
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+def test_time_bilstm_as_the_sequel(transform):
+    args = (normal(0, (N, T, D)), 0.5 * normal(2, (D, 4 * H)), 0.5 * normal(3, (H, 4 * H)), normal(4, (4 * H,)),
+            0.5 * normal(5, (D, 4 * H)), 0.5 * normal(6, (H, 4 * H)), normal(7, (4 * H,)))
+    hs = transform(bj.time_bilstm)(*args)
+    assert hs.shape == (N, T, 2 * H)
+    np.testing.assert_allclose(hs, bilstm_loop(*args), rtol=1e-12)
+    w = normal(10, (N, T, 2 * H))
+    hand = transform(jax.grad(lambda *a: jnp.sum(w * bj.time_bilstm(*a)), argnums=range(7)))(*args)
+    auto = jax.grad(lambda *a: jnp.sum(w * bilstm_loop(*a)), argnums=range(7))(*args)
+    for a, b in zip(hand, auto):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    report = bj.gradcheck(lambda *a: jnp.sum(w * bj.time_bilstm(*a)), *args, numeric_elements=20)
+    assert report.ok and "time_bilstm" in {r.name for r in report.rules.replaced}, str(report)
+
+
+def test_time_sigmoid_with_loss_as_the_sequel():
+    xs = normal(0, (N, T))
+    ts = (normal(1, (N, T)) > 0).astype(jnp.int32)
+    # The sequel's TimeSigmoidWithLoss at 842ae31c: loss += SigmoidWithLoss.forward(xs[:, t], ts[:, t]),
+    # loss / T; backward: dout *= 1 / T, dxs[:, t] = (y - t) * dout / batch_size.
+    x, t = np.asarray(xs), np.asarray(ts)
+    loss, dxs = 0, np.empty(x.shape)
+    for step in range(T):
+        y = 1 / (1 + np.exp(-x[:, step]))
+        p = np.c_[1 - y, y]
+        loss += -np.sum(np.log(p[np.arange(N), t[:, step]] + 1e-7)) / N
+        dxs[:, step] = (y - t[:, step]) * (1 * (1 / T)) / N
+    loss /= T
+    ours, grad = jax.value_and_grad(bj.time_sigmoid_with_loss)(xs, ts)
+    np.testing.assert_allclose(ours, loss, rtol=1e-13)
+    np.testing.assert_allclose(grad, dxs, rtol=1e-12)
+    # The rule leaves out the 1e-7 inside the log, as the sequel's: 1e-7 / y relative to autodiff.
+    assert bj.gradcheck(bj.time_sigmoid_with_loss, xs, ts, rtol=1e-5).ok
+    with pytest.raises(ValueError, match=r"time_sigmoid_with_loss: xs and ts must both have shape \(N, T\)"):
+        bj.time_sigmoid_with_loss(xs, ts[:, :2])

@@ -152,7 +152,7 @@ convolution.defvjp(_convolution_fwd, _convolution_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
-def max_pooling(x, pool_h, pool_w, stride=1, pad=0):
+def max_pooling(x, pool_h, pool_w, stride=2, pad=0):
     """Max pooling layer: the book's ``Pooling`` (sec. 7.4.4).
 
     Args:
@@ -168,10 +168,10 @@ def max_pooling(x, pool_h, pool_w, stride=1, pad=0):
     Returns:
       An array of shape (N, C, out_h, out_w): the maximum of each window.
 
-    ``stride`` defaults to 1, as the book's ``Pooling(pool_h, pool_w, stride=1,
-    pad=0)`` (``common/layers.py``): ``max_pooling(x, 2, 2)`` has overlapping
-    windows, exactly like ``Pooling(2, 2)``. The book's ``SimpleConvNet`` (and
-    ``conv_net.model``) passes ``stride=2`` for non-overlapping 2x2 pooling.
+    ``stride`` defaults to 2, as the book's ``Pooling(pool_h, pool_w, stride=2,
+    pad=0)`` (``common/layers.py`` since its commit 77a0807; stride 1 before):
+    ``max_pooling(x, 2, 2)`` is non-overlapping 2x2 pooling, exactly like
+    ``Pooling(2, 2)`` and the pooling of the book's ``SimpleConvNet`` and ``DeepConvNet``.
 
     Backward: ``dout`` goes to the ``arg_max`` of each window and nowhere else.
     Ties: ``argmax`` picks the first maximal element of a window in row-major

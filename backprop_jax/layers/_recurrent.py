@@ -209,55 +209,109 @@ def _time_lstm_bwd(res, cotangents):
 time_lstm.defvjp(_time_lstm_fwd, _time_lstm_bwd)
 
 
+# --- bidirectional LSTM (the sequel's time_layers.py, sec. 8.4.1) ------------------------------
+
+@jax.custom_vjp
+def time_bilstm(xs, Wx1, Wh1, b1, Wx2, Wh2, b2):
+    """The sequel's ``TimeBiLSTM`` (sec. 8.4.1, ``common/time_layers.py``): one ``time_lstm`` reads
+    ``xs`` forwards, another (``Wx2``, ``Wh2``, ``b2``) backwards, each from zero states (the
+    sequel's ``stateful=False``); their hidden states side by side.
+
+    Args:
+      xs: float (N, T, D).
+      Wx1: the forward LSTM's (D, 4H), gates f, g, i, o.
+      Wh1: the forward LSTM's (H, 4H).
+      b1: the forward LSTM's (4H,).
+      Wx2: the backward LSTM's (D, 4H).
+      Wh2: the backward LSTM's (H, 4H).
+      b2: the backward LSTM's (4H,).
+    Returns:
+      hs (N, T, 2H): ``[o1, o2]`` with ``o2`` the backward LSTM's states put back in time order.
+
+    Backward, the sequel's: ``do1, do2 = dhs[..., :H], dhs[..., H:]``; ``dxs1`` from the forward
+    LSTM's rule at ``do1``; ``dxs2`` from the backward LSTM's at ``do2[:, ::-1]``, reversed;
+    ``dxs = dxs1 + dxs2``.
+    """
+    return _time_bilstm_fwd(xs, Wx1, Wh1, b1, Wx2, Wh2, b2)[0]
+
+
+def _time_bilstm_fwd(xs, Wx1, Wh1, b1, Wx2, Wh2, b2):
+    xs = as_float_array("time_bilstm", "xs", xs)
+    require_ndim("time_bilstm", "xs", xs, 3, "(N, T, D)")
+    zeros = jnp.zeros((xs.shape[0], Wh1.shape[0]), xs.dtype)
+    (o1, _, _), res1 = _time_lstm_fwd(xs, zeros, zeros, Wx1, Wh1, b1)
+    (o2, _, _), res2 = _time_lstm_fwd(xs[:, ::-1], zeros, zeros, Wx2, Wh2, b2)
+    return jnp.concatenate((o1, o2[:, ::-1]), axis=2), (res1, res2)
+
+
+def _time_bilstm_bwd(res, dhs):
+    res1, res2 = res
+    H = dhs.shape[2] // 2
+    do1, do2 = dhs[:, :, :H], dhs[:, :, H:]
+    zero = jnp.zeros((dhs.shape[0], H), dhs.dtype)
+    dxs1, _, _, dWx1, dWh1, db1 = _time_lstm_bwd(res1, (do1, zero, zero))
+    do2 = do2[:, ::-1]
+    dxs2, _, _, dWx2, dWh2, db2 = _time_lstm_bwd(res2, (do2, zero, zero))
+    dxs2 = dxs2[:, ::-1]
+    return dxs1 + dxs2, dWx1, dWh1, db1, dWx2, dWh2, db2
+
+
+time_bilstm.defvjp(_time_bilstm_fwd, _time_bilstm_bwd)
+
+
 # --- GRU (the sequel's time_layers.py, beyond the text) ----------------------------------------
 
-def gru_cell(x, h_prev, Wx, Wh):
-    """One step of the sequel's ``GRU`` (no bias; gates in the order z, r, h in (D, 3H) and
-    (H, 3H)): ``z = sigmoid(x Wxz + h Whz)``, ``r = sigmoid(x Wxr + h Whr)``,
-    ``h_hat = tanh(x Wx + (r * h) Wh)``, ``h_next = (1 - z) * h + z * h_hat``.
-
-    Args: x (N, D), h_prev (N, H), Wx (D, 3H), Wh (H, 3H). Returns h_next (N, H).
-    """
+def _gru_step(x, h_prev, Wx, Wh, b):
+    """The gates and the next state of one step: ``(h_next, z, r, h_hat)``."""
     H = h_prev.shape[1]
-    z = jax.nn.sigmoid(jnp.dot(x, Wx[:, :H]) + jnp.dot(h_prev, Wh[:, :H]))
-    r = jax.nn.sigmoid(jnp.dot(x, Wx[:, H:2 * H]) + jnp.dot(h_prev, Wh[:, H:2 * H]))
-    h_hat = jnp.tanh(jnp.dot(x, Wx[:, 2 * H:]) + jnp.dot(r * h_prev, Wh[:, 2 * H:]))
-    return (1 - z) * h_prev + z * h_hat
+    z = jax.nn.sigmoid(jnp.dot(x, Wx[:, :H]) + jnp.dot(h_prev, Wh[:, :H]) + b[None, :H])
+    r = jax.nn.sigmoid(jnp.dot(x, Wx[:, H:2 * H]) + jnp.dot(h_prev, Wh[:, H:2 * H]) + b[None, H:2 * H])
+    h_hat = jnp.tanh(jnp.dot(x, Wx[:, 2 * H:]) + jnp.dot(r * h_prev, Wh[:, 2 * H:]) + b[None, 2 * H:])
+    return (1 - z) * h_prev + z * h_hat, z, r, h_hat
+
+
+def gru_cell(x, h_prev, Wx, Wh, b):
+    """One step of the sequel's ``GRU`` (``common/time_layers.py``, with its bias since the
+    sequel's commit e1fb440; gates in the order z, r, h in (D, 3H), (H, 3H) and (3H,)):
+    ``z = sigmoid(x Wxz + h Whz + bz)``, ``r = sigmoid(x Wxr + h Whr + br)``,
+    ``h_hat = tanh(x Wxh + (r * h) Whh + bh)``, ``h_next = (1 - z) * h + z * h_hat``.
+
+    Args: x (N, D), h_prev (N, H), Wx (D, 3H), Wh (H, 3H), b (3H,). Returns h_next (N, H).
+    """
+    return _gru_step(x, h_prev, Wx, Wh, b)[0]
 
 
 @jax.custom_vjp
-def time_gru(xs, h0, Wx, Wh):
-    """The sequel's ``TimeGRU``: ``gru_cell`` over every time step.
+def time_gru(xs, h0, Wx, Wh, b):
+    """The sequel's ``TimeGRU`` (``common/time_layers.py`` at its commit e1fb440 and after):
+    ``gru_cell`` over every time step.
 
-    Args: xs (N, T, D), h0 (N, H), Wx (D, 3H), Wh (H, 3H). Returns ``(hs, h_last)``.
+    Args: xs (N, T, D), h0 (N, H), Wx (D, 3H), Wh (H, 3H), b (3H,), the gates in the order
+    z, r, h. Returns ``(hs, h_last)``: (N, T, H) and (N, H).
 
     Backward, the sequel's ``GRU.backward`` in a reverse loop: ``dh_hat = dh * z``,
-    ``dh_prev = dh * (1 - z)``; through tanh ``dt = dh_hat * (1 - h_hat**2)``, ``dWh += (r*h_prev).T
-    @ dt``, ``dhr = dt @ Wh.T``, ``dh_prev += r * dhr``; the update gate ``dz = dh * h_hat - dh *
-    h_prev``, ``dt = dz * z(1 - z)``; the reset gate ``dr = dhr * h_prev``, ``dt = dr * r(1 - r)``,
-    each adding into ``dWx``, ``dWh``, ``dx`` and ``dh_prev``.
+    ``dh_prev = dh * (1 - z)``; through tanh ``dt = dh_hat * (1 - h_hat**2)``, ``dbh = sum(dt)``,
+    ``dWhh = (r*h_prev).T @ dt``, ``dhr = dt @ Whh.T``, ``dh_prev += r * dhr``; the update gate
+    ``dz = dh * h_hat - dh * h_prev``, ``dt = dz * z(1 - z)``, ``dbz = sum(dt)``; the reset gate
+    ``dr = dhr * h_prev``, ``dt = dr * r(1 - r)``, ``dbr = sum(dt)``; each adding into ``dWx``,
+    ``dWh``, ``dx`` and ``dh_prev``, and ``db = [dbz, dbr, dbh]``.
     """
-    return _time_gru_fwd(xs, h0, Wx, Wh)[0]
+    return _time_gru_fwd(xs, h0, Wx, Wh, b)[0]
 
 
-def _time_gru_fwd(xs, h0, Wx, Wh):
-    b = jnp.zeros(Wx.shape[1:], jnp.result_type(Wx))
-    xs, h0, Wx, Wh, _ = _check("time_gru", xs, h0, Wx, Wh, b, 3)
-    H = Wh.shape[0]
+def _time_gru_fwd(xs, h0, Wx, Wh, b):
+    xs, h0, Wx, Wh, b = _check("time_gru", xs, h0, Wx, Wh, b, 3)
 
     def step(h_prev, x):
-        z = jax.nn.sigmoid(jnp.dot(x, Wx[:, :H]) + jnp.dot(h_prev, Wh[:, :H]))
-        r = jax.nn.sigmoid(jnp.dot(x, Wx[:, H:2 * H]) + jnp.dot(h_prev, Wh[:, H:2 * H]))
-        h_hat = jnp.tanh(jnp.dot(x, Wx[:, 2 * H:]) + jnp.dot(r * h_prev, Wh[:, 2 * H:]))
-        h_next = (1 - z) * h_prev + z * h_hat
+        h_next, z, r, h_hat = _gru_step(x, h_prev, Wx, Wh, b)
         return h_next, (h_next, z, r, h_hat)
 
     h_last, saved = jax.lax.scan(step, h0, jnp.swapaxes(xs, 0, 1))
-    return (jnp.swapaxes(saved[0], 0, 1), h_last), (xs, h0, Wx, Wh, saved)
+    return (jnp.swapaxes(saved[0], 0, 1), h_last), (xs, h0, Wx, Wh, b, saved)
 
 
 def _time_gru_bwd(res, cotangents):
-    xs, h0, Wx, Wh, (hs, zs, rs, h_hats) = res
+    xs, h0, Wx, Wh, b, (hs, zs, rs, h_hats) = res
     dhs, dh_last = cotangents
     H = Wh.shape[0]
     Wxz, Wxr, Wxh = Wx[:, :H], Wx[:, H:2 * H], Wx[:, 2 * H:]
@@ -265,12 +319,13 @@ def _time_gru_bwd(res, cotangents):
     h_prevs = jnp.concatenate([h0[None], hs[:-1]], axis=0)
 
     def step(carry, inputs):
-        dh, dWx, dWh = carry
+        dh, dWx, dWh, db = carry
         x, h_prev, z, r, h_hat, dh_t = inputs
         dh_next = dh_t + dh
         dh_hat = dh_next * z
         dh_prev = dh_next * (1 - z)
         dt = dh_hat * (1 - h_hat ** 2)  # tanh
+        dbh = jnp.sum(dt, axis=0)
         dWhh = jnp.dot((r * h_prev).T, dt)
         dhr = jnp.dot(dt, Whh.T)
         dWxh = jnp.dot(x.T, dt)
@@ -278,24 +333,27 @@ def _time_gru_bwd(res, cotangents):
         dh_prev = dh_prev + r * dhr
         dz = dh_next * h_hat - dh_next * h_prev  # update gate
         dt = dz * z * (1 - z)
+        dbz = jnp.sum(dt, axis=0)
         dWhz = jnp.dot(h_prev.T, dt)
         dh_prev = dh_prev + jnp.dot(dt, Whz.T)
         dWxz = jnp.dot(x.T, dt)
         dx = dx + jnp.dot(dt, Wxz.T)
         dr = dhr * h_prev  # reset gate
         dt = dr * r * (1 - r)
+        dbr = jnp.sum(dt, axis=0)
         dWhr = jnp.dot(h_prev.T, dt)
         dh_prev = dh_prev + jnp.dot(dt, Whr.T)
         dWxr = jnp.dot(x.T, dt)
         dx = dx + jnp.dot(dt, Wxr.T)
         dWx = dWx + jnp.concatenate([dWxz, dWxr, dWxh], axis=1)
         dWh = dWh + jnp.concatenate([dWhz, dWhr, dWhh], axis=1)
-        return (dh_prev, dWx, dWh), dx
+        db = db + jnp.concatenate([dbz, dbr, dbh])
+        return (dh_prev, dWx, dWh, db), dx
 
-    zero = (dh_last, jnp.zeros_like(Wx), jnp.zeros_like(Wh))
-    (dh0, dWx, dWh), dxs = jax.lax.scan(
+    zero = (dh_last, jnp.zeros_like(Wx), jnp.zeros_like(Wh), jnp.zeros_like(b))
+    (dh0, dWx, dWh, db), dxs = jax.lax.scan(
         step, zero, (jnp.swapaxes(xs, 0, 1), h_prevs, zs, rs, h_hats, jnp.swapaxes(dhs, 0, 1)), reverse=True)
-    return like_inputs((jnp.swapaxes(dxs, 0, 1), dh0, dWx, dWh), (xs, h0, Wx, Wh))
+    return like_inputs((jnp.swapaxes(dxs, 0, 1), dh0, dWx, dWh, db), (xs, h0, Wx, Wh, b))
 
 
 time_gru.defvjp(_time_gru_fwd, _time_gru_bwd)

@@ -229,6 +229,45 @@ def _sigmoid_with_loss_bwd(res, dout):
 sigmoid_with_loss.defvjp(_sigmoid_with_loss_fwd, _sigmoid_with_loss_bwd)
 
 
+@jax.custom_vjp
+def time_sigmoid_with_loss(xs, ts):
+    """The sequel's ``TimeSigmoidWithLoss`` (``common/time_layers.py``): ``sigmoid_with_loss`` at
+    every time step, the mean over the T steps.
+
+    Args: xs float scores (N, T); ts labels 0 or 1 (N, T), integers or floats.
+    Returns: ``sum_t sigmoid_with_loss(xs[:, t], ts[:, t]) / T``, each step's loss with the
+      sequel's ``1e-7`` inside the log.
+
+    Backward, the sequel's: ``dout *= 1 / T``, then each step's ``SigmoidWithLoss.backward``:
+    ``dxs[:, t] = (y[:, t] - ts[:, t]) * dout / N``.
+    """
+    return _time_sigmoid_with_loss_fwd(xs, ts)[0]
+
+
+def _time_sigmoid_with_loss_fwd(xs, ts):
+    xs = as_float_array("time_sigmoid_with_loss", "xs", xs)
+    ts = jnp.asarray(ts)
+    if xs.ndim != 2 or ts.shape != xs.shape:
+        raise ValueError(f"time_sigmoid_with_loss: xs and ts must both have shape (N, T), got {xs.shape} and "
+                         f"{ts.shape}")
+    N, T = xs.shape
+    y = jax.nn.sigmoid(xs)
+    picked = jnp.where(ts == 1, y, 1 - y)
+    loss = jnp.sum(-jnp.sum(jnp.log(picked + 1e-7), axis=0) / N) / T  # each step's mean, then over T
+    return loss.astype(xs.dtype), (y, ts)
+
+
+def _time_sigmoid_with_loss_bwd(res, dout):
+    y, ts = res
+    N, T = y.shape
+    dout = dout * (1 / T)
+    dxs = (y - ts.astype(y.dtype)) * dout / N
+    return dxs.astype(y.dtype), None
+
+
+time_sigmoid_with_loss.defvjp(_time_sigmoid_with_loss_fwd, _time_sigmoid_with_loss_bwd)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def time_dropout(xs, key, drop_rate=0.5, train=True):
     """The sequel's ``TimeDropout`` (sec. 6.5.2): unlike the first book's dropout it is *inverted*,

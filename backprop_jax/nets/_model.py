@@ -165,3 +165,28 @@ def shuffled_rows(seed: Any, iteration: Any, batch_size: int, n: int) -> Any:
     iteration = jnp.asarray(iteration)
     order = jax.random.permutation(jax.random.fold_in(jax.random.key(seed), iteration // per_epoch), n)
     return jax.lax.dynamic_slice(order, ((iteration % per_epoch) * batch_size,), (batch_size,)).astype(jnp.int32)
+
+
+def carried_rows(time_size):
+    """The sequel's ``RnnlmTrainer.get_batch`` as a ``Model.batch_rows``, over the rows
+    ``rnnlm.every_window`` lays out (row ``p``: the ``time_size`` words from position ``p``):
+    update ``iteration + 1`` reads the rows ``(b * jump + iteration * time_size) % n``,
+    ``jump = n // batch_size``, for ``b = 0 .. batch_size - 1``.
+
+    The reading position (the sequel's ``time_idx``, ``time_size`` words on per update) carries
+    on across epochs as ``RnnlmTrainer.fit`` carries it, wrapping round the corpus, instead of
+    restarting the streams each epoch (``sequential_rows`` over ``rnnlm.training_data``). The
+    sequel's epoch is ``n // (batch_size * time_size)`` updates. ``seed`` is unused.
+    int32 ``(batch_size,)``.
+    """
+    if isinstance(time_size, bool) or not isinstance(time_size, int) or time_size < 1:
+        raise ValueError(f"carried_rows: time_size must be an integer >= 1, got {time_size!r}")
+
+    def batch_rows(seed, iteration, batch_size, n):
+        del seed
+        if n < batch_size:
+            raise ValueError(f"carried_rows: the training set has {n} rows, fewer than one batch of {batch_size}")
+        jump = n // batch_size
+        return ((jnp.arange(batch_size) * jump + jnp.asarray(iteration) * time_size) % n).astype(jnp.int32)
+
+    return batch_rows

@@ -151,13 +151,12 @@ def Convolution(filter_num, filter_size, *, stride=1, pad=0, weight_init_std=0.0
     return Layer(init, apply, "Convolution", ("W", "b"), weight_names=("W",))
 
 
-def MaxPooling(pool_h, pool_w, *, stride, pad=0):
+def MaxPooling(pool_h, pool_w, *, stride=2, pad=0):
     """``max_pooling``: (N, C, H, W) -> (N, C, out_h, out_w); no parameters.
 
-    ``stride`` must be given: the book's ``Pooling`` class defaults to stride 1
-    (overlapping windows) while its ``SimpleConvNet`` passes stride 2, and a
-    silent default would be wrong for one reader or the other.
-    ``MaxPooling(2, 2, stride=2)`` is the book's non-overlapping 2x2 pooling.
+    ``stride`` defaults to 2, as the book's ``Pooling`` class (since its commit
+    77a0807) and ``max_pooling``: ``MaxPooling(2, 2)`` is the book's
+    non-overlapping 2x2 pooling.
     """
     def init(key, input_shape):
         input_shape = _check_shape("MaxPooling", input_shape, 4)

@@ -191,6 +191,22 @@ def training_data(corpus, batch_size, time_size=35):
     return xs[positions].astype(np.int32), ts[positions].astype(np.int32)
 
 
+def every_window(corpus, time_size=35):
+    """``(x, t)`` for ``carried_rows(time_size)``: a window of ``time_size`` words starting at every
+    position of the corpus but its last word, wrapping round its end, as the sequel's
+    ``RnnlmTrainer.get_batch`` reads ``xs = corpus[:-1]`` and ``ts = corpus[1:]``: row ``p`` is
+    ``xs[(p + tau) % n]`` for ``tau = 0 .. time_size - 1`` (and ``ts`` likewise), ``n = len(corpus) - 1``.
+    Int32 (n, time_size) both: ``time_size`` times the corpus, for any order of reading it."""
+    _check_count("time_size", time_size)
+    corpus = np.asarray(corpus)
+    if corpus.ndim != 1 or not np.issubdtype(corpus.dtype, np.integer) or len(corpus) < 2:
+        raise ValueError(f"rnnlm.every_window: corpus must be a 1-D array of at least 2 word ids, got shape "
+                         f"{corpus.shape} and dtype {corpus.dtype}")
+    xs, ts = corpus[:-1], corpus[1:]
+    positions = (np.arange(len(xs))[:, None] + np.arange(time_size)[None, :]) % len(xs)
+    return xs[positions].astype(np.int32), ts[positions].astype(np.int32)
+
+
 def eval_perplexity(params, corpus, batch_size=10, time_size=35):
     """The sequel's ``eval_perplexity``: the exp of the mean loss over the corpus read as
     ``training_data(corpus, batch_size, time_size)`` lays it out, one block of windows after the

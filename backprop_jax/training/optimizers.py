@@ -43,7 +43,28 @@ def momentum(lr=0.01, momentum=0.9):
 
 
 def nesterov(lr=0.01, momentum=0.9):
-    """The book's ``Nesterov``: ``v = momentum * v - lr * g``,
+    """The first book's ``Nesterov`` (``common/optimizer.py`` since its commit 89eadd0): the
+    parameters move with the old velocity, then the velocity is updated,
+    ``W += momentum**2 * v - (1 + momentum) * lr * g``, then ``v = momentum * v - lr * g``
+    (the form of arXiv 1212.0901). The first book's recipes take this one; the sequel's
+    order is ``nesterov_sequel``."""
+
+    def init(params):
+        return MomentumState(jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        del params
+        updates = jax.tree.map(lambda v, g: momentum * momentum * v - (1 + momentum) * lr * g, state.v, grads)
+        v = jax.tree.map(lambda v, g: momentum * v - lr * g, state.v, grads)
+        return updates, MomentumState(v)
+
+    return optax.GradientTransformation(init, update)
+
+
+def nesterov_sequel(lr=0.01, momentum=0.9):
+    """The sequel's ``Nesterov`` (*Deep Learning from Scratch 2*, ``common/optimizer.py``, as the
+    first book had it before its commit 89eadd0): the velocity is updated first,
+    ``v = momentum * v - lr * g``, and the parameters move with the new one,
     ``W += momentum**2 * v - (1 + momentum) * lr * g``."""
 
     def init(params):
@@ -122,7 +143,9 @@ def clip_grads(max_norm):
     (total_norm + 1e-6)``, and the gradients scaled by ``rate`` only when ``rate < 1``.
 
     Chain it before an optimiser: ``optax.chain(clip_grads(5.0), optimizers.adam(0.001))``. It
-    differs from ``optax.clip_by_global_norm`` by the sequel's 1e-6 in the denominator.
+    differs from ``optax.clip_by_global_norm`` by the sequel's 1e-6 in the denominator. The norm
+    is computed in the widest of the gradients' dtypes (float32 at least): float64 gradients are
+    clipped exactly as the sequel's NumPy code clips them.
     """
     def init(params):
         del params
@@ -130,7 +153,11 @@ def clip_grads(max_norm):
 
     def update(grads, state, params=None):
         del params
-        total_norm = jnp.sqrt(sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads)))
+        leaves = jax.tree.leaves(grads)
+        # The sum of squares in the gradients' own dtype (float64 stays float64); half
+        # precision is summed in float32, where its squares cannot overflow.
+        dtype = jnp.result_type(*leaves, jnp.float32) if leaves else jnp.float32
+        total_norm = jnp.sqrt(sum(jnp.sum(g.astype(dtype) ** 2) for g in leaves))
         rate = max_norm / (total_norm + 1e-6)
         scale = jnp.where(rate < 1, rate, 1.0)
         return jax.tree.map(lambda g: (g * scale).astype(g.dtype), grads), state
