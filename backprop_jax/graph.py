@@ -27,9 +27,13 @@ index picks. The nesting is read through the same jaxpr walker that
 """
 
 import dataclasses
+import html
+import inspect
 import shutil
 import string
 import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import jax
@@ -54,6 +58,7 @@ class Node:
     id: str
     label: str  # layer or primitive name, input name, or "output"
     kind: str  # "input", "const", "layer", "op" or "output"
+    name: str = ""  # the traced function's own name for the node's output (``apple_price``), if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +224,8 @@ class Graph:
     def steps(self):
         """The page's steps: ``(text, [(edge index, "value" or "grad"), ...])`` per step, first
         the forward pass node by node (each node's outgoing values, left to right), then the
-        backward pass (the gradients on each node's incoming arrows, right to left)."""
+        backward pass (the gradients on each node's incoming arrows, right to left). A value is
+        called by the traced function's own name where it has one (``apple_price``)."""
         symbol = lambda n: _SYMBOLS.get(n.label, n.label)
         steps = []
         for n in self.nodes:
@@ -227,13 +233,20 @@ class Graph:
             if not out or n.kind == "output":
                 continue
             values = ", ".join(dict.fromkeys(format_value(self.edges[i].value) for i in out))
-            what = f"input {n.label}" if n.kind in ("input", "const") else f"node {symbol(n)}"
-            steps.append((f"forward: {what} = {values}", [(i, "value") for i in out]))
+            if n.kind in ("input", "const"):
+                what = f"input {n.label} = {values}"
+            elif n.name:
+                what = f"node {symbol(n)} gives {n.name} = {values}"
+            else:
+                what = f"node {symbol(n)} = {values}"
+            steps.append((f"forward: {what}", [(i, "value") for i in out]))
         by_id = {n.id: n for n in self.nodes}
 
-        def name(edge):  # the book's names: dapple for an input, d(×) for a node's output
+        def name(edge):  # the book's names: dapple for an input, dapple_price for a named value
             src = by_id[edge.src]
-            return src.label if src.kind in ("input", "const") else f"({symbol(src)})"
+            if src.kind in ("input", "const"):
+                return src.label
+            return src.name or f"({symbol(src)})"
 
         for n in reversed(self.nodes):
             into = [i for i, e in enumerate(self.edges) if e.dst == n.id and e.grad is not None]
@@ -248,18 +261,20 @@ class Graph:
         """One self-contained HTML page (no network needed) that steps through the forward pass
         (each value appears above its arrow) and then the backward pass (each gradient below
         it, right to left), with next/previous buttons and the arrow keys."""
-        return _html(self, full_arrays, title)
+        return _PAGE.substitute(title=html.escape(title),
+                                graph=_fragment(self, full_arrays, title, keys_on_page=True))
+
+    def to_html_fragment(self, full_arrays=False, title="computational graph"):
+        """The same stepper as one ``<div>``, for a page that holds any number of graphs: its
+        ids, style and script are its own, and its arrow keys work while it has the focus."""
+        return _fragment(self, full_arrays, title, keys_on_page=False)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        """Shows the graph in Jupyter with no extra call: SVG through Graphviz when it is
-        installed, else the interactive page, and Mermaid text for front ends that render it."""
-        bundle = {"text/plain": f"Graph({len(self.nodes)} nodes, {len(self.edges)} arrows)",
-                  "text/markdown": "```mermaid\n" + self.to_mermaid() + "```\n"}
-        if shutil.which("dot") is not None:
-            bundle["image/svg+xml"] = _run_dot(self.to_dot(), "svg", "the notebook").decode()
-        else:
-            bundle["text/html"] = self.to_html()
-        return bundle
+        """Shows the graph in Jupyter with no extra call: the interactive stepper (any number
+        of them on one page), and Mermaid text for front ends that do not run scripts."""
+        return {"text/plain": f"Graph({len(self.nodes)} nodes, {len(self.edges)} arrows)",
+                "text/html": self.to_html_fragment(),
+                "text/markdown": "```mermaid\n" + self.to_mermaid() + "```\n"}
 
     def render(self, path, full_arrays=False):
         """Writes the graph to ``path``; the format follows the extension (.dot, .svg, .png, .mmd,
@@ -308,8 +323,7 @@ def _layout(graph):
     return place
 
 
-def _html(graph, full_arrays, title):
-    import html
+def _fragment(graph, full_arrays, title, keys_on_page):
     import json
 
     place = _layout(graph)
@@ -319,16 +333,21 @@ def _html(graph, full_arrays, title):
     pos = {k: (left + c * dx, margin + r * dy) for k, (c, r) in place.items()}
     width = left + margin + dx * max(c for c, _ in place.values())
     height = margin * 2 + dy * max(r for _, r in place.values())
+    # Each stepper has its own id (outputs of several kernels can share a page); its elements
+    # are found inside it, never by a page-wide id.
+    uid = f"bj-graph-{uuid.uuid4().hex[:12]}"
     parts = []
     for i, e in enumerate(graph.edges):
         (x1, y1), (x2, y2) = pos[e.src], pos[e.dst]
         mx, my = (x1 + x2) / 2, (y1 + y2) / 2
         value = html.escape(format_value(e.value, full_arrays))
-        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2 - 22}" y2="{y2}" class="arrow" marker-end="url(#head)"/>')
-        parts.append(f'<text id="v{i}" class="value" x="{mx}" y="{my - 8}" text-anchor="middle">{value}</text>')
+        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2 - 22}" y2="{y2}" class="arrow" '
+                     f'marker-end="url(#{uid}-head)"/>')
+        parts.append(f'<text data-show="v{i}" class="value" x="{mx}" y="{my - 8}" text-anchor="middle">{value}</text>')
         if e.grad is not None:
             grad = html.escape(format_value(e.grad, full_arrays))
-            parts.append(f'<text id="g{i}" class="grad" x="{mx}" y="{my + 18}" text-anchor="middle">{grad}</text>')
+            parts.append(f'<text data-show="g{i}" class="grad" x="{mx}" y="{my + 18}" '
+                         f'text-anchor="middle">{grad}</text>')
     for n in graph.nodes:
         x, y = pos[n.id]
         label = html.escape(_SYMBOLS.get(n.label, n.label))
@@ -337,57 +356,75 @@ def _html(graph, full_arrays, title):
         elif n.kind == "output":
             parts.append(f'<circle cx="{x}" cy="{y}" r="4" class="out"/>')
         else:
-            parts.append(f'<circle cx="{x}" cy="{y}" r="20" class="node"/>'
+            tip = f"<title>{html.escape(n.name)}</title>" if n.name else ""
+            parts.append(f'<circle cx="{x}" cy="{y}" r="20" class="node">{tip}</circle>'
                          f'<text class="op" x="{x}" y="{y + 5}" text-anchor="middle">{label}</text>')
+            if n.name:
+                parts.append(f'<text class="name" x="{x}" y="{y - 28}" text-anchor="middle">'
+                             f'{html.escape(n.name)}</text>')
     steps = [{"text": text, "show": [("v" if kind == "value" else "g") + str(i) for i, kind in shown]}
              for text, shown in graph.steps()]
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}"><defs><marker id="head" markerWidth="10" markerHeight="8" '
-           f'refX="9" refY="4" orient="auto"><path d="M0,0 L10,4 L0,8 z"/></marker></defs>'
-           + "".join(parts) + "</svg>")
-    # string.Template: a title that happens to contain "SVG" stays a title.
-    return _PAGE.substitute(title=html.escape(title), svg=svg, steps=json.dumps(steps).replace("</", "<\\/"))
+           f'viewBox="0 0 {width} {height}" style="max-width: 100%; height: auto"><defs>'
+           f'<marker id="{uid}-head" markerWidth="10" markerHeight="8" refX="9" refY="4" orient="auto">'
+           f'<path d="M0,0 L10,4 L0,8 z"/></marker></defs>' + "".join(parts) + "</svg>")
+    # string.Template: a title that happens to contain "$svg" stays a title.
+    return _FRAGMENT.substitute(uid=uid, svg=svg, keys="document" if keys_on_page else "root",
+                                steps=json.dumps(steps).replace("</", "<\\/"))
 
+
+_FRAGMENT = string.Template("""<div class="bj-graph" id="$uid" tabindex="0">
+<style>
+#$uid .arrow { stroke: #333; stroke-width: 1.5; }
+#$uid .node { fill: #fff; stroke: #333; stroke-width: 1.5; }
+#$uid .op { font-size: 18px; } #$uid .input { font-size: 15px; } #$uid .name { font-size: 12px; fill: #555; }
+#$uid .value { fill: #1f4e9c; font-size: 14px; visibility: hidden; }
+#$uid .grad { fill: #d62728; font-size: 14px; visibility: hidden; }
+#$uid .shown { visibility: visible; }
+#$uid .bj-status { margin: 0.8em 0; min-height: 1.4em; }
+#$uid button { font-size: 1em; margin-right: 0.5em; padding: 0.1em 0.6em; border: 1px solid #888; border-radius: 3px; }
+</style>
+<div><button class="bj-prev" type="button">&larr; previous</button><button class="bj-next" type="button">next &rarr;</button>
+<span class="bj-counter"></span></div>
+<div class="bj-status">press next to start the forward pass</div>
+$svg
+<script>
+(function () {
+  const root = document.getElementById("$uid");
+  const steps = $steps;
+  const find = (cls) => root.querySelector("." + cls);
+  let at = 0;  // steps shown
+  function draw() {
+    root.querySelectorAll(".value, .grad").forEach(e => e.classList.remove("shown"));
+    for (let i = 0; i < at; i++)
+      steps[i].show.forEach(id => root.querySelector('[data-show="' + id + '"]').classList.add("shown"));
+    find("bj-status").textContent = at ? steps[at - 1].text : "press next to start the forward pass";
+    find("bj-counter").textContent = "step " + at + " of " + steps.length;
+    find("bj-next").disabled = at === steps.length;
+    find("bj-prev").disabled = at === 0;
+  }
+  function next() { if (at < steps.length) { at++; draw(); } }
+  function prev() { if (at > 0) { at--; draw(); } }
+  find("bj-next").onclick = next;
+  find("bj-prev").onclick = prev;
+  const keys = "$keys" === "document" ? document : root;
+  keys.addEventListener("keydown", e => {
+    if (e.key === "ArrowRight") { next(); e.preventDefault(); }
+    if (e.key === "ArrowLeft") { prev(); e.preventDefault(); }
+  });
+  draw();
+})();
+</script>
+</div>""")
 
 _PAGE = string.Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>$title</title>
-<style>
-body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; }
-.arrow { stroke: #333; stroke-width: 1.5; }
-.node { fill: #fff; stroke: #333; stroke-width: 1.5; }
-.op { font-size: 18px; } .input { font-size: 15px; }
-.value { fill: #1f4e9c; font-size: 14px; visibility: hidden; }
-.grad { fill: #d62728; font-size: 14px; visibility: hidden; }
-.shown { visibility: visible; }
-#status { margin: 0.8em 0; min-height: 1.4em; }
-button { font-size: 1em; margin-right: 0.5em; }
-</style></head>
+<style>body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; }</style></head>
 <body>
 <h2>$title</h2>
 <p>Values appear above the arrows from left to right (forward pass), then gradients below
 them in red from right to left (backward pass). Use the buttons or the arrow keys.</p>
-<div><button id="prev">&larr; previous</button><button id="next">next &rarr;</button>
-<span id="counter"></span></div>
-<div id="status">press next to start the forward pass</div>
-$svg
-<script>
-const steps = $steps;
-let at = 0;  // steps shown
-function draw() {
-  document.querySelectorAll(".value, .grad").forEach(e => e.classList.remove("shown"));
-  for (let i = 0; i < at; i++) steps[i].show.forEach(id => document.getElementById(id).classList.add("shown"));
-  document.getElementById("status").textContent = at ? steps[at - 1].text : "press next to start the forward pass";
-  document.getElementById("counter").textContent = "step " + at + " of " + steps.length;
-  document.getElementById("next").disabled = at === steps.length;
-  document.getElementById("prev").disabled = at === 0;
-}
-function next() { if (at < steps.length) { at++; draw(); } }
-function prev() { if (at > 0) { at--; draw(); } }
-document.getElementById("next").onclick = next;
-document.getElementById("prev").onclick = prev;
-document.addEventListener("keydown", e => { if (e.key === "ArrowRight") next(); if (e.key === "ArrowLeft") prev(); });
-draw();
-</script>
+$graph
 </body></html>
 """)
 
@@ -417,6 +454,39 @@ def format_value(x, full_arrays=False, max_full=16):
     return f"{head} [{x.min()}, {x.max()}]"
 
 
+def _local_names(f, args):
+    """``{name: value}`` of the local variables ``f`` holds when it returns (``apple_price``),
+    from one eager run; empty where ``f`` is not plain Python."""
+    code = getattr(inspect.unwrap(f), "__code__", None)
+    if code is None:
+        return {}
+    found = {}
+
+    def profile(frame, event, arg):
+        if event == "return" and frame.f_code is code and not found:
+            found.update(frame.f_locals)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        with jax.disable_jit():
+            f(*args)
+    finally:
+        sys.setprofile(previous)
+    params = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
+    return {k: np.asarray(v) for k, v in found.items()
+            if k not in params and not k.startswith("_") and isinstance(v, (jax.Array, np.ndarray))
+            and not isinstance(v, jax.core.Tracer)}
+
+
+def _name_of(value, locals_):
+    """The one local whose value is ``value`` (same shape and dtype, equal), else ``""``."""
+    value = np.asarray(value)
+    hits = [k for k, v in locals_.items()
+            if v.shape == value.shape and v.dtype == value.dtype and np.array_equal(v, value)]
+    return hits[0] if len(hits) == 1 else ""
+
+
 def trace(f, *args, expand=False):
     """Traces ``f(*args)`` into a ``Graph`` with every value and gradient filled in.
 
@@ -428,7 +498,9 @@ def trace(f, *args, expand=False):
         layer as one node. The gradients then come from JAX's differentiation
         of those operations rather than from the layer's hand rule.
     Returns:
-      A ``Graph``. Inputs are named after ``f``'s parameters (dict leaves by key).
+      A ``Graph``. Inputs are named after ``f``'s parameters (dict leaves by key), and a
+      node's output after the local variable of ``f`` that holds it (``apple_price``), where
+      exactly one does.
     """
     args = tuple(jax.tree_util.tree_map(jnp.asarray, a) for a in args)
     closed = jax.make_jaxpr(f)(*args)
@@ -485,6 +557,7 @@ def trace(f, *args, expand=False):
             return jnp.sum(o)  # dout = 1 everywhere, as the book's dprice = 1
         grads = jax.grad(total)(eps)
 
+    locals_ = _local_names(f, args)
     nodes, edges, producer = [], [], {}
     for name, ref in zip(names, in_refs):
         node = Node(f"in{ref}", name, "input")
@@ -496,7 +569,10 @@ def trace(f, *args, expand=False):
                 node = Node(f"c{ref}", format_value(consts[ref]), "const")
                 nodes.append(node)
                 producer[ref] = node.id
-        nodes.append(step.node)
+        node = step.node
+        if len(step.outs) == 1 and locals_:
+            node = dataclasses.replace(node, name=_name_of(env[step.outs[0]], locals_))
+        nodes.append(node)
         for ref in step.outs:
             producer[ref] = step.node.id
     for k, step in enumerate(steps):

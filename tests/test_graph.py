@@ -219,3 +219,17 @@ def test_a_page_title_holding_the_templates_words_stays_a_title():
     g = graph.trace(shopping.buy_apple, 100.0, 2.0, 1.1)
     page = g.to_html(title="SVG and STEPS")
     assert page.count("<svg") == 1 and "<h2>SVG and STEPS</h2>" in page and "const steps = [" in page
+
+
+def test_values_are_named_as_the_traced_function_names_them():
+    g = graph.trace(shopping.buy_apple_orange, 100.0, 2.0, 150.0, 3.0, 1.1)
+    assert [n.name for n in g.nodes if n.kind == "layer"] == ["apple_price", "orange_price", "all_price", ""]
+    texts = [t for t, _ in g.steps()]
+    assert "backward: node + passes back dapple_price = 1.1, dorange_price = 1.1" in texts
+    assert "forward: node + gives all_price = 650" in texts
+    # Two locals holding the same value name neither: a name is given only where it is sure.
+    def twice(x):
+        a = bj.mul(x, 2.0)
+        b = bj.mul(x, 2.0)
+        return bj.add(a, b)
+    assert {n.name for n in graph.trace(twice, 3.0).nodes} == {""}
