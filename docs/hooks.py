@@ -6,19 +6,69 @@
   headed by the machine, the versions and the date they were measured.
 - The build fails if a name of ``backprop_jax.__all__`` has no ``::: backprop_jax.NAME``
   entry in the reference, or has no docstring.
+- MathJax comes from the ``mathjax`` package (PyPI's ``django-static-mathjax``) and is
+  served by the site itself; the notebook pages lose the script tags that would fetch
+  MathJax 2 and Mermaid from another host.
+- ``BACKPROP_JAX_DOCS_EXECUTE`` says which notebooks run while the site builds: ``true``
+  (all, the default), ``false`` (none: their committed sources are shown), or a list of
+  notebook file names separated by commas.
 """
 
 import argparse
+import importlib.resources
 import inspect
 import json
+import os
 import re
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+NOTEBOOKS = ROOT / "notebooks"
+MATHJAX = "assets/mathjax/tex-svg.js"  # the one bundle the site serves (mkdocs.yml's extra_javascript)
 _documented = set()
+
+
+def on_config(config):
+    jupyter = config.plugins["mkdocs-jupyter"]
+    which = os.environ.get("BACKPROP_JAX_DOCS_EXECUTE", "true").strip()
+    if which.lower() in ("true", "false"):
+        jupyter.config["execute"] = which.lower() == "true"
+    else:
+        names = {name.strip() for name in which.split(",") if name.strip()}
+        known = {path.name for path in NOTEBOOKS.glob("*.ipynb")}
+        if not names <= known:
+            raise PluginError(f"BACKPROP_JAX_DOCS_EXECUTE names notebooks that do not exist: "
+                              f"{', '.join(sorted(names - known))} (there are {', '.join(sorted(known))})")
+        jupyter.config["execute"] = True
+        jupyter.config["execute_ignore"] = [f"*/{name}" for name in sorted(known - names)]
+    # The kernels that run the notebooks inherit this: the library's progress bar falls back
+    # to text where ipywidgets is absent, and says so on every page otherwise.
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
+                                                          "ignore:IProgress not found"]))
+    return config
+
+
+def on_files(files, config):
+    bundle = importlib.resources.files("mathjax") / "static" / "mathjax" / "es5" / "tex-svg.js"
+    files.append(File.generated(config, MATHJAX, abs_src_path=str(bundle)))
+    return files
+
+
+# What nbconvert puts at the top of a notebook: MathJax 2 from a CDN (with an empty src when
+# no address is given) with its configuration, and a module that imports Mermaid from a CDN.
+_NOTEBOOK_SCRIPTS = re.compile(
+    r'<script src="[^"]*">\s*</script>\s*<!-- MathJax configuration -->.*?<!-- End of mathjax configuration -->'
+    r'|<script type="module">(?:(?!</script>).)*?import\("https://[^"]*mermaid.*?</script>', re.S)
+
+
+def on_page_content(html, page, config, files):
+    if page.file.src_uri.endswith(".ipynb"):
+        html = _NOTEBOOK_SCRIPTS.sub("", html)
+    return html
 
 
 def on_page_markdown(markdown, page, config, files):

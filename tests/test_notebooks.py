@@ -40,10 +40,14 @@ def test_the_notebooks_are_committed_without_outputs():
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run
 def test_computational_graphs_notebook():
     cells = outputs(run("1_computational_graphs.ipynb"))
-    assert "price 220, dapple 2.2, dapple_num 110, dtax 200" in cells[1][0]
-    assert "['2.2', '110', '200']" in cells[2][0]
-    for _, kinds in cells[3:5]:  # the graphs show themselves
-        assert {"image/svg+xml", "text/html"} & kinds and "text/markdown" in kinds
+    text = "\n".join(t for t, _ in cells)
+    assert "z = 9, dz/dx = 6, dz/dy = 6" in text  # the chain rule on (x + y)^2 at x = 1, y = 2
+    assert "price 220, dapple 2.2, dapple_num 110, dtax 200" in text
+    # The book's apple and orange numbers (sec. 5.4.3): 715, then 110 2.2 3.3 165 650.
+    assert "price 715\ndapple_num 110, dapple 2.2, dorange 3.3, dorange_num 165, dtax 650" in text
+    assert "by jax.grad: ['2.2', '110', '3.3', '165', '650']" in text
+    for _, kinds in cells[-2:]:  # the graphs show themselves, as steppers
+        assert {"text/html", "text/markdown"} <= kinds
 
 
 @pytest.mark.slow  # an end-to-end check: `pytest -m slow`, run by .ci/run

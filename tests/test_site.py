@@ -1,0 +1,121 @@
+"""The built site as a reader sees it, in headless Chromium: notebook 1's graphs step forward
+and backward with the book's numbers, math is typeset, and no page asks another host for
+anything (scripts, fonts, MathJax: the site serves them all)."""
+
+import functools
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from conftest import browser
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # builds the site and runs notebook 1: `pytest -m slow`, run by .ci/run
+PAGES = ["index.html", "guides/layers.html", "guides/graph.html", "notebooks/1_computational_graphs.html",
+         "notebooks/2_layer_rules.html"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The site, built with notebook 1 executed (its graphs are outputs), served on loopback."""
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "BACKPROP_JAX_DOCS_EXECUTE": "1_computational_graphs.ipynb", "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(out)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    driver = browser()
+    yield f"http://127.0.0.1:{server.server_address[1]}", driver, out
+    driver.quit()
+    server.shutdown()
+    server.server_close()
+
+
+def open_page(driver, url):
+    driver.get(url)
+    # MathJax typesets after the page loads; wait until it says it is done.
+    for _ in range(100):
+        if driver.execute_script("return !!(window.MathJax && MathJax.startup && MathJax.startup.promise)"):
+            driver.execute_async_script("MathJax.startup.promise.then(arguments[0])")
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"MathJax never started on {url}")
+
+
+def test_every_graph_of_notebook_1_steps_forward_and_backward_with_the_books_numbers(served):
+    from selenium.webdriver.common.by import By
+
+    base, driver, _ = served
+    open_page(driver, f"{base}/notebooks/1_computational_graphs.html")
+    assert driver.get_log("browser") == []  # no script error (two graphs on one page used to throw)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "price 715" in body and "dapple_num 110, dapple 2.2, dorange 3.3, dorange_num 165, dtax 650" in body
+    assert "TqdmWarning" not in body  # no red box of stderr
+    assert driver.find_elements(By.CSS_SELECTOR, '[data-mime-type="application/vnd.jupyter.stderr"]') == []
+    graphs = driver.find_elements(By.CSS_SELECTOR, ".bj-graph")
+    assert len(graphs) == 2
+    expected = [  # the book's numbers (sec. 5.4): every gradient, as it appears below its arrow
+        (8, ["1", "1.1", "200", "2.2", "110"], "backward: node × passes back dapple = 2.2, dapple_num = 110"),
+        (14, ["1", "1.1", "650", "1.1", "1.1", "3.3", "165", "2.2", "110"],
+         "backward: node × passes back dapple = 2.2, dapple_num = 110")]
+    for root, (n_steps, grads, last) in zip(graphs, expected):
+        find = lambda cls: root.find_element(By.CSS_SELECTOR, cls)
+        shown = lambda kind: sorted(e.text for e in root.find_elements(By.CSS_SELECTOR, f"text.{kind}.shown"))
+        assert find(".bj-counter").text == f"step 0 of {n_steps}"
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", find(".bj-next"))
+        for _ in range(n_steps):
+            find(".bj-next").click()
+        assert find(".bj-counter").text == f"step {n_steps} of {n_steps}" and not find(".bj-next").is_enabled()
+        assert shown("grad") == sorted(grads) and find(".bj-status").text == last
+        values = shown("value")
+        assert ("715" if n_steps == 14 else "220") in values and "200" in values
+        for _ in range(n_steps):
+            find(".bj-prev").click()
+        assert shown("grad") == [] and shown("value") == [] and find(".bj-counter").text == f"step 0 of {n_steps}"
+
+
+def test_math_is_typeset_and_no_page_asks_another_host(served):
+    from selenium.webdriver.common.by import By
+
+    base, driver, _ = served
+    driver.get_log("performance")  # forget what came before
+    typeset = {}
+    for page in PAGES:
+        open_page(driver, f"{base}/{page}")
+        text = driver.find_element(By.CSS_SELECTOR, "article").text
+        # Outside code, no math is left as TeX source.
+        raw = driver.execute_script("""
+            const walk = document.createTreeWalker(document.querySelector('article'), NodeFilter.SHOW_TEXT);
+            const left = [];
+            while (walk.nextNode()) {
+              const n = walk.currentNode;
+              if (n.parentElement.closest('pre, code, mjx-container, .jp-OutputArea, script, style')) continue;
+              if (/\\$|\\\\\\(|\\\\partial|\\\\frac/.test(n.textContent)) left.push(n.textContent.trim().slice(0, 60));
+            }
+            return left;""")
+        assert raw == [], (page, raw)
+        typeset[page] = len(driver.find_elements(By.CSS_SELECTOR, "mjx-container"))
+        assert text
+    assert typeset["notebooks/1_computational_graphs.html"] >= 5 and typeset["notebooks/2_layer_rules.html"] >= 5
+    hosts = set()
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if not url.startswith(("data:", "blob:")):
+                hosts.add(urlparse(url).netloc)
+    assert hosts == {urlparse(base).netloc}, hosts
