@@ -14,12 +14,13 @@ The package, in its order of dependence:
 * ``checking``: ``gradcheck``, ``without_hand_rules`` and ``hand_rules``;
 * ``training``: the compiled loop, runs with checkpoints, several processes;
 * ``book_params`` (the book's pickled parameters), ``datasets`` (MNIST), ``graph`` (drawing), ``shopping`` (the apple and
-  orange graphs), ``cli`` (the ``backprop-jax`` command).
+  orange graphs), ``exercises`` (write a backward, get feedback), ``cli`` (the ``backprop-jax`` command).
 
 Everything public is re-exported here.
 """
 
-from backprop_jax import book_params, checking, datasets, experiments, graph, layers, nets, shopping, training
+from backprop_jax import (
+    book_params, checking, datasets, exercises, experiments, graph, layers, nets, shopping, training)
 from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.book_params import BookParamsError, fit_params, load_book_params, save_book_params
 from backprop_jax.experiments import compare_optimizers
@@ -71,4 +72,5 @@ __all__ = [
     "atomic_path", "write_json", "writable_directory",
     # Subpackages and modules.
     "layers", "nets", "checking", "training", "datasets", "experiments", "shopping", "graph", "book_params",
+    "exercises",
 ]

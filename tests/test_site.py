@@ -20,7 +20,7 @@ from conftest import browser
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow  # builds the site and runs notebook 1: `pytest -m slow`, run by .ci/run
 PAGES = ["index.html", "guides/layers.html", "guides/graph.html", "notebooks/1_computational_graphs.html",
-         "notebooks/2_layer_rules.html"]
+         "notebooks/2_layer_rules.html", "notebooks/6_exercises.html"]
 
 
 @pytest.fixture(scope="module")
