@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow  # builds the site and runs notebook 1: `pytest -m
 PAGES = ["index.html", "guides/layers.html", "guides/graph.html", "notebooks/1_computational_graphs.html",
          "notebooks/2_layer_rules.html", "notebooks/6_exercises.html",
          "zh/index.html", "ja/index.html", "zh/notebooks/1_computational_graphs.html",
-         "ja/notebooks/1_computational_graphs.html"]
+         "ja/notebooks/1_computational_graphs.html", "zh/guides/layers.html", "ja/guides/layers.html",
+         "zh/notebooks/6_exercises.html", "ja/notebooks/6_exercises.html"]
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +155,13 @@ def test_each_language_builds_and_its_pages_link_to_each_other(served):
     open_page(driver, f"{base}/ja/index.html")
     assert "『ゼロから作るDeep Learning ―Pythonで学ぶディープラーニングの理論と実装』" in \
         driver.find_element(By.TAG_NAME, "article").text
+    open_page(driver, f"{base}/zh/guides/layers.html")
+    text = driver.find_element(By.TAG_NAME, "article").text
+    assert "手动执行书中的反向传播链" in text and "715.0000000000001" in text
+    english = driver.find_element(By.PARTIAL_LINK_TEXT, "英文页面").get_attribute("href")
+    assert english == f"{base}/guides/layers.html#the-sequels-layers"
+    open_page(driver, f"{base}/ja/notebooks/6_exercises.html")
+    assert "演習：各レイヤの逆伝播を自分で書く" in driver.find_element(By.TAG_NAME, "h1").text
     for link in links:  # every link of the Chinese home page that stays on the site is there
         if link.startswith(base):
             path = link[len(base) + 1:].split("#")[0]

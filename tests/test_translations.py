@@ -19,7 +19,9 @@ def test_every_translation_follows_the_current_english_page():
     module = hooks()
     found = module.translations()
     for lang in ("zh", "ja"):
-        assert f"index.{lang}.md" in found and f"notebooks/1_computational_graphs.{lang}.ipynb" in found
+        for page in ("index", "guides/layers", "notebooks/1_computational_graphs", "notebooks/6_exercises"):
+            ext = "ipynb" if page.startswith("notebooks") else "md"
+            assert f"{page}.{lang}.{ext}" in found
     stale = module.stale_translations()
     assert stale == [], ("stale translations (update them, then record the English file's "
                          f"sha256 in each): {stale}")
