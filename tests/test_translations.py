@@ -42,3 +42,17 @@ def test_a_changed_english_page_marks_its_translation_stale(tmp_path, monkeypatc
     notice = module._stale_notice("guides/layers.ja.md", recorded)
     assert 'class="admonition warning stale-translation"' in notice and "翻訳が古い可能性があります" in notice
     assert '<a href="../../guides/layers.html">英語の原文</a>' in notice  # from ja/guides/ to the English page
+
+
+def test_a_translated_notebook_runs_the_english_notebooks_code():
+    """Only the prose is translated: the code cells are the English notebook's, so the run of
+    the English notebook (tests/test_notebooks.py) stands for them."""
+    import nbformat
+
+    module = hooks()
+    notebooks = [t for t in module.translations() if t.endswith(".ipynb")]
+    assert len(notebooks) >= 8
+    for translation in notebooks:
+        code = lambda path: [c.source for c in nbformat.read(str(ROOT / "docs" / path), as_version=4).cells
+                             if c.cell_type == "code"]
+        assert code(translation) == code(module.source_of(translation)), translation
