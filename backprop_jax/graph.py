@@ -5,7 +5,9 @@ every intermediate value, and runs the backward pass to find the gradient of
 the output with respect to the value on every arrow. Nodes are our layers
 (``mul``, ``add``, ``affine``, ``relu``, ...) and any plain JAX operation
 between them; ``expand=True`` shows the primitive operations inside the
-layers instead. The result renders as Graphviz DOT, SVG or PNG (through
+layers instead, and ``book=True`` draws sigmoid, affine and softmax-with-loss
+as the book's figures. A value keeps the name the traced function gives it
+(``apple_price``). The result renders as Graphviz DOT, SVG or PNG (through
 Graphviz's ``dot``) and as Mermaid text::
 
     from backprop_jax import graph
@@ -575,7 +577,7 @@ def format_value(x, full_arrays=False, max_full=16, brief=False):
 
 def _local_names(f, args):
     """``{name: value}`` of the local variables ``f`` holds when it returns (``apple_price``),
-    from one eager run; empty where ``f`` is not plain Python."""
+    from one more run of ``f``, eager; empty where ``f`` is not plain Python or that run fails."""
     code = getattr(inspect.unwrap(f), "__code__", None)
     if code is None:
         return {}
@@ -590,6 +592,8 @@ def _local_names(f, args):
     try:
         with jax.disable_jit():
             f(*args)
+    except Exception:  # noqa: BLE001 - names are a courtesy; the traced graph stands without them
+        return {}
     finally:
         sys.setprofile(previous)
     params = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
@@ -625,7 +629,7 @@ def trace(f, *args, expand=False, book=False):
     Returns:
       A ``Graph``. Inputs are named after ``f``'s parameters (dict leaves by key), and a
       node's output after the local variable of ``f`` that holds it (``apple_price``), where
-      exactly one does.
+      exactly one does (``f`` runs once more, eagerly, to read them).
     """
     if expand and book:
         raise ValueError("graph.trace: expand and book are two different views; ask for one")
