@@ -241,7 +241,8 @@ def build_parser():
                     "parameters all have default values (the inputs to draw it at).")
     graph.add_argument("what", metavar="WHAT")
     graph.add_argument("--out", required=True,
-                       help="output file; the format follows the extension: .dot, .svg, .png or .mmd (Mermaid)")
+                       help="output file; the format follows the extension: .dot, .svg, .png, .mmd (Mermaid) "
+                            "or .html (a page that steps through the forward and backward passes)")
     graph.add_argument("--expand", action="store_true",
                        help="show the primitive operations inside each layer")
     graph.add_argument("--book", action="store_true",

@@ -23,8 +23,8 @@ def test_every_translation_follows_the_current_english_page():
             ext = "ipynb" if page.startswith("notebooks") else "md"
             assert f"{page}.{lang}.{ext}" in found
     stale = module.stale_translations()
-    assert stale == [], ("stale translations (update them, then record the English file's "
-                         f"sha256 in each): {stale}")
+    assert stale == [], ("stale translations: update each to its English page, then record the "
+                         f"English file's `sha256sum` as its source_sha256: {stale}")
 
 
 def test_a_changed_english_page_marks_its_translation_stale(tmp_path, monkeypatch):
