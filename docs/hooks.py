@@ -94,6 +94,24 @@ def on_page_content(html, page, config, files):
 
 # Translations ------------------------------------------------------------------------------
 
+@event_priority(-200)  # after the i18n plugin has set this page's language switcher
+def on_page_context(context, page, config, nav):
+    """The language switcher of a notebook leads to the same notebook in each language (the
+    i18n plugin sees notebooks as assets and would send a reader to the home page), and no
+    link of the switcher is absolute (the site may be served below a path, or from disk)."""
+    # The i18n plugin sets config.extra.alternate as an attribute, which the theme reads.
+    alternates = getattr(config.extra, "alternate", None) or []
+    if page.file.src_uri.endswith(".ipynb"):
+        stem = re.sub(r"(\.(%s))?\.ipynb$" % "|".join(LANGUAGES), "", page.file.src_uri)
+        for alternate in alternates:
+            lang = alternate["lang"]
+            translated = lang in LANGUAGES and (ROOT / "docs" / f"{stem}.{lang}.ipynb").exists()
+            alternate["link"] = (f"{lang}/" if translated else "") + f"{stem}.html"
+    for alternate in alternates:
+        alternate["link"] = alternate["link"].lstrip("/")
+    return context
+
+
 LANGUAGES = ("zh", "ja")
 _STALE = {  # (title, text) of the notice on a stale translation
     "zh": ("译文可能已过时", "英文原文在此译文写成之后有所更改。请参阅[英文原文]({link})。"),
