@@ -215,7 +215,9 @@ EXERCISES = {
         lambda: _normal(2, (2, 3))),
     "relu": Exercise(
         "backward(dout, x) -> dx   # Relu: out = max(x, 0)",
-        lambda x: jnp.where(x > 0, x, 0.0), _x((3, 4)), ("dx",), lambda x: (x,),
+        # One input exactly 0, where the derivative is 0 (the book's mask is x <= 0).
+        lambda x: jnp.where(x > 0, x, 0.0), lambda: (_normal(0, (3, 4)).at[1, 2].set(0.0),), ("dx",),
+        lambda x: (x,),
         "The derivative is 1 where x > 0 and 0 elsewhere: keep mask = (x <= 0) and zero dout "
         "where the mask is true (sec. 5.5.1).", lambda: _normal(2, (3, 4))),
     "sigmoid": Exercise(

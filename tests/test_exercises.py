@@ -101,6 +101,14 @@ def test_a_rule_one_percent_off_everywhere_is_wrong_everywhere():
     assert "and 7 more" in str(feedback)
 
 
+def test_relu_at_exactly_zero_passes_nothing_back():
+    (x,) = exercises.inputs("relu")
+    assert float(x[1, 2]) == 0.0
+    feedback = exercises.check("relu", lambda dout, x: jnp.where(x >= 0, dout, 0.0))  # mask x < 0: a slip at 0
+    (dx,) = feedback.gradients
+    assert dx.verdict == "wrong" and dx.wrong == ((1, 2),) and dx.n_wrong == 1
+
+
 def test_forgetting_the_batch_size_is_wrong_and_the_hint_says_so():
     feedback = exercises.check("softmax_with_loss", lambda dout, y, t: y - t)
     assert not feedback.correct
