@@ -106,7 +106,7 @@ def test_math_is_typeset_and_no_page_asks_another_host(served):
     for page in PAGES:
         open_page(driver, f"{base}/{page}")
         text = driver.find_element(By.CSS_SELECTOR, "article").text
-        # Outside code, no math is left as TeX source ($...$, \\(, \\partial); a lone $ (as in
+        # Outside code, no math is left as TeX source ($...$, \(, \partial); a lone $ (as in
         # $BACKPROP_JAX_DATA) is text.
         raw = driver.execute_script("""
             const walk = document.createTreeWalker(document.querySelector('article'), NodeFilter.SHOW_TEXT);
