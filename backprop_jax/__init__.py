@@ -15,7 +15,7 @@ The package, in its order of dependence:
 * ``training``: the compiled loop, runs with checkpoints, several processes;
 * ``count_based`` and ``similarity``: the sequel's count-based word vectors and their queries;
 * ``book_params`` (the book's pickled parameters), ``datasets`` (MNIST), ``graph`` (drawing), ``shopping`` (the apple and
-  orange graphs);
+  orange graphs), ``exercises`` (write a backward, get feedback);
 * ``recipes``: the book's recipes, each settling a run (network, data, ``TrainConfig``, report);
 * ``cli`` (the ``backprop-jax`` command): flags -> a recipe -> the library.
 
@@ -23,8 +23,8 @@ Everything public is re-exported here.
 """
 
 from backprop_jax import (
-    book_params, checking, count_based, datasets, experiments, graph, layers, nets, recipes, shopping, similarity,
-    training)
+    book_params, checking, count_based, datasets, exercises, experiments, graph, layers, nets, recipes, shopping,
+    similarity, training)
 from backprop_jax._io import atomic_path, writable_directory, write_json
 from backprop_jax.book_params import BookParamsError, fit_params, load_book_params, save_book_params
 from backprop_jax.experiments import compare_optimizers
@@ -85,4 +85,5 @@ __all__ = [
     "RECIPES", "Recipe", "RecipeData",
     # Subpackages and modules.
     "recipes", "layers", "nets", "checking", "training", "datasets", "experiments", "shopping", "graph", "book_params",
+    "exercises",
 ]

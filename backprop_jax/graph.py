@@ -5,7 +5,9 @@ every intermediate value, and runs the backward pass to find the gradient of
 the output with respect to the value on every arrow. Nodes are our layers
 (``mul``, ``add``, ``affine``, ``relu``, ...) and any plain JAX operation
 between them; ``expand=True`` shows the primitive operations inside the
-layers instead. The result renders as Graphviz DOT, SVG or PNG (through
+layers instead, and ``book=True`` draws sigmoid, affine and softmax-with-loss
+as the book's figures. A value keeps the name the traced function gives it
+(``apple_price``). The result renders as Graphviz DOT, SVG or PNG (through
 Graphviz's ``dot``) and as Mermaid text::
 
     from backprop_jax import graph
@@ -27,9 +29,13 @@ index picks. The nesting is read through the same jaxpr walker that
 """
 
 import dataclasses
+import html
+import inspect
 import shutil
 import string
 import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import jax
@@ -54,6 +60,8 @@ class Node:
     id: str
     label: str  # layer or primitive name, input name, or "output"
     kind: str  # "input", "const", "layer", "op" or "output"
+    name: str = ""  # the traced function's own name for the node's output (``apple_price``), if any
+    note: str = ""  # in the book's views, the node's local derivative or backward rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +102,13 @@ def _flatten(jaxpr, in_refs, const_refs, expand, steps, counter, consts_out):
 
     for eqn in jaxpr.eqns:
         ins = [ref_of(v) for v in eqn.invars]
-        body = (layer_body(eqn) if expand else None) if is_layer(eqn) else call_body(eqn)
+        body = (layer_body(eqn) if expand is True else None) if is_layer(eqn) else call_body(eqn)
         name = eqn.primitive.name
-        if name == "scan" and eqn.params["length"] <= MAX_UNROLL and not eqn.params["jaxpr"].consts:
+        book = _BOOK_FIGURES.get(layer_name(eqn)) if expand == "book" and is_layer(eqn) else None
+        if book is not None and book.fits(eqn):
+            outs = book.draw(ins, lambda value: _const(value, counter, consts_out),
+                             lambda label, ins, fn, note: _op(steps, counter, label, ins, fn, note))
+        elif name == "scan" and eqn.params["length"] <= MAX_UNROLL and not eqn.params["jaxpr"].consts:
             outs = _unroll_scan(eqn, ins, expand, steps, counter, consts_out)
         elif name == "cond" and not any(b.consts for b in eqn.params["branches"]):
             outs = _both_branches(eqn, ins, expand, steps, counter, consts_out)
@@ -124,6 +136,68 @@ def _new_step(steps, counter, label, ins, n_out, fn):
     outs = [next(counter) for _ in range(n_out)]
     steps.append(_Step(Node(f"n{len(steps)}", label, "op"), tuple(ins), tuple(outs), fn))
     return outs
+
+
+def _const(value, counter, consts_out):
+    ref = next(counter)
+    consts_out[ref] = value
+    return ref
+
+
+def _op(steps, counter, label, ins, fn, note):
+    (out,) = _new_step(steps, counter, label, ins, 1, lambda *values: [fn(*values)])
+    step = steps[-1]
+    steps[-1] = dataclasses.replace(step, node=dataclasses.replace(step.node, note=note))
+    return out
+
+
+# The book's figures of three layers (sec. 5.5.2, 5.6.2, 5.6.3), drawn from the same inputs in
+# plain JAX operations: the gradients on their arrows come from autodiff of those operations.
+
+@dataclasses.dataclass(frozen=True)
+class _BookFigure:
+    fits: object  # eqn -> whether the figure can draw this call (its shapes)
+    draw: object  # (in refs, const, op) -> out refs
+
+
+def _sigmoid_figure(ins, const, op):
+    (x,) = ins
+    a = op("×", [x, const(-1.0)], lambda x, c: x * c, "local derivative: -1")
+    b = op("exp", [a], jnp.exp, "local derivative: exp(-x)")
+    c = op("+", [b, const(1.0)], lambda b, one: b + one, "local derivative: 1")
+    y = op("/", [c], lambda c: 1 / c, "local derivative: -1/(1 + exp(-x))² = -y²")
+    return [y]
+
+
+def _affine_figure(ins, const, op):
+    X, W, B = ins
+    XW = op("dot", [X, W], lambda X, W: X @ W, "dX = dY · Wᵀ, dW = Xᵀ · dY")
+    return [op("+", [XW, B], lambda XW, B: XW + B[None, :], "dB = dY summed over the batch (axis 0)")]
+
+
+def _cross_entropy_error(y, t):
+    n = y.shape[0]
+    if jnp.issubdtype(t.dtype, jnp.integer):
+        return -jnp.sum(jnp.log(y[jnp.arange(n), t])) / n
+    return -jnp.sum(t * jnp.log(y)) / n
+
+
+def _softmax_with_loss_figure(ins, const, op):
+    a, t = ins
+    y = op("Softmax", [a], lambda a: jax.nn.softmax(a, axis=1), "passes back (y - t) / N")
+    return [op("Cross Entropy Error", [y, t], _cross_entropy_error, "passes back -t / (N y)")]
+
+
+def _shapes(eqn):
+    return [tuple(v.aval.shape) for v in eqn.invars]
+
+
+_BOOK_FIGURES = {
+    "sigmoid": _BookFigure(lambda eqn: len(eqn.invars) == 1, _sigmoid_figure),
+    "affine": _BookFigure(lambda eqn: [len(s) for s in _shapes(eqn)] == [2, 2, 1], _affine_figure),
+    "softmax_with_loss": _BookFigure(lambda eqn: len(eqn.invars) == 2 and len(_shapes(eqn)[0]) == 2,
+                                     _softmax_with_loss_figure),
+}
 
 
 def _unroll_scan(eqn, ins, expand, steps, counter, consts_out):
@@ -187,7 +261,8 @@ class Graph:
             else:
                 label = _SYMBOLS.get(n.label, n.label)
                 shape = "circle" if len(label) <= 4 else "ellipse"
-                lines.append(f'  {n.id} [label="{_escape(label)}", shape={shape}];')
+                note = f', xlabel="{_escape(n.note)}", fontcolor="#2a7d2a"' if n.note else ""
+                lines.append(f'  {n.id} [label="{_escape(label)}", shape={shape}{note}];')
         for e in self.edges:
             rows = f"<tr><td>{_escape(format_value(e.value, full_arrays), html=True)}</td></tr>"
             if e.grad is not None:  # integer labels have no gradient
@@ -219,7 +294,8 @@ class Graph:
     def steps(self):
         """The page's steps: ``(text, [(edge index, "value" or "grad"), ...])`` per step, first
         the forward pass node by node (each node's outgoing values, left to right), then the
-        backward pass (the gradients on each node's incoming arrows, right to left)."""
+        backward pass (the gradients on each node's incoming arrows, right to left). A value is
+        called by the traced function's own name where it has one (``apple_price``)."""
         symbol = lambda n: _SYMBOLS.get(n.label, n.label)
         steps = []
         for n in self.nodes:
@@ -227,13 +303,20 @@ class Graph:
             if not out or n.kind == "output":
                 continue
             values = ", ".join(dict.fromkeys(format_value(self.edges[i].value) for i in out))
-            what = f"input {n.label}" if n.kind in ("input", "const") else f"node {symbol(n)}"
-            steps.append((f"forward: {what} = {values}", [(i, "value") for i in out]))
+            if n.kind in ("input", "const"):
+                what = f"input {n.label} = {values}"
+            elif n.name:
+                what = f"node {symbol(n)} gives {n.name} = {values}"
+            else:
+                what = f"node {symbol(n)} = {values}"
+            steps.append((f"forward: {what}", [(i, "value") for i in out]))
         by_id = {n.id: n for n in self.nodes}
 
-        def name(edge):  # the book's names: dapple for an input, d(×) for a node's output
+        def name(edge):  # the book's names: dapple for an input, dapple_price for a named value
             src = by_id[edge.src]
-            return src.label if src.kind in ("input", "const") else f"({symbol(src)})"
+            if src.kind in ("input", "const"):
+                return src.label
+            return src.name or f"({symbol(src)})"
 
         for n in reversed(self.nodes):
             into = [i for i, e in enumerate(self.edges) if e.dst == n.id and e.grad is not None]
@@ -241,6 +324,8 @@ class Graph:
                 continue
             grads = ", ".join(f"d{name(self.edges[i])} = {format_value(self.edges[i].grad)}" for i in into)
             what = "the output: dout = 1" if n.kind == "output" else f"node {symbol(n)} passes back {grads}"
+            if n.note:
+                what += f" ({n.note})"
             steps.append((f"backward: {what}", [(i, "grad") for i in into]))
         return steps
 
@@ -248,18 +333,20 @@ class Graph:
         """One self-contained HTML page (no network needed) that steps through the forward pass
         (each value appears above its arrow) and then the backward pass (each gradient below
         it, right to left), with next/previous buttons and the arrow keys."""
-        return _html(self, full_arrays, title)
+        return _PAGE.substitute(title=html.escape(title),
+                                graph=_fragment(self, full_arrays, title, keys_on_page=True))
+
+    def to_html_fragment(self, full_arrays=False, title="computational graph"):
+        """The same stepper as one ``<div>``, for a page that holds any number of graphs: its
+        ids, style and script are its own, and its arrow keys work while it has the focus."""
+        return _fragment(self, full_arrays, title, keys_on_page=False)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        """Shows the graph in Jupyter with no extra call: SVG through Graphviz when it is
-        installed, else the interactive page, and Mermaid text for front ends that render it."""
-        bundle = {"text/plain": f"Graph({len(self.nodes)} nodes, {len(self.edges)} arrows)",
-                  "text/markdown": "```mermaid\n" + self.to_mermaid() + "```\n"}
-        if shutil.which("dot") is not None:
-            bundle["image/svg+xml"] = _run_dot(self.to_dot(), "svg", "the notebook").decode()
-        else:
-            bundle["text/html"] = self.to_html()
-        return bundle
+        """Shows the graph in Jupyter with no extra call: the interactive stepper (any number
+        of them on one page), and Mermaid text for front ends that do not run scripts."""
+        return {"text/plain": f"Graph({len(self.nodes)} nodes, {len(self.edges)} arrows)",
+                "text/html": self.to_html_fragment(),
+                "text/markdown": "```mermaid\n" + self.to_mermaid() + "```\n"}
 
     def render(self, path, full_arrays=False):
         """Writes the graph to ``path``; the format follows the extension (.dot, .svg, .png, .mmd,
@@ -295,40 +382,82 @@ def _run_dot(dot_text, fmt, path):
 
 
 def _layout(graph):
-    """``{node id: (column, row)}``: columns by depth from the inputs, rows in order."""
-    depth = {}
+    """``{node id: (column, row)}``, layers left to right as the book draws them: each
+    operation one column right of its deepest operand, the first operand's chain on one row,
+    and each input in the column just left of the node it feeds, above it where there is
+    room (a network's parameters above its layers). Rows start at 0."""
+    into = {n.id: [e.src for e in graph.edges if e.dst == n.id] for n in graph.nodes}
+    consumers = {n.id: [e.dst for e in graph.edges if e.src == n.id] for n in graph.nodes}
+    is_input = {n.id: n.kind in ("input", "const") for n in graph.nodes}
+    column = {}
     for n in graph.nodes:
-        sources = [depth[e.src] for e in graph.edges if e.dst == n.id and e.src in depth]
-        depth[n.id] = 1 + max(sources) if sources else 0
-    rows, place = {}, {}
+        if not is_input[n.id]:
+            column[n.id] = 1 + max([column[s] for s in into[n.id] if s in column], default=0)
     for n in graph.nodes:
-        column = depth[n.id]
-        place[n.id] = (column, rows.get(column, 0))
-        rows[column] = rows.get(column, 0) + 1
-    return place
+        if is_input[n.id]:
+            column[n.id] = max(0, min([column[c] for c in consumers[n.id] if c in column], default=1) - 1)
+    taken, row = set(), {}
+
+    def place(node_id, candidates):
+        for r in candidates:
+            if (column[node_id], r) not in taken:
+                row[node_id] = r
+                taken.add((column[node_id], r))
+                return
+
+    far = range(1, 2 * len(graph.nodes) + 2)
+    for n in graph.nodes:  # operations in evaluation order, each on its first operand's row, else below
+        if not is_input[n.id]:
+            first = [row[s] for s in into[n.id] if s in row]
+            r = first[0] if first else 0
+            place(n.id, [r] + [r + j for j in far])
+
+    def consumer_and_position(node_id):  # x before W and b: the first operand sits on its node's row
+        target = next((c for c in consumers[node_id] if c in row), None)
+        return (target, into[target].index(node_id)) if target is not None else (None, 0)
+
+    for n in sorted((n for n in graph.nodes if is_input[n.id]), key=lambda n: consumer_and_position(n.id)[1]):
+        target, k = consumer_and_position(n.id)
+        r = row[target] if target is not None else 0
+        # Operand k at k rows above its node (a network's parameters above its layers); else below.
+        place(n.id, [r - k] + [r + j for j in far] + [r - k - j for j in far])
+    top = min(row.values())
+    return {k: (column[k], row[k] - top) for k in column}
 
 
-def _html(graph, full_arrays, title):
-    import html
+def _fragment(graph, full_arrays, title, keys_on_page):
     import json
 
     place = _layout(graph)
-    dx, dy, margin = 190, 110, 70
+    label = lambda x: format_value(x, full_arrays, brief=True)  # the step text gives the summary
+    symbol = {n.id: _SYMBOLS.get(n.label, n.label) for n in graph.nodes}
+    # A short label in a circle, as the book's × and +; a long one (Softmax) in a box.
+    half = {n.id: (20 if len(symbol[n.id]) <= 4 else 10 + 4 * len(symbol[n.id])) if n.kind in ("layer", "op")
+            else 4 for n in graph.nodes}
+    longest = max([len(label(e.value)) for e in graph.edges]
+                  + [len(label(e.grad)) for e in graph.edges if e.grad is not None], default=0)
+    # Room between two nodes for the longest label on an arrow.
+    dx, dy, margin = max(190, 7 * longest + 40) + 2 * (max(half.values()) - 20), 110, 70
     names = [len(n.label) for n in graph.nodes if n.kind in ("input", "const")]
     left = max(margin, 30 + 9 * max(names, default=0))  # room for the input names
     pos = {k: (left + c * dx, margin + r * dy) for k, (c, r) in place.items()}
     width = left + margin + dx * max(c for c, _ in place.values())
     height = margin * 2 + dy * max(r for _, r in place.values())
+    # Each stepper has its own id (outputs of several kernels can share a page); its elements
+    # are found inside it, never by a page-wide id.
+    uid = f"bj-graph-{uuid.uuid4().hex[:12]}"
     parts = []
     for i, e in enumerate(graph.edges):
         (x1, y1), (x2, y2) = pos[e.src], pos[e.dst]
-        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
-        value = html.escape(format_value(e.value, full_arrays))
-        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2 - 22}" y2="{y2}" class="arrow" marker-end="url(#head)"/>')
-        parts.append(f'<text id="v{i}" class="value" x="{mx}" y="{my - 8}" text-anchor="middle">{value}</text>')
+        mx, my = (x1 + half[e.src] + x2 - half[e.dst]) / 2, (y1 + y2) / 2
+        value = html.escape(label(e.value))
+        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2 - half[e.dst] - 2}" y2="{y2}" class="arrow" '
+                     f'marker-end="url(#{uid}-head)"/>')
+        parts.append(f'<text data-show="v{i}" class="value" x="{mx}" y="{my - 8}" text-anchor="middle">{value}</text>')
         if e.grad is not None:
-            grad = html.escape(format_value(e.grad, full_arrays))
-            parts.append(f'<text id="g{i}" class="grad" x="{mx}" y="{my + 18}" text-anchor="middle">{grad}</text>')
+            grad = html.escape(label(e.grad))
+            parts.append(f'<text data-show="g{i}" class="grad" x="{mx}" y="{my + 18}" '
+                         f'text-anchor="middle">{grad}</text>')
     for n in graph.nodes:
         x, y = pos[n.id]
         label = html.escape(_SYMBOLS.get(n.label, n.label))
@@ -337,57 +466,85 @@ def _html(graph, full_arrays, title):
         elif n.kind == "output":
             parts.append(f'<circle cx="{x}" cy="{y}" r="4" class="out"/>')
         else:
-            parts.append(f'<circle cx="{x}" cy="{y}" r="20" class="node"/>'
-                         f'<text class="op" x="{x}" y="{y + 5}" text-anchor="middle">{label}</text>')
+            tip = f"<title>{html.escape(n.name)}</title>" if n.name else ""
+            if half[n.id] == 20:
+                parts.append(f'<circle cx="{x}" cy="{y}" r="20" class="node">{tip}</circle>'
+                             f'<text class="op" x="{x}" y="{y + 5}" text-anchor="middle">{label}</text>')
+            else:
+                w = 2 * half[n.id]
+                parts.append(f'<rect x="{x - half[n.id]}" y="{y - 18}" width="{w}" height="36" rx="6" '
+                             f'class="node">{tip}</rect>'
+                             f'<text class="op long" x="{x}" y="{y + 5}" text-anchor="middle">{label}</text>')
+            if n.name:
+                parts.append(f'<text class="name" x="{x}" y="{y - 28}" text-anchor="middle">'
+                             f'{html.escape(n.name)}</text>')
+            if n.note:
+                parts.append(f'<text class="note" x="{x}" y="{y + 58}" text-anchor="middle">'
+                             f'{html.escape(n.note)}</text>')
     steps = [{"text": text, "show": [("v" if kind == "value" else "g") + str(i) for i, kind in shown]}
              for text, shown in graph.steps()]
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}"><defs><marker id="head" markerWidth="10" markerHeight="8" '
-           f'refX="9" refY="4" orient="auto"><path d="M0,0 L10,4 L0,8 z"/></marker></defs>'
-           + "".join(parts) + "</svg>")
-    # string.Template: a title that happens to contain "SVG" stays a title.
-    return _PAGE.substitute(title=html.escape(title), svg=svg, steps=json.dumps(steps).replace("</", "<\\/"))
+           f'viewBox="0 0 {width} {height}" style="max-width: 100%; height: auto"><defs>'
+           f'<marker id="{uid}-head" markerWidth="10" markerHeight="8" refX="9" refY="4" orient="auto">'
+           f'<path d="M0,0 L10,4 L0,8 z"/></marker></defs>' + "".join(parts) + "</svg>")
+    # string.Template: a title that happens to contain "$svg" stays a title.
+    return _FRAGMENT.substitute(uid=uid, svg=svg, keys="document" if keys_on_page else "root",
+                                steps=json.dumps(steps).replace("</", "<\\/"))
 
+
+_FRAGMENT = string.Template("""<div class="bj-graph" id="$uid" tabindex="0">
+<style>
+#$uid .arrow { stroke: #333; stroke-width: 1.5; }
+#$uid .node { fill: #fff; stroke: #333; stroke-width: 1.5; }
+#$uid .op { font-size: 18px; } #$uid .input { font-size: 15px; } #$uid .name { font-size: 12px; fill: #555; }
+#$uid .note { font-size: 11px; fill: #2a7d2a; } #$uid .op.long { font-size: 14px; }
+#$uid .value { fill: #1f4e9c; font-size: 14px; visibility: hidden; }
+#$uid .grad { fill: #d62728; font-size: 14px; visibility: hidden; }
+#$uid .shown { visibility: visible; }
+#$uid .bj-status { margin: 0.8em 0; min-height: 1.4em; }
+#$uid button { font-size: 1em; margin-right: 0.5em; padding: 0.1em 0.6em; border: 1px solid #888; border-radius: 3px; }
+</style>
+<div><button class="bj-prev" type="button">&larr; previous</button><button class="bj-next" type="button">next &rarr;</button>
+<span class="bj-counter"></span></div>
+<div class="bj-status">press next to start the forward pass</div>
+$svg
+<script>
+(function () {
+  const root = document.getElementById("$uid");
+  const steps = $steps;
+  const find = (cls) => root.querySelector("." + cls);
+  let at = 0;  // steps shown
+  function draw() {
+    root.querySelectorAll(".value, .grad").forEach(e => e.classList.remove("shown"));
+    for (let i = 0; i < at; i++)
+      steps[i].show.forEach(id => root.querySelector('[data-show="' + id + '"]').classList.add("shown"));
+    find("bj-status").textContent = at ? steps[at - 1].text : "press next to start the forward pass";
+    find("bj-counter").textContent = "step " + at + " of " + steps.length;
+    find("bj-next").disabled = at === steps.length;
+    find("bj-prev").disabled = at === 0;
+  }
+  function next() { if (at < steps.length) { at++; draw(); } }
+  function prev() { if (at > 0) { at--; draw(); } }
+  find("bj-next").onclick = next;
+  find("bj-prev").onclick = prev;
+  const keys = "$keys" === "document" ? document : root;
+  keys.addEventListener("keydown", e => {
+    if (e.key === "ArrowRight") { next(); e.preventDefault(); }
+    if (e.key === "ArrowLeft") { prev(); e.preventDefault(); }
+  });
+  draw();
+})();
+</script>
+</div>""")
 
 _PAGE = string.Template("""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>$title</title>
-<style>
-body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; }
-.arrow { stroke: #333; stroke-width: 1.5; }
-.node { fill: #fff; stroke: #333; stroke-width: 1.5; }
-.op { font-size: 18px; } .input { font-size: 15px; }
-.value { fill: #1f4e9c; font-size: 14px; visibility: hidden; }
-.grad { fill: #d62728; font-size: 14px; visibility: hidden; }
-.shown { visibility: visible; }
-#status { margin: 0.8em 0; min-height: 1.4em; }
-button { font-size: 1em; margin-right: 0.5em; }
-</style></head>
+<style>body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; }</style></head>
 <body>
 <h2>$title</h2>
 <p>Values appear above the arrows from left to right (forward pass), then gradients below
 them in red from right to left (backward pass). Use the buttons or the arrow keys.</p>
-<div><button id="prev">&larr; previous</button><button id="next">next &rarr;</button>
-<span id="counter"></span></div>
-<div id="status">press next to start the forward pass</div>
-$svg
-<script>
-const steps = $steps;
-let at = 0;  // steps shown
-function draw() {
-  document.querySelectorAll(".value, .grad").forEach(e => e.classList.remove("shown"));
-  for (let i = 0; i < at; i++) steps[i].show.forEach(id => document.getElementById(id).classList.add("shown"));
-  document.getElementById("status").textContent = at ? steps[at - 1].text : "press next to start the forward pass";
-  document.getElementById("counter").textContent = "step " + at + " of " + steps.length;
-  document.getElementById("next").disabled = at === steps.length;
-  document.getElementById("prev").disabled = at === 0;
-}
-function next() { if (at < steps.length) { at++; draw(); } }
-function prev() { if (at > 0) { at--; draw(); } }
-document.getElementById("next").onclick = next;
-document.getElementById("prev").onclick = prev;
-document.addEventListener("keydown", e => { if (e.key === "ArrowRight") next(); if (e.key === "ArrowLeft") prev(); });
-draw();
-</script>
+$graph
 </body></html>
 """)
 
@@ -397,8 +554,9 @@ def _escape(text, html=False):
     return text.replace('"', '\\"')
 
 
-def format_value(x, full_arrays=False, max_full=16):
-    """A scalar as a number (6 significant digits), an array as dtype, shape and a short summary."""
+def format_value(x, full_arrays=False, max_full=16, brief=False):
+    """A scalar as a number (6 significant digits), an array as dtype, shape and a short summary
+    (``brief``: dtype and shape only)."""
     x = np.asarray(x)
     if x.ndim == 0:
         if x.dtype == bool or np.issubdtype(x.dtype, np.integer):
@@ -409,7 +567,7 @@ def format_value(x, full_arrays=False, max_full=16):
     short = {"float32": "f32", "float64": "f64", "bfloat16": "bf16", "float16": "f16", "int32": "i32",
              "int64": "i64", "bool": "bool"}.get(x.dtype.name, x.dtype.name)
     head = f"{short}{list(x.shape)}".replace(" ", "")
-    if x.size == 0:
+    if x.size == 0 or brief:
         return head
     if np.issubdtype(x.dtype, np.floating) or x.dtype.name == "bfloat16":
         xf = x.astype(np.float64)
@@ -417,7 +575,42 @@ def format_value(x, full_arrays=False, max_full=16):
     return f"{head} [{x.min()}, {x.max()}]"
 
 
-def trace(f, *args, expand=False):
+def _local_names(f, args):
+    """``{name: value}`` of the local variables ``f`` holds when it returns (``apple_price``),
+    from one more run of ``f``, eager; empty where ``f`` is not plain Python or that run fails."""
+    code = getattr(inspect.unwrap(f), "__code__", None)
+    if code is None:
+        return {}
+    found = {}
+
+    def profile(frame, event, arg):
+        if event == "return" and frame.f_code is code and not found:
+            found.update(frame.f_locals)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        with jax.disable_jit():
+            f(*args)
+    except Exception:  # noqa: BLE001 - names are a courtesy; the traced graph stands without them
+        return {}
+    finally:
+        sys.setprofile(previous)
+    params = set(code.co_varnames[:code.co_argcount + code.co_kwonlyargcount])
+    return {k: np.asarray(v) for k, v in found.items()
+            if k not in params and not k.startswith("_") and isinstance(v, (jax.Array, np.ndarray))
+            and not isinstance(v, jax.core.Tracer)}
+
+
+def _name_of(value, locals_):
+    """The one local whose value is ``value`` (same shape and dtype, equal), else ``""``."""
+    value = np.asarray(value)
+    hits = [k for k, v in locals_.items()
+            if v.shape == value.shape and v.dtype == value.dtype and np.array_equal(v, value)]
+    return hits[0] if len(hits) == 1 else ""
+
+
+def trace(f, *args, expand=False, book=False):
     """Traces ``f(*args)`` into a ``Graph`` with every value and gradient filled in.
 
     Args:
@@ -427,9 +620,19 @@ def trace(f, *args, expand=False):
       expand: show the primitive operations inside each layer instead of the
         layer as one node. The gradients then come from JAX's differentiation
         of those operations rather than from the layer's hand rule.
+      book: draw ``sigmoid``, ``affine`` and ``softmax_with_loss`` as the book's figures
+        (sec. 5.5.2, 5.6.2, 5.6.3): sigmoid as ×(-1), exp, +1 and / with each node's local
+        derivative; Affine as dot and + with the shapes of X, W and B and dX = dY·Wᵀ,
+        dW = Xᵀ·dY; Softmax-with-Loss as Softmax and Cross Entropy Error, passing back
+        (y - t) / N. Their gradients come from autodiff of those operations; other layers
+        stay one node.
     Returns:
-      A ``Graph``. Inputs are named after ``f``'s parameters (dict leaves by key).
+      A ``Graph``. Inputs are named after ``f``'s parameters (dict leaves by key), and a
+      node's output after the local variable of ``f`` that holds it (``apple_price``), where
+      exactly one does (``f`` runs once more, eagerly, to read them).
     """
+    if expand and book:
+        raise ValueError("graph.trace: expand and book are two different views; ask for one")
     args = tuple(jax.tree_util.tree_map(jnp.asarray, a) for a in args)
     closed = jax.make_jaxpr(f)(*args)
     if len(closed.jaxpr.outvars) != 1:
@@ -446,7 +649,8 @@ def trace(f, *args, expand=False):
         consts[ref] = c
         const_refs.append(ref)
     steps = []
-    (out_ref,) = _flatten(closed.jaxpr, in_refs, const_refs, expand, steps, counter, consts)
+    (out_ref,) = _flatten(closed.jaxpr, in_refs, const_refs, "book" if book else bool(expand), steps, counter,
+                          consts)
     # Keep only the steps the output depends on (a layer's forward may compute
     # values that only its backward uses).
     needed, kept = {out_ref}, []
@@ -485,6 +689,7 @@ def trace(f, *args, expand=False):
             return jnp.sum(o)  # dout = 1 everywhere, as the book's dprice = 1
         grads = jax.grad(total)(eps)
 
+    locals_ = _local_names(f, args)
     nodes, edges, producer = [], [], {}
     for name, ref in zip(names, in_refs):
         node = Node(f"in{ref}", name, "input")
@@ -496,7 +701,10 @@ def trace(f, *args, expand=False):
                 node = Node(f"c{ref}", format_value(consts[ref]), "const")
                 nodes.append(node)
                 producer[ref] = node.id
-        nodes.append(step.node)
+        node = step.node
+        if len(step.outs) == 1 and locals_:
+            node = dataclasses.replace(node, name=_name_of(env[step.outs[0]], locals_))
+        nodes.append(node)
         for ref in step.outs:
             producer[ref] = step.node.id
     for k, step in enumerate(steps):

@@ -6,22 +6,173 @@
   headed by the machine, the versions and the date they were measured.
 - The build fails if a name of ``backprop_jax.__all__`` has no ``::: backprop_jax.NAME``
   entry in the reference, or has no docstring.
+- MathJax comes from the ``mathjax`` package (PyPI's ``django-static-mathjax``) and is
+  served by the site itself; the notebook pages lose the script tags that would fetch
+  MathJax 2 and Mermaid from another host.
+- A translation (``page.zh.md``, ``page.ja.md``, or a notebook ``name.zh.ipynb``) records the
+  SHA-256 of the English file it was translated from (``source_sha256`` in its front matter
+  or its notebook metadata ``translation``). Where the English file has changed since, the
+  page opens with a notice in its own language and a link to the English page;
+  ``stale_translations()`` lists them (the suite fails on any).
+- ``BACKPROP_JAX_DOCS_EXECUTE`` says which notebooks run while the site builds: ``true``
+  (all, the default), ``false`` (none: their committed sources are shown), or a list of
+  notebook file names separated by commas.
 """
 
 import argparse
+import hashlib
+import importlib.resources
 import inspect
 import json
+import os
 import re
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+NOTEBOOKS = ROOT / "notebooks"
+MATHJAX = "assets/mathjax/tex-svg.js"  # the one bundle the site serves (mkdocs.yml's extra_javascript)
 _documented = set()
 
 
+def on_config(config):
+    jupyter = config.plugins["mkdocs-jupyter"]
+    which = os.environ.get("BACKPROP_JAX_DOCS_EXECUTE", "true").strip()
+    if which.lower() in ("true", "false"):
+        jupyter.config["execute"] = which.lower() == "true"
+    else:
+        names = {name.strip() for name in which.split(",") if name.strip()}
+        known = {path.name for path in NOTEBOOKS.glob("*.ipynb")}
+        if not names <= known:
+            raise PluginError(f"BACKPROP_JAX_DOCS_EXECUTE names notebooks that do not exist: "
+                              f"{', '.join(sorted(names - known))} (there are {', '.join(sorted(known))})")
+        jupyter.config["execute"] = True
+        jupyter.config["execute_ignore"] = [f"*/{name}" for name in sorted(known - names)]
+    # The kernels that run the notebooks inherit this: the library's progress bar falls back
+    # to text where ipywidgets is absent, and says so on every page otherwise.
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
+                                                          "ignore:IProgress not found"]))
+    return config
+
+
+class _NotebookPage(File):
+    """A notebook the i18n plugin placed (``zh/notebooks/...``): still a page for mkdocs-jupyter."""
+
+    def is_documentation_page(self):
+        return True
+
+
+@event_priority(-200)  # after the i18n plugin has placed each language's files
+def on_files(files, config):
+    bundle = importlib.resources.files("mathjax") / "static" / "mathjax" / "es5" / "tex-svg.js"
+    files.append(File.generated(config, MATHJAX, abs_src_path=str(bundle)))
+    for file in files:
+        if file.src_uri.endswith(".ipynb") and type(file) is File:
+            file.__class__ = _NotebookPage
+    return files
+
+
+# What nbconvert puts at the top of a notebook: MathJax 2 from a CDN (with an empty src when
+# no address is given) with its configuration, and a module that imports Mermaid from a CDN.
+_NOTEBOOK_SCRIPTS = re.compile(
+    r'<script src="[^"]*">\s*</script>\s*<!-- MathJax configuration -->.*?<!-- End of mathjax configuration -->'
+    r'|<script type="module">(?:(?!</script>).)*?import\("https://[^"]*mermaid.*?</script>', re.S)
+
+
+def on_page_content(html, page, config, files):
+    if page.file.src_uri.endswith(".ipynb"):
+        html = _NOTEBOOK_SCRIPTS.sub("", html)
+        recorded = _notebook_translation(ROOT / "docs" / page.file.src_uri).get("source_sha256")
+        if recorded:
+            html = _stale_notice(page.file.src_uri, recorded) + html
+    return html
+
+
+# Translations ------------------------------------------------------------------------------
+
+@event_priority(-200)  # after the i18n plugin has set this page's language switcher
+def on_page_context(context, page, config, nav):
+    """The language switcher of a notebook leads to the same notebook in each language (the
+    i18n plugin sees notebooks as assets and would send a reader to the home page), and no
+    link of the switcher is absolute (the site may be served below a path, or from disk)."""
+    # The i18n plugin sets config.extra.alternate as an attribute, which the theme reads.
+    alternates = getattr(config.extra, "alternate", None) or []
+    if page.file.src_uri.endswith(".ipynb"):
+        stem = re.sub(r"(\.(%s))?\.ipynb$" % "|".join(LANGUAGES), "", page.file.src_uri)
+        for alternate in alternates:
+            lang = alternate["lang"]
+            translated = lang in LANGUAGES and (ROOT / "docs" / f"{stem}.{lang}.ipynb").exists()
+            alternate["link"] = (f"{lang}/" if translated else "") + f"{stem}.html"
+    for alternate in alternates:
+        alternate["link"] = alternate["link"].lstrip("/")
+    return context
+
+
+LANGUAGES = ("zh", "ja")
+_STALE = {  # (title, text) of the notice on a stale translation
+    "zh": ("译文可能已过时", "英文原文在此译文写成之后有所更改。请参阅[英文原文]({link})。"),
+    "ja": ("翻訳が古い可能性があります", "この翻訳の後に英語の原文が変更されました。[英語の原文]({link})を参照してください。"),
+}
+
+
+def source_of(translation):
+    """``index.md`` for ``index.zh.md``: the English file a translation follows."""
+    stem, lang, ext = translation.rsplit(".", 2)
+    return f"{stem}.{ext}"
+
+
+def file_sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _notebook_translation(path):
+    if not any(str(path).endswith(f".{lang}.ipynb") for lang in LANGUAGES):
+        return {}
+    return json.loads(Path(path).read_text()).get("metadata", {}).get("translation", {})
+
+
+def translations():
+    """``{translation path: recorded SHA-256 of its English source}``, relative to docs/."""
+    docs = ROOT / "docs"
+    found = {}
+    for lang in LANGUAGES:
+        for path in sorted(docs.rglob(f"*.{lang}.md")):
+            head = re.match(r"---\n(.*?)\n---\n", path.read_text(), re.S)
+            recorded = re.search(r"^source_sha256:\s*(\w+)\s*$", head.group(1), re.M) if head else None
+            found[str(path.relative_to(docs))] = recorded.group(1) if recorded else ""
+        for path in sorted((docs / "notebooks").glob(f"*.{lang}.ipynb")):
+            found[str(path.relative_to(docs))] = _notebook_translation(path).get("source_sha256", "")
+    return found
+
+
+def stale_translations():
+    """The translations whose English source has changed since (or that record no hash)."""
+    docs = ROOT / "docs"
+    return sorted(t for t, recorded in translations().items()
+                  if recorded != file_sha256(docs / source_of(t)))
+
+
+def _stale_notice(src_uri, recorded):
+    if recorded == file_sha256(ROOT / "docs" / source_of(src_uri)):
+        return ""
+    lang = src_uri.rsplit(".", 2)[1]
+    depth = src_uri.count("/") + 1  # the English page is one level up, under the same path
+    link = "../" * depth + source_of(src_uri).replace(".md", ".html").replace(".ipynb", ".html")
+    title, text = _STALE[lang]
+    text = text.format(link=link)
+    # Raw HTML in both kinds of page: the link leaves this language's part of the site.
+    text = re.sub(r"\[(.*?)\]\((.*?)\)", r'<a href="\2">\1</a>', text)
+    return (f'<div class="admonition warning stale-translation"><p class="admonition-title">{title}</p>'
+            f'<p>{text}</p></div>\n\n')
+
+
 def on_page_markdown(markdown, page, config, files):
+    if page.meta.get("source_sha256"):
+        markdown = _stale_notice(page.file.src_uri, page.meta["source_sha256"]) + markdown
     _documented.update(re.findall(r"^::: backprop_jax\.(\w+)\s*$", markdown, re.M))
     if "<!-- cli-reference -->" in markdown:
         markdown = markdown.replace("<!-- cli-reference -->", cli_reference())

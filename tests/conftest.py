@@ -108,6 +108,9 @@ def browser():
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(flag)
+    # The console's errors (driver.get_log("browser")) and every request the page makes
+    # (driver.get_log("performance")).
+    options.set_capability("goog:loggingPrefs", {"browser": "SEVERE", "performance": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
 
 

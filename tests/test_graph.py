@@ -159,6 +159,17 @@ def test_graph_command(tmp_path):
     assert result.returncode == 0 and "wrote" in result.stdout
 
 
+def test_graph_command_draws_the_books_figures(tmp_path, capsys):
+    from backprop_jax.cli import main
+    main(["graph", "two-layer-net", "--book", "--out", str(tmp_path / "net.dot")])
+    dot = (tmp_path / "net.dot").read_text()
+    for text in ('label="dot"', 'label="Softmax"', 'label="Cross Entropy Error"', 'xlabel="dX = dY · Wᵀ, dW = Xᵀ · dY"'):
+        assert text in dot, text
+    with pytest.raises(SystemExit) as e:
+        main(["graph", "apple", "--book", "--expand", "--out", str(tmp_path / "x.dot")])
+    assert e.value.code == 2 and "--expand and --book are two different views" in capsys.readouterr().err
+
+
 
 @pytest.mark.parametrize("what, out, message", [
     ("{user}:needs_input", "x.dot", "give every parameter a default value to draw it at (no default for x)"),
@@ -219,3 +230,80 @@ def test_a_page_title_holding_the_templates_words_stays_a_title():
     g = graph.trace(shopping.buy_apple, 100.0, 2.0, 1.1)
     page = g.to_html(title="SVG and STEPS")
     assert page.count("<svg") == 1 and "<h2>SVG and STEPS</h2>" in page and "const steps = [" in page
+
+
+def test_values_are_named_as_the_traced_function_names_them():
+    g = graph.trace(shopping.buy_apple_orange, 100.0, 2.0, 150.0, 3.0, 1.1)
+    assert [n.name for n in g.nodes if n.kind == "layer"] == ["apple_price", "orange_price", "all_price", ""]
+    texts = [t for t, _ in g.steps()]
+    assert "backward: node + passes back dapple_price = 1.1, dorange_price = 1.1" in texts
+    assert "forward: node + gives all_price = 650" in texts
+    # Two locals holding the same value name neither: a name is given only where it is sure.
+    def twice(x):
+        a = bj.mul(x, 2.0)
+        b = bj.mul(x, 2.0)
+        return bj.add(a, b)
+    assert {n.name for n in graph.trace(twice, 3.0).nodes} == {""}
+
+
+def test_the_books_sigmoid_figure_has_its_four_nodes_and_local_derivatives():
+    x = 0.5
+    g = graph.trace(bj.sigmoid, x, book=True)
+    assert g.layers() == ["×", "exp", "+", "/"]
+    y = 1 / (1 + np.exp(-x))  # written here, independently
+    (into_div,) = g.edges_into("/")
+    np.testing.assert_allclose(into_div.grad, -y ** 2, rtol=1e-12)  # d(1/u)/du = -1/u² = -y²
+    (into_exp,) = g.edges_into("exp")
+    np.testing.assert_allclose(into_exp.grad, -y ** 2 * np.exp(-x), rtol=1e-12)
+    (from_x,) = [e for e in g.edges if e.src.startswith("in")]
+    np.testing.assert_allclose(from_x.grad, y * (1 - y), rtol=1e-12)  # the book's y(1 - y)
+    texts = [t for t, _ in g.steps()]
+    assert "backward: node / passes back d(+) = -0.387456 (local derivative: -1/(1 + exp(-x))² = -y²)" in texts
+    assert [n.note for n in g.nodes if n.kind == "op"] == [
+        "local derivative: -1", "local derivative: exp(-x)", "local derivative: 1",
+        "local derivative: -1/(1 + exp(-x))² = -y²"]
+    with pytest.raises(ValueError, match="expand and book are two different views"):
+        graph.trace(bj.sigmoid, x, book=True, expand=True)
+
+
+def test_the_books_affine_and_softmax_with_loss_figures_carry_their_rules():
+    X, W, B = normal(0, (2, 3)), normal(1, (3, 4)), normal(2, (4,))
+    t = jnp.array([1, 3])
+    g = graph.trace(lambda X, W, B, t: bj.softmax_with_loss(bj.affine(X, W, B), t), X, W, B, t, book=True)
+    assert g.layers() == ["dot", "+", "Softmax", "Cross Entropy Error"]
+    label = {n.id: n.label for n in g.nodes}
+    grads = {label[e.src]: e.grad for e in g.edges if e.src.startswith("in")}
+    shapes = {label[e.src]: e.value.shape for e in g.edges if e.src.startswith("in")}
+    assert shapes == {"X": (2, 3), "W": (3, 4), "B": (4,), "t": (2,)}
+    # Independently: y = softmax(X W + B), dY = (y - t) / N, dX = dY Wᵀ, dW = Xᵀ dY, dB = Σ dY.
+    a = np.asarray(X) @ np.asarray(W) + np.asarray(B)
+    y = np.exp(a - a.max(axis=1, keepdims=True))
+    y /= y.sum(axis=1, keepdims=True)
+    dY = (y - np.eye(4)[np.asarray(t)]) / 2
+    (into_softmax,) = g.edges_into("Softmax")
+    np.testing.assert_allclose(into_softmax.grad, dY, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(grads["X"], dY @ np.asarray(W).T, rtol=1e-10)
+    np.testing.assert_allclose(grads["W"], np.asarray(X).T @ dY, rtol=1e-10)
+    np.testing.assert_allclose(grads["B"], dY.sum(axis=0), rtol=1e-10)
+    assert grads["t"] is None
+    notes = {n.label: n.note for n in g.nodes if n.note}
+    assert notes == {"dot": "dX = dY · Wᵀ, dW = Xᵀ · dY", "+": "dB = dY summed over the batch (axis 0)",
+                     "Softmax": "passes back (y - t) / N", "Cross Entropy Error": "passes back -t / (N y)"}
+
+
+def test_the_two_layer_net_is_laid_out_left_to_right_with_its_parameters_above():
+    params, x, t = net_inputs()
+    g = graph.trace(two_layer_net.loss, params, x, t)
+    place = graph._layout(g)
+    by_label = {}
+    for n in g.nodes:
+        by_label.setdefault(n.label, []).append(place[n.id])
+    layers = [place[n.id] for n in g.nodes if n.kind == "layer"]
+    assert [c for c, _ in layers] == [1, 2, 3, 4] and len({r for _, r in layers}) == 1  # one row, in order
+    row = layers[0][1]
+    assert by_label["x"] == [(0, row)]
+    for name in ("W1", "b1", "W2", "b2", "t"):
+        (column, r) = by_label[name][0]
+        assert r < row, name  # above the layers
+    assert by_label["W1"][0][0] == 0 and by_label["W2"][0][0] == 2  # just left of the affine they feed
+    assert len(set(place.values())) == len(place)  # no two nodes in one place

@@ -66,6 +66,10 @@ def add_graph_parser(sub):
     graph.add_argument("--out", required=True, help=f"output file; the format follows the extension: {formats}")
     graph.add_argument("--expand", action="store_true",
                        help="show the primitive operations inside each layer")
+    graph.add_argument("--book", action="store_true",
+                       help="draw sigmoid, affine and softmax_with_loss as the book's figures: sigmoid as "
+                            "x(-1), exp, +1 and / with each local derivative; Affine as dot and + with the "
+                            "shapes of X, W and B; Softmax-with-Loss as Softmax and Cross Entropy Error")
     graph.add_argument("--full-arrays", action="store_true",
                        help="print small arrays (up to 16 entries) in full instead of a summary")
 
@@ -98,9 +102,11 @@ def run_graph(args, parser):
 
     if os.path.splitext(args.out)[1].lower() not in graph.FORMATS:
         parser.error(f"--out must end in one of {', '.join(graph.FORMATS)}, got {args.out!r}")
+    if args.expand and args.book:
+        parser.error("--expand and --book are two different views; give one")
     fn, fn_args = _graph_target(args.what, parser)
     try:
-        g = graph.trace(fn, *fn_args, expand=args.expand)
+        g = graph.trace(fn, *fn_args, expand=args.expand, book=args.book)
     except Exception as e:  # noqa: BLE001
         if args.what in _GRAPHS:
             raise  # ours: a bug, with its traceback

@@ -1,0 +1,58 @@
+"""Translations (page.zh.md, page.ja.md, notebook.zh.ipynb ...) record the SHA-256 of the English
+file they follow; a changed English page makes its translation stale: the suite names it here,
+and the site shows a notice on it (docs/hooks.py)."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_translation_follows_the_current_english_page():
+    module = hooks()
+    found = module.translations()
+    for lang in ("zh", "ja"):
+        for page in ("index", "guides/layers", "notebooks/1_computational_graphs", "notebooks/6_exercises"):
+            ext = "ipynb" if page.startswith("notebooks") else "md"
+            assert f"{page}.{lang}.{ext}" in found
+    stale = module.stale_translations()
+    assert stale == [], ("stale translations: update each to its English page, then record the "
+                         f"English file's `sha256sum` as its source_sha256: {stale}")
+
+
+def test_a_changed_english_page_marks_its_translation_stale(tmp_path, monkeypatch):
+    module = hooks()
+    docs = tmp_path / "docs"
+    (docs / "guides").mkdir(parents=True)
+    (docs / "guides" / "layers.md").write_text("# The layers\n")
+    recorded = module.file_sha256(docs / "guides" / "layers.md")
+    (docs / "guides" / "layers.ja.md").write_text(f"---\nsource_sha256: {recorded}\n---\n# レイヤ\n")
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    assert module.stale_translations() == []
+    assert module._stale_notice("guides/layers.ja.md", recorded) == ""
+    (docs / "guides" / "layers.md").write_text("# The layers\n\nA new paragraph.\n")
+    assert module.stale_translations() == ["guides/layers.ja.md"]
+    notice = module._stale_notice("guides/layers.ja.md", recorded)
+    assert 'class="admonition warning stale-translation"' in notice and "翻訳が古い可能性があります" in notice
+    assert '<a href="../../guides/layers.html">英語の原文</a>' in notice  # from ja/guides/ to the English page
+
+
+def test_a_translated_notebook_runs_the_english_notebooks_code():
+    """Only the prose is translated: the code cells are the English notebook's, so the run of
+    the English notebook (tests/test_notebooks.py) stands for them."""
+    import nbformat
+
+    module = hooks()
+    notebooks = [t for t in module.translations() if t.endswith(".ipynb")]
+    assert len(notebooks) >= 8
+    for translation in notebooks:
+        code = lambda path: [c.source for c in nbformat.read(str(ROOT / "docs" / path), as_version=4).cells
+                             if c.cell_type == "code"]
+        assert code(translation) == code(module.source_of(translation)), translation
