@@ -23,12 +23,13 @@ import numpy as np
 from backprop_jax.checking._autodiff import without_hand_rules
 from backprop_jax.checking._jaxpr import strip_rules
 from backprop_jax.checking._leaves import refuse_complex, split
-from backprop_jax.checking._numeric import compare, differences, forward_along, kink_list, kinks, mismatches
-from backprop_jax.checking._policy import LOCATE_ELEMENTS, LOW, TOLERANCES, Options, rule_tolerance, tolerances, validate
-from backprop_jax.checking._report import Entry, GradcheckReport, RuleCheck
-from backprop_jax.checking._rules import RuleLog, instrumented, keep_one
+from backprop_jax.checking._leaf import LeafNumerics, not_finite
+from backprop_jax.checking._numeric import compare, kinks, mismatches
+from backprop_jax.checking._policy import LOW, TOLERANCES, Options, tolerances, validate
+from backprop_jax.checking._problem import Problem, Side, finite, least_precise, per_example, rounded, upcast
+from backprop_jax.checking._report import Entry, GradcheckReport
+from backprop_jax.checking._rules import RuleLogs, instrumented, keep_one
 from backprop_jax.checking._upcast import lowers_precision, raised
-from backprop_jax.layers._deviations import DEVIATIONS
 
 
 def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=None, numeric=True,
@@ -57,28 +58,46 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
     marked ``same`` and does not count; with ``numeric=False`` as well,
     there is nothing independent to compare and ``ValueError`` is raised.
 
+    Each hand rule is also checked on its own, at the inputs it meets (the
+    ``each rule on its own`` lines, ``report.rule_checks``): whether it was
+    exercised (received a non-zero cotangent; a rule in a branch not taken or
+    behind ``stop_gradient`` is "not exercised here" and counts for nothing),
+    whether its ``fwd`` returns what its primal returns, whether every
+    cotangent has its input's dtype, and whether its backward is linear in the
+    cotangent. When the autodiff column fails, the rules are put back one at a
+    time and the report names the one to blame ("the rule of `affine` (in
+    scan) disagrees with autodiff; the other 4 rules agree"), with the book's
+    documented deviation where there is one (``sigmoid_with_loss``'s 1e-7).
+
+    Kinks and ties: where the one-sided differences of ``f`` disagree (ReLU at
+    exactly 0, tied maxima in pooling, the book's zero biases), the function
+    is not differentiable and any value between them is a right derivative;
+    such a value is judged by that interval in every column alike (autodiff's
+    choice at a tie is not the book's) and reported, never failed. If every
+    value compared lies at a kink the check fails closed.
+
     Low precision: for float32, bfloat16 and float16 inputs the references
     run in float64 on an upcast copy (x64 switched on for them), and the
     low-precision hand gradient is compared with them within a tolerance
     derived from the dtype: ``4 * noise + 4 * eps_dtype * |reference|``,
     where ``noise`` is the largest difference between autodiff run in the
-    low dtype and in float64, the rounding a correct computation of the same
-    forward shows. The same rule is also run on the float64 copy and compared
-    tightly with autodiff there (the ``in float64`` column), so an error below
-    the dtype's resolution is still caught. If ``f`` does not run in float64,
-    the references run in the inputs' dtype with fixed tolerances, and the
-    report says so. Tolerances given that the dtype cannot resolve fail
-    closed, with a note.
+    low dtype and in float64 (over finite values), the rounding a correct
+    computation of the same forward shows. Values where the dtype overflows
+    for autodiff too are left out of that column and named. The same rule is
+    also run on the float64 copy and compared tightly with autodiff there
+    (the ``in float64`` column), so an error below the dtype's resolution is
+    still caught. A function that casts inside (mixed precision: bfloat16
+    compute, a float32 loss) runs on the copy with its own casts raised to
+    float64. Only if ``f`` cannot run so do the references stay in the
+    inputs' dtype, with fixed tolerances, and the report says so. Tolerances
+    given that the dtype cannot resolve fail closed, with a note.
 
     If ``f`` does not return a scalar, the check is made on
     ``sum(dout * f(*args))`` for a fixed random cotangent ``dout`` (drawn
     from ``key``), which exercises every entry of the VJP.
 
     A failing argument's report names its worst element (index, and the hand,
-    autodiff and numeric values there) and how many values fail. An element
-    whose one-sided differences disagree lies within ``eps`` of a kink (ReLU
-    at 0, tied maxima in pooling, ``abs`` at 0): central differences cannot
-    judge it, so it is reported as such and not counted against the rule.
+    autodiff and numeric values there) and how many values fail.
 
     Args:
       f: function of ``args``.
@@ -99,14 +118,18 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
         the dtype: tight in float64, derived from the rounding in low precision.
       rtol: relative tolerance, the same way.
       numeric: set False to skip central differences.
-      numeric_elements: central differences on at most this many elements
-        per array, drawn at random from ``key`` (default: all, as the book
-        does); each costs two evaluations of ``f``.
+      numeric_elements: central differences on this many elements per
+        array, drawn at random from ``key`` (all of them when at least the
+        array's size, as the book does); each costs two evaluations of ``f``.
+        By default (neither this nor ``numeric_directions``), arrays of up
+        to 256 values are checked element by element and larger ones along 8
+        random directions, element by element only where a direction fails
+        (to name the element): the 784-100-10 net's check takes seconds.
       numeric_directions: instead, compare ``v^T J u`` (the hand gradient's
         projection against the central difference of ``f`` along ``u``) for
         this many random directions ``u`` per array: a cost that does not grow
-        with the array's size. Use it for large arrays; use elements to find
-        the faulty entry.
+        with the array's size. Where a direction fails, central differences
+        per element name the faulty entry.
       order: 2 checks second derivatives (and N the N-th): the derivative of
         ``<grad f, u>`` for a random ``u``, differentiated through the hand
         rules, against the same of ``without_hand_rules(f)`` and against
@@ -180,85 +203,7 @@ def _value_of(f):
     return value
 
 
-def _lowest(dtypes):
-    """The least precise of ``dtypes`` (names), by epsilon."""
-    return max(dtypes, key=lambda d: float(jnp.finfo(d).eps))
-
-
-def _upcast(values, kinds):
-    return [jnp.asarray(np.asarray(v, np.float64)) if k == "float" and jnp.dtype(v.dtype).name in LOW else v
-            for v, k in zip(values, kinds)]
-
-
-def _rounded(x, dtype):
-    """``x`` rounded to ``dtype``, held as float64 NumPy."""
-    return np.asarray(jnp.asarray(x, dtype), np.float64)
-
-
-def _finite(a):
-    return np.isfinite(np.asarray(a, np.float64))
-
-
-class _Problem:
-    """The scalar functions a check differentiates, built once for the hand rules and the references,
-    in the inputs' precision and (``up``) on a float64 copy."""
-
-    def __init__(self, dyn_axes, diff_in_dyn, batched, douts, us):
-        self.axes, self.diff_in_dyn = dyn_axes, diff_in_dyn
-        self.batched, self.douts, self.us = batched, douts, us
-
-    def example_fn(self, fn_on):
-        douts = self.douts
-
-        def s(d):
-            outs = jax.tree_util.tree_leaves(fn_on(d))
-            if douts is None:
-                return outs[0]
-            return sum(jnp.sum(jnp.asarray(c, o.dtype) * o) for c, o in zip(douts, outs))
-        return s
-
-    def scalar(self, fn_on, base, order=None):
-        """``g(diff_leaves) -> scalar``; batched: summed over examples; order N: the derivative of
-        ``<derivative of order N-1, u>`` for a fixed random ``u`` per leaf."""
-        s = self.example_fn(fn_on)
-
-        def g(diff_leaves):
-            new = list(base)
-            for i, v in zip(self.diff_in_dyn, diff_leaves):
-                new[i] = v
-            return jnp.sum(jax.vmap(s, in_axes=(self.axes,))(new)) if self.batched else s(new)
-        for us in self.us[:None if order is None else order - 1]:
-            def deriv(g_prev, us=us):
-                grad = jax.grad(g_prev)
-                return lambda ls: sum(jnp.vdot(jnp.asarray(u, d.dtype), d) for u, d in zip(us, grad(ls)))
-            g = deriv(g)
-        return g
-
-    def diff(self, base):
-        return [base[i] for i in self.diff_in_dyn]
-
-
-@dataclasses.dataclass
-class _Side:
-    """One precision: the point (the differentiable leaves), its x64 setting, and ``f`` and the
-    reference as functions of the dynamic leaves there (raised to float64 on the float64 copy of
-    a function that casts inside)."""
-    at: list
-    x64: object  # a context manager factory
-    f: object
-    ref: object
-
-    def grad(self, g):
-        with self.x64():
-            return [np.asarray(a, np.float64) for a in jax.jit(jax.grad(g))(self.at)]
-
-    def forward(self, g, j, u):
-        with self.x64():
-            return forward_along(g, self.at, j, u)
-
-    def differences(self, g, j, step, **rows):
-        with self.x64():
-            return differences(g, self.at, j, step, **rows)
+BLAME_AT_MOST = 16  # rules tried one at a time when naming the one to blame
 
 
 class _Check:
@@ -335,7 +280,7 @@ class _Check:
         if len(outs) == 1 and outs[0].shape == ():
             return None
         keys = jax.random.split(self.options.prng(), len(outs))
-        return [_rounded(jax.random.normal(k, l.shape, jnp.float32), l.dtype) for k, l in zip(keys, outs)]
+        return [rounded(jax.random.normal(k, l.shape, jnp.float32), l.dtype) for k, l in zip(keys, outs)]
 
     def _references_dtype(self, lowest):
         """Whether the references can run on a float64 copy: ``(True, what)`` or ``(False, why)``;
@@ -346,7 +291,7 @@ class _Check:
         if lowest not in LOW:
             return False, ""
         what = f"float64, on an upcast copy of the {lowest} inputs"
-        example = _upcast(self.example, self.dyn_kinds)
+        example = upcast(self.example, self.dyn_kinds)
         with jax.enable_x64(True):
             try:
                 closed = jax.make_jaxpr(self.f_on)(example)
@@ -375,23 +320,23 @@ class _Check:
                 raise ValueError("gradcheck: f has no custom rule that without_hand_rules could replace" + kept +
                                  ", so the autodiff column would compare f with itself, and numeric=False leaves "
                                  "nothing independent to compare; turn numeric on or give reference=")
-        lowest = _lowest([jnp.dtype(v.dtype).name for v, k in zip(self.dyn, self.dyn_kinds) if k == "float"])
+        lowest = least_precise([jnp.dtype(v.dtype).name for v, k in zip(self.dyn, self.dyn_kinds) if k == "float"])
         self.low, references = self._references_dtype(lowest)
         self.lowest = lowest
         key = o.prng()
         diff_lo = [self.dyn[i] for i in self.diff_in_dyn]
-        us = [[_rounded(jax.random.normal(jax.random.fold_in(key, 1000 + 100 * k + j), v.shape, jnp.float32),
+        us = [[rounded(jax.random.normal(jax.random.fold_in(key, 1000 + 100 * k + j), v.shape, jnp.float32),
                         v.dtype) for j, v in enumerate(diff_lo)] for k in range(1, o.order)]
-        self.problem = _Problem(self.dyn_axes, self.diff_in_dyn, o.batched, self.douts, us)
-        self.lo = _Side(diff_lo, contextlib.nullcontext, self.f_on, self.ref_on)
+        self.problem = Problem(self.dyn_axes, self.diff_in_dyn, o.batched, self.douts, us)
+        self.lo = Side(diff_lo, contextlib.nullcontext, self.f_on, self.ref_on)
         self.up = self.lo
         self.dyn64 = self.dyn
         if self.low:
             with jax.enable_x64(True):
-                self.dyn64 = _upcast(self.dyn, self.dyn_kinds)
-            self.up = _Side(self.problem.diff(self.dyn64), lambda: jax.enable_x64(True), self.f_up, self.ref_up)
+                self.dyn64 = upcast(self.dyn, self.dyn_kinds)
+            self.up = Side(self.problem.diff(self.dyn64), lambda: jax.enable_x64(True), self.f_up, self.ref_up)
         self.g_hand_up = self.problem.scalar(self.up.f, self.dyn64)
-        logs = _RuleLogs()
+        logs = RuleLogs()
         if o.mode == "forward":
             entries = [self._forward_entry(j, p, rules) for j, p in enumerate(self.diff_pos)]
             rule_checks = ()
@@ -463,10 +408,10 @@ class _Check:
         tol_dtype = self.lowest if low else dtype
         hand, ref, ref_lo = (np.asarray(a, np.float64).reshape(-1) for a in (hand, ref, ref_lo))
         size = leaf.size
-        ref_note = _not_finite(name, leaf.shape, ref, "float64 autodiff" if low else "autodiff")
-        both = _finite(ref_lo) & _finite(ref)
+        ref_note = not_finite(name, leaf.shape, ref, "float64 autodiff" if low else "autodiff")
+        both = finite(ref_lo) & finite(ref)
         noise = float(np.max(np.abs(ref_lo - ref)[both], initial=0.0)) if low else 0.0
-        overflow = (~_finite(ref_lo) & _finite(ref) & ~_finite(hand)) if low else np.zeros(size, bool)
+        overflow = (~finite(ref_lo) & finite(ref) & ~finite(hand)) if low else np.zeros(size, bool)
         overflow_why = (f"{self.lowest} overflows there for autodiff as well as for the hand rule; compared in "
                         f"float64 only (the in float64 column)")
         a_atol, a_rtol, a_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 0)
@@ -478,7 +423,7 @@ class _Check:
             hand64 = np.asarray(hand64, np.float64).reshape(-1)
             bad |= mismatches(hand64, ref, t_atol, t_rtol)
         step = o.step(dtype, low)
-        numeric = _Numeric(self, j, step, overflow, overflow_why)
+        numeric = LeafNumerics(self, j, step, overflow, overflow_why)
         if o.numeric:
             self.eps_used[name] = step
             # Where the dtype overflows for any computation, numerics judge the rule run in float64.
@@ -506,7 +451,7 @@ class _Check:
         in64 = any(entries[j].float64 is not None and not entries[j].float64.ok for j in failing)
         side, base = (self.up, self.dyn64) if in64 else (self.lo, self.dyn)
         found = {j: [] for j in failing}
-        for r in candidates[:_BLAME_AT_MOST]:
+        for r in candidates[:BLAME_AT_MOST]:
             try:
                 alone = side.grad(self.problem.scalar(keep_one(side.f, r.key), base))
             except Exception:  # noqa: BLE001 - naming the rule is a courtesy; the verdict stands without it
@@ -543,14 +488,14 @@ class _Check:
         independent = o.reference is not None or bool(rules.replaced)
         tol_dtype = self.lowest if low else dtype
         k = o.numeric_directions or 4
-        u = _rounded(np.asarray(jax.random.normal(jax.random.fold_in(o.prng(), 700 + j), (k, leaf.size),
+        u = rounded(np.asarray(jax.random.normal(jax.random.fold_in(o.prng(), 700 + j), (k, leaf.size),
                                                   jnp.float32), np.float64), leaf.dtype)
         g_hand = self.problem.scalar(self.f_on, self.dyn)
         hand = self.lo.forward(g_hand, j, u)
         ref_lo = self.lo.forward(self.problem.scalar(self.ref_on, self.dyn), j, u)
         ref = self.up.forward(self.problem.scalar(self.up.ref, self.dyn64), j, u) if low else ref_lo
         hand64 = self.up.forward(self.g_hand_up, j, u) if low else None
-        both = _finite(ref_lo) & _finite(ref)
+        both = finite(ref_lo) & finite(ref)
         noise = float(np.max(np.abs(ref_lo - ref)[both], initial=0.0)) if low else 0.0
         a_atol, a_rtol, a_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 0)
         num = None
@@ -573,203 +518,11 @@ class _Check:
                      autodiff_independent=independent, float64=float64, directions=True)
 
     def _batched(self, entries):
-        under, looped = _per_example(self.problem.example_fn(self.f_on), self.dyn, self.dyn_axes,
+        under, looped = per_example(self.problem.example_fn(self.f_on), self.dyn, self.dyn_axes,
                                      self.diff_in_dyn)
         return [dataclasses.replace(e, batched=compare(under[j], looped[j],
                                                        *self.options.batched_tolerances(e.dtype)))
                 for j, e in enumerate(entries)]
-
-
-_BLAME_AT_MOST = 16  # rules tried one at a time when naming the one to blame
-
-
-def _not_finite(name, shape, ref, what):
-    """A note naming the first element where a reference is not finite, or ""."""
-    bad = np.flatnonzero(~_finite(ref))
-    if not bad.size:
-        return ""
-    where = list(map(int, np.unravel_index(bad[0], shape))) if shape else []
-    return (f"the {what} reference is not finite at {name}{where} ({ref[bad[0]]}) and {bad.size - 1} more: "
-            f"nothing can judge the hand value there")
-
-
-class _Numeric:
-    """Central (and one-sided) differences for one leaf: elements or random directions, kinks."""
-
-    def __init__(self, check, j, step, overflow, overflow_why):
-        self.check, self.j, self.step = check, j, step
-        self.overflow, self.overflow_why = overflow, overflow_why
-        self.sides = {}  # flat element -> (left, right)
-        self.mode, self.elements, self.directions = None, None, None
-        self.result = self.located = self.located_at = None
-        self.dir_kinks = ()
-        self.auto = False
-
-    def _diff(self, **rows):
-        return self.check.up.differences(self.check.g_hand_up, self.j, self.step, **rows)
-
-    def run(self, plan, hand, ref, ref_lo, n_atol, n_rtol, n_note, low):
-        self.tol, self._hand = (n_atol, n_rtol), hand
-        if plan[0] == "elements":
-            self.mode = "elements"
-            self.elements = self.check.options.chosen_elements(hand.size, plan[1], self.j + 1)
-            central, left, right = self._diff(elements=self.elements)
-            self.sides.update(zip(self.elements.tolist(), zip(left, right)))
-            self.central = central
-            return
-        self.mode, k, self.auto = "directions", plan[1], plan[2]
-        key = self.check.options.prng()
-        u = np.asarray(jax.random.normal(jax.random.fold_in(key, 500 + self.j), (k, hand.size), jnp.float32),
-                       np.float64)
-        central, left, right = self._diff(directions=u)
-        # Along a random direction the rounding projects to about its 2-norm.
-        both = _finite(ref_lo) & _finite(ref)
-        noise = float(np.linalg.norm((ref_lo - ref)[both])) if low else 0.0
-        o = self.check.options
-        d_atol, d_rtol, d_note = tolerances(self.check.lowest if low else jnp.dtype(
-            self.check.lo.at[self.j].dtype).name, low, noise, o.atol, o.rtol, 1)
-        proj = u @ hand
-        bad = mismatches(proj, central, d_atol, d_rtol)
-        kink = bad & kinks(proj, left, right, d_atol, d_rtol)
-        for shrink in ((10, 100) if self.check.up.at[self.j].dtype == jnp.float64 else ()):
-            doubt = np.flatnonzero(bad & ~kink)
-            if not doubt.size:
-                break
-            _, l2, r2 = self.check.up.differences(self.check.g_hand_up, self.j, self.step / shrink,
-                                                  directions=u[doubt])
-            now = kinks(proj[doubt], l2, r2, d_atol, d_rtol)
-            kink[doubt[now]] = True
-            left[doubt[now]], right[doubt[now]] = l2[now], r2[now]
-        self.dir_kinks = kink_list(np.flatnonzero(kink), proj[kink], left[kink], right[kink])
-        self.result = compare(proj, central, d_atol, d_rtol, ignore=kink, note=d_note)
-        self.directions = u
-        if (not self.result.ok and not d_note) or self.result.kinks == self.result.size:
-            # Name the element: central differences where the hand and autodiff differ most, and at random.
-            worst = np.argsort(-np.nan_to_num(np.abs(hand - ref), nan=np.inf))[:32]
-            sample = o.chosen_elements(hand.size, min(LOCATE_ELEMENTS, hand.size), 900 + self.j)
-            self.located_at = np.union1d(worst, sample)
-            central2, left2, right2 = self._diff(elements=self.located_at)
-            self.sides.update(zip(self.located_at.tolist(), zip(left2, right2)))
-            self.central2 = central2
-
-    def bad_elements(self):
-        n_atol, n_rtol = self.tol
-        if self.mode == "elements":
-            return self.elements[mismatches(self._hand_at(self.elements), self.central, n_atol, n_rtol)]
-        if self.located_at is not None:
-            return self.located_at[mismatches(self._hand_at(self.located_at), self.central2, n_atol, n_rtol)]
-        return np.zeros(0, int)
-
-    def _hand_at(self, idx):
-        return self._hand[idx]
-
-    def kinks_at(self, elements, hand, n_atol, n_rtol):
-        """A mask over the leaf: the ``elements`` that lie at kinks (one-sided differences computed
-        for those not yet met). A second kink within the step makes a one-sided difference miss the
-        one-sided derivative; in float64 the step shrinks (by 10, then 100) for the values still in doubt."""
-        mask = np.zeros(hand.size, bool)
-        missing = np.array([e for e in elements.tolist() if e not in self.sides], int)
-        if missing.size:
-            _, left, right = self._diff(elements=missing)
-            self.sides.update(zip(missing.tolist(), zip(left, right)))
-        if not elements.size:
-            return mask
-        left = np.array([self.sides[e][0] for e in elements.tolist()])
-        right = np.array([self.sides[e][1] for e in elements.tolist()])
-        found = kinks(hand[elements], left, right, n_atol, n_rtol)
-        for shrink in ((10, 100) if self.check.up.at[self.j].dtype == jnp.float64 else ()):
-            doubt = elements[~found]
-            if not doubt.size:
-                break
-            _, left, right = self.check.up.differences(self.check.g_hand_up, self.j, self.step / shrink,
-                                                        elements=doubt)
-            now = kinks(hand[doubt], left, right, n_atol, n_rtol)
-            self.sides.update((e, (lf, rt)) for e, lf, rt, k in zip(doubt.tolist(), left, right, now) if k)
-            found[np.flatnonzero(~found)[now]] = True
-        mask[elements] = found
-        return mask
-
-    def fill(self, entry, kink, hand, ref, n_atol, n_rtol, n_note):
-        """``entry`` with the numeric column, located elements and kinks."""
-        if self.mode is None:
-            return dataclasses.replace(entry, kinks=self._kinks(kink, hand, entry.shape))
-        if self.mode == "elements":
-            num = compare(hand[self.elements], self.central, n_atol, n_rtol, ignore=kink[self.elements],
-                          note=n_note, excluded=self.overflow[self.elements], excluded_why=self.overflow_why)
-            return dataclasses.replace(entry, numeric=num, numeric_elements=len(self.elements),
-                                       numeric_indices=self.elements, kinks=self._kinks(kink, hand, entry.shape))
-        located = None
-        if self.located_at is not None:
-            located = compare(hand[self.located_at], self.central2, n_atol, n_rtol, ignore=kink[self.located_at],
-                              excluded=self.overflow[self.located_at], excluded_why=self.overflow_why)
-        num, directions = self.result, True
-        if located is not None and (num.kinks == num.size or len(self.located_at) == hand.size):
-            # Every direction crossed a kink, or the elements cover the whole array: judge by elements.
-            num, directions, located = located, False, None
-        kink_records = self._kinks(kink, hand, entry.shape) + (self.dir_kinks if directions else ())
-        return dataclasses.replace(
-            entry, numeric=num, numeric_directions=directions,
-            numeric_elements=len(self.directions) if directions else len(self.located_at),
-            numeric_indices=None if directions else self.located_at, located=located,
-            located_indices=self.located_at, kinks=kink_records)
-
-    def _kinks(self, kink, hand, shape):
-        at = np.flatnonzero(kink)
-        left = [self.sides[e][0] for e in at.tolist()]
-        right = [self.sides[e][1] for e in at.tolist()]
-        return kink_list(at, hand[at], left, right, shape)
-
-
-class _RuleLogs:
-    """What the rules reported in the inputs' precision (``lo``) and on the float64 copy (``up``)."""
-
-    def __init__(self):
-        self.lo, self.up = RuleLog(), RuleLog()
-        self.up_note = ""  # why the rules could not be checked on the float64 copy, when they could not
-
-    def checks(self, rules, low, lowest, note):
-        """One ``RuleCheck`` per replaced ``custom_vjp``: dtypes and exercise from the inputs' run, the
-        rest from the float64 copy where there is one (its tolerances are float64's)."""
-        if rules is None or note:
-            return []
-        sharp = self.up if low else self.lo
-        tol = rule_tolerance("float64" if low else lowest)
-        out = []
-        for use in rules.replaced:
-            key = (use.name, use.kind, use.where)
-            if use.kind != "custom_vjp":
-                continue
-            log, t = (sharp, tol) if key in sharp.order and not self.up_note else (
-                self.lo, rule_tolerance(self.lo.dtype_of.get(key, lowest)))
-            out.append(RuleCheck(
-                name=use.name, where=use.where, exercised=self.lo.exercised.get(key, False),
-                fwd=log.fwd.get(key, 0.0), linear=log.linear.get(key, 0.0), local=log.local.get(key, 0.0),
-                dtype=self.lo.dtypes.get(key, ""), fwd_tol=t, linear_tol=t,
-                note=DEVIATIONS.get(use.name, ""), skipped=self.lo.skipped.get(key, ""), key=key))
-        return out
-
-
-def _per_example(s_hand, dyn, dyn_axes, diff_in_dyn):
-    """``(under_vmap, looped)``: per-example gradients ``vmap(grad(f), in_axes)`` of the hand rules,
-    and the same computed one example at a time."""
-    def on_example(diff_leaves, others):
-        new = list(others)
-        for i, v in zip(diff_in_dyn, diff_leaves):
-            new[i] = v
-        return s_hand(new)
-
-    one = jax.grad(on_example)
-    diff_axes = [dyn_axes[i] for i in diff_in_dyn]
-    under = jax.jit(jax.vmap(one, in_axes=(diff_axes, dyn_axes)))([dyn[i] for i in diff_in_dyn], dyn)
-    n = next(jnp.shape(v)[a] for v, a in zip(dyn, dyn_axes) if a is not None)
-    one = jax.jit(one)
-    take = [lambda v, i, a=a: v if a is None else jnp.take(v, i, axis=a) for a in dyn_axes]
-    looped = []
-    for i in range(n):
-        example = [t(v, i) for t, v in zip(take, dyn)]
-        looped.append(one([example[d] for d in diff_in_dyn], example))
-    return ([np.asarray(u, np.float64) for u in under],
-            [np.stack([np.asarray(r[j], np.float64) for r in looped]) for j in range(len(diff_in_dyn))])
 
 
 def assert_gradcheck(f, *args, **kwargs):

@@ -23,39 +23,45 @@ def _at_flat(g, leaves, index):
     return at
 
 
-def differences(g, leaves, index, eps, *, elements=None, directions=None, chunk_elems=1 << 24):
-    """``(central, left, right)`` differences of ``g`` at the flat ``elements`` of leaf ``index``, or
-    along each row of ``directions``; evaluated a chunk of perturbed copies at a time under ``vmap``."""
-    leaf, at = leaves[index], _at_flat(g, leaves, index)
-    n = leaf.size
-    rows = len(elements) if directions is None else len(directions)
-    chunk = max(1, min(rows, chunk_elems // max(n, 1)))
+class Differences:
+    """Central and one-sided differences of ``g`` in leaf ``index``: compiled once per leaf and mode
+    (elements or directions), the step a traced argument, rows evaluated a fixed-size chunk of
+    perturbed copies at a time under ``vmap`` (the last chunk padded), ``g`` at the point itself
+    evaluated in the same program."""
 
-    @jax.jit
-    def here():
-        return at(leaf.reshape(-1))
+    def __init__(self, g, leaves, index, chunk_elems=1 << 24):
+        self.leaf, at = leaves[index], _at_flat(g, leaves, index)
+        n = self.leaf.size
+        self.chunk = max(1, min(256, chunk_elems // max(n, 1)))
+        v = self.leaf.reshape(-1)
+        dtype = self.leaf.dtype
 
-    @jax.jit
-    def sides(rows):
-        if directions is None:
-            step = jax.nn.one_hot(rows, n, dtype=leaf.dtype) * jnp.asarray(eps, leaf.dtype)
-        else:
-            step = jnp.asarray(eps, leaf.dtype) * rows.astype(leaf.dtype)
-        v = leaf.reshape(-1)[None, :]
-        return jax.vmap(at)(v + step), jax.vmap(at)(v - step)
+        def evaluate(steps, eps):
+            steps = steps * eps.astype(dtype)
+            return jax.vmap(at)(v[None, :] + steps), jax.vmap(at)(v[None, :] - steps)
 
-    source = np.asarray(elements if directions is None else directions)
-    plus, minus = [], []
-    for start in range(0, rows, chunk):
-        part = source[start:start + chunk]
-        padded = np.resize(part, (chunk,) + part.shape[1:])  # the last chunk padded by repeating
-        p, m = sides(jnp.asarray(padded))
-        plus.append(np.asarray(p, np.float64)[:len(part)])
-        minus.append(np.asarray(m, np.float64)[:len(part)])
-    if not rows:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
-    plus, minus, f0 = np.concatenate(plus), np.concatenate(minus), float(np.asarray(here(), np.float64))
-    return (plus - minus) / (2 * eps), (f0 - minus) / eps, (plus - f0) / eps
+        # An element -1 is the point itself (a row of zeros).
+        self._elements = jax.jit(lambda idx, eps: evaluate(jax.nn.one_hot(idx, n, dtype=dtype), eps))
+        self._directions = jax.jit(lambda u, eps: evaluate(u.astype(dtype), eps))
+
+    def __call__(self, eps, *, elements=None, directions=None):
+        """``(central, left, right)`` at the flat ``elements``, or along each row of ``directions``."""
+        by_elements = directions is None
+        source = np.asarray(elements if by_elements else directions)
+        here = np.full((1,), -1) if by_elements else np.zeros((1, source.shape[1]))
+        rows = np.concatenate([source.reshape((-1,) + here.shape[1:]), here])
+        fn = self._elements if by_elements else self._directions
+        plus, minus = [], []
+        for start in range(0, len(rows), self.chunk):
+            part = rows[start:start + self.chunk]
+            padded = np.concatenate([part, np.repeat(part[-1:], self.chunk - len(part), axis=0)])
+            p, m = fn(jnp.asarray(padded), jnp.asarray(eps, jnp.float64 if self.leaf.dtype == jnp.float64
+                                                      else jnp.float32))
+            plus.append(np.asarray(p, np.float64)[:len(part)])
+            minus.append(np.asarray(m, np.float64)[:len(part)])
+        plus, minus = np.concatenate(plus), np.concatenate(minus)
+        f0, plus, minus = plus[-1], plus[:-1], minus[:-1]
+        return (plus - minus) / (2 * eps), (f0 - minus) / eps, (plus - f0) / eps
 
 
 def kinks(hand, left, right, atol, rtol):

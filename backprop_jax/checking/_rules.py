@@ -16,7 +16,8 @@ reports to ``log`` what a rule-level test checks (as ChainRulesTestUtils'
 
 ``keep_one(f, key)`` is ``f`` with every rule replaced by autodiff except the
 rules named ``key``: the gradient it gives differs from the all-autodiff one
-exactly where that rule does.
+exactly where that rule does. ``RuleLogs`` turns what the rules reported into
+one ``RuleCheck`` per rule.
 """
 
 import collections
@@ -32,6 +33,9 @@ from jax.extend import core as jcore
 
 from backprop_jax.checking._jaxpr import (
     _DISPLAY, _inline, bodies, eval_closed, is_layer, layer_name, map_bodies, rule_kind, strip_rules)
+from backprop_jax.checking._policy import rule_tolerance
+from backprop_jax.checking._report import RuleCheck
+from backprop_jax.layers._deviations import DEVIATIONS
 
 # Linear combination used for the linearity test: a * g1 + b * g2.
 _A, _B = 0.75, -1.25
@@ -227,4 +231,34 @@ def keep_one(f, key):
         out = eval_closed(stripped, jax.tree_util.tree_leaves(values))
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shape), out)
     return plain
+
+
+class RuleLogs:
+    """What the rules reported in the inputs' precision (``lo``) and on the float64 copy (``up``)."""
+
+    def __init__(self):
+        self.lo, self.up = RuleLog(), RuleLog()
+        self.up_note = ""  # why the rules could not be checked on the float64 copy, when they could not
+
+    def checks(self, rules, low, lowest, note):
+        """One ``RuleCheck`` per replaced ``custom_vjp``: dtypes and exercise from the inputs' run, the
+        rest from the float64 copy where there is one (its tolerances are float64's)."""
+        if rules is None or note:
+            return []
+        sharp = self.up if low else self.lo
+        tol = rule_tolerance("float64" if low else lowest)
+        out = []
+        for use in rules.replaced:
+            key = (use.name, use.kind, use.where)
+            if use.kind != "custom_vjp":
+                continue
+            log, t = (sharp, tol) if key in sharp.order and not self.up_note else (
+                self.lo, rule_tolerance(self.lo.dtype_of.get(key, lowest)))
+            out.append(RuleCheck(
+                name=use.name, where=use.where, exercised=self.lo.exercised.get(key, False),
+                fwd=log.fwd.get(key, 0.0), linear=log.linear.get(key, 0.0), local=log.local.get(key, 0.0),
+                dtype=self.lo.dtypes.get(key, ""), fwd_tol=t, linear_tol=t,
+                note=DEVIATIONS.get(use.name, ""), skipped=self.lo.skipped.get(key, ""), key=key))
+        return out
+
 
