@@ -28,6 +28,7 @@ from backprop_jax.checking import (
     without_hand_rules)
 from backprop_jax.layers import (
     add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
+    CONV_METHODS, ConvMethod, conv_method, convolution_xla, default_conv_method, max_pooling_xla,
     init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay,
     embedding, lstm_cell, matmul, rnn_cell, time_affine, time_lstm, time_rnn, time_softmax_with_loss, embedding_dot,
     sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
@@ -48,6 +49,8 @@ __all__ = [
     # The rest of the book's layers (chapters 6 and 7).
     "dropout", "batch_norm", "init_batch_norm_state", "convolution", "max_pooling",
     "im2col", "col2im",
+    # The same convolution and pooling through XLA's convolution and reduce-window, backward by hand.
+    "convolution_xla", "max_pooling_xla", "CONV_METHODS", "ConvMethod", "conv_method", "default_conv_method",
     # Plain functions (chapters 3 and 4).
     "softmax", "cross_entropy_error",
     # The sequel's layers for words and sequences, backpropagation through time by hand.
