@@ -34,8 +34,8 @@ from backprop_jax.layers import (
     sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
     gru_cell, time_gru, UnigramSampler, negative_sampling_loss)
 from backprop_jax.nets import (
-    Model, conv_net, count_correct, deep_conv_net, multi_layer_net, nn, rnnlm, seq2seq, sequential_rows, shuffled_rows,
-    two_layer_net)
+    Model, conv_net, count_correct, deep_conv_net, mixed_precision, multi_layer_net, nn, rnnlm, seq2seq,
+    sequential_rows, shuffled_rows, two_layer_net)
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
     TrainingDiverged, TrainState, data_fingerprint, data_parallel_mesh, eval_chunks,
@@ -62,7 +62,7 @@ __all__ = [
     "without_hand_rules", "hand_rules", "HandRules", "RuleUse", "Kept",
     # Networks: the contract, the layer library, the book's nets.
     "Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
-    "rnnlm", "sequential_rows", "shuffled_rows",
+    "rnnlm", "sequential_rows", "shuffled_rows", "mixed_precision",
     # The book's saved parameters (pickles), read without running code.
     "load_book_params", "save_book_params", "fit_params", "BookParamsError",
     # Learning.

@@ -13,8 +13,9 @@ slow or hung stage costs its own budget and no more:
   precision, float32 at JAX's default precision, which is TF32 on recent NVIDIA GPUs, bfloat16);
 - ``tests``: the suite's device-relevant tests on the device (counts of each outcome);
 - ``steps``: training steps per second, hand rules / autodiff / an independent plain program, for
-  the book's nets, a large MLP, DeepConvNet (im2col and XLA convolutions), one convolution layer,
-  and the sequel's TimeLSTM at the Rnnlm and BetterRnnlm sizes;
+  the book's nets and a large MLP (that one also in bfloat16: ``mixed_precision``), one convolution
+  layer, DeepConvNet (im2col and XLA convolutions), and the sequel's TimeLSTM at the Rnnlm and
+  BetterRnnlm sizes;
 - ``end_to_end``: the book's recipe (10,000 iterations) through ``bj.train``, ``bj.run`` and the
   command, against the independent plain program;
 - ``train``: ``backprop-jax train --model convnet`` and ``--model rnnlm``: wall time, training
@@ -131,6 +132,13 @@ def stage_steps(part, path, tiny):
             "hand_over_autodiff": s["hand"] / s["autodiff"], "hand_over_plain": s["hand"] / s["plain"],
             "hand_gflops": s["hand"] * flops / 1e9, "compile_s": {k: r[k]["compile_s"] for k in r}}
         write_part(path, part)
+    # The largest MLP again, its hand rules computing in bfloat16 (float32 master weights and loss).
+    name, (sizes, batch) = list(workloads.items())[-1]
+    steps = part["workloads"][name]["steps_per_call"]
+    r = bench.time_jax({"float32": bench.hand_model(sizes), "bfloat16": bj.mixed_precision(bench.hand_model(sizes))},
+                       sizes, batch, data, repeats, steps)
+    part["mixed_precision"] = {"workload": name, "steps_per_s": {k: v["steps_per_s"] for k, v in r.items()}}
+    write_part(path, part)
     conv_shape, conv_filters = ((4, 1, 12, 12), (4, 1, 3, 3)) if tiny else ((100, 1, 28, 28), (30, 1, 5, 5))
     part["convolution"] = bench.time_convolution(conv_shape, conv_filters, repeats)
     write_part(path, part)
@@ -213,6 +221,10 @@ def summary(results):
         lines.append(f"steps {name}, batch {w['batch']}: " + ", ".join(
             f"{k} {v:.0f}/s" for k, v in w["steps_per_s"].items()) + f"; hand/autodiff {w['hand_over_autodiff']:.2f}, "
             f"hand/plain {w['hand_over_plain']:.2f}")
+    if s.get("mixed_precision"):
+        mp = s["mixed_precision"]
+        lines.append(f"steps {mp['workload']}, hand rules in float32 / in bfloat16 (mixed precision): "
+                     + " / ".join(f"{v:.0f}/s" for v in mp["steps_per_s"].values()))
     if s.get("convolution"):
         c = s["convolution"]
         lines.append("one convolution layer, ms: " + ", ".join(

@@ -46,6 +46,8 @@ def test_tiny_device_check_writes_every_stage(tmp_path):
     (w,) = s["workloads"].values()
     assert all(w["steps_per_s"][k] > 0 for k in ("hand", "autodiff", "plain")) and w["hand_over_autodiff"] > 0
     assert set(s["deep_convnet"]) == {"hand", "autodiff", "hand_xla", "autodiff_xla"}
+    assert s["mixed_precision"]["workload"] == "tiny 784-16-10"
+    assert all(s["mixed_precision"]["steps_per_s"][k] > 0 for k in ("float32", "bfloat16"))
     assert all(s["convolution"][k] > 0 for k in ("im2col_ms", "xla_ms", "lax_conv_ms"))
     (lstm,) = s["time_lstm"].values()
     assert lstm["max_rel_grad_difference"] < 1e-4 and lstm["hand_over_autodiff"] > 0

@@ -1,7 +1,8 @@
 """Networks: the ``Model`` contract, the layer library that composes the hand rules, the book's nets."""
 
 from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net, nn, rnnlm, seq2seq, two_layer_net
+from backprop_jax.nets._mixed_precision import mixed_precision
 from backprop_jax.nets._model import Model, count_correct, sequential_rows, shuffled_rows
 
 __all__ = ["Model", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net",
-           "seq2seq", "rnnlm", "sequential_rows", "shuffled_rows"]
+           "seq2seq", "rnnlm", "sequential_rows", "shuffled_rows", "mixed_precision"]
