@@ -31,7 +31,8 @@ def convolution_xla(x, W, b, stride=1, pad=0):
       x: float array of shape (N, C, H, W).
       W: float filters of shape (FN, C, FH, FW).
       b: float array of shape (FN,).
-      stride, pad: Python ints (static, ``nondiff_argnums``), as ``convolution``'s.
+      stride: a Python int (static, ``nondiff_argnums``, like ``pad``), as ``convolution``'s.
+      pad: zeros added on every side, a Python int.
     Returns:
       An array of shape (N, FN, out_h, out_w), out_h = (H + 2*pad - FH) / stride + 1.
 
@@ -85,8 +86,10 @@ def max_pooling_xla(x, pool_h, pool_w, stride=1, pad=0):
 
     Args:
       x: float array of shape (N, C, H, W).
-      pool_h, pool_w, stride, pad: Python ints (static, ``nondiff_argnums``), as
-        ``max_pooling``'s; ``pad`` adds zeros, as the book's.
+      pool_h: the window's height, a Python int (static, ``nondiff_argnums``, like the others).
+      pool_w: the window's width, a Python int.
+      stride: a Python int.
+      pad: zeros added on every side, as the book's, a Python int.
     Returns:
       An array of shape (N, C, out_h, out_w): the maximum of each window.
 
