@@ -595,7 +595,8 @@ def table(results):
                   f"{d['autodiff']['steps_per_s']:.2f} (hand/auto {d['hand']['steps_per_s'] / d['autodiff']['steps_per_s']:.2f})"]
     c = results["convolution"]
     lines += ["", f"convolution forward+backward, x {c['x_shape']}, W {c['W_shape']}: "
-              f"im2col {c['im2col_ms']:.2f} ms, lax.conv {c['lax_conv_ms']:.2f} ms "
+              f"im2col {c['im2col_ms']:.2f} ms, convolution_xla {c['xla_ms']:.2f} ms, "
+              f"lax.conv {c['lax_conv_ms']:.2f} ms "
               f"(im2col/lax.conv time {c['im2col_ms'] / c['lax_conv_ms']:.2f})"]
     e = results["end_to_end"]
     s = e["seconds"]

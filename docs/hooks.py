@@ -144,8 +144,9 @@ def benchmark_tables(name):
     conv = result.get("convolution")
     if conv:
         parts.append(f"Convolution forward and backward (x {conv['x_shape']}, W {conv['W_shape']}): "
-                     f"{conv['im2col_ms']:.2f} ms through `im2col`, {conv['lax_conv_ms']:.2f} ms "
-                     f"through `lax.conv_general_dilated`.")
+                     f"{conv['im2col_ms']:.2f} ms through `im2col`, "
+                     + (f"{conv['xla_ms']:.2f} ms through `convolution_xla`, " if "xla_ms" in conv else "")
+                     + f"{conv['lax_conv_ms']:.2f} ms through autodiff of `lax.conv_general_dilated`.")
     deep = result.get("deep_convnet")
     if deep:
         parts.append(f"Chapter 8's DeepConvNet, batch 100: {deep['hand']['steps_per_s']:.1f} steps/s "
@@ -163,7 +164,8 @@ def _end_to_end(result):
                 "| largest gradient difference (relative) |", "|---|---|---|---|---|---|"]
         for label, r in lstm.items():
             rows.append(f"| {label} | {r['hand']['steps_per_s']:.1f} | {r['autodiff']['steps_per_s']:.1f} | "
-                        f"{r['hand_over_autodiff']:.2f} | {_number(r['hand']['temp_mb'], 1)} / {_number(r['autodiff']['temp_mb'], 1)} "
+                        f"{r['hand_over_autodiff']:.2f} | {_number(r['hand']['temp_mb'], 1)} / "
+                        f"{_number(r['autodiff']['temp_mb'], 1)} "
                         f"| {r['max_rel_grad_difference']:.1e} |")
         parts.append("\n".join(rows))
     e2e = result.get("end_to_end")
@@ -259,7 +261,8 @@ def _device_check(name, result):
         parts.append("DeepConvNet (chapter 8), training steps/s: " + ", ".join(
             f"{k.replace('_', ' ')} {v['steps_per_s']:.1f}" for k, v in deep.items()) + ".")
     e2e = result.get("end_to_end")
-    parts += _end_to_end({"time_lstm": steps.get("time_lstm"), "end_to_end": e2e if e2e and e2e.get("seconds") else None})
+    parts += _end_to_end({"time_lstm": steps.get("time_lstm"),
+                          "end_to_end": e2e if e2e and e2e.get("seconds") else None})
     train = result.get("train") or {}
     if train:
         rows = ["| command | wall s | training s | result |", "|---|---|---|---|"]

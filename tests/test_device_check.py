@@ -73,6 +73,7 @@ def test_a_short_deadline_skips_the_stages_it_cannot_fit_and_still_writes_the_js
     # The machine stage gets what is left of 16 s (less a margin), the tests at most a few seconds
     # (too few: they are killed) and the rest nothing.
     assert stages["machine"] in ("ok", "timed out") and r["stages"]["machine"]["budget_s"] < 16
+    assert r["deadline_s"] == 16
     assert stages["tests"] in ("timed out", "skipped: no time left")
     assert all(stages[name] == "skipped: no time left" for name in ("steps", "end_to_end", "train"))
     assert "stage train: skipped" in (tmp_path / "device-check.txt").read_text()

@@ -47,7 +47,8 @@ def test_device_checks_are_shown_whole_or_cut_short(tmp_path):
         machine="ok", tests="ok", steps="timed out", end_to_end="skipped: no time left", train="ok")))
     (tmp_path / "cpu-2core.json").write_text(json.dumps({"name": "cpu-2core", "workloads": {}}))  # not a check
     text = hooks(tmp_path).device_checks()
-    assert text.startswith("**`fake-gpu-device-check.json`**, measured 2030-01-02 on Fake GPU 9000 (gpu; devices cuda:0)")
+    assert text.startswith(
+        "**`fake-gpu-device-check.json`**, measured 2030-01-02 on Fake GPU 9000 (gpu; devices cuda:0)")
     assert "Installed by uv sync --locked --extra gpu in 61 s; 431 s in all" in text
     assert "steps timed out (10 s)" in text and "end_to_end skipped: no time left" in text
     assert "float32 at JAX's default precision (TF32 on GPUs) 371,000 GFLOP/s" in text
