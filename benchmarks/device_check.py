@@ -111,6 +111,9 @@ def stage_tests(part, path, tiny):
                             cwd=ROOT, env=env, capture_output=True, text=True)
     part["returncode"] = result.returncode
     part["output_tail"] = (result.stdout + result.stderr)[-3000:]
+    if result.returncode not in (0, 1):  # 1: tests ran and some failed (counted); else pytest itself failed
+        write_part(path, part)
+        sys.exit(f"pytest exited with {result.returncode}: {part['output_tail'][-500:]}")
 
 
 def stage_steps(part, path, tiny):
@@ -219,7 +222,7 @@ def summary(results):
         lines.append("matmul peak, GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in m["peak_gflops"].items()))
     t = results.get("tests") or {}
     if t.get("counts") is not None:
-        lines.append("tests: " + ", ".join(f"{k} {v}" for k, v in sorted(t["counts"].items())))
+        lines.append("tests: " + (", ".join(f"{k} {v}" for k, v in sorted(t["counts"].items())) or "none ran"))
         lines += [f"  FAILED {nodeid}" for nodeid in t.get("failed", [])[:10]]
     s = results.get("steps") or {}
     for name, w in s.get("workloads", {}).items():

@@ -71,5 +71,7 @@ if [ "$ok" != true ]; then
     echo "device check: the environment is not usable ($way); install log:" >&2
     tail -20 "$work/install.log" >&2
 fi
-# Run even when the check above failed: the JSON then records the install and each stage's error.
+# Run even when the check above failed: the JSON then records the install and each stage's error
+# (the orchestrator needs no package; python3 runs it if the chosen Python is missing).
+command -v "${python%% *}" >/dev/null 2>&1 || python=python3
 $python benchmarks/device_check.py "$out" --started "$started" --install-json "$work/install.json" "$@"

@@ -77,3 +77,16 @@ def test_a_short_deadline_skips_the_stages_it_cannot_fit_and_still_writes_the_js
     assert stages["tests"] in ("timed out", "skipped: no time left")
     assert all(stages[name] == "skipped: no time left" for name in ("steps", "end_to_end", "train"))
     assert "stage train: skipped" in (tmp_path / "device-check.txt").read_text()
+
+
+def test_an_unusable_python_is_recorded_and_every_stage_fails_in_the_json(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_", "BACKPROP_JAX"))}
+    env.update(JAX_PLATFORMS="cpu", BJ_PYTHON=str(tmp_path / "no-such-python"))
+    result = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "out"), "--tiny", "--deadline", "120"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0 and "the environment is not usable" in result.stderr
+    r = json.loads((tmp_path / "out" / "device-check.json").read_text())
+    assert r["install"]["ok"] is False and "no-such-python" in r["install"]["log_tail"]
+    # python3 ran the orchestrator (it needs no package), and every stage is recorded.
+    assert list(r["stages"]) == ["machine", "tests", "steps", "end_to_end", "train"]
+    assert (tmp_path / "out" / "device-check.txt").read_text() == result.stdout
