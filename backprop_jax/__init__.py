@@ -34,13 +34,14 @@ from backprop_jax.checking import (
     without_hand_rules)
 from backprop_jax.layers import (
     add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
+    CONV_METHODS, ConvMethod, conv_method, convolution_xla, default_conv_method, max_pooling_xla,
     init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay,
     embedding, lstm_cell, matmul, rnn_cell, time_affine, time_lstm, time_rnn, time_softmax_with_loss, embedding_dot,
     sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
     gru_cell, time_gru, UnigramSampler, negative_sampling_loss, time_bilstm, time_sigmoid_with_loss)
 from backprop_jax.nets import (
-    Metric, Model, carried_rows, conv_net, count_correct, deep_conv_net, generation, multi_layer_net, nn, rnnlm,
-    seq2seq, sequential_rows, shuffled_rows, simple_rnnlm, two_layer_net, word2vec)
+    Metric, Model, carried_rows, conv_net, count_correct, deep_conv_net, generation, mixed_precision, multi_layer_net,
+    nn, rnnlm, seq2seq, sequential_rows, shuffled_rows, simple_rnnlm, two_layer_net, word2vec)
 from backprop_jax.recipes import RECIPES, Recipe, RecipeData
 from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, CheckpointWriteError, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
@@ -56,6 +57,8 @@ __all__ = [
     # The rest of the book's layers (chapters 6 and 7).
     "dropout", "batch_norm", "init_batch_norm_state", "convolution", "max_pooling",
     "im2col", "col2im",
+    # The same convolution and pooling through XLA's convolution and reduce-window, backward by hand.
+    "convolution_xla", "max_pooling_xla", "CONV_METHODS", "ConvMethod", "conv_method", "default_conv_method",
     # Plain functions (chapters 3 and 4).
     "softmax", "cross_entropy_error",
     # The sequel's layers for words and sequences, backpropagation through time by hand.
@@ -69,6 +72,7 @@ __all__ = [
     # Networks: the contract, the layer library, the book's nets.
     "Model", "Metric", "count_correct", "nn", "two_layer_net", "multi_layer_net", "conv_net", "deep_conv_net", "seq2seq",
     "rnnlm", "sequential_rows", "shuffled_rows", "simple_rnnlm", "word2vec", "generation", "carried_rows",
+    "mixed_precision",
     # The sequel's count-based word vectors and their queries (ch. 2, 4).
     "count_based", "similarity",
     # The book's saved parameters (pickles), read without running code.

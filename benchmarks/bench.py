@@ -188,14 +188,15 @@ def time_jax(models, sizes, batch, data, repeats, steps=None):
     return results
 
 
-def time_hand_and_autodiff(sizes, batch, data, repeats):
-    return time_jax({"hand": hand_model(sizes), "autodiff": autodiff_model(sizes)}, sizes, batch, data, repeats)
+def time_hand_and_autodiff(sizes, batch, data, repeats, steps=None):
+    return time_jax({"hand": hand_model(sizes), "autodiff": autodiff_model(sizes)}, sizes, batch, data, repeats,
+                    steps)
 
 
-def time_plain(sizes, batch, data, repeats):
+def time_plain(sizes, batch, data, repeats, steps=None):
     """Steps per second of ``plain_steps``, the independent program, for the same workload."""
     (x, t), _ = data
-    steps = steps_for(train_flops(sizes, batch))
+    steps = steps or steps_for(train_flops(sizes, batch))
     fn, p0 = plain_steps(sizes, batch)
     X, T = jax.device_put(x), jax.device_put(t)
     ix = jax.random.randint(jax.random.key(1), (steps, batch), 0, len(x))
@@ -203,23 +204,30 @@ def time_plain(sizes, batch, data, repeats):
     return {"steps_per_s": steps / median_time(lambda: jax.block_until_ready(fn(p0, X, T, ix)), repeats)}
 
 
-def time_deep_convnet(data, repeats, batch=100, steps=5):
+def time_deep_convnet(data, repeats, batch=100, steps=5, conv_methods=("im2col",)):
     """Chapter 8's DeepConvNet: training steps per second through the hand rules and through
-    autodiff of the same forward (``without_hand_rules``), interleaved."""
-    model = bj.deep_conv_net.model()
+    autodiff of the same forward (``without_hand_rules``), interleaved, for each of
+    ``conv_methods``: ``hand`` and ``autodiff`` for im2col, ``hand_xla`` and ``autodiff_xla`` (XLA's
+    convolution and reduce-window differentiated by JAX: the plain XLA program) for xla."""
+    models = {}
+    for method in conv_methods:
+        model = bj.deep_conv_net.model(conv_method=method)
 
-    def plain_apply(params, state, x, *, key=None, train=False):
-        return bj.without_hand_rules(lambda p, s, x, k: model.apply(p, s, x, key=k, train=train))(
-            params, state, x, key)
+        def plain_apply(params, state, x, *, key=None, train=False, model=model):
+            return bj.without_hand_rules(lambda p, s, x, k: model.apply(p, s, x, key=k, train=train))(
+                params, state, x, key)
 
-    plain = model._replace(apply=plain_apply, metric="accuracy", criterion=lambda scores, t: jnp.mean(
-        optax.softmax_cross_entropy_with_integer_labels(scores, t)))
-    r = time_jax({"hand": model, "autodiff": plain}, [784, 10], batch, data, repeats, steps=steps)
+        suffix = "" if method == "im2col" else f"_{method}"
+        models[f"hand{suffix}"] = model
+        models[f"autodiff{suffix}"] = model._replace(
+            apply=plain_apply, metric="accuracy",
+            criterion=lambda scores, t: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(scores, t)))
+    r = time_jax(models, [784, 10], batch, data, repeats, steps=steps)
     return {k: {"steps_per_s": v["steps_per_s"], "compile_s": v["compile_s"]} for k, v in r.items()}
 
 
-# The sequel's TimeLSTM: (N, T, D, H) of a small layer and of its BetterRnnlm (batch 20, 35 steps, 650).
-LSTM_SIZES = {"small N20 T35 H100": (20, 35, 100, 100), "BetterRnnlm N20 T35 H650": (20, 35, 650, 650)}
+# The sequel's TimeLSTM: (N, T, D, H) of its Rnnlm and of its BetterRnnlm (batch 20, 35 steps, 650).
+LSTM_SIZES = {"Rnnlm N20 T35 H100": (20, 35, 100, 100), "BetterRnnlm N20 T35 H650": (20, 35, 650, 650)}
 
 
 def time_time_lstm(repeats, sizes=LSTM_SIZES):
@@ -292,9 +300,10 @@ def time_torch(sizes, batch, data, repeats):
 
 
 def time_convolution(shape, filters, repeats):
-    """Forward + backward of one convolution layer: im2col (ours) against ``lax.conv``.
+    """Forward + backward of one convolution layer: im2col (ours), XLA's convolution with our
+    hand backward (``convolution_xla``), and autodiff of ``lax.conv``.
 
-    Both timed as a compiled gradient of ``sum(dout * conv(x, W, b))`` with
+    Each timed as a compiled gradient of ``sum(dout * conv(x, W, b))`` with
     respect to x, W and b, repeats interleaved.
     """
     x = jax.random.normal(jax.random.key(0), shape)
@@ -307,7 +316,8 @@ def time_convolution(shape, filters, repeats):
         return jax.lax.conv_general_dilated(x, W, (1, 1), "VALID") + b[None, :, None, None]
 
     fns = {name: jax.jit(jax.grad(lambda x, W, b, f=f: jnp.sum(dout * f(x, W, b)), argnums=(0, 1, 2)))
-           for name, f in (("im2col", lambda x, W, b: bj.convolution(x, W, b, 1, 0)), ("lax_conv", lax_conv))}
+           for name, f in (("im2col", lambda x, W, b: bj.convolution(x, W, b, 1, 0)),
+                           ("xla", lambda x, W, b: bj.convolution_xla(x, W, b, 1, 0)), ("lax_conv", lax_conv))}
     times = {name: [] for name in fns}
     for fn in fns.values():
         jax.block_until_ready(fn(x, W, b))
@@ -326,7 +336,7 @@ def time_convolution(shape, filters, repeats):
     return result
 
 
-def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
+def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print, baselines=True):
     """The book's recipe (784-50-10, batch 100, SGD 0.1, train and test accuracy after every
     epoch) from start to end, seven ways, repeats interleaved, each reported as a ratio of speed
     to the first:
@@ -345,6 +355,9 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
     - ``numpy``: the book's NumPy ``TwoLayerNet`` loop with its per-epoch evaluation, in
       float32 like the others, and ``numpy_float64`` as the book runs it (NumPy's default);
     - ``torch``: the same loop in PyTorch on the CPU (None when torch is missing).
+
+    ``baselines=False`` leaves out the NumPy and PyTorch loops (which run on the host whatever
+    the device): their seconds and speed-ups are then None.
     """
     config = bj.TrainConfig(iters_num=iters)
     model = bj.two_layer_net.model()
@@ -399,15 +412,17 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
         textbook_numpy.train_recipe(textbook_numpy.MultiLayerNet([784, 50, 10], dtype=np.float64),
                                     float64_data, iters)
 
-    ways = {"plain": plain, "device": device, "train": train, "run": run, "numpy": numpy,
-            "numpy_float64": numpy_float64}
-    try:
-        import torch
-        import torch_baseline
-        torch_data = tuple((torch.from_numpy(a), torch.from_numpy(b).long()) for a, b in numpy_data)
-        ways["torch"] = lambda: torch_baseline.train_recipe(torch_baseline.make([784, 50, 10]), torch_data, iters)
-    except ImportError:
-        log("torch is not installed: the end-to-end PyTorch loop is skipped")
+    ways = {"plain": plain, "device": device, "train": train, "run": run}
+    if baselines:
+        ways.update(numpy=numpy, numpy_float64=numpy_float64)
+        try:
+            import torch
+            import torch_baseline
+            torch_data = tuple((torch.from_numpy(a), torch.from_numpy(b).long()) for a, b in numpy_data)
+            ways["torch"] = lambda: torch_baseline.train_recipe(torch_baseline.make([784, 50, 10]), torch_data,
+                                                                iters)
+        except ImportError:
+            log("torch is not installed: the end-to-end PyTorch loop is skipped")
     for fn in ways.values():
         fn()  # warm-up: compiles, imports
     if cli_repeats > 1:
@@ -426,7 +441,8 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
     # The command's training with its tracing and compiling (or cache load) counted in, as a plain
     # program's time would be had it not been compiled beforehand.
     s["cli_training_and_compile"] = statistics.median([a + b for a, b in zip(recorded["cli"], recorded["cli_compile"])])
-    s.setdefault("torch", None)
+    for name in ("numpy", "numpy_float64", "torch"):
+        s.setdefault(name, None)
     # The command's wall time in parts: the interpreter and imports (a process that imports what
     # the command does, and stops), tracing and compiling or loading from the cache (metrics.json's
     # compile_seconds), the first epoch, the rest of the training, and what is left (data, checks,
@@ -446,19 +462,21 @@ def time_end_to_end(data, iters, repeats, cli_repeats, work_dir, log=print):
         "cli_split": split,
         "efficiency": {"train": s["device"] / s["train"], "run_training": s["device"] / s["run_training"],
                        "run": s["device"] / s["run"], "cli_training": s["device"] / s["cli_training"]},
-        "speedup_over_numpy": {k: s["numpy"] / s[k] for k in ("device", "train", "run", "cli")},
-        "speedup_over_numpy_float64": {k: s["numpy_float64"] / s[k] for k in ("device", "train", "run", "cli")},
+        "speedup_over_numpy": s["numpy"] and {k: s["numpy"] / s[k] for k in ("device", "train", "run", "cli")},
+        "speedup_over_numpy_float64": s["numpy_float64"] and {
+            k: s["numpy_float64"] / s[k] for k in ("device", "train", "run", "cli")},
         "speedup_over_torch": s["torch"] and {k: s["torch"] / s[k] for k in ("device", "train", "run", "cli")},
     }
 
 
-def gemm_peak(repeats, sizes=(1024, 2048, 4096)):
-    """Best float32 matmul rate over a few large square sizes, in GFLOP/s."""
+def gemm_peak(repeats, sizes=(1024, 2048, 4096), dtype=jnp.float32, precision=None):
+    """Best matmul rate over a few large square sizes, in GFLOP/s: float32 at JAX's default
+    precision unless ``dtype`` and ``precision`` (``jax.lax.Precision``) say otherwise."""
     best = 0.0
     for n in sizes:
-        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-        b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-        f = jax.jit(jnp.matmul).lower(a, b).compile()
+        a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+        b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+        f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=precision)).lower(a, b).compile()
         jax.block_until_ready(f(a, b))
         best = max(best, 2 * n ** 3 / median_time(lambda: jax.block_until_ready(f(a, b)), repeats) / 1e9)
     return best
@@ -577,7 +595,8 @@ def table(results):
                   f"{d['autodiff']['steps_per_s']:.2f} (hand/auto {d['hand']['steps_per_s'] / d['autodiff']['steps_per_s']:.2f})"]
     c = results["convolution"]
     lines += ["", f"convolution forward+backward, x {c['x_shape']}, W {c['W_shape']}: "
-              f"im2col {c['im2col_ms']:.2f} ms, lax.conv {c['lax_conv_ms']:.2f} ms "
+              f"im2col {c['im2col_ms']:.2f} ms, convolution_xla {c['xla_ms']:.2f} ms, "
+              f"lax.conv {c['lax_conv_ms']:.2f} ms "
               f"(im2col/lax.conv time {c['im2col_ms'] / c['lax_conv_ms']:.2f})"]
     e = results["end_to_end"]
     s = e["seconds"]
@@ -597,7 +616,8 @@ def table(results):
     lines.append("  the command's wall time: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f} s"
                                                         for k, v in e["cli_split"].items()))
     for key, label in (("speedup_over_numpy", "NumPy float32"), ("speedup_over_numpy_float64", "NumPy float64")):
-        lines.append(f"  speed-up over {label}: " + ", ".join(f"{k} {v:.1f}x" for k, v in e[key].items()))
+        if e[key]:
+            lines.append(f"  speed-up over {label}: " + ", ".join(f"{k} {v:.1f}x" for k, v in e[key].items()))
     if e["speedup_over_torch"]:
         lines.append("  speed-up over PyTorch: " + ", ".join(f"{k} {v:.1f}x" for k, v in e["speedup_over_torch"].items()))
     lines.append(f"\npeak memory of the process: {results['peak_rss_mb']:.0f} MB")

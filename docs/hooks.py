@@ -4,6 +4,8 @@
   parser the command itself uses, so it cannot drift from ``--help``.
 - ``<!-- benchmark: NAME -->`` becomes the tables of ``benchmarks/results/NAME.json``,
   headed by the machine, the versions and the date they were measured.
+- ``<!-- device-checks -->`` becomes the tables of every device check recorded in
+  ``benchmarks/results/`` (the JSON ``benchmarks/device_check.sh`` writes), or says there is none.
 - The build fails if a name of ``backprop_jax.__all__`` has no ``::: backprop_jax.NAME``
   entry in the reference, or has no docstring.
 - MathJax comes from the ``mathjax`` package (PyPI's ``django-static-mathjax``) and is
@@ -176,6 +178,8 @@ def on_page_markdown(markdown, page, config, files):
     _documented.update(re.findall(r"^::: backprop_jax\.(\w+)\s*$", markdown, re.M))
     if "<!-- cli-reference -->" in markdown:
         markdown = markdown.replace("<!-- cli-reference -->", cli_reference())
+    if "<!-- device-checks -->" in markdown:
+        markdown = markdown.replace("<!-- device-checks -->", device_checks())
     return re.sub(r"<!-- benchmark: ([\w.-]+) -->", lambda m: benchmark_tables(m.group(1)), markdown)
 
 
@@ -291,8 +295,9 @@ def benchmark_tables(name):
     conv = result.get("convolution")
     if conv:
         parts.append(f"Convolution forward and backward (x {conv['x_shape']}, W {conv['W_shape']}): "
-                     f"{conv['im2col_ms']:.2f} ms through `im2col`, {conv['lax_conv_ms']:.2f} ms "
-                     f"through `lax.conv_general_dilated`.")
+                     f"{conv['im2col_ms']:.2f} ms through `im2col`, "
+                     + (f"{conv['xla_ms']:.2f} ms through `convolution_xla`, " if "xla_ms" in conv else "")
+                     + f"{conv['lax_conv_ms']:.2f} ms through autodiff of `lax.conv_general_dilated`.")
     deep = result.get("deep_convnet")
     if deep:
         parts.append(f"Chapter 8's DeepConvNet, batch 100: {deep['hand']['steps_per_s']:.1f} steps/s "
@@ -310,7 +315,8 @@ def _end_to_end(result):
                 "| largest gradient difference (relative) |", "|---|---|---|---|---|---|"]
         for label, r in lstm.items():
             rows.append(f"| {label} | {r['hand']['steps_per_s']:.1f} | {r['autodiff']['steps_per_s']:.1f} | "
-                        f"{r['hand_over_autodiff']:.2f} | {r['hand']['temp_mb']:.1f} / {r['autodiff']['temp_mb']:.1f} "
+                        f"{r['hand_over_autodiff']:.2f} | {_number(r['hand']['temp_mb'], 1)} / "
+                        f"{_number(r['autodiff']['temp_mb'], 1)} "
                         f"| {r['max_rel_grad_difference']:.1e} |")
         parts.append("\n".join(rows))
     e2e = result.get("end_to_end")
@@ -338,3 +344,86 @@ def _end_to_end(result):
             parts.append("The command's wall time in parts: " + ", ".join(
                 f"{key.replace('_', ' ')} {value:.2f} s" for key, value in split.items()) + ".")
     return parts
+
+
+# The device checks ---------------------------------------------------------------------
+
+def device_checks():
+    """Every device check in ``benchmarks/results/``, newest first, or a line saying there is none."""
+    found = []
+    for path in sorted(RESULTS.glob("*.json")):
+        result = json.loads(path.read_text())
+        if result.get("kind") == "device-check":
+            found.append((result.get("date", ""), path.stem, result))
+    if not found:
+        return ("No device check is recorded yet: `benchmarks/device_check.sh` has not been run on an "
+                "accelerator since it was written (see [Development](../development.md)).")
+    return "\n\n".join(_device_check(name, result) for _, name, result in sorted(found, reverse=True))
+
+
+def _device_check(name, result):
+    """One device check's tables; any stage may be missing (a run killed or out of time)."""
+    machine = result.get("machine") or {}
+    m = machine.get("machine") or {}
+    install = result.get("install") or {}
+    stages = ", ".join(f"{stage} {s['status']} ({s['seconds']:.0f} s)" for stage, s in result["stages"].items())
+    parts = [f"**`{name}.json`**, measured {result.get('date')} on {m.get('device_kind', '?')} "
+             f"({machine.get('backend', '?')}; devices {', '.join(m.get('devices', [])) or '?'}), "
+             f"JAX {m.get('jax', '?')}, Python {m.get('python', '?')}"
+             f"{' (tiny sizes: a check of the harness, not a measurement)' if result.get('tiny') else ''}. "
+             f"Installed by {install.get('way', '?')} in {install.get('seconds', 0):.0f} s; "
+             f"{result.get('elapsed_s', 0):.0f} s in all. Stages: {stages}."]
+    peaks = machine.get("peak_gflops")
+    if peaks:
+        labels = {"float32": "float32", "float32_default": "float32 at JAX's default precision (TF32 on GPUs)",
+                  "bfloat16": "bfloat16"}
+        parts.append("Matmul peak: " + ", ".join(f"{labels.get(k, k)} {v:,.0f} GFLOP/s" for k, v in peaks.items())
+                     + ".")
+    tests = result.get("tests") or {}
+    if tests.get("counts") is not None:
+        failed = tests.get("failed") or []
+        parts.append(f"The suite's device-relevant tests ({len(tests.get('files', []))} files, matmuls at "
+                     f"{tests.get('matmul_precision')} precision): "
+                     + (", ".join(f"{v} {k}" for k, v in sorted(tests["counts"].items())) or "none ran")
+                     + (". Failed: " + ", ".join(f"`{f}`" for f in failed[:10]) if failed else "") + ".")
+    steps = result.get("steps") or {}
+    if steps.get("workloads"):
+        rows = ["| workload | hand steps/s | autodiff steps/s | plain steps/s | hand/autodiff | hand/plain "
+                "| hand GFLOP/s |", "|---|---|---|---|---|---|---|"]
+        for label, w in steps["workloads"].items():
+            s = w["steps_per_s"]
+            rows.append(f"| {label}, batch {w['batch']} | {_number(s['hand'])} | {_number(s['autodiff'])} | "
+                        f"{_number(s['plain'])} | {w['hand_over_autodiff']:.2f} | {w['hand_over_plain']:.2f} | "
+                        f"{_number(w['hand_gflops'])} |")
+        parts.append("\n".join(rows))
+    mixed = steps.get("mixed_precision")
+    if mixed:
+        parts.append(f"{mixed['workload']}, hand rules computing in float32 and in bfloat16 "
+                     f"(`mixed_precision`: float32 master weights and loss): " + ", ".join(
+                         f"{k} {_number(v)} steps/s" for k, v in mixed["steps_per_s"].items()) + ".")
+    conv = steps.get("convolution")
+    if conv:
+        parts.append(f"One convolution layer forward and backward (x {conv['x_shape']}, W {conv['W_shape']}): "
+                     + ", ".join(f"{k.removesuffix('_ms')} {v:.3f} ms" for k, v in conv.items() if k.endswith("_ms"))
+                     + " (`im2col`: the book's; `xla`: `convolution_xla`, its backward by hand; `lax_conv`: "
+                       "autodiff of `lax.conv_general_dilated`).")
+    deep = steps.get("deep_convnet")
+    if deep:
+        parts.append("DeepConvNet (chapter 8), training steps/s: " + ", ".join(
+            f"{k.replace('_', ' ')} {v['steps_per_s']:.1f}" for k, v in deep.items()) + ".")
+    e2e = result.get("end_to_end")
+    parts += _end_to_end({"time_lstm": steps.get("time_lstm"),
+                          "end_to_end": e2e if e2e and e2e.get("seconds") else None})
+    train = result.get("train") or {}
+    if train:
+        rows = ["| command | wall s | training s | result |", "|---|---|---|---|"]
+        for r in train.values():
+            if r.get("returncode") != 0:
+                rows.append(f"| `{r['command']}` | {r['wall_s']:.1f} | - | failed (exit {r.get('returncode')}) |")
+                continue
+            score = (f"test accuracy {r['test_acc']:.3f}" if r.get("test_perplexity") is None
+                     else f"test perplexity {r['test_perplexity']:.1f}")
+            rows.append(f"| `{r['command']}` | {r['wall_s']:.1f} | {r['training_s']:.1f} | {score}, "
+                        f"{r['iterations']} iterations |")
+        parts.append("\n".join(rows))
+    return "\n\n".join(parts)

@@ -13,7 +13,7 @@ import backprop_jax as bj
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ["mul", "add", "relu", "sigmoid", "affine", "softmax_with_loss", "weight_decay",
-          "dropout", "batch_norm", "convolution", "max_pooling"]
+          "dropout", "batch_norm", "convolution", "max_pooling", "convolution_xla", "max_pooling_xla"]
 # The package's parts in their order of dependence: each may import only those before it.
 ORDER = ["_io", "count_based", "similarity", "layers", "nets", "checking", "training", "datasets", "experiments",
          "shopping", "graph", "exercises", "cli"]

@@ -41,7 +41,7 @@ def test_tiny_run_writes_results_json_and_plot(tmp_path):
     assert lstm["hand"]["steps_per_s"] > 0 and lstm["autodiff"]["steps_per_s"] > 0 and lstm["T"] == 5
     assert lstm["max_rel_grad_difference"] < 1e-4  # the same gradients, BPTT by hand or by autodiff
     conv = results["convolution"]
-    assert conv["im2col_ms"] > 0 and conv["lax_conv_ms"] > 0 and conv["W_shape"] == [4, 1, 3, 3]
+    assert conv["im2col_ms"] > 0 and conv["xla_ms"] > 0 and conv["lax_conv_ms"] > 0 and conv["W_shape"] == [4, 1, 3, 3]
     e2e = results["end_to_end"]
     assert e2e["iters"] == 100 and e2e["epochs"] == 3  # the sample's 4,000 images: 40 iterations an epoch
     seconds = e2e["seconds"]

@@ -11,7 +11,7 @@ from backprop_jax.layers._checks import as_float_array, batch_sharded, like_inpu
 def _out_size(fn, x_shape, filter_h, filter_w, stride, pad):
     """``(out_h, out_w)``, or a ``ValueError`` naming the shapes."""
     N, C, H, W = x_shape
-    window = "pool" if fn == "max_pooling" else "filter"
+    window = "pool" if fn.startswith("max_pooling") else "filter"
     for name, value, low in ((f"{window}_h", filter_h, 1), (f"{window}_w", filter_w, 1), ("stride", stride, 1),
                              ("pad", pad, 0)):
         if isinstance(value, jax.core.Tracer):

@@ -147,8 +147,11 @@ def time_lstm(xs, h0, c0, Wx, Wh, b):
     ``ds = dc + dh * o * (1 - tanh(c)**2)``, ``dc_prev = ds * f``,
     ``df = ds * c_prev * f(1 - f)``, ``dg = ds * i * (1 - g**2)``,
     ``di = ds * g * i(1 - i)``, ``do = dh * tanh(c) * o(1 - o)``,
-    ``dA = [df, dg, di, do]``, ``dWx += x.T @ dA``, ``dWh += h_prev.T @ dA``,
-    ``db += sum(dA)``, ``dx = dA @ Wx.T``, ``dh_prev = dA @ Wh.T``.
+    ``dA = [df, dg, di, do]``, ``dh_prev = dA @ Wh.T``; then, the loop done,
+    the sums over time of the sequel's per-step ``dWx += x.T @ dA``,
+    ``dWh += h_prev.T @ dA``, ``db += sum(dA)`` and its ``dx = dA @ Wx.T``, each
+    one product over every step at once (as the forward computes every step's
+    ``x @ Wx`` at once): only ``dh`` and ``dc`` must go step by step.
     """
     return _time_lstm_fwd(xs, h0, c0, Wx, Wh, b)[0]
 
@@ -161,15 +164,16 @@ def _time_lstm_fwd(xs, h0, c0, Wx, Wh, b):
     if c0.dtype != h0.dtype:
         raise TypeError(f"time_lstm: every array must have one dtype, got h0 {h0.dtype}, c0 {c0.dtype}")
     H = Wh.shape[0]
+    xWx = jnp.einsum("ntd,dk->tnk", xs, Wx) + b[None, None, :]  # x @ Wx + b of every step: (T, N, 4H)
 
-    def step(carry, x):
+    def step(carry, xw):
         h_prev, c_prev = carry
-        f, g, i, o = _gates(jnp.dot(x, Wx) + jnp.dot(h_prev, Wh) + b[None, :], H)
+        f, g, i, o = _gates(xw + jnp.dot(h_prev, Wh), H)
         c_next = f * c_prev + g * i
         h_next = o * jnp.tanh(c_next)
         return (h_next, c_next), (h_next, c_next, f, g, i, o)
 
-    (h_last, c_last), saved = jax.lax.scan(step, (h0, c0), jnp.swapaxes(xs, 0, 1))
+    (h_last, c_last), saved = jax.lax.scan(step, (h0, c0), xWx)
     hs = saved[0]
     return (jnp.swapaxes(hs, 0, 1), h_last, c_last), (xs, h0, c0, Wx, Wh, b, saved)
 
@@ -181,8 +185,8 @@ def _time_lstm_bwd(res, cotangents):
     c_prevs = jnp.concatenate([c0[None], cs[:-1]], axis=0)
 
     def step(carry, inputs):
-        dh, dc, dWx, dWh, db = carry
-        x, h_prev, c_prev, c_next, f, g, i, o, dh_t = inputs
+        dh, dc = carry
+        c_prev, c_next, f, g, i, o, dh_t = inputs
         dh_next = dh_t + dh
         tanh_c_next = jnp.tanh(c_next)
         ds = dc + (dh_next * o) * (1 - tanh_c_next ** 2)
@@ -192,18 +196,16 @@ def _time_lstm_bwd(res, cotangents):
         do = dh_next * tanh_c_next * (o * (1 - o))
         dg = ds * i * (1 - g ** 2)
         dA = jnp.concatenate([df, dg, di, do], axis=1)
-        dWh = dWh + jnp.dot(h_prev.T, dA)
-        dWx = dWx + jnp.dot(x.T, dA)
-        db = db + jnp.sum(dA, axis=0)
-        dx = jnp.dot(dA, Wx.T)
         dh_prev = jnp.dot(dA, Wh.T)
-        return (dh_prev, dc_prev, dWx, dWh, db), dx
+        return (dh_prev, dc_prev), dA
 
-    zero = (dh_last, dc_last, jnp.zeros_like(Wx), jnp.zeros_like(Wh), jnp.zeros_like(b))
-    (dh0, dc0, dWx, dWh, db), dxs = jax.lax.scan(
-        step, zero, (jnp.swapaxes(xs, 0, 1), h_prevs, c_prevs, cs, fs, gs, is_, os_, jnp.swapaxes(dhs, 0, 1)),
-        reverse=True)
-    return like_inputs((jnp.swapaxes(dxs, 0, 1), dh0, dc0, dWx, dWh, db), (xs, h0, c0, Wx, Wh, b))
+    (dh0, dc0), dAs = jax.lax.scan(step, (dh_last, dc_last), (c_prevs, cs, fs, gs, is_, os_, jnp.swapaxes(dhs, 0, 1)),
+                                   reverse=True)  # dAs: (T, N, 4H)
+    dWx = jnp.einsum("ntd,tnk->dk", xs, dAs)
+    dWh = jnp.einsum("tnh,tnk->hk", h_prevs, dAs)
+    db = jnp.sum(dAs, axis=(0, 1))
+    dxs = jnp.einsum("tnk,dk->ntd", dAs, Wx)
+    return like_inputs((dxs, dh0, dc0, dWx, dWh, db), (xs, h0, c0, Wx, Wh, b))
 
 
 time_lstm.defvjp(_time_lstm_fwd, _time_lstm_bwd)

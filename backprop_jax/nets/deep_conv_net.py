@@ -19,13 +19,18 @@ INPUT_DIM = (1, 28, 28)
 CONV_PARAMS = ((16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1))
 
 
-def model(input_dim=INPUT_DIM, *, hidden_size=50, output_size=10, dtype=jnp.float32):
-    """The network as a ``Model`` for images of shape ``input_dim`` (C, H, W) or flattened ones."""
+def model(input_dim=INPUT_DIM, *, hidden_size=50, output_size=10, dtype=jnp.float32, conv_method=None):
+    """The network as a ``Model`` for images of shape ``input_dim`` (C, H, W) or flattened ones.
+
+    ``conv_method``: how the convolutions and poolings are computed, ``"im2col"`` (the book's
+    way), ``"xla"`` or None (``default_conv_method()``); the same function either way.
+    """
     layers = []
     for i, (filter_num, pad) in enumerate(CONV_PARAMS):
-        layers += [nn.Convolution(filter_num, 3, stride=1, pad=pad, weight_init_std="he", dtype=dtype), nn.Relu]
+        layers += [nn.Convolution(filter_num, 3, stride=1, pad=pad, weight_init_std="he", dtype=dtype,
+                                  method=conv_method), nn.Relu]
         if i % 2 == 1:
-            layers.append(nn.MaxPooling(2, 2, stride=2))
+            layers.append(nn.MaxPooling(2, 2, stride=2, method=conv_method))
     layers += [nn.Affine(hidden_size, weight_init_std="he", dtype=dtype), nn.Relu, nn.Dropout(0.5),
                nn.Affine(output_size, weight_init_std="he", dtype=dtype), nn.Dropout(0.5)]
     return nn.classifier(nn.serial(*layers), input_dim)

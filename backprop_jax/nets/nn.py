@@ -33,8 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from backprop_jax.layers import (
-    affine, batch_norm, convolution, dropout, init_batch_norm_state, max_pooling, relu, sigmoid,
-    weight_decay)
+    affine, batch_norm, conv_method, dropout, init_batch_norm_state, relu, sigmoid, weight_decay)
 from backprop_jax.nets._model import Model
 
 
@@ -126,13 +125,17 @@ def Affine(out_dim, *, weight_init_std=0.01, dtype=jnp.float32):
     return Layer(init, apply, "Affine", ("W", "b"), weight_names=("W",))
 
 
-def Convolution(filter_num, filter_size, *, stride=1, pad=0, weight_init_std=0.01, dtype=jnp.float32):
+def Convolution(filter_num, filter_size, *, stride=1, pad=0, weight_init_std=0.01, dtype=jnp.float32,
+                method=None):
     """``convolution``: (N, C, H, W) -> (N, filter_num, out_h, out_w); params ``W``
     (filter_num, C, filter_size, filter_size) and ``b`` (filter_num,).
 
     ``weight_init_std``: a number, ``"he"`` or ``"xavier"`` (fan-in C * filter_size ** 2).
+    ``method``: ``"im2col"`` (the book's ``convolution``), ``"xla"`` (``convolution_xla``) or None
+    (``default_conv_method()`` of the device the net is traced for).
     """
     weight_std(weight_init_std, 1)
+    conv_method(method)  # an unknown name fails here, when the net is built
     _check_count("Convolution", "filter_num", filter_num)
     _check_count("Convolution", "filter_size", filter_size)
 
@@ -142,29 +145,35 @@ def Convolution(filter_num, filter_size, *, stride=1, pad=0, weight_init_std=0.0
         std = weight_std(weight_init_std, C * filter_size * filter_size)
         W = _normal(key, (filter_num, C, filter_size, filter_size), std, dtype)
         b = jnp.zeros(filter_num, dtype)
-        out = _infer(lambda x: convolution(x, W, b, stride, pad), input_shape, dtype)
+        out = _infer(lambda x: conv_method(method).convolution(x, W, b, stride, pad), input_shape, dtype)
         return out, {"W": W, "b": b}, {}
 
     def apply(params, state, x, *, key=None, train=False):
-        return convolution(x, params["W"], params["b"], stride, pad), state
+        return conv_method(method).convolution(x, params["W"], params["b"], stride, pad), state
 
     return Layer(init, apply, "Convolution", ("W", "b"), weight_names=("W",))
 
 
-def MaxPooling(pool_h, pool_w, *, stride=2, pad=0):
+def MaxPooling(pool_h, pool_w, *, stride=2, pad=0, method=None):
     """``max_pooling``: (N, C, H, W) -> (N, C, out_h, out_w); no parameters.
 
     ``stride`` defaults to 2, as the book's ``Pooling`` class (since its commit
     77a0807) and ``max_pooling``: ``MaxPooling(2, 2)`` is the book's
     non-overlapping 2x2 pooling.
+
+    ``method``: ``"im2col"`` (the book's ``max_pooling``), ``"xla"`` (``max_pooling_xla``) or None
+    (``default_conv_method()`` of the device the net is traced for).
     """
+    conv_method(method)  # an unknown name fails here, when the net is built
+
     def init(key, input_shape):
         input_shape = _check_shape("MaxPooling", input_shape, 4)
-        out = _infer(lambda x: max_pooling(x, pool_h, pool_w, stride, pad), input_shape, jnp.float32)
+        out = _infer(lambda x: conv_method(method).max_pooling(x, pool_h, pool_w, stride, pad), input_shape,
+                     jnp.float32)
         return out, {}, {}
 
     def apply(params, state, x, *, key=None, train=False):
-        return max_pooling(x, pool_h, pool_w, stride, pad), state
+        return conv_method(method).max_pooling(x, pool_h, pool_w, stride, pad), state
 
     return Layer(init, apply, "MaxPooling")
 
