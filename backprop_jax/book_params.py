@@ -163,4 +163,15 @@ def fit_params(model, params, dtype=None, *, order=None):
                  for k in expected if k in params and tuple(np.shape(params[k])) != tuple(expected[k].shape)]
     if problems:
         raise BookParamsError("the parameters do not fit the model: " + "; ".join(problems))
-    return {k: jax.numpy.asarray(params[k], dtype or expected[k].dtype) for k in expected}
+    kinds = {k: np.asarray(params[k]).dtype for k in expected}
+    bad = [f"{k} holds {kinds[k]}" for k in expected if not jax.numpy.issubdtype(kinds[k], jax.numpy.floating)]
+    if bad:
+        raise BookParamsError("the parameters must be floating-point numbers: " + "; ".join(bad))
+    with np.errstate(over="ignore", invalid="ignore"):  # a value the dtype cannot hold is named below
+        fitted = {k: jax.numpy.asarray(params[k], dtype or expected[k].dtype) for k in expected}
+    bad = [f"{k} has {n} of {fitted[k].size}" for k in expected
+           if (n := int(jax.numpy.sum(~jax.numpy.isfinite(fitted[k]))))]
+    if bad:
+        raise BookParamsError("the parameters hold NaN or infinite values"
+                              + (f" in {np.dtype(dtype)}" if dtype is not None else "") + ": " + "; ".join(bad))
+    return fitted

@@ -210,3 +210,32 @@ def test_evaluate_command_with_a_book_file_a_run_directory_and_half_precision(tm
     recorded = capsys.readouterr().out.split("final test accuracy ")[1].split()[0]
     cli.main(["evaluate", "--dataset", "mnist-sample", "--params", str(run_dir)])
     assert f"test accuracy {recorded}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value, message", [
+    (np.full((784, 50), np.nan), r"hold NaN or infinite values: W1 has 39200 of 39200"),
+    (np.full((784, 50), np.inf), r"hold NaN or infinite values: W1 has 39200 of 39200"),
+    (np.zeros((784, 50), "datetime64[s]"), r"must be floating-point numbers: W1 holds datetime64\[s\]"),
+    (np.full((784, 50), "x", object), r"must be floating-point numbers: W1 holds object"),
+    (np.full((784, 50), "x"), r"must be floating-point numbers: W1 holds <U1"),
+    (np.zeros((784, 50), [("a", "f4")]), r"must be floating-point numbers: W1 holds \[\('a', '<f4'\)\]"),
+    (np.zeros((784, 50), np.int32), r"must be floating-point numbers: W1 holds int32"),
+])
+def test_non_finite_and_non_float_parameters_are_refused_by_name(value, message):
+    model = multi_layer_net.model(784, [50], 10)
+    params = {**random_params(model, 0), "W1": value}
+    with pytest.raises(bj.BookParamsError, match=message):
+        bj.fit_params(model, params)
+
+
+def test_a_value_that_overflows_the_evaluation_dtype_is_refused(tmp_path):
+    model = multi_layer_net.model(784, [50], 10)
+    params = {**random_params(model, 0), "b1": np.full(50, 1e6)}
+    with pytest.raises(bj.BookParamsError, match=r"NaN or infinite values in float16: b1 has 50 of 50"):
+        bj.fit_params(model, params, np.float16)
+    # Through the command: a pickle of such arrays is one line, status 1.
+    book_pickle({**params, "W1": np.full((784, 50), np.nan)}, tmp_path / "nan.pkl")
+    with pytest.raises(SystemExit, match=r"--params .*nan.pkl: the parameters hold NaN or infinite values in "
+                                         r"float32: W1 has 39200 of 39200"):
+        cli.main(["evaluate", "--dataset", "mnist-sample", "--model", "multi-layer", "--hidden-sizes", "50",
+                  "--params", str(tmp_path / "nan.pkl")])

@@ -56,6 +56,9 @@ def add_parser(sub):
     files.add_argument("--out", help="directory for metrics.json, curves.png and checkpoints/")
     files.add_argument("--resume", action="store_true",
                        help="continue from the last checkpoint in --out, if any (else start a new run)")
+    files.add_argument("--accept-unverified", action="store_true",
+                       help="with --resume: accept a checkpoint of an older format that has no digest, its "
+                            "arrays and record unverified (default: refuse it)")
     files.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="EPOCHS",
                        help="save a checkpoint after every EPOCHS-th epoch, where training pauses "
                             "(default: by time alone, see --checkpoint-interval); always after the last")
@@ -157,7 +160,8 @@ def _run(model, data, config, settings, mesh, args, n_processes):
                    checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress,
                    mesh=mesh if mesh.size > 1 else None,
                    every_epoch=args.every_epoch,
-                   divergence_factor=None if args.ignore_divergence else DIVERGENCE_FACTOR, stop=stop)
+                   divergence_factor=None if args.ignore_divergence else DIVERGENCE_FACTOR, stop=stop,
+                   accept_unverified=args.accept_unverified)
     except CheckpointWriteError as e:
         _exit_past_leftovers(f"backprop-jax: error: {as_flags(e)}")
     except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input

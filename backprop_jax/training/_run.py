@@ -5,6 +5,7 @@ import dataclasses
 import errno
 import hashlib
 import importlib
+import json
 import os
 import socket
 import threading
@@ -19,7 +20,8 @@ from tqdm.auto import tqdm
 
 from backprop_jax._io import writable_directory, write_json
 from backprop_jax.training._checkpoint import (
-    Checkpoints, QuietLogger, checkpoint_record, check_same_run, restore_newest)
+    Checkpoints, QuietLogger, _readable, _short, at_recorded_dtypes, check_precision, checkpoint_record, check_same_run,
+    restore_newest)
 from backprop_jax.training._config import TrainConfig, init_state
 from backprop_jax.training._errors import CheckpointWriteError, RunError, RunInterrupted
 from backprop_jax.training._loop import DIVERGENCE_FACTOR, Epoch, TrainingDiverged, train
@@ -152,7 +154,7 @@ def _import_early(*modules):
 
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=None,
         checkpoint_interval=None, log=print, progress=True, mesh=None, every_epoch=False,
-        metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None):
+        metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None, accept_unverified=False):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     In a multi-process run every process calls ``run`` alike: all of them take
@@ -197,6 +199,8 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
       stop: called after every compiled call; when it returns a reason (a string, e.g. the
         signal received), the run saves a checkpoint of the iteration reached, closes its
         files and raises ``RunInterrupted``.
+      accept_unverified: resume from a checkpoint of an older format that has no digest, its
+        arrays and record unverified (by default it is refused).
     Returns:
       ``(state, history)`` as ``train``.
     """
@@ -217,7 +221,8 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             dataset=dataset, settings=recorded[0], earlier_settings=recorded[1:], out=out, resume=resume,
             checkpoint_every=checkpoint_every, checkpoint_interval=checkpoint_interval, log=log,
             progress=progress, mesh=mesh, every_epoch=every_epoch, metrics_interval=metrics_interval,
-            divergence_factor=divergence_factor, primary=primary, stop=stop)
+            divergence_factor=divergence_factor, primary=primary, stop=stop,
+            accept_unverified=accept_unverified)
         return _run(model, data, config, options)
 
 
@@ -238,6 +243,7 @@ class _RunOptions(NamedTuple):
     divergence_factor: float | None
     primary: bool  # this process writes metrics.json and curves.png, and logs
     stop: Callable | None
+    accept_unverified: bool  # resume from a checkpoint without a digest
 
 
 @dataclasses.dataclass
@@ -335,8 +341,10 @@ def _restore(checkpoints, model, config, fingerprint, o):
 
     def check(record):
         check_same_run(record, [o.settings, *o.earlier_settings], fingerprint, o.out)
+        check_precision(record, template, o.out)
 
-    state, record = restore_newest(checkpoints, template, check, o.out, sharding, o.log, o.primary)
+    state, record = restore_newest(checkpoints, template, check, o.out, sharding, o.log, o.primary,
+                                   o.accept_unverified)
     return state, [Epoch(**e) for e in record["history"]]
 
 
@@ -385,32 +393,79 @@ def _run(model, data, config, o):
     return state, history
 
 
-def restore_run(out, model):
+def run_settings(out):
+    """The settings recorded by the run in directory ``out`` (its model's name and settings and
+    its training settings), from the newest checkpoint whose record reads; ``RunError`` if none."""
+    checkpoints = Checkpoints(Path(out) / "checkpoints")
+    try:
+        return dict(_newest_record(checkpoints, out)["settings"])
+    finally:
+        checkpoints.close()
+
+
+def _newest_record(checkpoints, out):
+    steps = checkpoints.all_steps()
+    if not steps:
+        raise RunError(f"{out}: no checkpoint in {checkpoints.directory}")
+    for step in steps:
+        try:
+            record = checkpoints.record(step)
+        except Exception:  # noqa: BLE001 - a damaged record: the one before
+            continue
+        if isinstance(record, dict) and isinstance(record.get("settings"), dict):
+            return record
+    raise RunError(f"{out}: no checkpoint in {checkpoints.directory} has a record that reads")
+
+
+def restore_run(out, model, settings=None, log=None, accept_unverified=False):
     """The ``TrainState`` of the newest checkpoint in the run directory ``out``, for ``model`` (the
     network the run trained), its optimiser state rebuilt from the settings the run recorded.
 
+    The checkpoint is verified as a resumed run verifies it: its record names its own step, and
+    its arrays match the digest saved with them; one that fails is skipped (``log`` says which
+    and why) for the one before it, and nothing in ``out`` is changed. ``settings``: what the
+    run must have recorded (the model's name and settings, ``Recipe.record()``); any other value
+    is an error naming both. The arrays are read in the dtypes the run recorded (a float32 run
+    stays float32 with ``jax_enable_x64`` on). ``accept_unverified``: accept a checkpoint of an
+    older format without a digest (by default refused).
+
     Raises:
-      RunError: there is no checkpoint, the run's optimiser cannot be rebuilt from its record
-        (an optax transformation of your own: restore it with ``Checkpoints.restore`` and a
-        template of its state), or the checkpoint does not hold ``model``'s parameters.
+      RunError: there is no checkpoint, none verifies, the run recorded other ``settings``, the
+        run's optimiser cannot be rebuilt from its record (an optax transformation of your own:
+        restore it with ``Checkpoints.restore`` and a template of its state), or the checkpoint
+        does not hold ``model``'s parameters.
     """
     checkpoints = Checkpoints(Path(out) / "checkpoints")
     try:
-        if checkpoints.latest_step() is None:
-            raise RunError(f"{out}: no checkpoint in {checkpoints.directory}")
+        newest = _newest_record(checkpoints, out)
+        saved = newest["settings"]
+        if settings is not None:
+            wanted = json.loads(json.dumps(settings))  # as a record holds them
+            diff = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+            if diff:
+                raise RunError(f"{out}: the run was made with other settings (saved, given): "
+                               + ", ".join(f"{k} {a!r}, {b!r}" for k, (a, b) in sorted(diff.items())))
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        saved = {k: v for k, v in checkpoints.record()["settings"].items() if k in fields}
         try:
-            config = TrainConfig(**saved)
+            config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
         except ValueError:
             raise RunError(f"{out}: the run used an optimiser that cannot be rebuilt from its record "
                            f"({saved.get('optimizer')!r:.60}); restore it with Checkpoints.restore") from None
-        template = jax.eval_shape(lambda: init_state(model, config))
         try:
-            state, _ = checkpoints.restore(template)
-        except Exception as e:  # noqa: BLE001 - orbax's errors for a checkpoint of another model
-            raise RunError(f"{out}: its checkpoint does not hold this model's parameters "
-                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+            template = at_recorded_dtypes(jax.eval_shape(lambda: init_state(model, config)), newest, out)
+        except RunError as e:
+            raise RunError(f"{out}: {e}".replace(f"the run in {out} ", "the run ")) from None
+        skipped = []
+        for step in checkpoints.all_steps():
+            state, _, why = _readable(checkpoints, step, template, None, lambda record: None, accept_unverified)
+            if why is None:
+                break
+            skipped.append(f"{step}: {_short(why)}")
+            if log is not None:
+                log(f"checkpoint {step} in {checkpoints.directory} cannot be trusted ({_short(why)}); skipped it")
+        else:
+            raise RunError(f"{out}: no checkpoint in {checkpoints.directory} can be read and verified "
+                           f"for this model: " + "; ".join(skipped))
         return state
     finally:
         checkpoints.close()
