@@ -85,3 +85,20 @@ def test_an_older_step_under_a_larger_number_is_not_scored_as_the_newest(trained
     with pytest.raises(SystemExit, match=r"--params .*: no checkpoint in .* can be read and verified for this "
                                          r"model: 999: ValueError: its record says iteration 40, not 999"):
         cli.main(["evaluate", "--dataset", "mnist-sample", "--params", str(out)])
+
+
+def test_a_record_without_digest_is_scored_only_when_accepted(trained, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(trained[0], out)
+    for step in ("40", "80"):
+        path = out / "checkpoints" / step / "record" / "metadata"
+        record = json.loads(path.read_text())
+        del record["digest"], record["record_digest"]
+        path.write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["evaluate", "--dataset", "mnist-sample", "--params", str(out)])
+    assert str(e.value.code).startswith(f"backprop-jax: error: --params {out}: checkpoint 80 in ")
+    assert str(e.value.code).endswith("has no digest (an older format): its arrays cannot be verified; accept them "
+                                      "knowingly with --accept-unverified")
+    score, _ = evaluate(out, capsys, "--accept-unverified")
+    assert f"{score:.4f}" == f"{trained[1][80]:.4f}"
