@@ -519,3 +519,30 @@ def test_every_command_says_what_it_does_and_the_command_its_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"backprop-jax {bj.__version__}"
+
+
+@pytest.mark.parametrize("command", [["compare-optimizers"], ["experiment", "weight-init"]])
+def test_an_empty_out_is_refused_and_the_working_directory_untouched(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "optimizers.json").write_text("kept")
+    (tmp_path / "weight-init.json").write_text("kept")
+    with pytest.raises(SystemExit, match=r"^backprop-jax: error: --out '': give a directory for the results$"):
+        main([*command, "--out", ""])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optimizers.json", "weight-init.json"]
+    assert {p.read_text() for p in tmp_path.iterdir()} == {"kept"}
+
+
+def test_a_finished_run_without_checkpoints_is_kept_unless_started_over(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["train", "--dataset", "mnist-sample", "--iters", "5", "--no-progress", "--out", str(out)]
+    main(flags)
+    import shutil
+    shutil.rmtree(out / "checkpoints")
+    kept = (out / "metrics.json").read_text()
+    with pytest.raises(SystemExit) as e:
+        main([*flags, "--hidden", "20"])
+    assert str(e.value.code).endswith("holds the metrics.json of a run whose checkpoints are gone; a new run would "
+                                      "overwrite it: start over knowingly (--start-over), or choose another --out")
+    assert (out / "metrics.json").read_text() == kept
+    main([*flags, "--start-over"])
+    assert (out / "checkpoints").is_dir()

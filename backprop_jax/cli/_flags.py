@@ -236,7 +236,8 @@ _LIBRARY_WORDS = {"(resume=True)": "(--resume)", "give the new run another direc
                   "resume the run once there is room": "resume with --resume once there is room",
                   "a smaller batch_size": "a smaller --batch-size", "data_dir=...": "--data-dir",
                   "(connect_timeout)": "(--connect-timeout)", "the same coordinator": "the same --coordinator",
-                  "its own process_id": "its own --process-id", "accept_unverified=True": "--accept-unverified"}
+                  "its own process_id": "its own --process-id", "accept_unverified=True": "--accept-unverified",
+                  "start_over=True": "--start-over"}
 
 
 def as_flags(error):

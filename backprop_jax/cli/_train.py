@@ -59,6 +59,9 @@ def add_parser(sub):
     files.add_argument("--accept-unverified", action="store_true",
                        help="with --resume: accept a checkpoint of an older format that has no digest, its "
                             "arrays and record unverified (default: refuse it)")
+    files.add_argument("--start-over", action="store_true",
+                       help="start a new run in --out although its metrics.json is of a run whose "
+                            "checkpoints/ is gone (default: refuse, as that metrics.json would be lost)")
     files.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="EPOCHS",
                        help="save a checkpoint after every EPOCHS-th epoch, where training pauses "
                             "(default: by time alone, see --checkpoint-interval); always after the last")
@@ -161,7 +164,7 @@ def _run(model, data, config, settings, mesh, args, n_processes):
                    mesh=mesh if mesh.size > 1 else None,
                    every_epoch=args.every_epoch,
                    divergence_factor=None if args.ignore_divergence else DIVERGENCE_FACTOR, stop=stop,
-                   accept_unverified=args.accept_unverified)
+                   accept_unverified=args.accept_unverified, start_over=args.start_over)
     except CheckpointWriteError as e:
         _exit_past_leftovers(f"backprop-jax: error: {as_flags(e)}")
     except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input

@@ -65,12 +65,6 @@ def claim_run_directory(out):
         raise RunError(f"{out} is a symbolic link to nothing", argument="out")
     if out.is_dir():
         names = {p.name for p in out.iterdir()}
-        foreign = sorted(names - _RUN_FILES)
-        if MARKER not in names and foreign:
-            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
-            raise RunError(f"{out} holds files that are not a training run's ({shown}); a run writes "
-                           f"only into a new or empty directory or one of its own, so choose another",
-                           argument="out")
         for name, kind in (("metrics.json", "file"), ("curves.png", "file"), ("checkpoints", "directory"),
                            (".lock", "file")):
             path = out / name
@@ -80,6 +74,14 @@ def claim_run_directory(out):
             if path.exists() and (path.is_dir() if kind == "file" else not path.is_dir()):
                 raise RunError(f"{out}: {name} is a {'directory' if kind == 'file' else 'file'}, where "
                                f"the run writes its {name} {kind}; move it away", argument="out")
+        # Only the marker makes a directory a run: another program's metrics.json or curves.png
+        # alone is never overwritten. (A run made before the marker existed has its checkpoints.)
+        foreign = sorted(names - _RUN_FILES if "checkpoints" in names else names)
+        if MARKER not in names and foreign:
+            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise RunError(f"{out} holds files that are not a training run's ({shown}); a run writes "
+                           f"only into a new or empty directory or one of its own, so choose another",
+                           argument="out")
     try:
         writable_directory(out)
         if not (out / MARKER).exists():
@@ -118,6 +120,9 @@ def _exclusive(out):
                 lock.seek(0)
                 raise RunError(f"{out} is in use by another training run ({lock.read().strip() or 'unknown'}); "
                                f"wait for it to end, or choose another directory", argument="out") from None
+            if os.fstat(lock.fileno()).st_nlink != 1:  # a hard link to a file elsewhere: never truncate it
+                raise RunError(f"{out}: .lock has {os.fstat(lock.fileno()).st_nlink} names (a hard link); a run "
+                               f"never writes into a file linked elsewhere (remove it)", argument="out")
             lock.seek(0)
             lock.truncate()
             lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
@@ -154,7 +159,8 @@ def _import_early(*modules):
 
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=None,
         checkpoint_interval=None, log=print, progress=True, mesh=None, every_epoch=False,
-        metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None, accept_unverified=False):
+        metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None, accept_unverified=False,
+        start_over=False):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     In a multi-process run every process calls ``run`` alike: all of them take
@@ -201,6 +207,8 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         files and raises ``RunInterrupted``.
       accept_unverified: resume from a checkpoint of an older format that has no digest, its
         arrays and record unverified (by default it is refused).
+      start_over: start a new run in ``out`` although its ``metrics.json`` says a run was there
+        whose checkpoints are gone (by default refused: that metrics.json would be lost).
     Returns:
       ``(state, history)`` as ``train``.
     """
@@ -222,7 +230,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             checkpoint_every=checkpoint_every, checkpoint_interval=checkpoint_interval, log=log,
             progress=progress, mesh=mesh, every_epoch=every_epoch, metrics_interval=metrics_interval,
             divergence_factor=divergence_factor, primary=primary, stop=stop,
-            accept_unverified=accept_unverified)
+            accept_unverified=accept_unverified, start_over=start_over)
         return _run(model, data, config, options)
 
 
@@ -244,6 +252,7 @@ class _RunOptions(NamedTuple):
     primary: bool  # this process writes metrics.json and curves.png, and logs
     stop: Callable | None
     accept_unverified: bool  # resume from a checkpoint without a digest
+    start_over: bool  # a new run over a metrics.json whose checkpoints are gone
 
 
 @dataclasses.dataclass
@@ -330,6 +339,10 @@ def _open_run(model, data, config, o):
     elif steps:
         raise RunError(f"{o.out} already holds checkpoints of a run (iteration {steps[0]}); resume it "
                        f"(resume=True), or give the new run another directory", argument="out")
+    if not steps and not o.start_over and (o.out / "metrics.json").exists():
+        raise RunError(f"{o.out} holds the metrics.json of a run whose checkpoints are gone; a new run "
+                       f"would overwrite it: start over knowingly (start_over=True), or give the new run "
+                       f"another directory", argument="out")
     return state, history, _RunFiles(o, fingerprint, checkpoints, history), False
 
 
