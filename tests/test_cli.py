@@ -46,6 +46,19 @@ def cli(*args, timeout=300, check=True):
     (["train", "--seed", "4294967296"],
      "argument --seed: seed must be an integer from 0 to 2**32 - 1 = 4294967295, got 4294967296"),
     (["train", "--seed", str(2 ** 64)], "argument --seed: seed must be an integer from 0 to 2**32 - 1 = 4294967295"),
+    (["train", "--iters", "1e30"], "argument --iters: expected a positive integer, got '1e30'"),
+    (["train", "--epochs", "1e20"], "argument --epochs: expected a positive integer, got '1e20'"),
+    (["train", "--batch-size", "1e12"], "argument --batch-size: expected a positive integer, got '1e12'"),
+    (["train", "--heartbeat-timeout", "1e30"], "argument --heartbeat-timeout: expected a positive integer"),
+    (["train", "--heartbeat-timeout", str(10 ** 30)],
+     "argument --heartbeat-timeout: expected at most 2**31 - 1 = 2147483647 seconds"),
+    (["train", "--dataset", "mnist-sample", "--iters", "2147483648"],
+     "--iters 2147483648: iters_num must be at most 2**31 - 1 = 2147483647 (the compiled loop counts it in "
+     "32-bit integers), got 2147483648"),
+    (["train", "--dataset", "mnist-sample", "--epochs", str(10 ** 20)],
+     f"--epochs {10 ** 20}: iters_num must be at most 2**31 - 1 = 2147483647"),
+    (["train", "--dataset", "mnist-sample", "--batch-size", str(10 ** 12)],
+     f"--batch-size {10 ** 12}: batch_size must be at most 2**31 - 1 = 2147483647"),
 ])
 def test_invalid_flags_give_a_usage_error(args, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -546,3 +559,21 @@ def test_a_finished_run_without_checkpoints_is_kept_unless_started_over(tmp_path
     assert (out / "metrics.json").read_text() == kept
     main([*flags, "--start-over"])
     assert (out / "checkpoints").is_dir()
+
+
+@pytest.mark.slow
+def test_a_closed_or_full_stdout_is_one_line_after_the_work_is_done(tmp_path):
+    out = tmp_path / "apple.dot"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-m", "backprop_jax", "graph", "apple", "--out", str(out)]
+    for stdout, message in [(None, "standard output is closed"), ("/dev/full", "No space left on device")]:
+        out.unlink(missing_ok=True)
+        if stdout is None:  # `>&-`
+            result = subprocess.run(command, stdout=None, stderr=subprocess.PIPE, text=True, timeout=120, env=env,
+                                    pass_fds=(), preexec_fn=lambda: os.close(1))
+        else:
+            with open(stdout, "w") as f:
+                result = subprocess.run(command, stdout=f, stderr=subprocess.PIPE, text=True, timeout=120, env=env)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == f"backprop-jax: error: cannot write the output: {message}\n"
+        assert out.read_text().startswith("digraph")

@@ -360,3 +360,14 @@ def test_compiling_is_timed_apart_from_training(sample):
     assert again[0].compile_seconds == 0
     # The epochs' clock leaves it out: the first epoch took less than its compiling did.
     assert first[0].seconds < first[0].compile_seconds
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(learning_rate=True), "learning_rate must be a positive number, got True"),
+    (dict(iters_num=2 ** 31), r"iters_num must be at most 2\*\*31 - 1 = 2147483647 \(the compiled loop counts it"),
+    (dict(batch_size=10 ** 12), r"batch_size must be at most 2\*\*31 - 1 = 2147483647"),
+])
+def test_settings_the_compiled_loop_cannot_hold_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+    TrainConfig(iters_num=2 ** 31 - 1)  # the largest is taken

@@ -30,6 +30,15 @@ def int_at_least(low):
     return parse
 
 
+def seconds(text):
+    """An argparse type for a timeout: whole seconds from 1 to 2**31 - 1 (about 68 years, what
+    the runtime's 32-bit timeouts hold)."""
+    value = int_at_least(1)(text)
+    if value > 2 ** 31 - 1:
+        raise argparse.ArgumentTypeError(f"expected at most 2**31 - 1 = {2 ** 31 - 1} seconds, got {text!r}")
+    return value
+
+
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 

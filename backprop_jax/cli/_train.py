@@ -6,7 +6,7 @@ import time
 
 from backprop_jax.cli._flags import (
     add_data_flags, add_model_flags, as_flags, build_model, check_model_fits, fail, load_data, non_negative_int,
-    number, positive_int, recipe_from_flags, recipes, seed)
+    number, positive_int, recipe_from_flags, recipes, seconds, seed)
 
 
 def add_parser(sub):
@@ -91,9 +91,9 @@ def _add_process_flags(train):
     dist.add_argument("--distributed", action="store_true",
                       help="join a multi-process run whose settings JAX detects from the cluster "
                            "(SLURM, Open MPI, Kubernetes, Cloud TPU); implied by the three flags above")
-    dist.add_argument("--heartbeat-timeout", type=positive_int, default=joins["heartbeat_timeout"], metavar="SECONDS",
+    dist.add_argument("--heartbeat-timeout", type=seconds, default=joins["heartbeat_timeout"], metavar="SECONDS",
                       help="a process silent this long counts as dead, and the others stop (default %(default)s)")
-    dist.add_argument("--connect-timeout", type=positive_int, default=joins["connect_timeout"], metavar="SECONDS",
+    dist.add_argument("--connect-timeout", type=seconds, default=joins["connect_timeout"], metavar="SECONDS",
                       help="how long to wait for all processes to join (default %(default)s)")
 
 
@@ -122,9 +122,14 @@ def run(args, parser):
         parser.error(f"--batch-size: {e}, or pass --devices")
     if data.description:
         say(data.description)
-    config = recipe.config(data, iters=args.iters, epochs=args.epochs, learning_rate=args.learning_rate,
-                           optimizer=args.optimizer, max_grad=args.max_grad, seed=args.seed,
-                           evaluate_sample_num=args.evaluate_sample_num)
+    try:
+        config = recipe.config(data, iters=args.iters, epochs=args.epochs, learning_rate=args.learning_rate,
+                               optimizer=args.optimizer, max_grad=args.max_grad, seed=args.seed,
+                               evaluate_sample_num=args.evaluate_sample_num)
+    except ValueError as e:  # a length or batch size past what the compiled loop counts
+        given = [f"{flag} {value}" for flag, value in (("--iters", args.iters), ("--epochs", args.epochs),
+                                                       ("--batch-size", args.batch_size)) if value is not None]
+        parser.error(f"{', '.join(given) or 'the recipe'}: {e}")
     settings = recipe.record(data)
     if n_processes > 1:
         _check_processes_agree(args, {**settings, **config.record()}, data)
