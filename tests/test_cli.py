@@ -577,3 +577,26 @@ def test_a_closed_or_full_stdout_is_one_line_after_the_work_is_done(tmp_path):
         assert result.returncode == 1, result.stderr
         assert result.stderr == f"backprop-jax: error: cannot write the output: {message}\n"
         assert out.read_text().startswith("digraph")
+
+
+@pytest.mark.slow
+def test_platforms_encodings_and_long_names_are_one_line(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "bogus"}
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", "graph", "apple", "--out", str(tmp_path / "a.dot")],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("backprop-jax: error: JAX_PLATFORMS=bogus: Unable to initialize backend 'bogus'")
+    assert "known backends: ['cpu'" in result.stderr
+    # A path in other letters with an ASCII-only output: escaped, not a traceback.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONIOENCODING": "ascii"}
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", "graph", "apple", "--out", str(tmp_path / "é.dot")],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {tmp_path}/\\xe9.dot" in result.stdout and (tmp_path / "é.dot").exists()
+
+
+def test_an_out_whose_name_is_too_long_is_one_line(tmp_path):
+    out = tmp_path / ("a" * 300)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--dataset", "mnist-sample", "--iters", "5", "--no-progress", "--out", str(out)])
+    assert e.value.code == f"backprop-jax: error: --out {out}: File name too long"

@@ -73,6 +73,9 @@ def main(argv=None):
     command = COMMANDS[args.command]
     if command.compiles:
         _use_compilation_cache()
+    joins = any(getattr(args, name, None) not in (None, False) for name in ("coordinator", "num_processes", "process_id", "distributed"))
+    if os.environ.get("JAX_PLATFORMS") and args.command != "download" and not joins:  # joining starts JAX itself
+        _check_platforms(os.environ["JAX_PLATFORMS"])
     if sys.stdout is not None:
         sys.stdout = _Output(sys.stdout)
     try:
@@ -91,6 +94,18 @@ def main(argv=None):
             sys.stdout = sys.stdout.stream
 
 
+def _check_platforms(platforms):
+    """``JAX_PLATFORMS`` names platforms JAX can start here, or the command ends with JAX's reason
+    (which lists the platforms it knows) in one line."""
+    import jax
+
+    try:
+        jax.devices()
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        sys.exit(f"backprop-jax: error: JAX_PLATFORMS={platforms}: {reason}")
+
+
 class _OutputFailed(Exception):
     """Standard output cannot be written (a full device, an I/O error)."""
 
@@ -103,7 +118,11 @@ class _Output:
 
     def write(self, text):
         try:
-            return self.stream.write(text)
+            try:
+                return self.stream.write(text)
+            except UnicodeEncodeError:  # PYTHONIOENCODING=ascii and a path in other letters: escaped
+                encoding = self.stream.encoding
+                return self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
         except BrokenPipeError:
             raise
         except OSError as e:

@@ -56,6 +56,23 @@ def claim_run_directory(out):
         raise RunError(f"{str(out)!r}: give the run its own directory (a new or empty one)",
                        argument="out")
     out = Path(out)
+    try:
+        _check_run_directory(out)
+    except OSError as e:  # a name too long, a directory that cannot be listed
+        raise RunError(f"{out}: {e.strerror or e}", argument="out") from None
+    try:
+        writable_directory(out)
+        if not (out / MARKER).exists():
+            fd = os.open(out / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+            with os.fdopen(fd, "w") as f:
+                f.write("a backprop-jax training run\n")
+    except FileExistsError:
+        pass  # another process of the run made it
+    except OSError as e:
+        raise RunError(f"{e}", argument="out") from None
+
+
+def _check_run_directory(out):
     for parent in [out.absolute(), *out.absolute().parents]:
         if parent.name == "checkpoints" and ((parent.parent / MARKER).exists()
                                              or (parent.parent / "metrics.json").exists()):
@@ -82,16 +99,6 @@ def claim_run_directory(out):
             raise RunError(f"{out} holds files that are not a training run's ({shown}); a run writes "
                            f"only into a new or empty directory or one of its own, so choose another",
                            argument="out")
-    try:
-        writable_directory(out)
-        if not (out / MARKER).exists():
-            fd = os.open(out / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-            with os.fdopen(fd, "w") as f:
-                f.write("a backprop-jax training run\n")
-    except FileExistsError:
-        pass  # another process of the run made it
-    except OSError as e:
-        raise RunError(f"{e}", argument="out") from None
 
 
 @contextlib.contextmanager
