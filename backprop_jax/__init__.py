@@ -78,8 +78,8 @@ __all__ = [
     "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "Evaluation",
     "evaluation_sets", "iterations_per_epoch", "perplexity",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
-    "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "CheckpointWriteError", "restore_run", "run_settings",
-    "compare_optimizers", "DistributedError",
+    "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "CheckpointWriteError", "restore_run",
+    "run_settings", "compare_optimizers", "DistributedError",
     "atomic_path", "write_json", "writable_directory",
     # The book's recipes: a run settled once (network, data, training settings, report).
     "RECIPES", "Recipe", "RecipeData",

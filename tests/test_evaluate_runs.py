@@ -2,6 +2,7 @@
 the arrays, the step the record names, the model and its settings (taken from the record)."""
 
 import json
+import re
 import shutil
 
 import jax
@@ -41,14 +42,15 @@ def test_the_runs_own_model_and_settings_are_used_and_others_refused(trained, ca
     state = bj.restore_run(out, relu)
     (_, _), (x, t) = bj.datasets.load_mnist_sample()
     assert float(jnp.mean(relu.predict(state.params, state.model_state, jnp.asarray(x)).argmax(1) == t)) != score
-    for flags, message in [(["--activation", "relu"], "--activation relu: the run in .* trained with --activation sigmoid"),
-                           (["--model", "two-layer"], "--model two-layer: the run in .* trained --model multi-layer"),
-                           (["--hidden-sizes", "20"], "--hidden-sizes 20: the run in .* trained with --hidden-sizes 30")]:
+    for flags, message in [
+            (["--activation", "relu"], "--activation relu: the run in .* trained with --activation sigmoid"),
+            (["--model", "two-layer"], "--model two-layer: the run in .* trained --model multi-layer"),
+            (["--hidden-sizes", "20"], "--hidden-sizes 20: the run in .* trained with --hidden-sizes 30")]:
         with pytest.raises(SystemExit) as e:
             cli.main(["evaluate", "--dataset", "mnist-sample", "--params", str(out), *flags])
         assert e.value.code == 2
         err = capsys.readouterr().err
-        assert __import__("re").search(message, err) and "Traceback" not in err, err
+        assert re.search(message, err) and "Traceback" not in err, err
     # The library: a record of other settings is refused, naming both values.
     with pytest.raises(bj.RunError, match=r"other settings \(saved, given\): activation 'sigmoid', 'relu'"):
         bj.restore_run(out, relu, {"model": "multi-layer", "activation": "relu"})

@@ -73,7 +73,8 @@ def main(argv=None):
     command = COMMANDS[args.command]
     if command.compiles:
         _use_compilation_cache()
-    joins = any(getattr(args, name, None) not in (None, False) for name in ("coordinator", "num_processes", "process_id", "distributed"))
+    joins = any(getattr(args, name, None) not in (None, False)
+                for name in ("coordinator", "num_processes", "process_id", "distributed"))
     if os.environ.get("JAX_PLATFORMS") and args.command != "download" and not joins:  # joining starts JAX itself
         _check_platforms(os.environ["JAX_PLATFORMS"])
     if sys.stdout is not None:

@@ -182,8 +182,9 @@ def record_digest(record):
 def checkpoint_record(settings, fingerprint, state, history):
     """The JSON record saved with a checkpoint: the run's ``settings`` (what a resumed run must
     match), its data's ``fingerprint``, the ``state_digest`` of ``state``, the precision it computes
-    in (``state_dtypes`` and whether ``jax_enable_x64`` was on), and the ``history`` (``Epoch`` records as dicts), whose last iteration is
-    the checkpoint's step; ``record_digest`` covers all of it."""
+    in (``state_dtypes`` and whether ``jax_enable_x64`` was on), and the ``history`` (``Epoch``
+    records as dicts), whose last iteration is the checkpoint's step; ``record_digest`` covers
+    all of it."""
     record = {"settings": settings, "data": fingerprint, "digest": state_digest(state),
               "dtypes": state_dtypes(state), "jax_enable_x64": bool(jax.config.jax_enable_x64), "history": history}
     return {**record, "record_digest": record_digest(record)}
