@@ -292,8 +292,16 @@ class _RunFiles:
             self.saved = self.wrote = True
 
     def write_metrics(self, history):
+        """Writes metrics.json (atomically: the one before stays whole if this write fails);
+        ``CheckpointWriteError`` saying what is left when it cannot be written."""
         o = self.options
-        write_json(o.out / "metrics.json", _metrics(o.dataset, self.fingerprint, o.settings, history))
+        try:
+            write_json(o.out / "metrics.json", _metrics(o.dataset, self.fingerprint, o.settings, history))
+        except OSError as e:
+            left = ("the metrics.json written before it is kept" if (o.out / "metrics.json").exists()
+                    else "no metrics.json was written")
+            raise CheckpointWriteError(f"cannot write metrics.json in {o.out}: {(e.strerror or str(e)).lower()}; "
+                                       f"{left}, and the checkpoints written are kept") from None
         self.written_at = time.monotonic()
 
     def on_epochs(self, state, history, last):
@@ -314,10 +322,22 @@ class _RunFiles:
         except CheckpointWriteError as e:  # a background write that failed
             failed = e
         if self.history and o.primary:
-            self.write_metrics(self.history)
-            from backprop_jax.training.plots import plot_curves  # matplotlib only when drawing
-            # Drawn once, when training ends or stops: cheap next to every epoch.
-            plot_curves([dataclasses.asdict(h) for h in self.history], o.out / "curves.png", title=o.dataset)
+            try:
+                self.write_metrics(self.history)
+                from backprop_jax.training.plots import plot_curves  # matplotlib only when drawing
+                # Drawn once, when training ends or stops: cheap next to every epoch.
+                try:
+                    plot_curves([dataclasses.asdict(h) for h in self.history], o.out / "curves.png",
+                                title=o.dataset)
+                except OSError as e:
+                    raise CheckpointWriteError(f"cannot write curves.png in {o.out}: "
+                                               f"{(e.strerror or str(e)).lower()}; metrics.json and the "
+                                               f"checkpoints written are kept") from None
+            except CheckpointWriteError as e:
+                if failed is None:
+                    raise
+                # Both failed: the checkpoint's message, but only what is true of metrics.json.
+                raise CheckpointWriteError(f"{str(failed).split('; the checkpoints before it')[0]}; and {e}") from None
         if failed is not None:
             raise failed
 
