@@ -600,3 +600,16 @@ def test_an_out_whose_name_is_too_long_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["train", "--dataset", "mnist-sample", "--iters", "5", "--no-progress", "--out", str(out)])
     assert e.value.code == f"backprop-jax: error: --out {out}: File name too long"
+
+
+@pytest.mark.slow
+def test_a_resume_in_another_precision_is_one_line_naming_both(tmp_path):
+    out = tmp_path / "run"
+    cli("train", "--dataset", "mnist-sample", "--iters", "5", "--no-progress", "--out", str(out))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", "train", "--dataset", "mnist-sample", "--iters", "10",
+                             "--no-progress", "--out", str(out), "--resume"], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 1 and result.stderr == (
+        f"backprop-jax: error: --resume: the checkpoint in {out} was computed in float32 with JAX_ENABLE_X64 unset, "
+        f"and this run would compute in float32 with JAX_ENABLE_X64=1: resume it in the precision it started in\n")

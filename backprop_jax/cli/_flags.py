@@ -246,7 +246,8 @@ _LIBRARY_WORDS = {"(resume=True)": "(--resume)", "give the new run another direc
                   "a smaller batch_size": "a smaller --batch-size", "data_dir=...": "--data-dir",
                   "(connect_timeout)": "(--connect-timeout)", "the same coordinator": "the same --coordinator",
                   "its own process_id": "its own --process-id", "accept_unverified=True": "--accept-unverified",
-                  "start_over=True": "--start-over"}
+                  "start_over=True": "--start-over", "with jax_enable_x64 on": "with JAX_ENABLE_X64=1",
+                  "with jax_enable_x64 off": "with JAX_ENABLE_X64 unset"}
 
 
 def as_flags(error):
