@@ -315,3 +315,17 @@ def test_a_disk_that_fills_while_metrics_json_is_written_is_said_truly(tmp_path,
         run(two_layer_net.model(), small(sample), TrainConfig(iters_num=10), dataset="d", settings={}, out=tmp_path,
             resume=True, progress=False, log=lambda *a: None)
     assert (tmp_path / "metrics.json").read_text() == before
+
+
+def test_data_are_identified_by_content_not_by_the_name_they_were_given(tmp_path, sample):
+    data = small(sample)
+    go = lambda name, iters, **kw: run(two_layer_net.model(), data, TrainConfig(iters_num=iters),  # noqa: E731
+                                       dataset=name, settings={}, out=tmp_path, progress=False,
+                                       log=lambda *a: None, **kw)
+    go("dates.txt", 5)
+    state, _ = go(str(tmp_path / ".." / "dates.txt"), 10, resume=True)  # the same file by another path
+    assert int(state.iteration) == 10
+    (x, t), test = data
+    with pytest.raises(RunError, match="was trained on other data"):
+        run(two_layer_net.model(), ((x[::-1], t[::-1]), test), TrainConfig(iters_num=15), dataset="dates.txt",
+            settings={}, out=tmp_path, progress=False, resume=True, log=lambda *a: None)

@@ -239,7 +239,8 @@ def check_same_run(record, settings, fingerprint, out):
         raise RunError(f"the checkpoint in {out} was made with other settings (saved, now): {diff}",
                        argument="resume")
     data = record.get("data")
-    if data is not None and data != fingerprint:
+    content = lambda d: {k: v for k, v in d.items() if k != "name"}  # noqa: E731 - the same file by another path
+    if data is not None and content(data) != content(fingerprint):
         describe = lambda d: f"{d['name']}, {d['train']} train / {d['test']} test images, sha256 {d['sha256'][:12]}"
         raise RunError(f"the checkpoint in {out} was trained on other data (saved: {describe(data)}; "
                        f"now: {describe(fingerprint)}); resume with the data it started with, or give "
