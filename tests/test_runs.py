@@ -131,7 +131,7 @@ def test_resume_refuses_other_data_and_metrics_record_which(tmp_path, sample):
     assert metrics["data"]["train"] == 500 and metrics["data"]["test"] == 200
     longer = TrainConfig(iters_num=40)
     other = small(sample, 600, 200)  # another training set
-    for name, wrong in (("d", other), ("e", data)):  # other images; the same images under another name
+    for name, wrong in (("d", other), ("e", other)):  # other images, under either name (content decides)
         with pytest.raises(RunError, match=r"was trained on other data \(saved: d, 500 train / 200 test images"):
             run(two_layer_net.model(), wrong, longer, dataset=name, settings={**settings, "iters_num": 40},
                 out=tmp_path, resume=True, progress=False)
