@@ -329,3 +329,20 @@ def test_data_are_identified_by_content_not_by_the_name_they_were_given(tmp_path
     with pytest.raises(RunError, match="was trained on other data"):
         run(two_layer_net.model(), ((x[::-1], t[::-1]), test), TrainConfig(iters_num=15), dataset="dates.txt",
             settings={}, out=tmp_path, progress=False, resume=True, log=lambda *a: None)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+def test_a_damaged_checkpoints_that_is_a_link_or_a_file_is_refused_before_training(tmp_path, sample, kind):
+    go = lambda **kw: run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d",  # noqa: E731
+                          settings={}, out=tmp_path / "run", progress=False, log=lambda *a: None, **kw)
+    go()
+    aside = tmp_path / "run" / "damaged-checkpoints"
+    if kind == "symlink":
+        (tmp_path / "elsewhere").mkdir()
+        aside.symlink_to(tmp_path / "elsewhere")
+        message = "damaged-checkpoints is a symbolic link; a run never writes through one"
+    else:
+        aside.write_text("a file")
+        message = "damaged-checkpoints is a file, where the run writes its damaged-checkpoints directory"
+    with pytest.raises(RunError, match=message):
+        go(resume=True)

@@ -83,7 +83,7 @@ def _check_run_directory(out):
     if out.is_dir():
         names = {p.name for p in out.iterdir()}
         for name, kind in (("metrics.json", "file"), ("curves.png", "file"), ("checkpoints", "directory"),
-                           (".lock", "file")):
+                           (".lock", "file"), ("damaged-checkpoints", "directory")):
             path = out / name
             if path.is_symlink():
                 raise RunError(f"{out}: {name} is a symbolic link; a run never writes through one "
