@@ -47,7 +47,7 @@ from backprop_jax.training import (
     OPTIMIZERS, Checkpoints, CheckpointWriteError, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
     TrainingDiverged, TrainState, data_fingerprint, data_parallel_mesh, eval_chunks,
     evaluation_sets, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, perplexity,
-    restore_run, run, train)
+    restore_run, run, run_settings, train)
 
 __version__ = "0.1.0"
 
@@ -83,7 +83,7 @@ __all__ = [
     "evaluation_sets", "iterations_per_epoch", "perplexity",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
     "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "CheckpointWriteError", "restore_run",
-    "compare_optimizers", "DistributedError",
+    "run_settings", "compare_optimizers", "DistributedError",
     "atomic_path", "write_json", "writable_directory",
     # The book's recipes: a run settled once (network, data, training settings, report).
     "RECIPES", "Recipe", "RecipeData",

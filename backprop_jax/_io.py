@@ -1,12 +1,39 @@
-"""Atomic file writes: a reader (or a crash) never sees half a file."""
+"""Atomic file writes: a reader (or a crash) never sees half a file; reading only regular files."""
 
 import contextlib
 import glob
 import json
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
+
+
+READ_LIMIT = 2 ** 31  # bytes: far above any file of data or parameters this package reads
+
+
+def read_regular_file(path, limit=READ_LIMIT):
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes. ``OSError`` with a one-line
+    message otherwise: a FIFO, a device (``/dev/zero``) or a directory is never read, so that
+    reading can neither wait forever nor grow without end."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO opens without waiting
+    except OSError as e:
+        raise type(e)(f"cannot read {path}: {e.strerror or e}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode) else "a directory" if stat.S_ISDIR(info.st_mode)
+                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket")
+        raise OSError(f"{path} is {kind}, not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        if info.st_size > limit:
+            raise OSError(f"{path} is {info.st_size} bytes, more than the {limit} read")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"{path} is more than the {limit} bytes read")
+    return data
 
 
 @contextlib.contextmanager

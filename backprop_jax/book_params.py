@@ -17,12 +17,13 @@ it runs.
 import importlib
 import io
 import pickle
+import pickletools
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from backprop_jax._io import atomic_path
+from backprop_jax._io import atomic_path, read_regular_file
 
 # What a pickled dict of NumPy arrays asks for, under NumPy 1's and NumPy 2's module names.
 _ALLOWED = {
@@ -38,8 +39,46 @@ class BookParamsError(ValueError):
     """A parameter file that cannot be read, or whose arrays do not fit the model."""
 
 
+def _latin1(text, encoding):
+    """``_codecs.encode`` as protocols 0-2 use it for an array's bytes (``encode(str, "latin1")``),
+    and nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise BookParamsError(f"refused: the file asks for _codecs.encode with {encoding!r:.40}, which "
+                              f"pickled arrays do not use")
+    return text.encode("latin1")
+
+
+# A pickle's nesting is refused past this depth before it is loaded: files of arrays nest a few
+# levels, and a million nested ``(`` would exhaust the C unpickler's stack.
+MAX_PICKLE_DEPTH = 100
+
+
+def _check_nesting(data):
+    """BookParamsError if the pickle ``data`` builds values nested deeper than
+    ``MAX_PICKLE_DEPTH``: its opcodes are walked (never run), the stack depth followed."""
+    depth, marks = 0, []
+    try:
+        for op, _, _ in pickletools.genops(data):
+            before, after = op.stack_before, op.stack_after
+            if pickletools.markobject in before:
+                depth = (marks.pop() if marks else 0) + len(after)
+            else:
+                depth += len(after) - len(before)
+            if pickletools.markobject in after:
+                marks.append(depth - 1)
+            if depth > MAX_PICKLE_DEPTH or len(marks) > MAX_PICKLE_DEPTH:
+                raise BookParamsError(f"refused: values nested more than {MAX_PICKLE_DEPTH} deep, which a "
+                                      f"file of parameters does not hold")
+    except BookParamsError:
+        raise
+    except (ValueError, IndexError):
+        pass  # not a pickle the walk understands: the unpickler says what is wrong
+
+
 class _OnlyArrays(pickle.Unpickler):
     def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1
         if (module, name) not in _ALLOWED:
             raise BookParamsError(f"refused: the file asks for {module}.{name}, which a file of parameters "
                                   f"does not hold (loading it could run code)")
@@ -65,10 +104,11 @@ def load_book_params(path):
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except OSError as e:
-        raise BookParamsError(f"{path}: cannot read it ({e.strerror or e})") from None
+        raise BookParamsError(str(e)) from None  # names the file
     try:
+        _check_nesting(data)
         params = _OnlyArrays(io.BytesIO(data)).load()
     except BookParamsError as e:
         raise BookParamsError(f"{path}: {e}") from None
@@ -163,4 +203,15 @@ def fit_params(model, params, dtype=None, *, order=None):
                  for k in expected if k in params and tuple(np.shape(params[k])) != tuple(expected[k].shape)]
     if problems:
         raise BookParamsError("the parameters do not fit the model: " + "; ".join(problems))
-    return {k: jax.numpy.asarray(params[k], dtype or expected[k].dtype) for k in expected}
+    kinds = {k: np.asarray(params[k]).dtype for k in expected}
+    bad = [f"{k} holds {kinds[k]}" for k in expected if not jax.numpy.issubdtype(kinds[k], jax.numpy.floating)]
+    if bad:
+        raise BookParamsError("the parameters must be floating-point numbers: " + "; ".join(bad))
+    with np.errstate(over="ignore", invalid="ignore"):  # a value the dtype cannot hold is named below
+        fitted = {k: jax.numpy.asarray(params[k], dtype or expected[k].dtype) for k in expected}
+    bad = [f"{k} has {n} of {fitted[k].size}" for k in expected
+           if (n := int(jax.numpy.sum(~jax.numpy.isfinite(fitted[k]))))]
+    if bad:
+        raise BookParamsError("the parameters hold NaN or infinite values"
+                              + (f" in {np.dtype(dtype)}" if dtype is not None else "") + ": " + "; ".join(bad))
+    return fitted

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from backprop_jax._io import atomic_path, remove_stale_temporaries
+from backprop_jax._io import atomic_path, read_regular_file, remove_stale_temporaries
 from backprop_jax._values import check_count
 
 # The four files of the MNIST database and their MD5 checksums.
@@ -299,8 +299,10 @@ def date_lines(n=50_000, seed=1984, *, formats=DATE_FORMATS):
 def _read_text(path):
     """The UTF-8 text of ``path``; DatasetError naming it when it cannot be read."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        return read_regular_file(path).decode("utf-8")
+    except OSError as e:
+        raise DatasetError(str(e)) from None  # names the file
+    except UnicodeDecodeError as e:
         raise DatasetError(f"cannot read {path}: {e}") from None
 
 

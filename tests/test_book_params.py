@@ -3,6 +3,8 @@ chapter 8's DeepConvNet, each compared with the book's layer formulas written ou
 
 import os
 import pickle
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -210,3 +212,71 @@ def test_evaluate_command_with_a_book_file_a_run_directory_and_half_precision(tm
     recorded = capsys.readouterr().out.split("final test accuracy ")[1].split()[0]
     cli.main(["evaluate", "--dataset", "mnist-sample", "--params", str(run_dir)])
     assert f"test accuracy {recorded}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("value, message", [
+    (np.full((784, 50), np.nan), r"hold NaN or infinite values: W1 has 39200 of 39200"),
+    (np.full((784, 50), np.inf), r"hold NaN or infinite values: W1 has 39200 of 39200"),
+    (np.zeros((784, 50), "datetime64[s]"), r"must be floating-point numbers: W1 holds datetime64\[s\]"),
+    (np.full((784, 50), "x", object), r"must be floating-point numbers: W1 holds object"),
+    (np.full((784, 50), "x"), r"must be floating-point numbers: W1 holds <U1"),
+    (np.zeros((784, 50), [("a", "f4")]), r"must be floating-point numbers: W1 holds \[\('a', '<f4'\)\]"),
+    (np.zeros((784, 50), np.int32), r"must be floating-point numbers: W1 holds int32"),
+])
+def test_non_finite_and_non_float_parameters_are_refused_by_name(value, message):
+    model = multi_layer_net.model(784, [50], 10)
+    params = {**random_params(model, 0), "W1": value}
+    with pytest.raises(bj.BookParamsError, match=message):
+        bj.fit_params(model, params)
+
+
+def test_a_value_that_overflows_the_evaluation_dtype_is_refused(tmp_path):
+    model = multi_layer_net.model(784, [50], 10)
+    params = {**random_params(model, 0), "b1": np.full(50, 1e6)}
+    with pytest.raises(bj.BookParamsError, match=r"NaN or infinite values in float16: b1 has 50 of 50"):
+        bj.fit_params(model, params, np.float16)
+    # Through the command: a pickle of such arrays is one line, status 1.
+    book_pickle({**params, "W1": np.full((784, 50), np.nan)}, tmp_path / "nan.pkl")
+    with pytest.raises(SystemExit, match=r"--params .*nan.pkl: the parameters hold NaN or infinite values in "
+                                         r"float32: W1 has 39200 of 39200"):
+        cli.main(["evaluate", "--dataset", "mnist-sample", "--model", "multi-layer", "--hidden-sizes", "50",
+                  "--params", str(tmp_path / "nan.pkl")])
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2])
+def test_array_pickles_of_protocols_0_to_2_are_read(tmp_path, protocol):
+    saved = {"W1": np.arange(6, dtype=np.float32).reshape(2, 3), "b1": np.linspace(-1, 1, 3)}
+    (tmp_path / "p.pkl").write_bytes(pickle.dumps(saved, protocol=protocol))
+    loaded = bj.load_book_params(tmp_path / "p.pkl")
+    assert loaded.keys() == saved.keys()
+    for k in saved:
+        np.testing.assert_array_equal(loaded[k], saved[k])
+        assert loaded[k].dtype == saved[k].dtype
+
+
+def test_codecs_encode_is_admitted_only_as_array_pickling_uses_it(tmp_path):
+    # _codecs.encode("...", "base64") would build other bytes than the file shows: refused.
+    (tmp_path / "p.pkl").write_bytes(b"c_codecs\nencode\n(Vabc\nVbase64\ntR.")
+    with pytest.raises(bj.BookParamsError, match=r"refused: the file asks for _codecs.encode with 'base64'"):
+        bj.load_book_params(tmp_path / "p.pkl")
+
+
+@pytest.mark.slow
+def test_a_deeply_nested_pickle_fifos_and_devices_are_one_line_errors(tmp_path):
+    (tmp_path / "nested.pkl").write_bytes(b"(" * 1_000_000 + b"t" * 1_000_000 + b".")
+    (tmp_path / "nested-lists.pkl").write_bytes(b"\x80\x02" + b"]" * 1_000_000 + b"a" * 999_999 + b".")
+    os.mkfifo(tmp_path / "fifo")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    for params, message in [(tmp_path / "nested.pkl", "refused: values nested more than 100 deep"),
+                            (tmp_path / "nested-lists.pkl", "refused: values nested more than 100 deep"),
+                            (tmp_path / "fifo", "is a FIFO, not a regular file"),
+                            ("/dev/zero", "/dev/zero is a device, not a regular file")]:
+        result = subprocess.run([sys.executable, "-m", "backprop_jax", "evaluate", "--dataset", "mnist-sample",
+                                 "--params", str(params)], capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 1, (params, result.returncode, result.stderr)
+        assert result.stderr.startswith(f"backprop-jax: error: --params {params}")
+        assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", "train", "--model", "rnnlm", "--data",
+                             str(tmp_path / "fifo")], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "is a FIFO, not a regular file" in result.stderr

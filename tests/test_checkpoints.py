@@ -136,3 +136,80 @@ def test_a_full_disk_or_a_removed_directory_loses_nothing_already_saved(tmp_path
         progress=False, checkpoint_every=1, log=log.append)
     assert f"{tmp_path / 'gone' / 'checkpoints'} was removed while the run went on; writing checkpoint 10 afresh" in log
     assert sorted(int(p.name) for p in (tmp_path / "gone" / "checkpoints").iterdir() if p.name.isdigit()) == [15, 20]
+
+
+def _short_run(out, data, iters=20, **kwargs):
+    return run(two_layer_net.model(), data, TrainConfig(iters_num=iters), dataset="d", settings={"model": "two-layer"},
+               out=out, progress=False, checkpoint_every=1, **{"log": lambda *a: None, **kwargs})
+
+
+def _edit_record(step_dir, edit):
+    path = step_dir / "record" / "metadata"
+    record = json.loads(path.read_text())
+    edit(record)
+    path.write_text(json.dumps(record))
+
+
+def test_an_edited_record_is_refused_and_never_copied_into_metrics(tmp_path, sample):
+    data = small(sample)
+    _short_run(tmp_path, data)
+
+    def more_loss(record):
+        record["history"][-1]["train_loss"] = 99.0
+    _edit_record(tmp_path / "checkpoints" / "20", more_loss)
+    log = []
+    _short_run(tmp_path, data, iters=25, resume=True, log=log.append)
+    assert log[0].startswith("checkpoint 20 cannot be read (ValueError: its record does not match the digest "
+                             "saved with it); moved it to"), log[0]
+    assert 99.0 not in [e["train_loss"] for e in json.loads((tmp_path / "metrics.json").read_text())["epochs"]]
+    assert json.loads((tmp_path / "checkpoints" / "25" / "record" / "metadata").read_text())["dtypes"] == ["float32"]
+
+
+def test_a_record_without_a_digest_is_refused_unless_accepted_and_older_records_with_one_resume(tmp_path, sample):
+    data = small(sample)
+    _short_run(tmp_path, data)
+    # The format of the run before: an array digest, no record digest, no dtypes. It resumes.
+    for step in ("15", "20"):
+        _edit_record(tmp_path / "checkpoints" / step, lambda r: [r.pop("record_digest"), r.pop("dtypes")])
+    state, _ = _short_run(tmp_path, data, iters=25, resume=True)
+    assert int(state.iteration) == 25
+    # The oldest format: no digest at all. Refused, by name, unless accepted knowingly.
+    for step in ("20", "25"):
+        _edit_record(tmp_path / "checkpoints" / step, lambda r: [r.pop(k, None) for k in ("record_digest", "digest")])
+    with pytest.raises(bj.RunError, match=r"checkpoint 25 in .* has no digest \(an older format\): its arrays cannot "
+                                          r"be verified; accept them knowingly with accept_unverified=True") as e:
+        _short_run(tmp_path, data, iters=30, resume=True)
+    assert e.value.argument == "accept_unverified"
+    with pytest.raises(bj.RunError, match="has no digest"):
+        bj.restore_run(tmp_path, two_layer_net.model())
+    state, _ = _short_run(tmp_path, data, iters=30, resume=True, accept_unverified=True)
+    assert int(state.iteration) == 30
+
+
+def test_precision_is_part_of_a_runs_identity(tmp_path, sample):
+    data = small(sample)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        _short_run(tmp_path, data)
+        single = bj.restore_run(tmp_path, two_layer_net.model())
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    with pytest.raises(bj.RunError, match=r"was computed in float32 with jax_enable_x64 off, and this run would "
+                                          r"compute in float32 with jax_enable_x64 on") as e:
+        _short_run(tmp_path, data, iters=25, resume=True)
+    assert e.value.argument == "resume"
+    # Read back for evaluation: as saved, verified.
+    chex.assert_trees_all_equal(bj.restore_run(tmp_path, two_layer_net.model()).params, single.params)
+    # The reverse: a float64 run (64-bit floats on) resumed, or read, with them off.
+    run(two_layer_net.model(dtype=jnp.float64), data, TrainConfig(iters_num=20), dataset="d",
+        settings={"model": "two-layer"}, out=tmp_path / "double", progress=False, log=lambda *a: None)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(bj.RunError, match=r"the run computed in float64; this process computes in float32 "
+                                              r"\(jax_enable_x64 is off\)"):
+            bj.restore_run(tmp_path / "double", two_layer_net.model())
+        with pytest.raises(bj.RunError, match=r"was computed in float64 with jax_enable_x64 on, and this run would "
+                                              r"compute in float32 with jax_enable_x64 off"):
+            _short_run(tmp_path / "double", data, iters=25, resume=True)
+    finally:
+        jax.config.update("jax_enable_x64", True)

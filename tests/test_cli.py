@@ -46,6 +46,19 @@ def cli(*args, timeout=300, check=True):
     (["train", "--seed", "4294967296"],
      "argument --seed: seed must be an integer from 0 to 2**32 - 1 = 4294967295, got 4294967296"),
     (["train", "--seed", str(2 ** 64)], "argument --seed: seed must be an integer from 0 to 2**32 - 1 = 4294967295"),
+    (["train", "--iters", "1e30"], "argument --iters: expected a positive integer, got '1e30'"),
+    (["train", "--epochs", "1e20"], "argument --epochs: expected a positive integer, got '1e20'"),
+    (["train", "--batch-size", "1e12"], "argument --batch-size: expected a positive integer, got '1e12'"),
+    (["train", "--heartbeat-timeout", "1e30"], "argument --heartbeat-timeout: expected a positive integer"),
+    (["train", "--heartbeat-timeout", str(10 ** 30)],
+     "argument --heartbeat-timeout: expected at most 2**31 - 1 = 2147483647 seconds"),
+    (["train", "--dataset", "mnist-sample", "--iters", "2147483648"],
+     "--iters 2147483648: iters_num must be at most 2**31 - 1 = 2147483647 (the compiled loop counts it in "
+     "32-bit integers), got 2147483648"),
+    (["train", "--dataset", "mnist-sample", "--epochs", str(10 ** 20)],
+     f"--epochs {10 ** 20}: iters_num must be at most 2**31 - 1 = 2147483647"),
+    (["train", "--dataset", "mnist-sample", "--batch-size", str(10 ** 12)],
+     f"--batch-size {10 ** 12}: batch_size must be at most 2**31 - 1 = 2147483647"),
 ])
 def test_invalid_flags_give_a_usage_error(args, message, capsys):
     with pytest.raises(SystemExit) as e:
@@ -519,3 +532,81 @@ def test_every_command_says_what_it_does_and_the_command_its_version(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"backprop-jax {bj.__version__}"
+
+
+@pytest.mark.parametrize("command", [["compare-optimizers"], ["experiment", "weight-init"]])
+def test_an_empty_out_is_refused_and_the_working_directory_untouched(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "optimizers.json").write_text("kept")
+    (tmp_path / "weight-init.json").write_text("kept")
+    with pytest.raises(SystemExit, match=r"^backprop-jax: error: --out '': give a directory for the results$"):
+        main([*command, "--out", ""])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optimizers.json", "weight-init.json"]
+    assert {p.read_text() for p in tmp_path.iterdir()} == {"kept"}
+
+
+def test_a_finished_run_without_checkpoints_is_kept_unless_started_over(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["train", "--dataset", "mnist-sample", "--iters", "5", "--no-progress", "--out", str(out)]
+    main(flags)
+    import shutil
+    shutil.rmtree(out / "checkpoints")
+    kept = (out / "metrics.json").read_text()
+    with pytest.raises(SystemExit) as e:
+        main([*flags, "--hidden", "20"])
+    assert str(e.value.code).endswith("holds the metrics.json of a run whose checkpoints are gone; a new run would "
+                                      "overwrite it: start over knowingly (--start-over), or choose another --out")
+    assert (out / "metrics.json").read_text() == kept
+    main([*flags, "--start-over"])
+    assert (out / "checkpoints").is_dir()
+
+
+@pytest.mark.slow
+def test_a_closed_or_full_stdout_is_one_line_after_the_work_is_done(tmp_path):
+    out = tmp_path / "apple.dot"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    command = f"exec {sys.executable} -m backprop_jax graph apple --out {out}"
+    for redirect, message in [(">&-", "standard output is closed"), ("> /dev/full", "No space left on device")]:
+        out.unlink(missing_ok=True)
+        # By the shell, so that this process (JAX is multithreaded) never forks.
+        result = subprocess.run(["bash", "-c", f"{command} {redirect}"], stderr=subprocess.PIPE, text=True,
+                                timeout=120, env=env)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == f"backprop-jax: error: cannot write the output: {message}\n"
+        assert out.read_text().startswith("digraph")
+
+
+@pytest.mark.slow
+def test_platforms_encodings_and_long_names_are_one_line(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "bogus"}
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", "graph", "apple", "--out", str(tmp_path / "a.dot")],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("backprop-jax: error: JAX_PLATFORMS=bogus: Unable to initialize backend 'bogus'")
+    assert "known backends: ['cpu'" in result.stderr
+    # A path in other letters with an ASCII-only output: escaped, not a traceback.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONIOENCODING": "ascii"}
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", "graph", "apple", "--out", str(tmp_path / "é.dot")],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {tmp_path}/\\xe9.dot" in result.stdout and (tmp_path / "é.dot").exists()
+
+
+def test_an_out_whose_name_is_too_long_is_one_line(tmp_path):
+    out = tmp_path / ("a" * 300)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--dataset", "mnist-sample", "--iters", "5", "--no-progress", "--out", str(out)])
+    assert e.value.code == f"backprop-jax: error: --out {out}: File name too long"
+
+
+@pytest.mark.slow
+def test_a_resume_in_another_precision_is_one_line_naming_both(tmp_path):
+    out = tmp_path / "run"
+    cli("train", "--dataset", "mnist-sample", "--iters", "5", "--no-progress", "--out", str(out))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1"}
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", "train", "--dataset", "mnist-sample", "--iters", "10",
+                             "--no-progress", "--out", str(out), "--resume"], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 1 and result.stderr == (
+        f"backprop-jax: error: --resume: the checkpoint in {out} was computed in float32 with JAX_ENABLE_X64 unset, "
+        f"and this run would compute in float32 with JAX_ENABLE_X64=1: resume it in the precision it started in\n")

@@ -360,3 +360,26 @@ def test_compiling_is_timed_apart_from_training(sample):
     assert again[0].compile_seconds == 0
     # The epochs' clock leaves it out: the first epoch took less than its compiling did.
     assert first[0].seconds < first[0].compile_seconds
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(learning_rate=True), "learning_rate must be a positive number, got True"),
+    (dict(iters_num=2 ** 31), r"iters_num must be at most 2\*\*31 - 1 = 2147483647 \(the compiled loop counts it"),
+    (dict(batch_size=10 ** 12), r"batch_size must be at most 2\*\*31 - 1 = 2147483647"),
+])
+def test_settings_the_compiled_loop_cannot_hold_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)
+    TrainConfig(iters_num=2 ** 31 - 1)  # the largest is taken
+
+
+def test_seq2seq_ids_outside_the_vocabulary_are_refused():
+    from backprop_jax.nets import seq2seq
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, (8, 6)).astype(np.int32)
+    x[3, 1], x[5, 0] = 7, 5  # a question id past vocab_size 5: an embedding lookup would clip it silently
+    model = seq2seq.model(5, 3, wordvec_size=4, hidden_size=4)
+    with pytest.raises(ValueError, match=r"train inputs hold ids outside 0 to 4 \(the model's vocabulary\): 2 of 8 "
+                                         r"examples, the first at index 3 \(ids 7\)"):
+        train(model, ((x, x[:, 3:]), (x[:2] % 5, x[:2, 3:] % 5)), TrainConfig(iters_num=1, batch_size=2))

@@ -2,7 +2,9 @@
 metrics.json and the epoch lines, a run stopped by its loss."""
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -129,7 +131,7 @@ def test_resume_refuses_other_data_and_metrics_record_which(tmp_path, sample):
     assert metrics["data"]["train"] == 500 and metrics["data"]["test"] == 200
     longer = TrainConfig(iters_num=40)
     other = small(sample, 600, 200)  # another training set
-    for name, wrong in (("d", other), ("e", data)):  # other images; the same images under another name
+    for name, wrong in (("d", other), ("e", other)):  # other images, under either name (content decides)
         with pytest.raises(RunError, match=r"was trained on other data \(saved: d, 500 train / 200 test images"):
             run(two_layer_net.model(), wrong, longer, dataset=name, settings={**settings, "iters_num": 40},
                 out=tmp_path, resume=True, progress=False)
@@ -153,6 +155,7 @@ def test_a_run_directory_is_locked_for_the_life_of_its_run(tmp_path, sample):
             return "free"
 
     # Someone else holds it: refused at once, naming the holder.
+    (tmp_path / ".backprop-jax-run").write_text("a backprop-jax training run\n")  # a run marks, then locks
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
                                "f.write('process 4242 on elsewhere'); f.flush(); fcntl.flock(f, fcntl.LOCK_EX); "
                                "print('locked', flush=True); time.sleep(120)", str(tmp_path / ".lock")],
@@ -222,7 +225,7 @@ def test_a_run_writes_only_into_its_own_directory(tmp_path, sample):
     other.mkdir()
     (other / "metrics.json").write_text("someone else's")
     (other / "notes.txt").write_text("keep me")
-    with pytest.raises(RunError, match=r"holds files that are not a training run's \(notes.txt\)"):
+    with pytest.raises(RunError, match=r"holds files that are not a training run's \(metrics.json, notes.txt\)"):
         go(other)
     assert (other / "metrics.json").read_text() == "someone else's"
     with pytest.raises(RunError, match="give the run its own directory"):
@@ -247,3 +250,99 @@ def test_a_run_writes_only_into_its_own_directory(tmp_path, sample):
     (tmp_path / "blocked2" / "checkpoints").write_text("a file")
     with pytest.raises(RunError, match="checkpoints is a file, where the run writes its checkpoints directory"):
         go(tmp_path / "blocked2")
+
+
+def test_only_the_marker_makes_a_directory_a_run_and_a_finished_run_is_never_overwritten(tmp_path, sample):
+    data, config = small(sample), TrainConfig(iters_num=5)
+    go = lambda out, **kw: run(two_layer_net.model(), data, config, dataset="d", settings={}, out=out,  # noqa: E731
+                               progress=False, log=lambda *a: None, **kw)
+    for name in ("metrics.json", "curves.png"):
+        other = tmp_path / name.replace(".", "-")
+        other.mkdir()
+        (other / name).write_text("another program's")
+        with pytest.raises(RunError, match=rf"holds files that are not a training run's \({name}\)"):
+            go(other)
+        assert (other / name).read_text() == "another program's" and not (other / ".backprop-jax-run").exists()
+    # A finished run whose checkpoints/ was removed: its metrics.json is kept unless told to start over.
+    go(tmp_path / "done")
+    kept = (tmp_path / "done" / "metrics.json").read_text()
+    shutil.rmtree(tmp_path / "done" / "checkpoints")
+    for resume in (False, True):
+        with pytest.raises(RunError, match=r"holds the metrics.json of a run whose checkpoints are gone; a new run "
+                                           r"would overwrite it: start over knowingly \(start_over=True\)"):
+            run(two_layer_net.model(), data, TrainConfig(iters_num=10), dataset="d", settings={},
+                out=tmp_path / "done", resume=resume, progress=False, log=lambda *a: None)
+        assert (tmp_path / "done" / "metrics.json").read_text() == kept
+    go(tmp_path / "done", start_over=True)
+    assert (tmp_path / "done" / "checkpoints").is_dir()
+
+
+def test_a_hard_linked_lock_is_never_truncated(tmp_path, sample):
+    target = tmp_path / "precious.txt"
+    target.write_text("precious")
+    run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d", settings={},
+        out=tmp_path / "run", progress=False, log=lambda *a: None)
+    (tmp_path / "run" / ".lock").unlink()
+    os.link(target, tmp_path / "run" / ".lock")
+    with pytest.raises(RunError, match=r"\.lock has 2 names \(a hard link\); a run never writes into a file linked"):
+        run(two_layer_net.model(), small(sample), TrainConfig(iters_num=10), dataset="d", settings={},
+            out=tmp_path / "run", resume=True, progress=False, log=lambda *a: None)
+    assert target.read_text() == "precious"
+
+
+def test_a_disk_that_fills_while_metrics_json_is_written_is_said_truly(tmp_path, sample, monkeypatch):
+    import errno
+
+    from backprop_jax.training import _run
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_run, "write_json", full)
+    with pytest.raises(bj.CheckpointWriteError, match=rf"^cannot write metrics.json in {tmp_path}: no space left on "
+                                                      r"device; no metrics.json was written, and the checkpoints "
+                                                      r"written are kept$"):
+        run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d", settings={}, out=tmp_path,
+            progress=False, log=lambda *a: None)
+    assert not (tmp_path / "metrics.json").exists() and (tmp_path / "checkpoints" / "5").is_dir()
+    # With one written before: kept whole (written atomically), and said to be.
+    monkeypatch.undo()
+    run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d", settings={}, out=tmp_path,
+        resume=True, progress=False, log=lambda *a: None)
+    before = (tmp_path / "metrics.json").read_text()
+    monkeypatch.setattr(_run, "write_json", full)
+    with pytest.raises(bj.CheckpointWriteError, match="the metrics.json written before it is kept"):
+        run(two_layer_net.model(), small(sample), TrainConfig(iters_num=10), dataset="d", settings={}, out=tmp_path,
+            resume=True, progress=False, log=lambda *a: None)
+    assert (tmp_path / "metrics.json").read_text() == before
+
+
+def test_data_are_identified_by_content_not_by_the_name_they_were_given(tmp_path, sample):
+    data = small(sample)
+    go = lambda name, iters, **kw: run(two_layer_net.model(), data, TrainConfig(iters_num=iters),  # noqa: E731
+                                       dataset=name, settings={}, out=tmp_path, progress=False,
+                                       log=lambda *a: None, **kw)
+    go("dates.txt", 5)
+    state, _ = go(str(tmp_path / ".." / "dates.txt"), 10, resume=True)  # the same file by another path
+    assert int(state.iteration) == 10
+    (x, t), test = data
+    with pytest.raises(RunError, match="was trained on other data"):
+        run(two_layer_net.model(), ((x[::-1], t[::-1]), test), TrainConfig(iters_num=15), dataset="dates.txt",
+            settings={}, out=tmp_path, progress=False, resume=True, log=lambda *a: None)
+
+
+@pytest.mark.parametrize("kind", ["symlink", "file"])
+def test_a_damaged_checkpoints_that_is_a_link_or_a_file_is_refused_before_training(tmp_path, sample, kind):
+    go = lambda **kw: run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d",  # noqa: E731
+                          settings={}, out=tmp_path / "run", progress=False, log=lambda *a: None, **kw)
+    go()
+    aside = tmp_path / "run" / "damaged-checkpoints"
+    if kind == "symlink":
+        (tmp_path / "elsewhere").mkdir()
+        aside.symlink_to(tmp_path / "elsewhere")
+        message = "damaged-checkpoints is a symbolic link; a run never writes through one"
+    else:
+        aside.write_text("a file")
+        message = "damaged-checkpoints is a file, where the run writes its damaged-checkpoints directory"
+    with pytest.raises(RunError, match=message):
+        go(resume=True)

@@ -73,13 +73,78 @@ def main(argv=None):
     command = COMMANDS[args.command]
     if command.compiles:
         _use_compilation_cache()
+    joins = any(getattr(args, name, None) not in (None, False)
+                for name in ("coordinator", "num_processes", "process_id", "distributed"))
+    if os.environ.get("JAX_PLATFORMS") and args.command != "download" and not joins:  # joining starts JAX itself
+        _check_platforms(os.environ["JAX_PLATFORMS"])
+    if sys.stdout is not None:
+        sys.stdout = _Output(sys.stdout)
     try:
         command.run(args, parser)
+        if sys.stdout is None:  # started with stdout closed (`>&-`): print wrote nowhere
+            sys.exit("backprop-jax: error: cannot write the output: standard output is closed")
         sys.stdout.flush()
     except BrokenPipeError:  # `backprop-jax train | head -1`: stop quietly, as Unix tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # nothing more to flush at exit
+        _stdout_to_devnull()
         sys.exit(141)
+    except _OutputFailed as e:  # `> /dev/full`: no space left on device
+        _stdout_to_devnull()
+        sys.exit(f"backprop-jax: error: cannot write the output: {e}")
+    finally:
+        if isinstance(sys.stdout, _Output):
+            sys.stdout = sys.stdout.stream
+
+
+def _check_platforms(platforms):
+    """``JAX_PLATFORMS`` names platforms JAX can start here, or the command ends with JAX's reason
+    (which lists the platforms it knows) in one line."""
+    import jax
+
+    try:
+        jax.devices()
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        sys.exit(f"backprop-jax: error: JAX_PLATFORMS={platforms}: {reason}")
+
+
+class _OutputFailed(Exception):
+    """Standard output cannot be written (a full device, an I/O error)."""
+
+
+class _Output:
+    """Standard output whose failed writes are ``_OutputFailed`` (a broken pipe stays itself)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text):
+        try:
+            try:
+                return self.stream.write(text)
+            except UnicodeEncodeError:  # PYTHONIOENCODING=ascii and a path in other letters: escaped
+                encoding = self.stream.encoding
+                return self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _OutputFailed(e.strerror or str(e)) from None
+
+    def flush(self):
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _OutputFailed(e.strerror or str(e)) from None
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _stdout_to_devnull():
+    stream = getattr(sys.stdout, "stream", sys.stdout)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stream.fileno())  # what is still buffered goes nowhere at exit
 
 
 if __name__ == "__main__":

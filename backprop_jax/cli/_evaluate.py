@@ -1,9 +1,11 @@
 """``backprop-jax evaluate``: the test accuracy of saved parameters, the book's pickles or a run's."""
 
 import os
+import sys
 
 from backprop_jax.cli._flags import (
-    add_data_flags, add_model_flags, as_flags, build_model, check_model_fits, fail, load_data, recipe_from_flags)
+    add_data_flags, add_model_flags, as_flags, build_model, check_model_fits, fail, flag, load_data, recipe_from_flags,
+    recipes, shown)
 
 
 def add_parser(sub):
@@ -19,9 +21,20 @@ def add_parser(sub):
                           help="the parameters: a .pkl of the book's format, or a --out directory of train")
     evaluate.add_argument("--dtype", choices=["float16", "bfloat16", "float32", "float64"], default="float32",
                           help="evaluate in this precision, as the book's half_float_network.py (default float32)")
+    evaluate.add_argument("--accept-unverified", action="store_true",
+                          help="for a run directory: accept a checkpoint of an older format that has no "
+                               "digest, its arrays unverified (default: refuse it)")
+    # For a run directory the network is the run's own, read from its record: --model and the
+    # network flags are then only checked against it.
+    evaluate.set_defaults(model=None)
 
 
 def run(args, parser):
+    run_dir = os.path.isdir(args.params)
+    if run_dir:
+        _take_the_runs_network(args, parser)
+    elif args.model is None:
+        args.model = "two-layer"
     recipe = recipe_from_flags(args, parser)
     if recipe.data != "mnist":
         parser.error(f"--model {args.model} learns "
@@ -36,7 +49,8 @@ def run(args, parser):
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    params, state = _params(model, args.params, jnp.dtype(args.dtype))
+    params, state = _params(model, args.params, jnp.dtype(args.dtype), recipe.record() if run_dir else None,
+                            args.accept_unverified)
     data = load_data(recipe, args, parser)
     if data.description:
         print(data.description)
@@ -46,8 +60,39 @@ def run(args, parser):
           f"{args.model} in {args.dtype}, parameters from {args.params}")
 
 
-def _params(model, path, dtype):
-    """``(params, model state)`` from a book's pickle or a run directory, in ``dtype``."""
+def _take_the_runs_network(args, parser):
+    """Sets ``args.model`` and the network flags not given to what the run in ``args.params``
+    recorded; a flag given with another value is a usage error naming both."""
+    from backprop_jax.training import RunError, run_settings
+
+    try:
+        saved = run_settings(args.params)
+    except RunError as e:
+        fail(f"--params {as_flags(e)}")
+    name = saved.get("model")
+    if args.model is not None and args.model != name:
+        parser.error(f"--model {args.model}: the run in {args.params} trained --model {name}")
+    args.model = name
+    recipe = recipes().get(name)
+    if recipe is None:
+        if name is None or ":" not in str(name):
+            fail(f"--params {args.params}: its record names no model this command knows ({name!r:.60})")
+        return  # your own FILE.py:FUNCTION: its digest is compared with the record
+    for setting in recipe.settings:
+        if setting.name not in saved:
+            continue
+        value = saved[setting.name]
+        value = tuple(value) if isinstance(value, list) else value
+        if not hasattr(args, setting.name):
+            setattr(args, setting.name, list(value) if isinstance(value, tuple) else value)
+        elif shown(getattr(args, setting.name)) != shown(value):
+            parser.error(f"{flag(setting.name)} {shown(getattr(args, setting.name))}: the run in {args.params} "
+                         f"trained with {flag(setting.name)} {shown(value)}")
+
+
+def _params(model, path, dtype, settings=None, accept_unverified=False):
+    """``(params, model state)`` from a book's pickle or a run directory (which must have
+    recorded ``settings``), in ``dtype``."""
     import jax
     import jax.numpy as jnp
 
@@ -57,11 +102,14 @@ def _params(model, path, dtype):
     _, state = model.init(jax.random.key(0))
     try:
         if os.path.isdir(path):
-            saved = restore_run(path, model)
+            saved = restore_run(path, model, settings, log=lambda line: print(line, file=sys.stderr),
+                                accept_unverified=accept_unverified)
             params, state = saved.params, saved.model_state
         else:
             params = load_book_params(path)
-    except (RunError, BookParamsError) as e:  # each names the file
+    except RunError as e:  # each names the run or its checkpoint
+        fail(f"--params {path}: {as_flags(str(e))}" if e.argument else f"--params {as_flags(e)}")
+    except BookParamsError as e:  # names the file
         fail(f"--params {as_flags(e)}")
     try:
         params = fit_params(model, params, dtype)

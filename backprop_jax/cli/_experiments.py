@@ -37,6 +37,8 @@ def add_experiment_parser(sub):
 def _writable(out):
     from backprop_jax import writable_directory
 
+    if not out.strip():  # Path("") is the working directory, whose files would be overwritten
+        fail(f"--out {out!r}: give a directory for the results")
     try:
         return writable_directory(out)  # before hours of training, not after
     except OSError as e:

@@ -30,6 +30,15 @@ def int_at_least(low):
     return parse
 
 
+def seconds(text):
+    """An argparse type for a timeout: whole seconds from 1 to 2**31 - 1 (about 68 years, what
+    the runtime's 32-bit timeouts hold)."""
+    value = int_at_least(1)(text)
+    if value > 2 ** 31 - 1:
+        raise argparse.ArgumentTypeError(f"expected at most 2**31 - 1 = {2 ** 31 - 1} seconds, got {text!r}")
+    return value
+
+
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
@@ -236,7 +245,9 @@ _LIBRARY_WORDS = {"(resume=True)": "(--resume)", "give the new run another direc
                   "resume the run once there is room": "resume with --resume once there is room",
                   "a smaller batch_size": "a smaller --batch-size", "data_dir=...": "--data-dir",
                   "(connect_timeout)": "(--connect-timeout)", "the same coordinator": "the same --coordinator",
-                  "its own process_id": "its own --process-id"}
+                  "its own process_id": "its own --process-id", "accept_unverified=True": "--accept-unverified",
+                  "start_over=True": "--start-over", "with jax_enable_x64 on": "with JAX_ENABLE_X64=1",
+                  "with jax_enable_x64 off": "with JAX_ENABLE_X64 unset"}
 
 
 def as_flags(error):

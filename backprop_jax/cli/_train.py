@@ -6,7 +6,7 @@ import time
 
 from backprop_jax.cli._flags import (
     add_data_flags, add_model_flags, as_flags, build_model, check_model_fits, fail, load_data, non_negative_int,
-    number, positive_int, recipe_from_flags, recipes, seed)
+    number, positive_int, recipe_from_flags, recipes, seconds, seed)
 
 
 def add_parser(sub):
@@ -56,6 +56,12 @@ def add_parser(sub):
     files.add_argument("--out", help="directory for metrics.json, curves.png and checkpoints/")
     files.add_argument("--resume", action="store_true",
                        help="continue from the last checkpoint in --out, if any (else start a new run)")
+    files.add_argument("--accept-unverified", action="store_true",
+                       help="with --resume: accept a checkpoint of an older format that has no digest, its "
+                            "arrays and record unverified (default: refuse it)")
+    files.add_argument("--start-over", action="store_true",
+                       help="start a new run in --out although its metrics.json is of a run whose "
+                            "checkpoints/ is gone (default: refuse, as that metrics.json would be lost)")
     files.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="EPOCHS",
                        help="save a checkpoint after every EPOCHS-th epoch, where training pauses "
                             "(default: by time alone, see --checkpoint-interval); always after the last")
@@ -85,9 +91,9 @@ def _add_process_flags(train):
     dist.add_argument("--distributed", action="store_true",
                       help="join a multi-process run whose settings JAX detects from the cluster "
                            "(SLURM, Open MPI, Kubernetes, Cloud TPU); implied by the three flags above")
-    dist.add_argument("--heartbeat-timeout", type=positive_int, default=joins["heartbeat_timeout"], metavar="SECONDS",
+    dist.add_argument("--heartbeat-timeout", type=seconds, default=joins["heartbeat_timeout"], metavar="SECONDS",
                       help="a process silent this long counts as dead, and the others stop (default %(default)s)")
-    dist.add_argument("--connect-timeout", type=positive_int, default=joins["connect_timeout"], metavar="SECONDS",
+    dist.add_argument("--connect-timeout", type=seconds, default=joins["connect_timeout"], metavar="SECONDS",
                       help="how long to wait for all processes to join (default %(default)s)")
 
 
@@ -116,9 +122,14 @@ def run(args, parser):
         parser.error(f"--batch-size: {e}, or pass --devices")
     if data.description:
         say(data.description)
-    config = recipe.config(data, iters=args.iters, epochs=args.epochs, learning_rate=args.learning_rate,
-                           optimizer=args.optimizer, max_grad=args.max_grad, seed=args.seed,
-                           evaluate_sample_num=args.evaluate_sample_num)
+    try:
+        config = recipe.config(data, iters=args.iters, epochs=args.epochs, learning_rate=args.learning_rate,
+                               optimizer=args.optimizer, max_grad=args.max_grad, seed=args.seed,
+                               evaluate_sample_num=args.evaluate_sample_num)
+    except ValueError as e:  # a length or batch size past what the compiled loop counts
+        given = [f"{flag} {value}" for flag, value in (("--iters", args.iters), ("--epochs", args.epochs),
+                                                       ("--batch-size", args.batch_size)) if value is not None]
+        parser.error(f"{', '.join(given) or 'the recipe'}: {e}")
     settings = recipe.record(data)
     if n_processes > 1:
         _check_processes_agree(args, {**settings, **config.record()}, data)
@@ -157,7 +168,8 @@ def _run(model, data, config, settings, mesh, args, n_processes):
                    checkpoint_interval=args.checkpoint_interval, progress=not args.no_progress,
                    mesh=mesh if mesh.size > 1 else None,
                    every_epoch=args.every_epoch,
-                   divergence_factor=None if args.ignore_divergence else DIVERGENCE_FACTOR, stop=stop)
+                   divergence_factor=None if args.ignore_divergence else DIVERGENCE_FACTOR, stop=stop,
+                   accept_unverified=args.accept_unverified, start_over=args.start_over)
     except CheckpointWriteError as e:
         _exit_past_leftovers(f"backprop-jax: error: {as_flags(e)}")
     except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input

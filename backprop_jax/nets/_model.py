@@ -59,6 +59,10 @@ class Model(NamedTuple):
     # sequential_rows reads the set in order, for truncated BPTT (a language model whose
     # state carries the last hidden state from one batch to the next).
     batch_rows: Callable[..., Any] | None = None
+    # For inputs that are ids (characters, words): how many there are, so that an id out of
+    # range (which an embedding lookup would silently clip) is refused where data enters.
+    # None: the inputs are not ids.
+    input_ids: int | None = None
 
     def measure(self) -> Metric:
         """The ``Metric`` the trainer records for this model, from ``metric``: a function's

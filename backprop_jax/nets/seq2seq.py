@@ -191,4 +191,5 @@ def model(vocab_size, question_length, wordvec_size=16, hidden_size=128, *, peek
                                dtype=dtype), {}),
         apply=apply, criterion=time_softmax_with_loss,
         metric=exact_match_metric(question_length) if metric == "exact_match" else "loss",
-        weight_mask=lambda params: {k: not k.startswith(("enc_b", "dec_b", "b_")) for k in params})
+        weight_mask=lambda params: {k: not k.startswith(("enc_b", "dec_b", "b_")) for k in params},
+        input_ids=vocab_size)

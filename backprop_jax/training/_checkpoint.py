@@ -166,11 +166,59 @@ def state_digest(state):
     return digest.hexdigest()
 
 
+def state_dtypes(state):
+    """The floating-point dtypes of ``state``'s parameters, as a record holds them (``["float32"]``):
+    what a run computes in, part of its identity."""
+    leaves = jax.tree_util.tree_leaves(state.params)
+    return sorted({str(a.dtype) for a in leaves if jax.numpy.issubdtype(a.dtype, jax.numpy.floating)})
+
+
+def record_digest(record):
+    """SHA-256 of every field of a checkpoint's ``record`` but this one (``"record_digest"``)."""
+    fields = {k: v for k, v in record.items() if k != "record_digest"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
 def checkpoint_record(settings, fingerprint, state, history):
     """The JSON record saved with a checkpoint: the run's ``settings`` (what a resumed run must
-    match), its data's ``fingerprint``, the ``state_digest`` of ``state``, and the ``history``
-    (``Epoch`` records as dicts), whose last iteration is the checkpoint's step."""
-    return {"settings": settings, "data": fingerprint, "digest": state_digest(state), "history": history}
+    match), its data's ``fingerprint``, the ``state_digest`` of ``state``, the precision it computes
+    in (``state_dtypes`` and whether ``jax_enable_x64`` was on), and the ``history`` (``Epoch``
+    records as dicts), whose last iteration is the checkpoint's step; ``record_digest`` covers
+    all of it."""
+    record = {"settings": settings, "data": fingerprint, "digest": state_digest(state),
+              "dtypes": state_dtypes(state), "jax_enable_x64": bool(jax.config.jax_enable_x64), "history": history}
+    return {**record, "record_digest": record_digest(record)}
+
+
+def at_recorded_dtypes(template, record, out):
+    """``template`` (of a ``TrainState``) with its floating-point arrays in the dtype the run
+    recorded, so that a run saved in float32 reads back in float32 whatever ``jax_enable_x64``
+    says; ``RunError`` if this process cannot hold it (float64 with ``jax_enable_x64`` off)."""
+    saved = record.get("dtypes")
+    if saved is None or saved == state_dtypes(template):
+        return template
+    if len(saved) != 1 or (saved[0] == "float64" and not jax.config.jax_enable_x64):
+        raise RunError(f"the run in {out} computed in {', '.join(saved)}; this process computes in "
+                       f"{', '.join(state_dtypes(template))} (jax_enable_x64 is "
+                       f"{'on' if jax.config.jax_enable_x64 else 'off'})")
+    dtype = jax.numpy.dtype(saved[0])
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, dtype) if jax.numpy.issubdtype(
+        a.dtype, jax.numpy.floating) else a, template)
+
+
+def check_precision(record, template, out):
+    """Raises ``RunError`` (``argument="resume"``) unless the run of ``record`` computed in the
+    precision this one would (its parameters' dtypes as ``template``'s, ``jax_enable_x64`` as now):
+    a float32 run resumed with 64-bit floats on would diverge from itself."""
+    def precision(dtypes, x64):
+        return f"{', '.join(dtypes)} with jax_enable_x64 {'on' if x64 else 'off'}"
+
+    saved = (record.get("dtypes"), record.get("jax_enable_x64"))
+    now = (state_dtypes(template), bool(jax.config.jax_enable_x64))
+    if (saved[0] is not None and saved[0] != now[0]) or (saved[1] is not None and saved[1] != now[1]):
+        raise RunError(f"the checkpoint in {out} was computed in {precision(saved[0] or now[0], saved[1])}, and "
+                       f"this run would compute in {precision(*now)}: resume it in the precision it started in",
+                       argument="resume")
 
 
 def _short(error):
@@ -191,20 +239,27 @@ def check_same_run(record, settings, fingerprint, out):
         raise RunError(f"the checkpoint in {out} was made with other settings (saved, now): {diff}",
                        argument="resume")
     data = record.get("data")
-    if data is not None and data != fingerprint:
+    content = lambda d: {k: v for k, v in d.items() if k != "name"}  # noqa: E731 - the same file by another path
+    if data is not None and content(data) != content(fingerprint):
         describe = lambda d: f"{d['name']}, {d['train']} train / {d['test']} test images, sha256 {d['sha256'][:12]}"
         raise RunError(f"the checkpoint in {out} was trained on other data (saved: {describe(data)}; "
                        f"now: {describe(fingerprint)}); resume with the data it started with, or give "
                        f"the new run another directory", argument="resume")
 
 
-def _readable(checkpoints, step, template, sharding, check):
+def _readable(checkpoints, step, template, sharding, check, accept_unverified=False):
     """``(state, record, None)`` for checkpoint ``step`` if it reads and its arrays match its
     digest, else ``(None, None, why)``. ``check(record)`` runs before any array is read."""
     try:
         record = checkpoints.record(step)
     except Exception as e:  # noqa: BLE001 - any damage: try the one before
         return None, None, e
+    if "record_digest" in record and record_digest(record) != record["record_digest"]:
+        return None, None, ValueError("its record does not match the digest saved with it")
+    if "digest" not in record and not accept_unverified:
+        raise RunError(f"checkpoint {step} in {checkpoints.directory} has no digest (an older format): its "
+                       f"arrays cannot be verified; accept them knowingly with accept_unverified=True",
+                       argument="accept_unverified")
     check(record)  # a checkpoint of another model is refused before its arrays are read
     saved_at = record["history"][-1]["iteration"] if record.get("history") else None
     if saved_at != step:  # a copy of another step renamed: an older state under a later number
@@ -218,14 +273,16 @@ def _readable(checkpoints, step, template, sharding, check):
     return state, record, None
 
 
-def restore_newest(checkpoints, template, check, out, sharding=None, log=print, primary=True):
+def restore_newest(checkpoints, template, check, out, sharding=None, log=print, primary=True,
+                   accept_unverified=False):
     """``(state, record)`` from the newest checkpoint that reads and matches its digest, its
     arrays placed by ``sharding``; ``check(record)`` raises for a checkpoint of another run. One
     that cannot be read (a damaged file) is set aside into ``out/damaged-checkpoints`` with a
-    message; ``RunError`` when none can be read."""
+    message; ``RunError`` when none can be read, or the newest has no digest (an older format)
+    and not ``accept_unverified``."""
     skipped = []
     for step in checkpoints.all_steps():
-        state, record, why = _readable(checkpoints, step, template, sharding, check)
+        state, record, why = _readable(checkpoints, step, template, sharding, check, accept_unverified)
         if why is None:
             break
         skipped.append((step, why))

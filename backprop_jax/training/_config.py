@@ -22,6 +22,9 @@ def check_seed(seed: Any) -> None:
         raise ValueError(f"seed must be an integer from 0 to 2**32 - 1 = {2 ** 32 - 1}, got {seed!r}")
 
 
+INT32_MAX = 2 ** 31 - 1
+
+
 def _check_positive_number(name: str, value: Any) -> None:
     if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                   and math.isfinite(value) and value > 0):
@@ -64,6 +67,10 @@ class TrainConfig:
         check_count("evaluate_sample_num_per_epoch", self.evaluate_sample_num_per_epoch, optional=True)
         check_count("iters_num", self.iters_num)
         check_count("batch_size", self.batch_size)
+        for name in ("iters_num", "batch_size"):  # counted by int32 scalars inside the compiled loop
+            if getattr(self, name) > INT32_MAX:
+                raise ValueError(f"{name} must be at most 2**31 - 1 = {INT32_MAX} (the compiled loop counts "
+                                 f"it in 32-bit integers), got {getattr(self, name)}")
         check_seed(self.seed)
         _check_positive_number("learning_rate", self.learning_rate)
         _check_positive_number("max_grad", self.max_grad)

@@ -45,6 +45,15 @@ def _check_data(model, data, shapes):
                 if bad.any():
                     raise ValueError(f"{name} {what} hold NaN or infinite values: {int(bad.sum())} of {len(a)} "
                                      f"examples, the first at index {int(np.argmax(bad))}")
+        if model.input_ids is not None:
+            ids = np.asarray(x).reshape(len(x), -1)
+            bad = ((ids < 0) | (ids >= model.input_ids)).any(axis=1)
+            if bad.any():
+                first = ids[int(np.argmax(bad))]
+                outside = sorted(set(first[(first < 0) | (first >= model.input_ids)].tolist()))
+                raise ValueError(f"{name} inputs hold ids outside 0 to {model.input_ids - 1} (the model's "
+                                 f"vocabulary): {int(bad.sum())} of {len(x)} examples, the first at index "
+                                 f"{int(np.argmax(bad))} (ids {', '.join(map(str, outside[:5]))})")
     params, state = shapes.params, shapes.model_state
     example = jax.ShapeDtypeStruct((1, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
     if not model.classifies():

@@ -5,6 +5,7 @@ import dataclasses
 import errno
 import hashlib
 import importlib
+import json
 import os
 import socket
 import threading
@@ -19,7 +20,8 @@ from tqdm.auto import tqdm
 
 from backprop_jax._io import writable_directory, write_json
 from backprop_jax.training._checkpoint import (
-    Checkpoints, QuietLogger, checkpoint_record, check_same_run, restore_newest)
+    Checkpoints, QuietLogger, _readable, _short, at_recorded_dtypes, check_precision, checkpoint_record, check_same_run,
+    restore_newest)
 from backprop_jax.training._config import TrainConfig, init_state
 from backprop_jax.training._errors import CheckpointWriteError, RunError, RunInterrupted
 from backprop_jax.training._loop import DIVERGENCE_FACTOR, Epoch, TrainingDiverged, train
@@ -54,30 +56,10 @@ def claim_run_directory(out):
         raise RunError(f"{str(out)!r}: give the run its own directory (a new or empty one)",
                        argument="out")
     out = Path(out)
-    for parent in [out.absolute(), *out.absolute().parents]:
-        if parent.name == "checkpoints" and ((parent.parent / MARKER).exists()
-                                             or (parent.parent / "metrics.json").exists()):
-            raise RunError(f"{out} is inside the checkpoints of the run in {parent.parent}, whose "
-                           f"clean-up would delete it; choose a directory outside it", argument="out")
-    if out.is_symlink() and not out.exists():
-        raise RunError(f"{out} is a symbolic link to nothing", argument="out")
-    if out.is_dir():
-        names = {p.name for p in out.iterdir()}
-        foreign = sorted(names - _RUN_FILES)
-        if MARKER not in names and foreign:
-            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
-            raise RunError(f"{out} holds files that are not a training run's ({shown}); a run writes "
-                           f"only into a new or empty directory or one of its own, so choose another",
-                           argument="out")
-        for name, kind in (("metrics.json", "file"), ("curves.png", "file"), ("checkpoints", "directory"),
-                           (".lock", "file")):
-            path = out / name
-            if path.is_symlink():
-                raise RunError(f"{out}: {name} is a symbolic link; a run never writes through one "
-                               f"(remove it)", argument="out")
-            if path.exists() and (path.is_dir() if kind == "file" else not path.is_dir()):
-                raise RunError(f"{out}: {name} is a {'directory' if kind == 'file' else 'file'}, where "
-                               f"the run writes its {name} {kind}; move it away", argument="out")
+    try:
+        _check_run_directory(out)
+    except OSError as e:  # a name too long, a directory that cannot be listed
+        raise RunError(f"{out}: {e.strerror or e}", argument="out") from None
     try:
         writable_directory(out)
         if not (out / MARKER).exists():
@@ -88,6 +70,35 @@ def claim_run_directory(out):
         pass  # another process of the run made it
     except OSError as e:
         raise RunError(f"{e}", argument="out") from None
+
+
+def _check_run_directory(out):
+    for parent in [out.absolute(), *out.absolute().parents]:
+        if parent.name == "checkpoints" and ((parent.parent / MARKER).exists()
+                                             or (parent.parent / "metrics.json").exists()):
+            raise RunError(f"{out} is inside the checkpoints of the run in {parent.parent}, whose "
+                           f"clean-up would delete it; choose a directory outside it", argument="out")
+    if out.is_symlink() and not out.exists():
+        raise RunError(f"{out} is a symbolic link to nothing", argument="out")
+    if out.is_dir():
+        names = {p.name for p in out.iterdir()}
+        for name, kind in (("metrics.json", "file"), ("curves.png", "file"), ("checkpoints", "directory"),
+                           (".lock", "file"), ("damaged-checkpoints", "directory")):
+            path = out / name
+            if path.is_symlink():
+                raise RunError(f"{out}: {name} is a symbolic link; a run never writes through one "
+                               f"(remove it)", argument="out")
+            if path.exists() and (path.is_dir() if kind == "file" else not path.is_dir()):
+                raise RunError(f"{out}: {name} is a {'directory' if kind == 'file' else 'file'}, where "
+                               f"the run writes its {name} {kind}; move it away", argument="out")
+        # Only the marker makes a directory a run: another program's metrics.json or curves.png
+        # alone is never overwritten. (A run made before the marker existed has its checkpoints.)
+        foreign = sorted(names - _RUN_FILES if "checkpoints" in names else names)
+        if MARKER not in names and foreign:
+            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise RunError(f"{out} holds files that are not a training run's ({shown}); a run writes "
+                           f"only into a new or empty directory or one of its own, so choose another",
+                           argument="out")
 
 
 @contextlib.contextmanager
@@ -116,6 +127,9 @@ def _exclusive(out):
                 lock.seek(0)
                 raise RunError(f"{out} is in use by another training run ({lock.read().strip() or 'unknown'}); "
                                f"wait for it to end, or choose another directory", argument="out") from None
+            if os.fstat(lock.fileno()).st_nlink != 1:  # a hard link to a file elsewhere: never truncate it
+                raise RunError(f"{out}: .lock has {os.fstat(lock.fileno()).st_nlink} names (a hard link); a run "
+                               f"never writes into a file linked elsewhere (remove it)", argument="out")
             lock.seek(0)
             lock.truncate()
             lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
@@ -152,7 +166,8 @@ def _import_early(*modules):
 
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=None,
         checkpoint_interval=None, log=print, progress=True, mesh=None, every_epoch=False,
-        metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None):
+        metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None, accept_unverified=False,
+        start_over=False):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     In a multi-process run every process calls ``run`` alike: all of them take
@@ -197,6 +212,10 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
       stop: called after every compiled call; when it returns a reason (a string, e.g. the
         signal received), the run saves a checkpoint of the iteration reached, closes its
         files and raises ``RunInterrupted``.
+      accept_unverified: resume from a checkpoint of an older format that has no digest, its
+        arrays and record unverified (by default it is refused).
+      start_over: start a new run in ``out`` although its ``metrics.json`` says a run was there
+        whose checkpoints are gone (by default refused: that metrics.json would be lost).
     Returns:
       ``(state, history)`` as ``train``.
     """
@@ -217,7 +236,8 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             dataset=dataset, settings=recorded[0], earlier_settings=recorded[1:], out=out, resume=resume,
             checkpoint_every=checkpoint_every, checkpoint_interval=checkpoint_interval, log=log,
             progress=progress, mesh=mesh, every_epoch=every_epoch, metrics_interval=metrics_interval,
-            divergence_factor=divergence_factor, primary=primary, stop=stop)
+            divergence_factor=divergence_factor, primary=primary, stop=stop,
+            accept_unverified=accept_unverified, start_over=start_over)
         return _run(model, data, config, options)
 
 
@@ -238,6 +258,8 @@ class _RunOptions(NamedTuple):
     divergence_factor: float | None
     primary: bool  # this process writes metrics.json and curves.png, and logs
     stop: Callable | None
+    accept_unverified: bool  # resume from a checkpoint without a digest
+    start_over: bool  # a new run over a metrics.json whose checkpoints are gone
 
 
 @dataclasses.dataclass
@@ -270,8 +292,16 @@ class _RunFiles:
             self.saved = self.wrote = True
 
     def write_metrics(self, history):
+        """Writes metrics.json (atomically: the one before stays whole if this write fails);
+        ``CheckpointWriteError`` saying what is left when it cannot be written."""
         o = self.options
-        write_json(o.out / "metrics.json", _metrics(o.dataset, self.fingerprint, o.settings, history))
+        try:
+            write_json(o.out / "metrics.json", _metrics(o.dataset, self.fingerprint, o.settings, history))
+        except OSError as e:
+            left = ("the metrics.json written before it is kept" if (o.out / "metrics.json").exists()
+                    else "no metrics.json was written")
+            raise CheckpointWriteError(f"cannot write metrics.json in {o.out}: {(e.strerror or str(e)).lower()}; "
+                                       f"{left}, and the checkpoints written are kept") from None
         self.written_at = time.monotonic()
 
     def on_epochs(self, state, history, last):
@@ -292,10 +322,22 @@ class _RunFiles:
         except CheckpointWriteError as e:  # a background write that failed
             failed = e
         if self.history and o.primary:
-            self.write_metrics(self.history)
-            from backprop_jax.training.plots import plot_curves  # matplotlib only when drawing
-            # Drawn once, when training ends or stops: cheap next to every epoch.
-            plot_curves([dataclasses.asdict(h) for h in self.history], o.out / "curves.png", title=o.dataset)
+            try:
+                self.write_metrics(self.history)
+                from backprop_jax.training.plots import plot_curves  # matplotlib only when drawing
+                # Drawn once, when training ends or stops: cheap next to every epoch.
+                try:
+                    plot_curves([dataclasses.asdict(h) for h in self.history], o.out / "curves.png",
+                                title=o.dataset)
+                except OSError as e:
+                    raise CheckpointWriteError(f"cannot write curves.png in {o.out}: "
+                                               f"{(e.strerror or str(e)).lower()}; metrics.json and the "
+                                               f"checkpoints written are kept") from None
+            except CheckpointWriteError as e:
+                if failed is None:
+                    raise
+                # Both failed: the checkpoint's message, but only what is true of metrics.json.
+                raise CheckpointWriteError(f"{str(failed).split('; the checkpoints before it')[0]}; and {e}") from None
         if failed is not None:
             raise failed
 
@@ -324,6 +366,10 @@ def _open_run(model, data, config, o):
     elif steps:
         raise RunError(f"{o.out} already holds checkpoints of a run (iteration {steps[0]}); resume it "
                        f"(resume=True), or give the new run another directory", argument="out")
+    if not steps and not o.start_over and (o.out / "metrics.json").exists():
+        raise RunError(f"{o.out} holds the metrics.json of a run whose checkpoints are gone; a new run "
+                       f"would overwrite it: start over knowingly (start_over=True), or give the new run "
+                       f"another directory", argument="out")
     return state, history, _RunFiles(o, fingerprint, checkpoints, history), False
 
 
@@ -335,8 +381,10 @@ def _restore(checkpoints, model, config, fingerprint, o):
 
     def check(record):
         check_same_run(record, [o.settings, *o.earlier_settings], fingerprint, o.out)
+        check_precision(record, template, o.out)
 
-    state, record = restore_newest(checkpoints, template, check, o.out, sharding, o.log, o.primary)
+    state, record = restore_newest(checkpoints, template, check, o.out, sharding, o.log, o.primary,
+                                   o.accept_unverified)
     return state, [Epoch(**e) for e in record["history"]]
 
 
@@ -385,32 +433,79 @@ def _run(model, data, config, o):
     return state, history
 
 
-def restore_run(out, model):
+def run_settings(out):
+    """The settings recorded by the run in directory ``out`` (its model's name and settings and
+    its training settings), from the newest checkpoint whose record reads; ``RunError`` if none."""
+    checkpoints = Checkpoints(Path(out) / "checkpoints")
+    try:
+        return dict(_newest_record(checkpoints, out)["settings"])
+    finally:
+        checkpoints.close()
+
+
+def _newest_record(checkpoints, out):
+    steps = checkpoints.all_steps()
+    if not steps:
+        raise RunError(f"{out}: no checkpoint in {checkpoints.directory}")
+    for step in steps:
+        try:
+            record = checkpoints.record(step)
+        except Exception:  # noqa: BLE001 - a damaged record: the one before
+            continue
+        if isinstance(record, dict) and isinstance(record.get("settings"), dict):
+            return record
+    raise RunError(f"{out}: no checkpoint in {checkpoints.directory} has a record that reads")
+
+
+def restore_run(out, model, settings=None, log=None, accept_unverified=False):
     """The ``TrainState`` of the newest checkpoint in the run directory ``out``, for ``model`` (the
     network the run trained), its optimiser state rebuilt from the settings the run recorded.
 
+    The checkpoint is verified as a resumed run verifies it: its record names its own step, and
+    its arrays match the digest saved with them; one that fails is skipped (``log`` says which
+    and why) for the one before it, and nothing in ``out`` is changed. ``settings``: what the
+    run must have recorded (the model's name and settings, ``Recipe.record()``); any other value
+    is an error naming both. The arrays are read in the dtypes the run recorded (a float32 run
+    stays float32 with ``jax_enable_x64`` on). ``accept_unverified``: accept a checkpoint of an
+    older format without a digest (by default refused).
+
     Raises:
-      RunError: there is no checkpoint, the run's optimiser cannot be rebuilt from its record
-        (an optax transformation of your own: restore it with ``Checkpoints.restore`` and a
-        template of its state), or the checkpoint does not hold ``model``'s parameters.
+      RunError: there is no checkpoint, none verifies, the run recorded other ``settings``, the
+        run's optimiser cannot be rebuilt from its record (an optax transformation of your own:
+        restore it with ``Checkpoints.restore`` and a template of its state), or the checkpoint
+        does not hold ``model``'s parameters.
     """
     checkpoints = Checkpoints(Path(out) / "checkpoints")
     try:
-        if checkpoints.latest_step() is None:
-            raise RunError(f"{out}: no checkpoint in {checkpoints.directory}")
+        newest = _newest_record(checkpoints, out)
+        saved = newest["settings"]
+        if settings is not None:
+            wanted = json.loads(json.dumps(settings))  # as a record holds them
+            diff = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+            if diff:
+                raise RunError(f"{out}: the run was made with other settings (saved, given): "
+                               + ", ".join(f"{k} {a!r}, {b!r}" for k, (a, b) in sorted(diff.items())))
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        saved = {k: v for k, v in checkpoints.record()["settings"].items() if k in fields}
         try:
-            config = TrainConfig(**saved)
+            config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
         except ValueError:
             raise RunError(f"{out}: the run used an optimiser that cannot be rebuilt from its record "
                            f"({saved.get('optimizer')!r:.60}); restore it with Checkpoints.restore") from None
-        template = jax.eval_shape(lambda: init_state(model, config))
         try:
-            state, _ = checkpoints.restore(template)
-        except Exception as e:  # noqa: BLE001 - orbax's errors for a checkpoint of another model
-            raise RunError(f"{out}: its checkpoint does not hold this model's parameters "
-                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+            template = at_recorded_dtypes(jax.eval_shape(lambda: init_state(model, config)), newest, out)
+        except RunError as e:
+            raise RunError(f"{out}: {e}".replace(f"the run in {out} ", "the run ")) from None
+        skipped = []
+        for step in checkpoints.all_steps():
+            state, _, why = _readable(checkpoints, step, template, None, lambda record: None, accept_unverified)
+            if why is None:
+                break
+            skipped.append(f"{step}: {_short(why)}")
+            if log is not None:
+                log(f"checkpoint {step} in {checkpoints.directory} cannot be trusted ({_short(why)}); skipped it")
+        else:
+            raise RunError(f"{out}: no checkpoint in {checkpoints.directory} can be read and verified "
+                           f"for this model: " + "; ".join(skipped))
         return state
     finally:
         checkpoints.close()
