@@ -20,7 +20,7 @@ import inspect
 from typing import Any, Callable, NamedTuple
 
 from backprop_jax import datasets
-from backprop_jax.nets import Model, conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, two_layer_net
+from backprop_jax.nets import Model, carried_rows, conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, two_layer_net
 from backprop_jax.training import TrainConfig, TrainState, iterations_per_epoch
 
 
@@ -45,6 +45,7 @@ class RecipeData(NamedTuple):
     source: Any  # what the arrays were made from: a datasets.SequenceData or TextData; None for MNIST
     description: str | None  # a line on the data, for the log (None: nothing to say)
     unit: str  # what an example is, for messages: "images", "problems", "windows of 35 words"
+    iters_per_epoch: int | None = None  # updates in an epoch where the layout decides it (None: rows // batch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,12 @@ class Recipe:
     batch_size: int | None = None  # the script's batch size (None: TrainConfig's, 100)
     max_grad: float | None = None  # the script's gradient clipping (the sequel's clip_grads), or none
     learning_rate: float | None = None  # the script's learning rate (None: the optimiser's default)
+    # A language model's reading: "carried" (a window at every position, the reading position
+    # carried across epochs as the sequel's RnnlmTrainer.fit over several epochs:
+    # rnnlm.every_window, carried_rows), recorded with the settings so that a run is never
+    # resumed with the other reading; None: the windows of batch_size streams read in order, from
+    # the start again each epoch (rnnlm.training_data, sequential_rows).
+    reading: str | None = None
     values: tuple[tuple[str, Any], ...] = ()  # (setting name, value) pairs given with ``with_settings``
     recorded: tuple[tuple[str, Any], ...] = ()  # (key, value) pairs recorded with the settings (a model file's digest)
 
@@ -98,14 +105,19 @@ class Recipe:
             raise ValueError(f"the {self.name} network is sized by its data: pass the recipe's load_data()")
         by_name = {s.name: s for s in self.settings}
         kwargs = {**dict(self.script_defaults), **{by_name[name].argument: v for name, v in self.values}}
-        return self.build(**dict(self.fixed), **(data.arguments if data is not None else {}), **kwargs)
+        model = self.build(**dict(self.fixed), **(data.arguments if data is not None else {}), **kwargs)
+        if self.reading == "carried":
+            model = model._replace(batch_rows=carried_rows(self.setting("time_size")))
+        return model
 
     def record(self, data: RecipeData | None = None) -> dict[str, Any]:
         """The network as checkpoints record it, JSON-able: its name, every setting (given or
         default), what the data decided, and the recipe's ``recorded`` pairs."""
         values = {**self.defaults(), **dict(self.values)}
         values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-        return {"model": self.name, **values, **(data.arguments if data is not None else {}), **dict(self.recorded)}
+        reading = {} if self.reading is None else {"reading": self.reading}
+        return {"model": self.name, **values, **(data.arguments if data is not None else {}), **reading,
+                **dict(self.recorded)}
 
     # --- the data ---------------------------------------------------------------------------
 
@@ -138,14 +150,15 @@ class Recipe:
         """
         if iters is None:
             epochs = epochs or self.epochs
-            per_epoch = iterations_per_epoch(len(data.arrays[0][0]), data.batch_size)
+            per_epoch = data.iters_per_epoch or iterations_per_epoch(len(data.arrays[0][0]), data.batch_size)
             iters = TrainConfig().iters_num if epochs is None else epochs * per_epoch
         optimizer = optimizer or self.optimizer
         if learning_rate is None and optimizer == self.optimizer:
             learning_rate = self.learning_rate
         return TrainConfig(iters_num=iters, batch_size=data.batch_size, learning_rate=learning_rate,
                            optimizer=optimizer, seed=seed, max_grad=self.max_grad if max_grad is None else max_grad,
-                           evaluate_sample_num_per_epoch=evaluate_sample_num or self.evaluate_sample_num)
+                           evaluate_sample_num_per_epoch=evaluate_sample_num or self.evaluate_sample_num,
+                           iters_per_epoch=data.iters_per_epoch)
 
     def report(self, state: TrainState, data: RecipeData) -> list[str]:
         """The lines a run of this recipe ends with, past its last epoch's: the sequel's
@@ -178,13 +191,16 @@ def _text(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -
     text = datasets.load_text(path if path else datasets.date_text(20_000, seed=seed))
     time_size = recipe.setting("time_size")
     try:
-        arrays = (rnnlm.training_data(text.train, batch_size, time_size),
+        streams = rnnlm.training_data(text.train, batch_size, time_size)  # refuses a text too short
+        arrays = (rnnlm.every_window(text.train, time_size) if recipe.reading == "carried" else streams,
                   rnnlm.training_data(text.test, 1, time_size))
     except ValueError as e:
         raise datasets.DatasetError(f"{name}: {e}; use a longer text or a smaller batch_size") from None
+    # The sequel's epoch, max_iters = data_size // (batch_size * time_size), over windows at every position.
+    per_epoch = len(streams[0]) // batch_size if recipe.reading == "carried" else None
     return RecipeData(str(name), arrays, batch_size, {"vocab_size": len(text.word_to_id), "batch_size": batch_size},
                       text, f"dataset: {name}, {len(text.train)} words to train, {len(text.test)} to test, "
-                            f"a vocabulary of {len(text.word_to_id)}", f"windows of {time_size} words")
+                            f"a vocabulary of {len(text.word_to_id)}", f"windows of {time_size} words", per_epoch)
 
 
 def _problems(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -> RecipeData:
@@ -317,9 +333,9 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe(
         "rnnlm", rnnlm.model, _RNNLM_SETTINGS,
         "the sequel's Rnnlm (sec. 6.4) and its train_rnnlm.py: truncated BPTT over windows of 35 words, "
-        "4 epochs of SGD 20, batch 20, gradients clipped at 0.25",
+        "4 epochs of SGD 20, batch 20, gradients clipped at 0.25, the reading position carried across epochs",
         epochs=4, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0,
-        script_defaults=(("time_size", 35),)),
+        script_defaults=(("time_size", 35),), reading="carried"),
     Recipe(
         "better-rnnlm", rnnlm.better_model, _RNNLM_SETTINGS,
         "the sequel's BetterRnnlm (sec. 6.5: two LSTM layers, dropout, tied weights) and its "

@@ -113,3 +113,24 @@ def test_the_guides_three_lines_are_the_commands_run_bit_for_bit(tmp_path, monke
     assert len(ours) == 2
     for key in ("iteration", "train_loss", "test_loss", "test_perplexity"):
         assert [e[key] for e in recorded] == [e[key] for e in ours], key
+
+
+def test_a_language_model_run_is_resumed_only_with_the_reading_it_started_with(tmp_path):
+    # The rnnlm recipe reads as the sequel's RnnlmTrainer.fit over several epochs (the reading
+    # position carried on); a run that read restarting streams each epoch is refused by name.
+    text = tmp_path / "words.txt"
+    text.write_text(datasets.date_text(60, seed=2))
+    streams = dataclasses.replace(bj.RECIPES["rnnlm"], reading=None).with_settings(hidden=4, wordvec_size=4,
+                                                                                  time_size=5)
+    carried = bj.RECIPES["rnnlm"].with_settings(hidden=4, wordvec_size=4, time_size=5)
+    out = tmp_path / "run"
+    for recipe, resume in ((streams, False), (carried, True)):
+        data = recipe.load_data(str(text), batch_size=2)
+        assert (data.iters_per_epoch is None) == (recipe.reading is None)
+        if resume:
+            with pytest.raises(bj.RunError, match=r"'reading': \(None, 'carried'\)"):
+                bj.run(recipe.model(data), data.arrays, recipe.config(data, iters=2), dataset=data.name,
+                       settings=recipe.record(data), out=str(out), resume=True, progress=False)
+        else:
+            bj.run(recipe.model(data), data.arrays, recipe.config(data, iters=2), dataset=data.name,
+                   settings=recipe.record(data), out=str(out), progress=False)

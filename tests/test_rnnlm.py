@@ -264,3 +264,56 @@ def test_carried_rows_read_the_corpus_as_the_sequels_rnnlm_trainer_across_epochs
     restarted_x, _ = rnnlm.training_data(corpus, batch_size, time_size)
     assert not np.array_equal(book[max_iters][0], restarted_x[:batch_size])
     np.testing.assert_array_equal(book[0][0], restarted_x[:batch_size])
+
+
+def sequel_clip_grads(grads, max_norm):
+    """The sequel's common/util.py clip_grads at 842ae31c: total_norm = sqrt(sum of every grad**2),
+    rate = max_norm / (total_norm + 1e-6), each grad *= rate when rate < 1."""
+    total_norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads)))
+    rate = max_norm / (total_norm + 1e-6)
+    return jax.tree.map(lambda g: jnp.where(rate < 1, g * rate, g), grads)
+
+
+def test_the_rnnlm_recipe_is_train_rnnlm_py_with_the_reading_position_carried_across_epochs(tmp_path):
+    # The sequel's ch06/train_rnnlm.py at 842ae31c calls RnnlmTrainer.fit(xs, ts, max_epoch, batch_size,
+    # time_size, max_grad) once; fit sets time_idx = 0 before the first epoch only, and each of the
+    # max_iters = data_size // (batch_size * time_size) updates of an epoch reads get_batch (time_idx
+    # carried on: sequel_batches), forward from the state the last update left, clip_grads, SGD.
+    words = np.random.default_rng(6).integers(0, 9, 140)
+    path = tmp_path / "text.txt"
+    path.write_text(" ".join(f"w{i}" for i in words) + "\n")
+    recipe = bj.RECIPES["rnnlm"].with_settings(hidden=H, wordvec_size=6, time_size=T)
+    data = recipe.load_data(str(path), batch_size=B)
+    corpus = data.source.train
+    lr, max_grad, max_epoch = 0.5, recipe.max_grad, 2
+    max_iters = (len(corpus) - 1) // (B * T)
+    config = recipe.config(data, epochs=max_epoch, learning_rate=lr)
+    model = recipe.model(data)
+    assert config.iters_num == max_epoch * max_iters and config.iters_per_epoch == max_iters
+    state, history = bj.train(model, data.arrays, config)
+    assert len(history) == max_epoch
+    start = bj.init_state(model, config).params
+
+    def book_fit(batches):
+        params, hs, losses = start, [(jnp.zeros((B, H)), jnp.zeros((B, H)))], []
+        for bx, bt in batches:
+            bx, bt = jnp.asarray(bx), jnp.asarray(bt)
+            loss, grads = jax.value_and_grad(lambda p: sequel_loss(sequel_rnnlm(p, bx, hs)[0], bt))(params)
+            losses.append(float(loss))
+            hs = sequel_rnnlm(params, bx, hs)[1]
+            grads = sequel_clip_grads(grads, max_grad)
+            params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+        return params, losses
+
+    params, losses = book_fit(sequel_batches(corpus, B, T, max_epoch * max_iters))
+    for k in params:
+        np.testing.assert_allclose(state.params[k], params[k], rtol=2e-5, atol=2e-6, err_msg=k)
+    # Each epoch's training loss is the mean of its updates' losses, total_loss / loss_count (the
+    # perplexity fit prints is its exp).
+    for epoch in range(max_epoch):
+        np.testing.assert_allclose(history[epoch].train_loss, np.mean(losses[epoch * max_iters:][:max_iters]),
+                                   rtol=1e-5)
+    # Restarting the streams each epoch (as the recipe read before) ends elsewhere.
+    restarted, _ = book_fit([b for _ in range(max_epoch) for b in sequel_batches(corpus, B, T, max_iters)])
+    assert not np.allclose(restarted["W_affine"], params["W_affine"], rtol=1e-3, atol=1e-4)
+    assert recipe.record(data)["reading"] == "carried"

@@ -23,7 +23,6 @@ from backprop_jax.training._checkpoint import (
 from backprop_jax.training._config import TrainConfig, init_state
 from backprop_jax.training._errors import CheckpointWriteError, RunError, RunInterrupted
 from backprop_jax.training._loop import DIVERGENCE_FACTOR, Epoch, TrainingDiverged, train
-from backprop_jax.training._placement import iterations_per_epoch
 
 
 def data_fingerprint(data, name):
@@ -346,7 +345,7 @@ def _run(model, data, config, o):
         return state, history
     done = int(state.iteration) if state is not None else 0
     # Which epochs get a line: all of a short run, about 20 of a long one.
-    per_epoch = iterations_per_epoch(len(data[0][0]), config.batch_size)
+    per_epoch = config.epoch_length(len(data[0][0]))
     last_epoch = len(history) + -(-max(config.iters_num - done, 0) // per_epoch)
     spacing = 1 if o.every_epoch or last_epoch <= 30 else -(-last_epoch // 20)
     shown = len(history)
