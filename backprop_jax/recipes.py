@@ -19,9 +19,13 @@ import dataclasses
 import inspect
 from typing import Any, Callable, NamedTuple
 
+import jax
+import jax.numpy as jnp
+import optax
+
 from backprop_jax import datasets
 from backprop_jax.nets import Model, carried_rows, conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, two_layer_net
-from backprop_jax.training import TrainConfig, TrainState, iterations_per_epoch
+from backprop_jax.training import OPTIMIZERS, Epoch, TrainConfig, TrainState, iterations_per_epoch
 
 
 class Setting(NamedTuple):
@@ -74,6 +78,10 @@ class Recipe:
     # resumed with the other reading; None: the windows of batch_size streams read in order, from
     # the start again each epoch (rnnlm.training_data, sequential_rows).
     reading: str | None = None
+    # The sequel's train_better_rnnlm.py between its epochs: model.reset_state(), and the learning
+    # rate divided by this when the epoch's held-out perplexity is no better than the best so far
+    # (None: neither; the model's state carried on and the learning rate fixed).
+    lr_divisor: float | None = None
     values: tuple[tuple[str, Any], ...] = ()  # (setting name, value) pairs given with ``with_settings``
     recorded: tuple[tuple[str, Any], ...] = ()  # (key, value) pairs recorded with the settings (a model file's digest)
 
@@ -115,8 +123,8 @@ class Recipe:
         default), what the data decided, and the recipe's ``recorded`` pairs."""
         values = {**self.defaults(), **dict(self.values)}
         values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-        reading = {} if self.reading is None else {"reading": self.reading}
-        return {"model": self.name, **values, **(data.arguments if data is not None else {}), **reading,
+        script = {k: v for k, v in (("reading", self.reading), ("lr_divisor", self.lr_divisor)) if v is not None}
+        return {"model": self.name, **values, **(data.arguments if data is not None else {}), **script,
                 **dict(self.recorded)}
 
     # --- the data ---------------------------------------------------------------------------
@@ -155,10 +163,33 @@ class Recipe:
         optimizer = optimizer or self.optimizer
         if learning_rate is None and optimizer == self.optimizer:
             learning_rate = self.learning_rate
+        if self.lr_divisor is not None and optimizer == self.optimizer:  # its rate lowered between epochs
+            make = OPTIMIZERS[optimizer]
+            optimizer = optax.inject_hyperparams(make.make)(lr=learning_rate or make.learning_rate)
+            learning_rate = None
         return TrainConfig(iters_num=iters, batch_size=data.batch_size, learning_rate=learning_rate,
                            optimizer=optimizer, seed=seed, max_grad=self.max_grad if max_grad is None else max_grad,
                            evaluate_sample_num_per_epoch=evaluate_sample_num or self.evaluate_sample_num,
                            iters_per_epoch=data.iters_per_epoch)
+
+    def between_epochs(self) -> Callable[[TrainState, list[Epoch]], TrainState] | None:
+        """What the script does between its epochs, for ``train``/``run``'s ``between_epochs``:
+        with ``lr_divisor``, train_better_rnnlm.py's ``model.reset_state()`` and, when the
+        last epoch's held-out perplexity is no better than the best before it, ``lr /= lr_divisor``
+        (the learning rate ``config`` injects as an optimiser hyperparameter, so checkpoints
+        keep it); None for the others."""
+        divisor = self.lr_divisor
+        if divisor is None:
+            return None
+
+        def between(state: TrainState, history: list[Epoch]) -> TrainState:
+            state = state._replace(model_state=jax.tree.map(jnp.zeros_like, state.model_state))
+            ppl = [e.test_perplexity if e.test_perplexity is not None else float("inf") for e in history]
+            lr = optax.tree_utils.tree_get(state.opt_state, "lr")
+            if len(ppl) > 1 and not ppl[-1] < min(ppl[:-1]) and lr is not None:  # best_ppl > ppl, else lr /= 4
+                state = state._replace(opt_state=optax.tree_utils.tree_set(state.opt_state, lr=lr / divisor))
+            return state
+        return between
 
     def report(self, state: TrainState, data: RecipeData) -> list[str]:
         """The lines a run of this recipe ends with, past its last epoch's: the sequel's
@@ -339,8 +370,9 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe(
         "better-rnnlm", rnnlm.better_model, _RNNLM_SETTINGS,
         "the sequel's BetterRnnlm (sec. 6.5: two LSTM layers, dropout, tied weights) and its "
-        "train_better_rnnlm.py: 40 epochs of SGD 20, batch 20, gradients clipped at 0.25",
+        "train_better_rnnlm.py: 40 epochs of SGD 20, batch 20, gradients clipped at 0.25, the state reset "
+        "every epoch and the learning rate divided by 4 when the held-out perplexity worsens",
         epochs=40, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0,
-        script_defaults=(("time_size", 35),)),
+        script_defaults=(("time_size", 35),), lr_divisor=4.0),
 )}
 """The book's networks and their recipes by the names the command line takes (``--model two-layer``)."""

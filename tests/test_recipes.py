@@ -18,6 +18,7 @@ import pytest
 import backprop_jax as bj
 from backprop_jax import datasets
 from backprop_jax.recipes import RecipeData
+from backprop_jax.training._config import describe_optimizer
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "training.md"
 
@@ -47,7 +48,13 @@ def fake_data(recipe, n=1000, batch_size=None):
 def test_each_recipe_trains_as_its_script(name):
     optimizer, lr, max_grad, batch_size, epochs = SCRIPTS[name]
     config = bj.RECIPES[name].config(fake_data(bj.RECIPES[name]))
-    assert (config.optimizer, config.lr, config.max_grad, config.batch_size) == (optimizer, lr, max_grad, batch_size)
+    got = (config.optimizer, config.lr, config.max_grad, config.batch_size)
+    if bj.RECIPES[name].lr_divisor is not None:  # its rate lowered between epochs: an injected hyperparameter
+        injected = optax.inject_hyperparams(bj.OPTIMIZERS[optimizer].make)(lr=lr)
+        assert describe_optimizer(config.optimizer) == describe_optimizer(injected)
+        got = (optimizer, float(optax.tree_utils.tree_get(config.optimizer.init({"w": np.zeros(2)}), "lr")),
+               *got[2:])
+    assert got == (optimizer, lr, max_grad, batch_size)
     assert config.iters_num == (10_000 if epochs is None else epochs * (1000 // batch_size))
     if name == "deep-convnet":
         assert config.evaluate_sample_num_per_epoch == 1000

@@ -151,7 +151,7 @@ def _import_early(*modules):
 
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=None,
         checkpoint_interval=None, log=print, progress=True, mesh=None, every_epoch=False,
-        metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None):
+        metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None, between_epochs=None):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     In a multi-process run every process calls ``run`` alike: all of them take
@@ -196,6 +196,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
       stop: called after every compiled call; when it returns a reason (a string, e.g. the
         signal received), the run saves a checkpoint of the iteration reached, closes its
         files and raises ``RunInterrupted``.
+      between_epochs: as for ``train``; the checkpoints hold the state it returns.
     Returns:
       ``(state, history)`` as ``train``.
     """
@@ -216,7 +217,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             dataset=dataset, settings=recorded[0], earlier_settings=recorded[1:], out=out, resume=resume,
             checkpoint_every=checkpoint_every, checkpoint_interval=checkpoint_interval, log=log,
             progress=progress, mesh=mesh, every_epoch=every_epoch, metrics_interval=metrics_interval,
-            divergence_factor=divergence_factor, primary=primary, stop=stop)
+            divergence_factor=divergence_factor, primary=primary, stop=stop, between_epochs=between_epochs)
         return _run(model, data, config, options)
 
 
@@ -237,6 +238,7 @@ class _RunOptions(NamedTuple):
     divergence_factor: float | None
     primary: bool  # this process writes metrics.json and curves.png, and logs
     stop: Callable | None
+    between_epochs: Callable | None  # (state, history) -> state after every whole epoch
 
 
 @dataclasses.dataclass
@@ -373,7 +375,8 @@ def _run(model, data, config, o):
         try:
             state, history = train(model, data, config, state=state, history=history,
                                    on_epochs=on_epochs, progress=bar, mesh=o.mesh,
-                                   sync_every=o.checkpoint_every, divergence_factor=o.divergence_factor)
+                                   sync_every=o.checkpoint_every, divergence_factor=o.divergence_factor,
+                                   between_epochs=o.between_epochs)
         except TrainingDiverged:
             if files is not None and not files.saved:
                 files.save(files.state, files.history, force=True)  # the last good epoch
