@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import optax
 
 from backprop_jax import datasets
-from backprop_jax.nets import Model, carried_rows, conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, two_layer_net
+from backprop_jax.nets import (
+    Model, carried_rows, conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, shuffled_rows, two_layer_net)
 from backprop_jax.training import OPTIMIZERS, Epoch, TrainConfig, TrainState, iterations_per_epoch
 
 
@@ -72,11 +73,13 @@ class Recipe:
     batch_size: int | None = None  # the script's batch size (None: TrainConfig's, 100)
     max_grad: float | None = None  # the script's gradient clipping (the sequel's clip_grads), or none
     learning_rate: float | None = None  # the script's learning rate (None: the optimiser's default)
-    # A language model's reading: "carried" (a window at every position, the reading position
-    # carried across epochs as the sequel's RnnlmTrainer.fit over several epochs:
-    # rnnlm.every_window, carried_rows), recorded with the settings so that a run is never
-    # resumed with the other reading; None: the windows of batch_size streams read in order, from
-    # the start again each epoch (rnnlm.training_data, sequential_rows).
+    # The order the script reads its data in, where it is not the network's own, recorded with
+    # the settings so that a run is never resumed with another: "shuffled" (a new permutation
+    # each epoch, the sequel's Trainer: shuffled_rows) or, for a language model, "carried" (a
+    # window at every position, the reading position carried across epochs as the sequel's
+    # RnnlmTrainer.fit over several epochs: rnnlm.every_window, carried_rows). None: the
+    # network's (the book's draw at random; a language model's batch_size streams read in order,
+    # from the start again each epoch: rnnlm.training_data, sequential_rows).
     reading: str | None = None
     # The sequel's train_better_rnnlm.py between its epochs: model.reset_state(), and the learning
     # rate divided by this when the epoch's held-out perplexity is no better than the best so far
@@ -116,6 +119,8 @@ class Recipe:
         model = self.build(**dict(self.fixed), **(data.arguments if data is not None else {}), **kwargs)
         if self.reading == "carried":
             model = model._replace(batch_rows=carried_rows(self.setting("time_size")))
+        elif self.reading == "shuffled":
+            model = model._replace(batch_rows=shuffled_rows)
         return model
 
     def record(self, data: RecipeData | None = None) -> dict[str, Any]:
@@ -345,20 +350,20 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe(
         "seq2seq", seq2seq.model, _SEQ2SEQ_SETTINGS,
         "the sequel's Seq2seq (sec. 7.3) on addition problems and its train_seq2seq.py: 25 epochs of "
-        "Adam, batch 128, gradients clipped at 5",
-        optimizer="adam", epochs=25, data="addition", batch_size=128, max_grad=5.0),
+        "Adam, batch 128, gradients clipped at 5, a new order each epoch",
+        optimizer="adam", epochs=25, data="addition", batch_size=128, max_grad=5.0, reading="shuffled"),
     Recipe(
         "peeky-seq2seq", seq2seq.model, _SEQ2SEQ_SETTINGS,
         "the sequel's PeekySeq2seq (sec. 7.4.2) on addition problems, the question reversed, as its "
         "train_seq2seq.py's best",
         optimizer="adam", epochs=25, fixed=(("peeky", True),), data="addition", reverse=True, batch_size=128,
-        max_grad=5.0),
+        max_grad=5.0, reading="shuffled"),
     Recipe(
         "attention-seq2seq", seq2seq.model, _SEQ2SEQ_SETTINGS,
         "the sequel's AttentionSeq2seq (sec. 8.3) on dates, the question reversed, and its ch08/train.py: "
         "hidden 256, 10 epochs of Adam, batch 128, gradients clipped at 5",
         optimizer="adam", epochs=10, fixed=(("attention", True),), script_defaults=(("hidden_size", 256),),
-        data="dates", reverse=True, batch_size=128, max_grad=5.0),
+        data="dates", reverse=True, batch_size=128, max_grad=5.0, reading="shuffled"),
     # The sequel's ch06 scripts: train_rnnlm.py (batch 20, wordvec 100, hidden 100, time 35, SGD lr
     # 20, max_grad 0.25, 4 epochs) and train_better_rnnlm.py (650 units, dropout 0.5, 40 epochs).
     Recipe(

@@ -141,3 +141,23 @@ def test_a_language_model_run_is_resumed_only_with_the_reading_it_started_with(t
         else:
             bj.run(recipe.model(data), data.arrays, recipe.config(data, iters=2), dataset=data.name,
                    settings=recipe.record(data), out=str(out), progress=False)
+
+
+@pytest.mark.parametrize("name", ["seq2seq", "peeky-seq2seq", "attention-seq2seq"])
+def test_the_seq2seq_recipes_read_a_new_order_each_epoch_as_the_sequels_trainer(name):
+    # The sequel's common/trainer.py at 842ae31c, Trainer.fit: each epoch idx =
+    # numpy.random.permutation(data_size), then max_iters = data_size // batch_size batches
+    # x[idx][iters * batch_size:(iters + 1) * batch_size]: no row twice in an epoch, the rest left out.
+    recipe = bj.RECIPES[name].with_settings(hidden=4, wordvec_size=4)
+    data = recipe.load_data(datasets.addition_lines(70) if recipe.data == "addition" else datasets.date_lines(70),
+                            batch_size=8)
+    n = len(data.arrays[0][0])
+    max_iters = n // 8
+    rows = recipe.model(data).batch_rows
+    assert recipe.record(data)["reading"] == "shuffled"
+    epochs = [np.concatenate([np.asarray(rows(0, e * max_iters + i, 8, n)) for i in range(max_iters)])
+              for e in range(2)]
+    for read in epochs:
+        assert len(read) == max_iters * 8 == len(set(read.tolist())) and read.min() >= 0 and read.max() < n
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert recipe.config(data, epochs=3).iters_num == 3 * max_iters
