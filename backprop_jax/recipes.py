@@ -25,7 +25,8 @@ import optax
 
 from backprop_jax import datasets
 from backprop_jax.nets import (
-    Model, carried_rows, conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, shuffled_rows, two_layer_net)
+    Model, carried_rows, conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, shuffled_rows, two_layer_net,
+    word2vec)
 from backprop_jax.training import OPTIMIZERS, Epoch, TrainConfig, TrainState, iterations_per_epoch
 
 
@@ -128,8 +129,10 @@ class Recipe:
         default), what the data decided, and the recipe's ``recorded`` pairs."""
         values = {**self.defaults(), **dict(self.values)}
         values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+        # The data's arrays a network is built from (word2vec's corpus) are the data's fingerprint's.
+        decided = {k: v for k, v in (data.arguments if data is not None else {}).items() if not hasattr(v, "shape")}
         script = {k: v for k, v in (("reading", self.reading), ("lr_divisor", self.lr_divisor)) if v is not None}
-        return {"model": self.name, **values, **(data.arguments if data is not None else {}), **script,
+        return {"model": self.name, **values, **decided, **script,
                 **dict(self.recorded)}
 
     # --- the data ---------------------------------------------------------------------------
@@ -239,6 +242,21 @@ def _text(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -
                             f"a vocabulary of {len(text.word_to_id)}", f"windows of {time_size} words", per_epoch)
 
 
+def _words(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -> RecipeData:
+    del dataset
+    name = path or f"dates in words (20,000 generated, seed {seed})"
+    text = datasets.load_text(path if path else datasets.date_text(20_000, seed=seed))
+    window, skip_gram = recipe.setting("window_size"), recipe.build is word2vec.skip_gram
+    if len(text.test) < 2 * window + 1:
+        raise datasets.DatasetError(f"{name}: {len(text.test)} held-out words, too few for one window of "
+                                    f"{window} words on each side; use a longer text")
+    arrays = (word2vec.negative_sampling_data(text.train, window, skip_gram=skip_gram),
+              word2vec.negative_sampling_data(text.test, window, skip_gram=skip_gram))
+    return RecipeData(str(name), arrays, batch_size, {"vocab_size": len(text.word_to_id), "corpus": text.train},
+                      text, f"dataset: {name}, {len(text.train)} words to train, {len(text.test)} to test, "
+                            f"a vocabulary of {len(text.word_to_id)}", f"words in context")
+
+
 def _problems(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -> RecipeData:
     del dataset
     if isinstance(path, (list, tuple)):  # the lines themselves
@@ -285,6 +303,7 @@ class DataKind(NamedTuple):
 DATA = {
     "mnist": DataKind(_mnist, _nothing_more),
     "text": DataKind(_text, _perplexity),  # a language model's: the sequel's eval_perplexity
+    "words": DataKind(_words, _nothing_more),  # word2vec's: its vectors are queried with `words`
     "addition": DataKind(_problems, _exact_match),  # the sequel's problems: their exact-match accuracy
     "dates": DataKind(_problems, _exact_match),
 }
@@ -309,6 +328,9 @@ _RNNLM_SETTINGS = (Setting("hidden", "hidden_size", "count", "hidden units of th
 
 _SEQ2SEQ_SETTINGS = (Setting("hidden", "hidden_size", "count", "hidden units of the LSTMs"),
                      Setting("wordvec_size", "wordvec_size", "count", "size of the character vectors"))
+
+_WORD2VEC_SETTINGS = (Setting("hidden", "hidden_size", "count", "size of the word vectors"),
+                      Setting("window_size", "window_size", "count", "context words on each side of the target"))
 
 _MNIST_SHAPES = (("input_size", 784), ("output_size", 10))
 
@@ -364,6 +386,18 @@ RECIPES = {recipe.name: recipe for recipe in (
         "hidden 256, 10 epochs of Adam, batch 128, gradients clipped at 5",
         optimizer="adam", epochs=10, fixed=(("attention", True),), script_defaults=(("hidden_size", 256),),
         data="dates", reverse=True, batch_size=128, max_grad=5.0, reading="shuffled"),
+    # The sequel's ch04/train.py: window 5, hidden 100, batch 100, 10 epochs of Adam, each a new order.
+    Recipe(
+        "cbow", word2vec.cbow, _WORD2VEC_SETTINGS,
+        "the sequel's CBOW with negative sampling (sec. 4.3) and its ch04/train.py: window 5, 100-word "
+        "vectors, 10 epochs of Adam, batch 100; query the vectors with the words command",
+        optimizer="adam", epochs=10, data="words", batch_size=100, reading="shuffled",
+        script_defaults=(("hidden_size", 100), ("window_size", 5))),
+    Recipe(
+        "skip-gram", word2vec.skip_gram, _WORD2VEC_SETTINGS,
+        "the sequel's SkipGram with negative sampling (sec. 4.3), by ch04/train.py's recipe",
+        optimizer="adam", epochs=10, data="words", batch_size=100, reading="shuffled",
+        script_defaults=(("hidden_size", 100), ("window_size", 5))),
     # The sequel's ch06 scripts: train_rnnlm.py (batch 20, wordvec 100, hidden 100, time 35, SGD lr
     # 20, max_grad 0.25, 4 epochs) and train_better_rnnlm.py (650 units, dropout 0.5, 40 epochs).
     Recipe(
