@@ -59,6 +59,10 @@ def test_words_answers_as_the_sequels_most_similar_and_analogy_on_a_cbow_run(tex
     got = printed_pairs(printed, "[analogy] january:february = march:?")
     assert [w for w, _ in got] == [w for w, _ in book]
     np.testing.assert_allclose([s for _, s in got], [s for _, s in book], atol=1e-4)
+    other = tmp_path / "other.txt"
+    other.write_text(datasets.date_text(300, seed=6))
+    with pytest.raises(SystemExit, match=r"other.txt is not the text the run in .* trained on"):
+        main(["words", str(out), "--data", str(other), "--similar", "july"])
     with pytest.raises(SystemExit, match=r"'zebra' not in the vocabulary"):
         main(["words", str(out), "--similar", "zebra"])
     with pytest.raises(SystemExit):
