@@ -161,3 +161,25 @@ def test_the_seq2seq_recipes_read_a_new_order_each_epoch_as_the_sequels_trainer(
         assert len(read) == max_iters * 8 == len(set(read.tolist())) and read.min() >= 0 and read.max() < n
     assert not np.array_equal(epochs[0], epochs[1])
     assert recipe.config(data, epochs=3).iters_num == 3 * max_iters
+
+
+def test_a_better_rnnlm_run_resumed_between_epochs_is_the_uninterrupted_run(tmp_path):
+    # The lowered learning rate lives in the optimiser's state (checkpointed) and the best
+    # perplexity is the history's: a resumed run schedules as an uninterrupted one.
+    text = tmp_path / "words.txt"
+    text.write_text(datasets.date_text(120, seed=3))
+    recipe = bj.RECIPES["better-rnnlm"].with_settings(hidden=6, wordvec_size=6, time_size=5, dropout=0.0)
+    data = recipe.load_data(str(text), batch_size=3)
+    model = recipe.model(data)
+
+    def run(epochs, out, resume=False):
+        return bj.run(model, data.arrays, recipe.config(data, epochs=epochs, learning_rate=60.0), dataset=data.name,
+                      settings=recipe.record(data), out=out, resume=resume, progress=False, log=lambda *a: None,
+                      between_epochs=recipe.between_epochs())
+
+    whole, history = run(4, None)
+    run(2, str(tmp_path / "run"))
+    resumed, _ = run(4, str(tmp_path / "run"), resume=True)
+    rates = [float(optax.tree_utils.tree_get(s.opt_state, "lr")) for s in (whole, resumed)]
+    assert rates[0] == rates[1] < 60.0, ([e.test_perplexity for e in history], rates)
+    chex.assert_trees_all_close(resumed.params, whole.params, rtol=1e-6, atol=1e-7)
