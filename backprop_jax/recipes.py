@@ -19,9 +19,15 @@ import dataclasses
 import inspect
 from typing import Any, Callable, NamedTuple
 
+import jax
+import jax.numpy as jnp
+import optax
+
 from backprop_jax import datasets
-from backprop_jax.nets import Model, conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, two_layer_net
-from backprop_jax.training import TrainConfig, TrainState, iterations_per_epoch
+from backprop_jax.nets import (
+    Model, carried_rows, conv_net, deep_conv_net, multi_layer_net, rnnlm, seq2seq, shuffled_rows, two_layer_net,
+    word2vec)
+from backprop_jax.training import OPTIMIZERS, Epoch, TrainConfig, TrainState, iterations_per_epoch
 
 
 class Setting(NamedTuple):
@@ -45,6 +51,7 @@ class RecipeData(NamedTuple):
     source: Any  # what the arrays were made from: a datasets.SequenceData or TextData; None for MNIST
     description: str | None  # a line on the data, for the log (None: nothing to say)
     unit: str  # what an example is, for messages: "images", "problems", "windows of 35 words"
+    iters_per_epoch: int | None = None  # updates in an epoch where the layout decides it (None: rows // batch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +74,18 @@ class Recipe:
     batch_size: int | None = None  # the script's batch size (None: TrainConfig's, 100)
     max_grad: float | None = None  # the script's gradient clipping (the sequel's clip_grads), or none
     learning_rate: float | None = None  # the script's learning rate (None: the optimiser's default)
+    # The order the script reads its data in, where it is not the network's own, recorded with
+    # the settings so that a run is never resumed with another: "shuffled" (a new permutation
+    # each epoch, the sequel's Trainer: shuffled_rows) or, for a language model, "carried" (a
+    # window at every position, the reading position carried across epochs as the sequel's
+    # RnnlmTrainer.fit over several epochs: rnnlm.every_window, carried_rows). None: the
+    # network's (the book's draw at random; a language model's batch_size streams read in order,
+    # from the start again each epoch: rnnlm.training_data, sequential_rows).
+    reading: str | None = None
+    # The sequel's train_better_rnnlm.py between its epochs: model.reset_state(), and the learning
+    # rate divided by this when the epoch's held-out perplexity is no better than the best so far
+    # (None: neither; the model's state carried on and the learning rate fixed).
+    lr_divisor: float | None = None
     values: tuple[tuple[str, Any], ...] = ()  # (setting name, value) pairs given with ``with_settings``
     recorded: tuple[tuple[str, Any], ...] = ()  # (key, value) pairs recorded with the settings (a model file's digest)
 
@@ -98,14 +117,23 @@ class Recipe:
             raise ValueError(f"the {self.name} network is sized by its data: pass the recipe's load_data()")
         by_name = {s.name: s for s in self.settings}
         kwargs = {**dict(self.script_defaults), **{by_name[name].argument: v for name, v in self.values}}
-        return self.build(**dict(self.fixed), **(data.arguments if data is not None else {}), **kwargs)
+        model = self.build(**dict(self.fixed), **(data.arguments if data is not None else {}), **kwargs)
+        if self.reading == "carried":
+            model = model._replace(batch_rows=carried_rows(self.setting("time_size")))
+        elif self.reading == "shuffled":
+            model = model._replace(batch_rows=shuffled_rows)
+        return model
 
     def record(self, data: RecipeData | None = None) -> dict[str, Any]:
         """The network as checkpoints record it, JSON-able: its name, every setting (given or
         default), what the data decided, and the recipe's ``recorded`` pairs."""
         values = {**self.defaults(), **dict(self.values)}
         values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-        return {"model": self.name, **values, **(data.arguments if data is not None else {}), **dict(self.recorded)}
+        # The data's arrays a network is built from (word2vec's corpus) are the data's fingerprint's.
+        decided = {k: v for k, v in (data.arguments if data is not None else {}).items() if not hasattr(v, "shape")}
+        script = {k: v for k, v in (("reading", self.reading), ("lr_divisor", self.lr_divisor)) if v is not None}
+        return {"model": self.name, **values, **decided, **script,
+                **dict(self.recorded)}
 
     # --- the data ---------------------------------------------------------------------------
 
@@ -138,14 +166,38 @@ class Recipe:
         """
         if iters is None:
             epochs = epochs or self.epochs
-            per_epoch = iterations_per_epoch(len(data.arrays[0][0]), data.batch_size)
+            per_epoch = data.iters_per_epoch or iterations_per_epoch(len(data.arrays[0][0]), data.batch_size)
             iters = TrainConfig().iters_num if epochs is None else epochs * per_epoch
         optimizer = optimizer or self.optimizer
         if learning_rate is None and optimizer == self.optimizer:
             learning_rate = self.learning_rate
+        if self.lr_divisor is not None and optimizer == self.optimizer:  # its rate lowered between epochs
+            make = OPTIMIZERS[optimizer]
+            optimizer = optax.inject_hyperparams(make.make)(lr=learning_rate or make.learning_rate)
+            learning_rate = None
         return TrainConfig(iters_num=iters, batch_size=data.batch_size, learning_rate=learning_rate,
                            optimizer=optimizer, seed=seed, max_grad=self.max_grad if max_grad is None else max_grad,
-                           evaluate_sample_num_per_epoch=evaluate_sample_num or self.evaluate_sample_num)
+                           evaluate_sample_num_per_epoch=evaluate_sample_num or self.evaluate_sample_num,
+                           iters_per_epoch=data.iters_per_epoch)
+
+    def between_epochs(self) -> Callable[[TrainState, list[Epoch]], TrainState] | None:
+        """What the script does between its epochs, for ``train``/``run``'s ``between_epochs``:
+        with ``lr_divisor``, train_better_rnnlm.py's ``model.reset_state()`` and, when the
+        last epoch's held-out perplexity is no better than the best before it, ``lr /= lr_divisor``
+        (the learning rate ``config`` injects as an optimiser hyperparameter, so checkpoints
+        keep it); None for the others."""
+        divisor = self.lr_divisor
+        if divisor is None:
+            return None
+
+        def between(state: TrainState, history: list[Epoch]) -> TrainState:
+            state = state._replace(model_state=jax.tree.map(jnp.zeros_like, state.model_state))
+            ppl = [e.test_perplexity if e.test_perplexity is not None else float("inf") for e in history]
+            lr = optax.tree_utils.tree_get(state.opt_state, "lr")
+            if len(ppl) > 1 and not ppl[-1] < min(ppl[:-1]) and lr is not None:  # best_ppl > ppl, else lr /= 4
+                state = state._replace(opt_state=optax.tree_utils.tree_set(state.opt_state, lr=lr / divisor))
+            return state
+        return between
 
     def report(self, state: TrainState, data: RecipeData) -> list[str]:
         """The lines a run of this recipe ends with, past its last epoch's: the sequel's
@@ -178,13 +230,31 @@ def _text(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -
     text = datasets.load_text(path if path else datasets.date_text(20_000, seed=seed))
     time_size = recipe.setting("time_size")
     try:
-        arrays = (rnnlm.training_data(text.train, batch_size, time_size),
+        streams = rnnlm.training_data(text.train, batch_size, time_size)  # refuses a text too short
+        arrays = (rnnlm.every_window(text.train, time_size) if recipe.reading == "carried" else streams,
                   rnnlm.training_data(text.test, 1, time_size))
     except ValueError as e:
         raise datasets.DatasetError(f"{name}: {e}; use a longer text or a smaller batch_size") from None
+    # The sequel's epoch, max_iters = data_size // (batch_size * time_size), over windows at every position.
+    per_epoch = len(streams[0]) // batch_size if recipe.reading == "carried" else None
     return RecipeData(str(name), arrays, batch_size, {"vocab_size": len(text.word_to_id), "batch_size": batch_size},
                       text, f"dataset: {name}, {len(text.train)} words to train, {len(text.test)} to test, "
-                            f"a vocabulary of {len(text.word_to_id)}", f"windows of {time_size} words")
+                            f"a vocabulary of {len(text.word_to_id)}", f"windows of {time_size} words", per_epoch)
+
+
+def _words(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -> RecipeData:
+    del dataset
+    name = path or f"dates in words (20,000 generated, seed {seed})"
+    text = datasets.load_text(path if path else datasets.date_text(20_000, seed=seed))
+    window, skip_gram = recipe.setting("window_size"), recipe.build is word2vec.skip_gram
+    if len(text.test) < 2 * window + 1:
+        raise datasets.DatasetError(f"{name}: {len(text.test)} held-out words, too few for one window of "
+                                    f"{window} words on each side; use a longer text")
+    arrays = (word2vec.negative_sampling_data(text.train, window, skip_gram=skip_gram),
+              word2vec.negative_sampling_data(text.test, window, skip_gram=skip_gram))
+    return RecipeData(str(name), arrays, batch_size, {"vocab_size": len(text.word_to_id), "corpus": text.train},
+                      text, f"dataset: {name}, {len(text.train)} words to train, {len(text.test)} to test, "
+                            f"a vocabulary of {len(text.word_to_id)}", f"words in context")
 
 
 def _problems(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -> RecipeData:
@@ -233,6 +303,7 @@ class DataKind(NamedTuple):
 DATA = {
     "mnist": DataKind(_mnist, _nothing_more),
     "text": DataKind(_text, _perplexity),  # a language model's: the sequel's eval_perplexity
+    "words": DataKind(_words, _nothing_more),  # word2vec's: its vectors are queried with `words`
     "addition": DataKind(_problems, _exact_match),  # the sequel's problems: their exact-match accuracy
     "dates": DataKind(_problems, _exact_match),
 }
@@ -257,6 +328,9 @@ _RNNLM_SETTINGS = (Setting("hidden", "hidden_size", "count", "hidden units of th
 
 _SEQ2SEQ_SETTINGS = (Setting("hidden", "hidden_size", "count", "hidden units of the LSTMs"),
                      Setting("wordvec_size", "wordvec_size", "count", "size of the character vectors"))
+
+_WORD2VEC_SETTINGS = (Setting("hidden", "hidden_size", "count", "size of the word vectors"),
+                      Setting("window_size", "window_size", "count", "context words on each side of the target"))
 
 _MNIST_SHAPES = (("input_size", 784), ("output_size", 10))
 
@@ -298,33 +372,46 @@ RECIPES = {recipe.name: recipe for recipe in (
     Recipe(
         "seq2seq", seq2seq.model, _SEQ2SEQ_SETTINGS,
         "the sequel's Seq2seq (sec. 7.3) on addition problems and its train_seq2seq.py: 25 epochs of "
-        "Adam, batch 128, gradients clipped at 5",
-        optimizer="adam", epochs=25, data="addition", batch_size=128, max_grad=5.0),
+        "Adam, batch 128, gradients clipped at 5, a new order each epoch",
+        optimizer="adam", epochs=25, data="addition", batch_size=128, max_grad=5.0, reading="shuffled"),
     Recipe(
         "peeky-seq2seq", seq2seq.model, _SEQ2SEQ_SETTINGS,
         "the sequel's PeekySeq2seq (sec. 7.4.2) on addition problems, the question reversed, as its "
         "train_seq2seq.py's best",
         optimizer="adam", epochs=25, fixed=(("peeky", True),), data="addition", reverse=True, batch_size=128,
-        max_grad=5.0),
+        max_grad=5.0, reading="shuffled"),
     Recipe(
         "attention-seq2seq", seq2seq.model, _SEQ2SEQ_SETTINGS,
         "the sequel's AttentionSeq2seq (sec. 8.3) on dates, the question reversed, and its ch08/train.py: "
         "hidden 256, 10 epochs of Adam, batch 128, gradients clipped at 5",
         optimizer="adam", epochs=10, fixed=(("attention", True),), script_defaults=(("hidden_size", 256),),
-        data="dates", reverse=True, batch_size=128, max_grad=5.0),
+        data="dates", reverse=True, batch_size=128, max_grad=5.0, reading="shuffled"),
+    # The sequel's ch04/train.py: window 5, hidden 100, batch 100, 10 epochs of Adam, each a new order.
+    Recipe(
+        "cbow", word2vec.cbow, _WORD2VEC_SETTINGS,
+        "the sequel's CBOW with negative sampling (sec. 4.3) and its ch04/train.py: window 5, 100-word "
+        "vectors, 10 epochs of Adam, batch 100; query the vectors with the words command",
+        optimizer="adam", epochs=10, data="words", batch_size=100, reading="shuffled",
+        script_defaults=(("hidden_size", 100), ("window_size", 5))),
+    Recipe(
+        "skip-gram", word2vec.skip_gram, _WORD2VEC_SETTINGS,
+        "the sequel's SkipGram with negative sampling (sec. 4.3), by ch04/train.py's recipe",
+        optimizer="adam", epochs=10, data="words", batch_size=100, reading="shuffled",
+        script_defaults=(("hidden_size", 100), ("window_size", 5))),
     # The sequel's ch06 scripts: train_rnnlm.py (batch 20, wordvec 100, hidden 100, time 35, SGD lr
     # 20, max_grad 0.25, 4 epochs) and train_better_rnnlm.py (650 units, dropout 0.5, 40 epochs).
     Recipe(
         "rnnlm", rnnlm.model, _RNNLM_SETTINGS,
         "the sequel's Rnnlm (sec. 6.4) and its train_rnnlm.py: truncated BPTT over windows of 35 words, "
-        "4 epochs of SGD 20, batch 20, gradients clipped at 0.25",
+        "4 epochs of SGD 20, batch 20, gradients clipped at 0.25, the reading position carried across epochs",
         epochs=4, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0,
-        script_defaults=(("time_size", 35),)),
+        script_defaults=(("time_size", 35),), reading="carried"),
     Recipe(
         "better-rnnlm", rnnlm.better_model, _RNNLM_SETTINGS,
         "the sequel's BetterRnnlm (sec. 6.5: two LSTM layers, dropout, tied weights) and its "
-        "train_better_rnnlm.py: 40 epochs of SGD 20, batch 20, gradients clipped at 0.25",
+        "train_better_rnnlm.py: 40 epochs of SGD 20, batch 20, gradients clipped at 0.25, the state reset "
+        "every epoch and the learning rate divided by 4 when the held-out perplexity worsens",
         epochs=40, data="text", batch_size=20, max_grad=0.25, learning_rate=20.0,
-        script_defaults=(("time_size", 35),)),
+        script_defaults=(("time_size", 35),), lr_divisor=4.0),
 )}
 """The book's networks and their recipes by the names the command line takes (``--model two-layer``)."""

@@ -372,7 +372,7 @@ def test_a_file_size_limit_while_checkpointing_is_one_line(tmp_path):
     (["train", "--batch-norm", "--dropout", "0.1"], "--batch-norm, --dropout do not apply to --model two-layer"),
     (["train", "--model", "nets.py:make", "--hidden", "3"], "--hidden does not apply to --model nets.py:make"),
     (["train", "--model", "resnet"], "--model must be two-layer, multi-layer, convnet, deep-convnet, seq2seq, peeky-seq2seq, "
-                                "attention-seq2seq, rnnlm, better-rnnlm or FILE.py:FUNCTION"),
+                                "attention-seq2seq, cbow, skip-gram, rnnlm, better-rnnlm or FILE.py:FUNCTION"),
     (["train", "--model", "multi-layer", "--dropout", "1.5"], "expected a fraction in [0, 1), got '1.5'"),
     (["train", "--model", "convnet", "--weight-init", "-1"], "argument --weight-init: expected a number > 0, got '-1'"),
     (["train", "--model", "convnet", "--filter-size", "40"],

@@ -18,6 +18,7 @@ import pytest
 import backprop_jax as bj
 from backprop_jax import datasets
 from backprop_jax.recipes import RecipeData
+from backprop_jax.training._config import describe_optimizer
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "guides" / "training.md"
 
@@ -47,7 +48,13 @@ def fake_data(recipe, n=1000, batch_size=None):
 def test_each_recipe_trains_as_its_script(name):
     optimizer, lr, max_grad, batch_size, epochs = SCRIPTS[name]
     config = bj.RECIPES[name].config(fake_data(bj.RECIPES[name]))
-    assert (config.optimizer, config.lr, config.max_grad, config.batch_size) == (optimizer, lr, max_grad, batch_size)
+    got = (config.optimizer, config.lr, config.max_grad, config.batch_size)
+    if bj.RECIPES[name].lr_divisor is not None:  # its rate lowered between epochs: an injected hyperparameter
+        injected = optax.inject_hyperparams(bj.OPTIMIZERS[optimizer].make)(lr=lr)
+        assert describe_optimizer(config.optimizer) == describe_optimizer(injected)
+        got = (optimizer, float(optax.tree_utils.tree_get(config.optimizer.init({"w": np.zeros(2)}), "lr")),
+               *got[2:])
+    assert got == (optimizer, lr, max_grad, batch_size)
     assert config.iters_num == (10_000 if epochs is None else epochs * (1000 // batch_size))
     if name == "deep-convnet":
         assert config.evaluate_sample_num_per_epoch == 1000
@@ -113,3 +120,66 @@ def test_the_guides_three_lines_are_the_commands_run_bit_for_bit(tmp_path, monke
     assert len(ours) == 2
     for key in ("iteration", "train_loss", "test_loss", "test_perplexity"):
         assert [e[key] for e in recorded] == [e[key] for e in ours], key
+
+
+def test_a_language_model_run_is_resumed_only_with_the_reading_it_started_with(tmp_path):
+    # The rnnlm recipe reads as the sequel's RnnlmTrainer.fit over several epochs (the reading
+    # position carried on); a run that read restarting streams each epoch is refused by name.
+    text = tmp_path / "words.txt"
+    text.write_text(datasets.date_text(60, seed=2))
+    streams = dataclasses.replace(bj.RECIPES["rnnlm"], reading=None).with_settings(hidden=4, wordvec_size=4,
+                                                                                  time_size=5)
+    carried = bj.RECIPES["rnnlm"].with_settings(hidden=4, wordvec_size=4, time_size=5)
+    out = tmp_path / "run"
+    for recipe, resume in ((streams, False), (carried, True)):
+        data = recipe.load_data(str(text), batch_size=2)
+        assert (data.iters_per_epoch is None) == (recipe.reading is None)
+        if resume:
+            with pytest.raises(bj.RunError, match=r"'reading': \(None, 'carried'\)"):
+                bj.run(recipe.model(data), data.arrays, recipe.config(data, iters=2), dataset=data.name,
+                       settings=recipe.record(data), out=str(out), resume=True, progress=False)
+        else:
+            bj.run(recipe.model(data), data.arrays, recipe.config(data, iters=2), dataset=data.name,
+                   settings=recipe.record(data), out=str(out), progress=False)
+
+
+@pytest.mark.parametrize("name", ["seq2seq", "peeky-seq2seq", "attention-seq2seq"])
+def test_the_seq2seq_recipes_read_a_new_order_each_epoch_as_the_sequels_trainer(name):
+    # The sequel's common/trainer.py at 842ae31c, Trainer.fit: each epoch idx =
+    # numpy.random.permutation(data_size), then max_iters = data_size // batch_size batches
+    # x[idx][iters * batch_size:(iters + 1) * batch_size]: no row twice in an epoch, the rest left out.
+    recipe = bj.RECIPES[name].with_settings(hidden=4, wordvec_size=4)
+    data = recipe.load_data(datasets.addition_lines(70) if recipe.data == "addition" else datasets.date_lines(70),
+                            batch_size=8)
+    n = len(data.arrays[0][0])
+    max_iters = n // 8
+    rows = recipe.model(data).batch_rows
+    assert recipe.record(data)["reading"] == "shuffled"
+    epochs = [np.concatenate([np.asarray(rows(0, e * max_iters + i, 8, n)) for i in range(max_iters)])
+              for e in range(2)]
+    for read in epochs:
+        assert len(read) == max_iters * 8 == len(set(read.tolist())) and read.min() >= 0 and read.max() < n
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert recipe.config(data, epochs=3).iters_num == 3 * max_iters
+
+
+def test_a_better_rnnlm_run_resumed_between_epochs_is_the_uninterrupted_run(tmp_path):
+    # The lowered learning rate lives in the optimiser's state (checkpointed) and the best
+    # perplexity is the history's: a resumed run schedules as an uninterrupted one.
+    text = tmp_path / "words.txt"
+    text.write_text(datasets.date_text(120, seed=3))
+    recipe = bj.RECIPES["better-rnnlm"].with_settings(hidden=6, wordvec_size=6, time_size=5, dropout=0.0)
+    data = recipe.load_data(str(text), batch_size=3)
+    model = recipe.model(data)
+
+    def run(epochs, out, resume=False):
+        return bj.run(model, data.arrays, recipe.config(data, epochs=epochs, learning_rate=60.0), dataset=data.name,
+                      settings=recipe.record(data), out=out, resume=resume, progress=False, log=lambda *a: None,
+                      between_epochs=recipe.between_epochs())
+
+    whole, history = run(4, None)
+    run(2, str(tmp_path / "run"))
+    resumed, _ = run(4, str(tmp_path / "run"), resume=True)
+    rates = [float(optax.tree_utils.tree_get(s.opt_state, "lr")) for s in (whole, resumed)]
+    assert rates[0] == rates[1] < 60.0, ([e.test_perplexity for e in history], rates)
+    chex.assert_trees_all_close(resumed.params, whole.params, rtol=1e-6, atol=1e-7)

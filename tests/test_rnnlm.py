@@ -8,6 +8,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import backprop_jax as bj
@@ -264,3 +265,99 @@ def test_carried_rows_read_the_corpus_as_the_sequels_rnnlm_trainer_across_epochs
     restarted_x, _ = rnnlm.training_data(corpus, batch_size, time_size)
     assert not np.array_equal(book[max_iters][0], restarted_x[:batch_size])
     np.testing.assert_array_equal(book[0][0], restarted_x[:batch_size])
+
+
+def sequel_clip_grads(grads, max_norm):
+    """The sequel's common/util.py clip_grads at 842ae31c: total_norm = sqrt(sum of every grad**2),
+    rate = max_norm / (total_norm + 1e-6), each grad *= rate when rate < 1."""
+    total_norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads)))
+    rate = max_norm / (total_norm + 1e-6)
+    return jax.tree.map(lambda g: jnp.where(rate < 1, g * rate, g), grads)
+
+
+def test_the_rnnlm_recipe_is_train_rnnlm_py_with_the_reading_position_carried_across_epochs(tmp_path):
+    # The sequel's ch06/train_rnnlm.py at 842ae31c calls RnnlmTrainer.fit(xs, ts, max_epoch, batch_size,
+    # time_size, max_grad) once; fit sets time_idx = 0 before the first epoch only, and each of the
+    # max_iters = data_size // (batch_size * time_size) updates of an epoch reads get_batch (time_idx
+    # carried on: sequel_batches), forward from the state the last update left, clip_grads, SGD.
+    words = np.random.default_rng(6).integers(0, 9, 140)
+    path = tmp_path / "text.txt"
+    path.write_text(" ".join(f"w{i}" for i in words) + "\n")
+    recipe = bj.RECIPES["rnnlm"].with_settings(hidden=H, wordvec_size=6, time_size=T)
+    data = recipe.load_data(str(path), batch_size=B)
+    corpus = data.source.train
+    lr, max_grad, max_epoch = 0.5, recipe.max_grad, 2
+    max_iters = (len(corpus) - 1) // (B * T)
+    config = recipe.config(data, epochs=max_epoch, learning_rate=lr)
+    model = recipe.model(data)
+    assert config.iters_num == max_epoch * max_iters and config.iters_per_epoch == max_iters
+    state, history = bj.train(model, data.arrays, config)
+    assert len(history) == max_epoch
+    start = bj.init_state(model, config).params
+
+    def book_fit(batches):
+        params, hs, losses = start, [(jnp.zeros((B, H)), jnp.zeros((B, H)))], []
+        for bx, bt in batches:
+            bx, bt = jnp.asarray(bx), jnp.asarray(bt)
+            loss, grads = jax.value_and_grad(lambda p: sequel_loss(sequel_rnnlm(p, bx, hs)[0], bt))(params)
+            losses.append(float(loss))
+            hs = sequel_rnnlm(params, bx, hs)[1]
+            grads = sequel_clip_grads(grads, max_grad)
+            params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
+        return params, losses
+
+    params, losses = book_fit(sequel_batches(corpus, B, T, max_epoch * max_iters))
+    for k in params:
+        np.testing.assert_allclose(state.params[k], params[k], rtol=2e-5, atol=2e-6, err_msg=k)
+    # Each epoch's training loss is the mean of its updates' losses, total_loss / loss_count (the
+    # perplexity fit prints is its exp).
+    for epoch in range(max_epoch):
+        np.testing.assert_allclose(history[epoch].train_loss, np.mean(losses[epoch * max_iters:][:max_iters]),
+                                   rtol=1e-5)
+    # Restarting the streams each epoch (as the recipe read before) ends elsewhere.
+    restarted, _ = book_fit([b for _ in range(max_epoch) for b in sequel_batches(corpus, B, T, max_iters)])
+    assert not np.allclose(restarted["W_affine"], params["W_affine"], rtol=1e-3, atol=1e-4)
+    assert recipe.record(data)["reading"] == "carried"
+
+
+def test_the_better_rnnlm_recipe_resets_the_state_and_quarters_the_rate_between_epochs_as_its_script(tmp_path):
+    # The sequel's ch06/train_better_rnnlm.py at 842ae31c: for each epoch, trainer.fit(max_epoch=1)
+    # (time_idx = 0 again: the streams restart), model.reset_state(), ppl = the validation perplexity,
+    # `if best_ppl > ppl: best_ppl = ppl` `else: lr /= 4.0; optimizer.lr = lr`, model.reset_state().
+    # The held-out text is the validation set here, scored window by window from zeros (the
+    # trainer's test perplexity). Dropout 0, as the book's masks come from NumPy's generator.
+    words = np.random.default_rng(7).integers(0, 9, 160)
+    path = tmp_path / "text.txt"
+    path.write_text(" ".join(f"w{i}" for i in words) + "\n")
+    recipe = bj.RECIPES["better-rnnlm"].with_settings(hidden=H, wordvec_size=H, time_size=T, dropout=0.0)
+    data = recipe.load_data(str(path), batch_size=B)
+    corpus, held_out = data.source.train, data.source.test
+    lr, max_grad, max_epoch = 40.0, recipe.max_grad, 4
+    max_iters = (len(corpus) - 1) // (B * T)
+    config = recipe.config(data, epochs=max_epoch, learning_rate=lr)
+    model = recipe.model(data)
+    state, history = bj.run(model, data.arrays, config, dataset=data.name, settings=recipe.record(data),
+                            progress=False, log=lambda *a: None, between_epochs=recipe.between_epochs())
+    params = bj.init_state(model, config).params
+    vx, vt = rnnlm.training_data(held_out, 1, T)
+    zeros = lambda n: [(jnp.zeros((n, H)), jnp.zeros((n, H)))] * 2  # noqa: E731
+    best_ppl, rates = float("inf"), []
+    for epoch in range(max_epoch):
+        hs = zeros(B)  # reset_state() after the epoch before
+        for bx, bt in sequel_batches(corpus, B, T, max_iters):
+            bx, bt = jnp.asarray(bx), jnp.asarray(bt)
+            grads = jax.grad(lambda p: sequel_loss(sequel_rnnlm(p, bx, hs)[0], bt))(params)
+            hs = sequel_rnnlm(params, bx, hs)[1]
+            params = jax.tree.map(lambda p, g: p - lr * g, params, sequel_clip_grads(grads, max_grad))
+        ppl = float(np.exp(sequel_loss(sequel_rnnlm(params, jnp.asarray(vx), zeros(len(vx)))[0], jnp.asarray(vt))))
+        np.testing.assert_allclose(history[epoch].test_perplexity, ppl, rtol=1e-4)
+        if best_ppl > ppl:
+            best_ppl = ppl
+        else:
+            lr /= 4.0
+        rates.append(lr)
+    assert rates[-1] < rates[0]  # the rate was lowered at least once
+    for k in params:
+        np.testing.assert_allclose(state.params[k], params[k], rtol=2e-4, atol=2e-5, err_msg=k)
+    assert float(optax.tree_utils.tree_get(state.opt_state, "lr")) == rates[-1]
+    assert all(not np.any(v) for v in jax.tree.leaves(state.model_state))

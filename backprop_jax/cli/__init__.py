@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Callable, NamedTuple
 
-from backprop_jax.cli import _check, _evaluate, _experiments, _train
+from backprop_jax.cli import _check, _evaluate, _experiments, _generate, _train, _words
 
 
 class Command(NamedTuple):
@@ -25,6 +25,8 @@ COMMANDS = {
     "graph": Command(_check.add_graph_parser, _check.run_graph),
     "experiment": Command(_experiments.add_experiment_parser, _experiments.run_experiment, compiles=True),
     "download": Command(_experiments.add_download_parser, _experiments.run_download),
+    "words": Command(_words.add_parser, _words.run),
+    "generate": Command(_generate.add_parser, _generate.run),
 }
 
 

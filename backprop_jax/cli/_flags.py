@@ -107,8 +107,9 @@ def add_data_flags(parser, sequences=False):
         data.add_argument("--data", metavar="FILE.txt",
                           help="for the seq2seq models: problems in the sequel's format (its addition.txt or "
                                "date.txt) instead of 50,000 generated from --seed; for the language models "
-                               "(rnnlm, better-rnnlm): any UTF-8 text, the last tenth of its words held out "
-                               "(as its ptb.train.txt; default: 20,000 generated dates in words)")
+                               "(rnnlm, better-rnnlm) and word2vec (cbow, skip-gram): any UTF-8 text, the last "
+                               "tenth of its words held out (as its ptb.train.txt; default: 20,000 generated "
+                               "dates in words)")
 
 
 def load_data(recipe, args, parser, batch_size=None):
@@ -120,7 +121,7 @@ def load_data(recipe, args, parser, batch_size=None):
         parser.error(f"--data gives the seq2seq and language models their data; --model {args.model} learns MNIST")
     if recipe.data != "mnist" and (args.dataset != "auto" or args.data_dir):
         parser.error(f"--dataset and --data-dir choose MNIST; --model {args.model} learns "
-                     + ("a text (give it with --data)" if recipe.data == "text" else
+                     + ("a text (give it with --data)" if recipe.data in ("text", "words") else
                         f"the sequel's {recipe.data} problems (give a file of them with --data)"))
     path = args.data_dir if recipe.data == "mnist" else data_file
     try:

@@ -139,7 +139,7 @@ def run(args, parser):
         f"{mesh.devices.flat[0].platform} device{'s' if mesh.size > 1 else ''}"
         + (f" in {n_processes} processes" if n_processes > 1 else ""))
     start = time.perf_counter()
-    state, history = _run(model, data, config, settings, mesh, args, n_processes)
+    state, history = _run(model, data, config, settings, mesh, args, n_processes, recipe.between_epochs())
     if not primary:
         return
     if history:
@@ -152,7 +152,7 @@ def run(args, parser):
               f"checkpoints in {os.path.join(args.out, 'checkpoints')}")
 
 
-def _run(model, data, config, settings, mesh, args, n_processes):
+def _run(model, data, config, settings, mesh, args, n_processes, between_epochs):
     """``training.run`` with the flags' files and checks; its errors as one line each."""
     import jax
 
@@ -169,7 +169,8 @@ def _run(model, data, config, settings, mesh, args, n_processes):
                    mesh=mesh if mesh.size > 1 else None,
                    every_epoch=args.every_epoch,
                    divergence_factor=None if args.ignore_divergence else DIVERGENCE_FACTOR, stop=stop,
-                   accept_unverified=args.accept_unverified, start_over=args.start_over)
+                   accept_unverified=args.accept_unverified, start_over=args.start_over,
+                   between_epochs=between_epochs)
     except CheckpointWriteError as e:
         _exit_past_leftovers(f"backprop-jax: error: {as_flags(e)}")
     except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input

@@ -171,7 +171,7 @@ def shuffled_rows(seed: Any, iteration: Any, batch_size: int, n: int) -> Any:
     return jax.lax.dynamic_slice(order, ((iteration % per_epoch) * batch_size,), (batch_size,)).astype(jnp.int32)
 
 
-def carried_rows(time_size):
+def carried_rows(time_size: int) -> Callable[..., Any]:
     """The sequel's ``RnnlmTrainer.get_batch`` as a ``Model.batch_rows``, over the rows
     ``rnnlm.every_window`` lays out (row ``p``: the ``time_size`` words from position ``p``):
     update ``iteration + 1`` reads the rows ``(b * jump + iteration * time_size) % n``,
@@ -186,7 +186,7 @@ def carried_rows(time_size):
     if isinstance(time_size, bool) or not isinstance(time_size, int) or time_size < 1:
         raise ValueError(f"carried_rows: time_size must be an integer >= 1, got {time_size!r}")
 
-    def batch_rows(seed, iteration, batch_size, n):
+    def batch_rows(seed: Any, iteration: Any, batch_size: int, n: int) -> Any:
         del seed
         if n < batch_size:
             raise ValueError(f"carried_rows: the training set has {n} rows, fewer than one batch of {batch_size}")

@@ -55,6 +55,10 @@ class TrainConfig:
     # The sequel's Trainer(max_grad=...): the gradients clipped to this global norm before each
     # update (optimizers.clip_grads); None: not clipped.
     max_grad: float | None = None
+    # Updates in an epoch, where the data's layout decides it (the sequel's RnnlmTrainer reading
+    # windows from every position: corpus // (batch_size * time_size)); None: the book's,
+    # train size // batch size (iterations_per_epoch).
+    iters_per_epoch: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.optimizer, optax.GradientTransformation):
@@ -66,6 +70,7 @@ class TrainConfig:
                              f"GradientTransformation, got {self.optimizer!r}")
         check_count("evaluate_sample_num_per_epoch", self.evaluate_sample_num_per_epoch, optional=True)
         check_count("iters_num", self.iters_num)
+        check_count("iters_per_epoch", self.iters_per_epoch, optional=True)
         check_count("batch_size", self.batch_size)
         for name in ("iters_num", "batch_size"):  # counted by int32 scalars inside the compiled loop
             if getattr(self, name) > INT32_MAX:
@@ -104,8 +109,9 @@ class TrainConfig:
             record["learning_rate"] = self.lr
         else:
             record["optimizer"] = describe_optimizer(self.optimizer)
-        if self.max_grad is None:
-            del record["max_grad"]
+        for optional in ("max_grad", "iters_per_epoch"):  # unset: recorded as before they were settings
+            if record[optional] is None:
+                del record[optional]
         return record
 
     def earlier_records(self) -> list[dict[str, Any]]:
@@ -118,6 +124,13 @@ class TrainConfig:
         del record["max_grad"]
         record.update(optimizer=describe_optimizer(self.make_optimizer()), learning_rate=None)
         return [record]
+
+    def epoch_length(self, n_train: int) -> int:
+        """Updates in an epoch over ``n_train`` training rows: ``iters_per_epoch``, else the
+        book's ``iterations_per_epoch``."""
+        if self.iters_per_epoch is not None:
+            return self.iters_per_epoch
+        return max(n_train // self.batch_size, 1)
 
     def optimizer_name(self) -> str:
         """For messages: ``"adam lr 0.001"``, ``"an optax transformation"``, each followed by

@@ -81,7 +81,7 @@ class Epoch:
 
 def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epochs=None,
           progress=None, mesh=None, feed="auto", seconds_per_call=0.5, sync_every=None,
-          divergence_factor=DIVERGENCE_FACTOR, divergence_epochs=DIVERGENCE_EPOCHS):
+          divergence_factor=DIVERGENCE_FACTOR, divergence_epochs=DIVERGENCE_EPOCHS, between_epochs=None):
     """Trains ``model`` on ``data`` and returns ``(state, history)``.
 
     Training runs as a few compiled calls, each of as many epochs (steps and
@@ -128,6 +128,10 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         after each call, so on the epochs it brought; ``None`` turns it off;
         it is off for a loss that starts at or below 0.
       divergence_epochs: how many epochs in a row, for ``divergence_factor``.
+      between_epochs: if given, ``between_epochs(state, history) -> state`` after every whole
+        epoch (each call then runs one epoch), before ``on_epochs`` sees the state: a script's
+        work between its ``fit`` calls (the sequel's ``train_better_rnnlm.py`` resets the
+        model's state and lowers the learning rate there). It must keep the state's structure.
     Returns:
       The final ``TrainState`` and the list of ``Epoch`` records.
     Raises:
@@ -147,9 +151,14 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     history, partial = _continued_history(model, config, state, list(history), placed)
     calls = _Calls(model, config, placed, int(state.iteration), history, partial, divergence_factor,
                    divergence_epochs)
+    if between_epochs is not None:
+        sync_every = 1
     while calls.iteration < config.iters_num:
         state, records = calls.run(program, state, sync_every)
         advanced = calls.add_epochs(records)
+        if advanced and between_epochs is not None and calls.iteration % placed.iter_per_epoch == 0:
+            state = between_epochs(state, history)
+            state = state if placed.replicated is None else jax.device_put(state, placed.replicated)
         if advanced:
             if progress is not None:
                 progress.update(advanced)

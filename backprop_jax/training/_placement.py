@@ -195,5 +195,5 @@ def _place(data, config, mesh, feed, eval_chunk):
     evaluation = evaluation_sets((x_train, t_train), (x_test, t_test), config.evaluate_sample_num_per_epoch,
                                  stacked_sharding, eval_chunk)
     return _Placed(feed, x_train, t_train, batches, evaluation, len(x_train), len(x_test),
-                   iterations_per_epoch(len(x_train), config.batch_size), batch_sharding, replicated, fed_sharding)
+                   config.epoch_length(len(x_train)), batch_sharding, replicated, fed_sharding)
 

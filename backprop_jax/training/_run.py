@@ -25,7 +25,6 @@ from backprop_jax.training._checkpoint import (
 from backprop_jax.training._config import TrainConfig, init_state
 from backprop_jax.training._errors import CheckpointWriteError, RunError, RunInterrupted
 from backprop_jax.training._loop import DIVERGENCE_FACTOR, Epoch, TrainingDiverged, train
-from backprop_jax.training._placement import iterations_per_epoch
 
 
 def data_fingerprint(data, name):
@@ -167,7 +166,7 @@ def _import_early(*modules):
 def run(model, data, config, *, dataset, settings, out=None, resume=False, checkpoint_every=None,
         checkpoint_interval=None, log=print, progress=True, mesh=None, every_epoch=False,
         metrics_interval=5.0, divergence_factor=DIVERGENCE_FACTOR, stop=None, accept_unverified=False,
-        start_over=False):
+        start_over=False, between_epochs=None):
     """Trains with progress output and, given ``out``, files that survive a crash.
 
     In a multi-process run every process calls ``run`` alike: all of them take
@@ -216,6 +215,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
         arrays and record unverified (by default it is refused).
       start_over: start a new run in ``out`` although its ``metrics.json`` says a run was there
         whose checkpoints are gone (by default refused: that metrics.json would be lost).
+      between_epochs: as for ``train``; the checkpoints hold the state it returns.
     Returns:
       ``(state, history)`` as ``train``.
     """
@@ -237,7 +237,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             checkpoint_every=checkpoint_every, checkpoint_interval=checkpoint_interval, log=log,
             progress=progress, mesh=mesh, every_epoch=every_epoch, metrics_interval=metrics_interval,
             divergence_factor=divergence_factor, primary=primary, stop=stop,
-            accept_unverified=accept_unverified, start_over=start_over)
+            accept_unverified=accept_unverified, start_over=start_over, between_epochs=between_epochs)
         return _run(model, data, config, options)
 
 
@@ -260,6 +260,7 @@ class _RunOptions(NamedTuple):
     stop: Callable | None
     accept_unverified: bool  # resume from a checkpoint without a digest
     start_over: bool  # a new run over a metrics.json whose checkpoints are gone
+    between_epochs: Callable | None  # (state, history) -> state after every whole epoch
 
 
 @dataclasses.dataclass
@@ -394,7 +395,7 @@ def _run(model, data, config, o):
         return state, history
     done = int(state.iteration) if state is not None else 0
     # Which epochs get a line: all of a short run, about 20 of a long one.
-    per_epoch = iterations_per_epoch(len(data[0][0]), config.batch_size)
+    per_epoch = config.epoch_length(len(data[0][0]))
     last_epoch = len(history) + -(-max(config.iters_num - done, 0) // per_epoch)
     spacing = 1 if o.every_epoch or last_epoch <= 30 else -(-last_epoch // 20)
     shown = len(history)
@@ -422,7 +423,8 @@ def _run(model, data, config, o):
         try:
             state, history = train(model, data, config, state=state, history=history,
                                    on_epochs=on_epochs, progress=bar, mesh=o.mesh,
-                                   sync_every=o.checkpoint_every, divergence_factor=o.divergence_factor)
+                                   sync_every=o.checkpoint_every, divergence_factor=o.divergence_factor,
+                                   between_epochs=o.between_epochs)
         except TrainingDiverged:
             if files is not None and not files.saved:
                 files.save(files.state, files.history, force=True)  # the last good epoch
