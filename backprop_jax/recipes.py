@@ -254,7 +254,7 @@ def _words(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) 
               word2vec.negative_sampling_data(text.test, window, skip_gram=skip_gram))
     return RecipeData(str(name), arrays, batch_size, {"vocab_size": len(text.word_to_id), "corpus": text.train},
                       text, f"dataset: {name}, {len(text.train)} words to train, {len(text.test)} to test, "
-                            f"a vocabulary of {len(text.word_to_id)}", f"words in context")
+                            f"a vocabulary of {len(text.word_to_id)}", "words in context")
 
 
 def _problems(recipe: Recipe, path: Any, seed: int, batch_size: int, dataset: str) -> RecipeData:

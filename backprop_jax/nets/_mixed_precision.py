@@ -11,7 +11,7 @@ def _cast(tree, dtype):
     return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
 
 
-def mixed_precision(model, compute_dtype=jnp.bfloat16):
+def mixed_precision(model: Model, compute_dtype=jnp.bfloat16) -> Model:
     """``model`` computing in ``compute_dtype``: the same ``Model``, trained by the same trainer.
 
     Args:
