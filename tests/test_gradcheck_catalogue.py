@@ -452,3 +452,19 @@ def test_batched_takes_in_axes_with_shared_parameters():
     np.testing.assert_allclose(hand, per_example.sum(0), rtol=1e-12)
     with pytest.raises(ValueError, match="in_axes must be"):
         bj.gradcheck(loss, W, xs, batched=True, in_axes=(None,))
+
+
+@pytest.mark.slow
+def test_the_mutation_catalogue_on_real_data_no_false_alarm_and_every_mutant_caught():
+    # benchmarks/gradcheck_catalogue.py, on two layers (pooling over tied zeros) in float64 and float16.
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "gradcheck_catalogue.py"
+    spec = importlib.util.spec_from_file_location("gradcheck_catalogue", path)
+    catalogue = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(catalogue)
+    rows = catalogue.run(["affine", "max_pooling"], ("float64", "float16"), checkers=("bj.gradcheck",),
+                         log=lambda line: None)
+    summary = catalogue.summary(rows, checkers=("bj.gradcheck",))["bj.gradcheck"]
+    assert summary["right_rules"] == 4 and summary["false_alarms"] == 0, summary
+    assert summary["mutants"] >= 20 and summary["caught"] == summary["mutants"], summary

@@ -293,12 +293,10 @@ def test_a_hard_linked_lock_is_never_truncated(tmp_path, sample):
 def test_a_disk_that_fills_while_metrics_json_is_written_is_said_truly(tmp_path, sample, monkeypatch):
     import errno
 
-    from backprop_jax.training import _run
-
     def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_run, "write_json", full)
+    monkeypatch.setattr("backprop_jax.training._run.write_json", full)
     with pytest.raises(bj.CheckpointWriteError, match=rf"^cannot write metrics.json in {tmp_path}: no space left on "
                                                       r"device; no metrics.json was written, and the checkpoints "
                                                       r"written are kept$"):
@@ -310,7 +308,7 @@ def test_a_disk_that_fills_while_metrics_json_is_written_is_said_truly(tmp_path,
     run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d", settings={}, out=tmp_path,
         resume=True, progress=False, log=lambda *a: None)
     before = (tmp_path / "metrics.json").read_text()
-    monkeypatch.setattr(_run, "write_json", full)
+    monkeypatch.setattr("backprop_jax.training._run.write_json", full)
     with pytest.raises(bj.CheckpointWriteError, match="the metrics.json written before it is kept"):
         run(two_layer_net.model(), small(sample), TrainConfig(iters_num=10), dataset="d", settings={}, out=tmp_path,
             resume=True, progress=False, log=lambda *a: None)

@@ -285,6 +285,12 @@ def strip_rules(closed, keep=frozenset()):
     return stripper.closed(closed, (), 1), stripper.rules()
 
 
+def _is_leaf(a):
+    """True if ``a`` is a pytree leaf itself (compared by identity: arrays have no plain ``==``)."""
+    leaves = jax.tree_util.tree_leaves(a)
+    return len(leaves) == 1 and leaves[0] is a
+
+
 def leaf_names(f, args, argnums):
     """Readable names for the leaves of ``args[i]``, ``i`` in ``argnums``: ``x``, ``W1``, ``params.W1``."""
     try:
@@ -292,7 +298,7 @@ def leaf_names(f, args, argnums):
     except (TypeError, ValueError):
         params = []
     names = []
-    several = sum(1 for i in argnums if jax.tree_util.tree_leaves(args[i]) != [args[i]]) > 1
+    several = sum(1 for i in argnums if not _is_leaf(args[i])) > 1
     for i in argnums:
         argname = params[i] if i < len(params) and not params[i].startswith("*") else f"arg{i}"
         for path, leaf in jax.tree_util.tree_flatten_with_path(args[i])[0]:

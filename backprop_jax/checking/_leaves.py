@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from backprop_jax.checking._jaxpr import leaf_names
+from backprop_jax.checking._jaxpr import _is_leaf, leaf_names
 
 _SETTING_TYPES = (bool, int, str)
 
@@ -85,7 +85,7 @@ def split(f, args, argnums, held, batched, in_axes):
     values, kinds, names, leaf_axes, skipped = [], [], [], [], []
     for i, a in enumerate(args):
         _refuse_number_lists(arg_names[i], a)
-        top = jax.tree_util.tree_leaves(a) == [a]
+        top = _is_leaf(a)
         for name, leaf in zip(names_by_arg[i], jax.tree_util.tree_leaves(a)):
             kind = "static" if i in held else _kind(leaf)
             if kind != "static":
