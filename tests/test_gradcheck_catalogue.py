@@ -410,8 +410,16 @@ def test_a_tolerance_the_dtype_cannot_resolve_fails_closed():
 
 
 def test_a_function_that_does_not_run_in_float64_is_checked_in_its_own_dtype_and_says_so():
-    f = lambda x: bj.sigmoid(x.astype(jnp.float32))
-    report = bj.gradcheck(f, low(0, (4, 3), jnp.float32))
+    # A cast inside is raised to float64 with the rest of the function: float64 references.
+    cast = bj.gradcheck(lambda x: bj.sigmoid(x.astype(jnp.float32)), low(0, (4, 3), jnp.float32))
+    assert cast.ok and "casts to lower precision raised to float64" in cast.references, str(cast)
+    assert cast.entries[0].float64 is not None and cast.entries[0].float64.ok
+    # A function that refuses float64 inputs is checked in its own dtype, and the report says so.
+    def float32_only(x):
+        if x.dtype != jnp.float32:
+            raise TypeError(f"float32 only, got {x.dtype}")
+        return bj.sigmoid(x)
+    report = bj.gradcheck(float32_only, low(0, (4, 3), jnp.float32))
     assert report.ok and "does not run in float64" in report.references, str(report)
     assert report.entries[0].float64 is None
 
