@@ -109,6 +109,18 @@ def literal_or(env, var):
     return var.val if isinstance(var, jcore.Literal) else env[var]
 
 
+def run_fwd(eqn, primals, evaluate):
+    """A ``custom_vjp`` call's own ``fwd`` run on ``primals`` by ``evaluate(closed_jaxpr, args)``:
+    ``(outputs, residuals)``, the residuals as its ``bwd`` takes them (the inputs the ``fwd``
+    passed through, which JAX keeps apart, put back in their places)."""
+    fwd_jaxpr, fwd_consts = eqn.params["fwd_jaxpr_thunk"].call_wrapped(*([True] * len(primals)))
+    outs = evaluate(jcore.ClosedJaxpr(fwd_jaxpr, fwd_consts), primals)
+    _, res_tree, forwards = eqn.params["out_trees"]()
+    n_kept = res_tree.num_leaves - sum(f is not None for f in forwards)
+    kept = iter(outs[:n_kept])
+    return list(outs[n_kept:]), [primals[f] if f is not None else next(kept) for f in forwards]
+
+
 def bind(eqn, invals):
     """Applies ``eqn``'s primitive to ``invals`` as ``jax.core.eval_jaxpr`` does; returns a list."""
     params = eqn.primitive.get_bind_params(eqn.params)

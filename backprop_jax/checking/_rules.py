@@ -32,7 +32,7 @@ from jax._src import ad_util
 from jax.extend import core as jcore
 
 from backprop_jax.checking._jaxpr import (
-    _DISPLAY, _inline, bodies, eval_closed, is_layer, layer_name, map_bodies, rule_kind, strip_rules)
+    _DISPLAY, _inline, bodies, eval_closed, is_layer, layer_name, map_bodies, rule_kind, run_fwd, strip_rules)
 from backprop_jax.checking._policy import rule_tolerance
 from backprop_jax.checking._report import RuleCheck
 from backprop_jax.layers._deviations import DEVIATIONS
@@ -101,8 +101,7 @@ def _is_float(aval):
 def _wrap(eqn, key, log):
     """A ``custom_vjp`` computing what ``eqn``'s rule computes, reporting to ``log`` about it."""
     params = eqn.params
-    call_jaxpr, thunk, n_consts = params["call_jaxpr"], params["fwd_jaxpr_thunk"], params["num_consts"]
-    bwd_fun, out_trees = params["bwd"], params["out_trees"]
+    call_jaxpr, n_consts, bwd_fun = params["call_jaxpr"], params["num_consts"], params["bwd"]
     in_avals = [v.aval for v in eqn.invars]
     primal_avals = in_avals[n_consts:]
     plain_body = strip_rules(call_jaxpr)[0]  # the primal with any rules inside it taken out
@@ -115,13 +114,7 @@ def _wrap(eqn, key, log):
         return eval_closed(call_jaxpr, xs)
 
     def rule_fwd(*xs):
-        primals = xs[n_consts:]
-        fwd_jaxpr, fwd_consts = thunk.call_wrapped(*([True] * len(primals)))
-        outs = eval_closed(jcore.ClosedJaxpr(fwd_jaxpr, fwd_consts), primals)
-        _, res_tree, forwards = out_trees()
-        n_kept = res_tree.num_leaves - sum(f is not None for f in forwards)
-        kept, out = iter(outs[:n_kept]), list(outs[n_kept:])
-        res = [primals[f] if f is not None else next(kept) for f in forwards]
+        out, res = run_fwd(eqn, xs[n_consts:], eval_closed)
         want = eval_closed(call_jaxpr, xs)
         worst = functools.reduce(jnp.maximum, [_rel(o, w) for o, w in zip(out, want)], jnp.float32(0))
         jax.debug.callback(report(log.fwd), worst)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax._src import ad_util
 from jax.extend import core as jcore
 
-from backprop_jax.checking._jaxpr import _CALLS, bind, call_body, layer_body, layer_name, open_body
+from backprop_jax.checking._jaxpr import _CALLS, bind, call_body, layer_body, layer_name, open_body, run_fwd
 
 _F64 = jnp.float64
 # Primitives whose params name a dtype to raise.
@@ -120,8 +120,7 @@ def _eqn(eqn, invals):
 def _custom_vjp(eqn, invals):
     """The rule rebuilt on float64: primal and fwd raised, the hand backward run on float64 values."""
     params = eqn.params
-    call_jaxpr, thunk, n_consts = params["call_jaxpr"], params["fwd_jaxpr_thunk"], params["num_consts"]
-    bwd_fun, out_trees = params["bwd"], params["out_trees"]
+    call_jaxpr, n_consts, bwd_fun = params["call_jaxpr"], params["num_consts"], params["bwd"]
     in_avals = [v.aval for v in eqn.invars]
 
     def primal(*xs):
@@ -131,14 +130,8 @@ def _custom_vjp(eqn, invals):
     rule = jax.custom_vjp(primal)
 
     def rule_fwd(*xs):
-        primals = xs[n_consts:]
-        fwd_jaxpr, fwd_consts = thunk.call_wrapped(*([True] * len(primals)))
-        outs = evaluate(jcore.ClosedJaxpr(fwd_jaxpr, fwd_consts), primals)
-        _, res_tree, forwards = out_trees()
-        n_kept = res_tree.num_leaves - sum(f is not None for f in forwards)
-        kept = iter(outs[:n_kept])
-        res = [primals[f] if f is not None else next(kept) for f in forwards]
-        return list(outs[n_kept:]), (res, xs)
+        out, res = run_fwd(eqn, xs[n_consts:], evaluate)
+        return out, (res, xs)
 
     def rule_bwd(saved, cts):
         res, xs = saved
