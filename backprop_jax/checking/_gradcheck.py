@@ -323,6 +323,7 @@ class _Check:
         lowest = least_precise([jnp.dtype(v.dtype).name for v, k in zip(self.dyn, self.dyn_kinds) if k == "float"])
         self.low, references = self._references_dtype(lowest)
         self.lowest = lowest
+        self.eps_used = {}  # the central-difference step, by entry name
         key = o.prng()
         diff_lo = [self.dyn[i] for i in self.diff_in_dyn]
         us = [[rounded(jax.random.normal(jax.random.fold_in(key, 1000 + 100 * k + j), v.shape, jnp.float32),
@@ -393,7 +394,6 @@ class _Check:
         exercised = [r for r in rule_checks if r.exercised is not False]
         independent = o.reference is not None or (bool(rules.replaced) and (
             bool(exercised) or not rule_checks or any(u.kind != "custom_vjp" for u in rules.replaced)))
-        self.eps_used = {}
         entries = []
         for j, p in enumerate(self.diff_pos):
             entries.append(self._leaf(j, p, hand[j], ref[j], ref_lo[j], None if hand64 is None else hand64[j],
@@ -424,13 +424,12 @@ class _Check:
             bad |= mismatches(hand64, ref, t_atol, t_rtol)
         step = o.step(dtype, low)
         numeric = LeafNumerics(self, j, step, overflow, overflow_why)
+        # Where the dtype overflows for any computation, numerics judge the rule run in float64.
+        judged = hand if hand64 is None else np.where(overflow, hand64, hand)
         if o.numeric:
             self.eps_used[name] = step
-            # Where the dtype overflows for any computation, numerics judge the rule run in float64.
-            judged = hand if hand64 is None else np.where(overflow, hand64, hand)
             numeric.run(o.plan(size), judged, ref, ref_lo, n_atol, n_rtol, n_note, low)
             bad[numeric.bad_elements()] = True
-        judged = hand if hand64 is None else np.where(overflow, hand64, hand)
         kink = numeric.kinks_at(np.flatnonzero(bad), judged, n_atol, n_rtol)
         entry = Entry(
             name=name, shape=tuple(leaf.shape), dtype=dtype,
@@ -499,8 +498,6 @@ class _Check:
         noise = float(np.max(np.abs(ref_lo - ref)[both], initial=0.0)) if low else 0.0
         a_atol, a_rtol, a_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 0)
         num = None
-        if not hasattr(self, "eps_used"):
-            self.eps_used = {}
         if o.numeric:
             n_atol, n_rtol, n_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 1)
             step = o.step(dtype, low)

@@ -83,13 +83,10 @@ class LeafNumerics:
     def bad_elements(self):
         n_atol, n_rtol = self.tol
         if self.mode == "elements":
-            return self.elements[mismatches(self._hand_at(self.elements), self.central, n_atol, n_rtol)]
+            return self.elements[mismatches(self._hand[self.elements], self.central, n_atol, n_rtol)]
         if self.located_at is not None:
-            return self.located_at[mismatches(self._hand_at(self.located_at), self.central2, n_atol, n_rtol)]
+            return self.located_at[mismatches(self._hand[self.located_at], self.central2, n_atol, n_rtol)]
         return np.zeros(0, int)
-
-    def _hand_at(self, idx):
-        return self._hand[idx]
 
     def kinks_at(self, elements, hand, n_atol, n_rtol):
         """A mask over the leaf: the ``elements`` that lie at kinks (one-sided differences computed
