@@ -19,35 +19,53 @@ The package, in its order of dependence:
 * ``recipes``: the book's recipes, each settling a run (network, data, ``TrainConfig``, report);
 * ``cli`` (the ``backprop-jax`` command): flags -> a recipe -> the library.
 
-Everything public is re-exported here.
+Everything public is re-exported here, each module imported when first used.
 """
 
-from backprop_jax import (
-    book_params, checking, count_based, datasets, exercises, experiments, graph, layers, nets, recipes, shopping,
-    similarity, training)
-from backprop_jax._io import atomic_path, writable_directory, write_json
-from backprop_jax.book_params import BookParamsError, fit_params, load_book_params, save_book_params
-from backprop_jax.experiments import compare_optimizers
-from backprop_jax.checking import (
-    Comparison, Entry, GradcheckReport, HandRules, Kept, Kink, RuleCheck, RuleUse, assert_gradcheck, gradcheck,
-    hand_rules,
-    without_hand_rules)
-from backprop_jax.layers import (
-    add, affine, batch_norm, col2im, convolution, cross_entropy_error, dropout, im2col,
-    CONV_METHODS, ConvMethod, conv_method, convolution_xla, default_conv_method, max_pooling_xla,
-    init_batch_norm_state, max_pooling, mul, relu, sigmoid, softmax, softmax_with_loss, weight_decay,
-    embedding, lstm_cell, matmul, rnn_cell, time_affine, time_lstm, time_rnn, time_softmax_with_loss, embedding_dot,
-    sigmoid_with_loss, time_dropout, attention, attention_weight, attention_weights, time_attention, weight_sum,
-    gru_cell, time_gru, UnigramSampler, negative_sampling_loss, time_bilstm, time_sigmoid_with_loss)
-from backprop_jax.nets import (
-    Metric, Model, carried_rows, conv_net, count_correct, deep_conv_net, generation, mixed_precision, multi_layer_net,
-    nn, rnnlm, seq2seq, sequential_rows, shuffled_rows, simple_rnnlm, two_layer_net, word2vec)
-from backprop_jax.recipes import RECIPES, Recipe, RecipeData
-from backprop_jax.training import (
-    OPTIMIZERS, Checkpoints, CheckpointWriteError, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
-    TrainingDiverged, TrainState, data_fingerprint, data_parallel_mesh, eval_chunks,
-    evaluation_sets, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, perplexity,
-    restore_run, run, run_settings, train)
+import importlib
+
+# Imported on first use (PEP 562): ``import backprop_jax`` takes milliseconds, and the command
+# line can take charge of its signals before JAX is loaded. Each public name, by its module.
+_SUBMODULES = frozenset({
+    "book_params", "checking", "count_based", "datasets", "exercises", "experiments", "graph", "layers", "nets",
+    "recipes", "shopping", "similarity", "training"})
+_FROM = {
+    "backprop_jax._io": "atomic_path writable_directory write_json",
+    "backprop_jax.book_params": "BookParamsError fit_params load_book_params save_book_params",
+    "backprop_jax.experiments": "compare_optimizers",
+    "backprop_jax.checking": """Comparison Entry GradcheckReport HandRules Kept Kink RuleCheck RuleUse assert_gradcheck
+        gradcheck hand_rules without_hand_rules""",
+    "backprop_jax.layers": """add affine batch_norm col2im convolution cross_entropy_error dropout im2col CONV_METHODS
+        ConvMethod conv_method convolution_xla default_conv_method max_pooling_xla init_batch_norm_state max_pooling
+        mul relu sigmoid softmax softmax_with_loss weight_decay embedding lstm_cell matmul rnn_cell time_affine
+        time_lstm time_rnn time_softmax_with_loss embedding_dot sigmoid_with_loss time_dropout attention
+        attention_weight attention_weights time_attention weight_sum gru_cell time_gru UnigramSampler
+        negative_sampling_loss time_bilstm time_sigmoid_with_loss""",
+    "backprop_jax.nets": """Metric Model carried_rows conv_net count_correct deep_conv_net generation mixed_precision
+        multi_layer_net nn rnnlm seq2seq sequential_rows shuffled_rows simple_rnnlm two_layer_net word2vec""",
+    "backprop_jax.recipes": "RECIPES Recipe RecipeData",
+    "backprop_jax.training": """OPTIMIZERS Checkpoints CheckpointWriteError DistributedError Epoch Evaluation Optimizer
+        RunError RunInterrupted TrainConfig TrainingDiverged TrainState data_fingerprint data_parallel_mesh
+        eval_chunks evaluation_sets init_state iterations_per_epoch make_epoch_fn make_epochs_fn optimizers
+        perplexity restore_run run run_settings train""",
+}
+_MODULE_OF = {name: module for module, names in _FROM.items() for name in names.split()}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")  # Python sets it as an attribute
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found once; the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

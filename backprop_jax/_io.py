@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 READ_LIMIT = 2 ** 31  # bytes: far above any file of data or parameters this package reads
+_UNDER_WAY = set()  # the temporary files of atomic_path writes not finished yet
 
 
 def read_regular_file(path, limit=READ_LIMIT):
@@ -46,6 +47,7 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    _UNDER_WAY.add(tmp)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
     try:
         yield Path(tmp)
@@ -55,6 +57,17 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+        _UNDER_WAY.discard(tmp)
+
+
+def remove_writes_under_way():
+    """Removes the temporary files of the ``atomic_path`` writes not finished yet, for a process
+    that is about to end at once (their targets stay as they were)."""
+    for tmp in list(_UNDER_WAY):
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
 
 
 def writable_directory(path):

@@ -1,153 +1,32 @@
-"""The ``backprop-jax`` command: flags -> the recipes and registries -> the library; no knowledge
-of its own. Each command's parser sits beside its handler; ``COMMANDS`` lists them all."""
+"""The ``backprop-jax`` command: flags -> the recipes and registries -> the library.
 
-import argparse
-import os
-import sys
-from typing import Callable, NamedTuple
+This module imports almost nothing, so that the command takes charge of SIGINT and SIGTERM
+(``_signals``) before JAX and NumPy are loaded; the commands' table (``COMMANDS``) and the parser
+(``build_parser``) live in ``_main`` and are found here on first use.
+"""
 
-from backprop_jax.cli import _check, _evaluate, _experiments, _generate, _train, _words
+import importlib
 
-
-class Command(NamedTuple):
-    """A subcommand: how its flags are parsed, what it does, and whether it compiles programs
-    worth keeping in JAX's persistent cache."""
-    add_parser: Callable  # (subparsers) -> None
-    run: Callable  # (args, parser) -> None
-    compiles: bool = False
-
-
-COMMANDS = {
-    "train": Command(_train.add_parser, _train.run, compiles=True),
-    "evaluate": Command(_evaluate.add_parser, _evaluate.run),
-    "gradcheck": Command(_check.add_gradcheck_parser, _check.run_gradcheck),
-    "compare-optimizers": Command(_experiments.add_compare_parser, _experiments.run_compare, compiles=True),
-    "graph": Command(_check.add_graph_parser, _check.run_graph),
-    "experiment": Command(_experiments.add_experiment_parser, _experiments.run_experiment, compiles=True),
-    "download": Command(_experiments.add_download_parser, _experiments.run_download),
-    "words": Command(_words.add_parser, _words.run),
-    "generate": Command(_generate.add_parser, _generate.run),
-}
-
-
-def build_parser():
-    from backprop_jax import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="backprop-jax",
-        description="The backpropagation chapter of 'Deep Learning from Scratch' in JAX.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS.values():
-        command.add_parser(sub)
-    return parser
-
-
-def _use_compilation_cache():
-    """Keeps compiled programs in JAX's persistent cache under the user cache directory
-    (``~/.cache/backprop-jax/xla``), so that a second run does not compile them again: every
-    program that took 0.2 s or more to compile (JAX's default keeps only those of 1 s or more,
-    and the book's net compiles in about 1 s here, on either side of it).
-    ``$JAX_COMPILATION_CACHE_DIR`` chooses another place and
-    ``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` another threshold; a directory that cannot
-    be written only turns the cache off."""
-    import jax
-
-    if not os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return  # JAX reads it itself
-    import platformdirs
-
-    path = os.path.join(platformdirs.user_cache_dir("backprop-jax"), "xla")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:
-        return
-    if not os.access(path, os.W_OK | os.X_OK):
-        return
-    jax.config.update("jax_compilation_cache_dir", path)
+from backprop_jax.cli import _signals
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command = COMMANDS[args.command]
-    if command.compiles:
-        _use_compilation_cache()
-    joins = any(getattr(args, name, None) not in (None, False)
-                for name in ("coordinator", "num_processes", "process_id", "distributed"))
-    if os.environ.get("JAX_PLATFORMS") and args.command != "download" and not joins:  # joining starts JAX itself
-        _check_platforms(os.environ["JAX_PLATFORMS"])
-    if sys.stdout is not None:
-        sys.stdout = _Output(sys.stdout)
+    """Runs the command ``argv`` names (default: the process's arguments).
+
+    SIGINT (Ctrl-C) and SIGTERM end it at any moment, in one line, with status 130 or 143;
+    ``train`` first saves the iteration reached, or keeps its last checkpoint. Called with
+    ``argv``, the previous signal handlers come back on return; as the program (no ``argv``),
+    the command's handling lasts until the process ends, its shutdown included."""
+    with _signals.Signals() as signals:
+        signals.keep = argv is None
+        importlib.import_module("backprop_jax.cli._main").run(argv)
+
+
+def __getattr__(name):
+    if name.startswith("__") or name == "_main":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # COMMANDS, build_parser and the rest of the command's machinery
     try:
-        command.run(args, parser)
-        if sys.stdout is None:  # started with stdout closed (`>&-`): print wrote nowhere
-            sys.exit("backprop-jax: error: cannot write the output: standard output is closed")
-        sys.stdout.flush()
-    except BrokenPipeError:  # `backprop-jax train | head -1`: stop quietly, as Unix tools do
-        _stdout_to_devnull()
-        sys.exit(141)
-    except _OutputFailed as e:  # `> /dev/full`: no space left on device
-        _stdout_to_devnull()
-        sys.exit(f"backprop-jax: error: cannot write the output: {e}")
-    finally:
-        if isinstance(sys.stdout, _Output):
-            sys.stdout = sys.stdout.stream
-
-
-def _check_platforms(platforms):
-    """``JAX_PLATFORMS`` names platforms JAX can start here, or the command ends with JAX's reason
-    (which lists the platforms it knows) in one line."""
-    import jax
-
-    try:
-        jax.devices()
-    except RuntimeError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        sys.exit(f"backprop-jax: error: JAX_PLATFORMS={platforms}: {reason}")
-
-
-class _OutputFailed(Exception):
-    """Standard output cannot be written (a full device, an I/O error)."""
-
-
-class _Output:
-    """Standard output whose failed writes are ``_OutputFailed`` (a broken pipe stays itself)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, text):
-        try:
-            try:
-                return self.stream.write(text)
-            except UnicodeEncodeError:  # PYTHONIOENCODING=ascii and a path in other letters: escaped
-                encoding = self.stream.encoding
-                return self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
-        except BrokenPipeError:
-            raise
-        except OSError as e:
-            raise _OutputFailed(e.strerror or str(e)) from None
-
-    def flush(self):
-        try:
-            self.stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as e:
-            raise _OutputFailed(e.strerror or str(e)) from None
-
-    def __getattr__(self, name):
-        return getattr(self.stream, name)
-
-
-def _stdout_to_devnull():
-    stream = getattr(sys.stdout, "stream", sys.stdout)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, stream.fileno())  # what is still buffered goes nowhere at exit
-
-
-if __name__ == "__main__":
-    main()
+        return getattr(importlib.import_module("backprop_jax.cli._main"), name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

@@ -160,7 +160,9 @@ def _run(model, data, config, settings, mesh, args, n_processes, between_epochs)
         DIVERGENCE_FACTOR, CheckpointWriteError, RunError, RunInterrupted, TrainingDiverged,
         drop_event_loop_leftovers, run)
 
-    stop = _stop_cleanly_on_signals()
+    from backprop_jax.cli._signals import current
+
+    stop = _stop_cleanly_on_signals(args)
     drop_event_loop_leftovers()  # from the start: orbax's leftovers can print before the failure surfaces
     try:
         return run(model, data.arrays, config, dataset=data.name, settings=settings, out=args.out,
@@ -186,6 +188,8 @@ def _run(model, data, config, settings, mesh, args, n_processes, between_epochs)
             raise
         fail(f"process {jax.process_index()} lost contact with the other processes of this run ({e}); once "
              f"all are stopped, start every process again with --resume to continue from the last checkpoint")
+    finally:
+        current().immediate_mode()  # the run is over: a signal now ends the command at once
 
 
 def _join_processes(args, parser):
@@ -230,21 +234,32 @@ def _exit_past_leftovers(message):
     os._exit(1)
 
 
-def _stop_cleanly_on_signals():
-    """Returns ``stop`` for ``run``: the first SIGINT (Ctrl-C) or SIGTERM asks the run to stop
-    after its current compiled call, saving the iteration reached; a second one, while the run
-    is finishing, ends the process at once (the signals' default action)."""
-    import signal
-    import threading
+def _stop_cleanly_on_signals(args):
+    """Returns ``stop`` for ``run``: from now on the first SIGINT (Ctrl-C) or SIGTERM asks the run to
+    stop after its current compiled call, saving the iteration reached. If the run does not take
+    the request within ``GRACE_S`` seconds (it is compiling, or in one long compiled call), the
+    process ends then, its complete checkpoints kept; a second signal ends it at once."""
+    from backprop_jax.cli._signals import GRACE_S, current
 
-    received = []
+    def last_words(name):
+        bar = "" if args.no_progress else "\n"  # off the progress bar's line
+        return (f"{bar}backprop-jax: stopped by {name} without waiting for the run's compiled call (it did not "
+                f"return within {GRACE_S:g} s); {_kept(args.out)}")
 
-    def first(signum, frame):
-        received.append(signal.Signals(signum).name)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signals = current()
+    signals.request_mode(last_words)
+    return signals.requested
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, first)
-        signal.signal(signal.SIGTERM, first)
-    return lambda: received[0] if received else None
+
+def _kept(out):
+    """What a run stopped from outside its loop leaves: its newest complete checkpoint, in words."""
+    if not out:
+        return "nothing was saved (no --out)"
+    folder = os.path.join(out, "checkpoints")
+    try:
+        steps = [int(name) for name in os.listdir(folder) if name.isdigit()]  # complete ones: renamed when whole
+    except OSError:
+        steps = []
+    if not steps:
+        return f"no checkpoint had been written in {out}"
+    return f"the last checkpoint is iteration {max(steps)}; resume with --resume --out {out}"
