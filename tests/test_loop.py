@@ -103,6 +103,39 @@ def test_how_epochs_are_split_into_calls_changes_nothing(sample):
         train(model, data, config, sync_every=0)
 
 
+class RecordingBar:
+    """A tqdm-like bar that records each update and each postfix, in order."""
+
+    def __init__(self):
+        self.events = []
+
+    def update(self, n):
+        self.events.append(n)
+
+    def set_postfix_str(self, text):
+        self.events.append(text)
+
+
+def test_step_progress_reports_every_step_from_inside_the_call_and_changes_nothing(sample):
+    data = small(sample)
+    config = TrainConfig(iters_num=20, batch_size=60, seed=3)  # 8 iterations an epoch: 8, 8, then 4
+    model = two_layer_net.model(hidden_size=6)
+    runs = {}
+    for steps in (False, True):
+        bar = RecordingBar()
+        runs[steps] = train(model, data, config, progress=bar, seconds_per_call=3600, step_progress=steps), bar
+    (state, history), quiet = runs[False]
+    (state_ticked, history_ticked), ticked = runs[True]
+    chex.assert_trees_all_equal(state_ticked.params, state.params)
+    assert [(e.iteration, e.train_loss, e.test_acc) for e in history_ticked] == \
+           [(e.iteration, e.train_loss, e.test_acc) for e in history]
+    assert quiet.events == [8, 12]  # a call of 1 epoch, then one of the 2 left (8 and 4 iterations)
+    # Every step by one, each epoch's evaluation announced and ended, the total the same.
+    assert [e for e in ticked.events if e != 1] == ["evaluating", ""] * 3
+    assert ticked.events.count(1) == 20
+    assert ticked.events[:9] == [1] * 8 + ["evaluating"]
+
+
 def test_a_loss_that_diverges_inside_a_long_call_keeps_the_last_finite_epoch():
     x = np.zeros((200, 3), np.float32)
     t = np.zeros(200, np.int32)

@@ -17,8 +17,10 @@ With several processes each one gathers, on the host, only the rows of each
 batch that its own devices hold (``feed="host"``).
 """
 
+import contextlib
 import dataclasses
 import math
+import threading
 import time
 
 import jax
@@ -28,7 +30,7 @@ from backprop_jax._values import check_count
 from backprop_jax.training._config import TrainConfig, init_state
 from backprop_jax.training._data_checks import _check_data, check_memory, split_data
 from backprop_jax.training._placement import _place, _resolve_feed, epoch_batches, eval_chunk_size
-from backprop_jax.training._programs import _MAX_EPOCHS, PROGRAMS, evaluation_mean
+from backprop_jax.training._programs import _MAX_EPOCHS, PROGRAMS, TICKS, evaluation_mean
 
 
 # A loss whose mean over DIVERGENCE_EPOCHS epochs in a row stays above DIVERGENCE_FACTOR times its
@@ -81,7 +83,8 @@ class Epoch:
 
 def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epochs=None,
           progress=None, mesh=None, feed="auto", seconds_per_call=0.5, sync_every=None,
-          divergence_factor=DIVERGENCE_FACTOR, divergence_epochs=DIVERGENCE_EPOCHS, between_epochs=None):
+          divergence_factor=DIVERGENCE_FACTOR, divergence_epochs=DIVERGENCE_EPOCHS, between_epochs=None,
+          step_progress=None):
     """Trains ``model`` on ``data`` and returns ``(state, history)``.
 
     Training runs as a few compiled calls, each of as many epochs (steps and
@@ -132,6 +135,11 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
         epoch (each call then runs one epoch), before ``on_epochs`` sees the state: a script's
         work between its ``fit`` calls (the sequel's ``train_better_rnnlm.py`` resets the
         model's state and lowers the learning rate there). It must keep the state's structure.
+      step_progress: advance ``progress`` after every step from inside the compiled call (a host
+        callback), and say when the epoch's evaluation runs (tqdm's postfix "evaluating"), so
+        that a call of minutes shows how it goes. None (default): when a step is estimated to
+        take 50 ms or more (the callback then costs nothing next to it). The parameters and
+        the history are the same either way.
     Returns:
       The final ``TrainState`` and the list of ``Epoch`` records.
     Raises:
@@ -146,27 +154,57 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     check_memory(model, config, data, 1 if mesh is None else mesh.size, shapes)
     placed = _place(data, config, mesh, _resolve_feed(feed, mesh), eval_chunk_size(scores))
     state = _starting_state(model, config, state, placed.replicated, shapes)
+    if step_progress is None:
+        step_progress = _steps_are_slow(model, config, data, shapes)
+    ticks = progress is not None and bool(step_progress)
     program = PROGRAMS.epochs(model, config, placed.iter_per_epoch, placed.n_train, placed.n_test,
-                              placed.batch_sharding, placed.feed, placed.replicated)
+                              placed.batch_sharding, placed.feed, placed.replicated, ticks)
     history, partial = _continued_history(model, config, state, list(history), placed)
     calls = _Calls(model, config, placed, int(state.iteration), history, partial, divergence_factor,
                    divergence_epochs)
     if between_epochs is not None:
         sync_every = 1
-    while calls.iteration < config.iters_num:
-        state, records = calls.run(program, state, sync_every)
-        advanced = calls.add_epochs(records)
-        if advanced and between_epochs is not None and calls.iteration % placed.iter_per_epoch == 0:
-            state = between_epochs(state, history)
-            state = state if placed.replicated is None else jax.device_put(state, placed.replicated)
-        if advanced:
-            if progress is not None:
-                progress.update(advanced)
-            if on_epochs is not None:
-                on_epochs(state, history)
-        calls.check_divergence(records)
-        calls.resize(seconds_per_call, records)
+    bar = _Progress(progress, calls.iteration) if progress is not None else None
+    with TICKS.showing(bar) if ticks else contextlib.nullcontext():
+        while calls.iteration < config.iters_num:
+            state, records = calls.run(program, state, sync_every)
+            advanced = calls.add_epochs(records)
+            if advanced and between_epochs is not None and calls.iteration % placed.iter_per_epoch == 0:
+                state = between_epochs(state, history)
+                state = state if placed.replicated is None else jax.device_put(state, placed.replicated)
+            if advanced:
+                if bar is not None:
+                    bar.to(calls.iteration)
+                if on_epochs is not None:
+                    on_epochs(state, history)
+            calls.check_divergence(records)
+            calls.resize(seconds_per_call, records)
     return state, history
+
+
+def _steps_are_slow(model, config, data, shapes):
+    """Whether a step is estimated to last long enough that ``progress`` should hear of every one
+    from inside the compiled call (a host callback costs far less than such a step)."""
+    return False
+
+
+class _Progress:
+    """The caller's bar, advanced to an iteration: by the host after each call, and from inside a
+    call by a program compiled with ticks (``TICKS``), which also says when it evaluates."""
+
+    def __init__(self, bar, iteration):
+        self.bar, self.told = bar, iteration
+        self._lock = threading.Lock()
+
+    def to(self, iteration):
+        with self._lock:
+            if iteration > self.told:
+                self.bar.update(iteration - self.told)
+                self.told = iteration
+
+    def evaluating(self, started):
+        if hasattr(self.bar, "set_postfix_str"):  # tqdm's; another bar is only advanced
+            self.bar.set_postfix_str("evaluating" if started else "")
 
 
 def _check_train_arguments(seconds_per_call, sync_every, divergence_factor, divergence_epochs):

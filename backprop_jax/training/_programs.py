@@ -2,7 +2,9 @@
 their evaluation in one call (``make_epochs_fn``), and ``PROGRAMS``, which keeps them, and
 their compiled executables, for the next call and the next ``train`` of the same model."""
 
+import contextlib
 import functools
+import threading
 from typing import NamedTuple
 
 import jax
@@ -13,7 +15,7 @@ from backprop_jax.training._config import TrainState, init_state
 from backprop_jax.training._placement import _check_feed, batch_indices
 
 
-def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="device"):
+def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="device", on_step=None):
     """``(state, xs, ts) -> (state, losses, active)`` running one epoch; jit it.
 
     With ``feed="device"``, ``xs, ts`` are the training set, from which step
@@ -26,6 +28,9 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="d
     ``iter_per_epoch`` entries of which the first ``sum(active)`` are real.
     With ``batch_sharding``, each mini-batch is split over the devices that
     way (data parallelism); XLA adds the all-reduce of the gradients.
+    ``on_step``, if given, is called on the host with the iteration reached
+    after every step (``jax.debug.callback``): progress inside a call whose
+    steps are slow.
     """
     _check_feed(feed)
     optimizer = config.make_optimizer()
@@ -53,6 +58,8 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="d
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
             new = TrainState(params, opt_state, i + 1, model_state)
+            if on_step is not None:
+                jax.debug.callback(on_step, new.iteration)
             return new, losses.at[k].set(loss.astype(losses.dtype))
 
         # Epochs end at multiples of iter_per_epoch: a run resumed after a short last epoch
@@ -81,7 +88,7 @@ class Records(NamedTuple):
 
 
 def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=256, batch_sharding=None,
-                   *, feed="device"):
+                   *, feed="device", on_step=None, on_evaluation=None):
     """``(state, n_epochs, batches, evaluation) -> (state, Records)``: up to ``n_epochs`` epochs
     (at most ``max_epochs``), each followed by its evaluation, in one compiled call; jit it.
 
@@ -92,9 +99,11 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
     traced value, so calls of any length share one compiled program. The
     loop stops early when the iterations reach ``config.iters_num`` or an
     epoch's loss is not finite; then the state stays that of the last finite
-    epoch and ``Records`` names the first bad update.
+    epoch and ``Records`` names the first bad update. ``on_step`` is
+    ``make_epoch_fn``'s; ``on_evaluation``, if given, is called on the host with
+    True as an epoch's evaluation starts and False as it ends.
     """
-    epoch = make_epoch_fn(model, config, iter_per_epoch, batch_sharding, feed=feed)
+    epoch = make_epoch_fn(model, config, iter_per_epoch, batch_sharding, feed=feed, on_step=on_step)
 
     by_accuracy = model.measures_accuracy()
 
@@ -131,7 +140,11 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
             ok = jnp.all(finite)
             first_bad = jnp.argmin(finite)  # the first False, when there is one
             state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+            if on_evaluation is not None:  # each call after what it depends on: the epoch, the values
+                jax.debug.callback(lambda _: on_evaluation(True), state.iteration)
             train_value, test_value = evaluate(state, evaluation)
+            if on_evaluation is not None:
+                jax.debug.callback(lambda *_: on_evaluation(False), train_value, test_value)
             nan = jnp.float32(jnp.nan)
             train_acc, test_acc = (train_value, test_value) if by_accuracy else (nan, nan)
             mean_loss = (jnp.sum(jnp.where(active, losses, 0.0)) / jnp.sum(active)).astype(jnp.float32)
@@ -180,10 +193,12 @@ class Programs:
         self._keep_executables = keep_executables
 
     @staticmethod
-    def _epochs(model, config, iter_per_epoch, n_train, n_test, batch_sharding, feed, replicated):
-        """``make_epochs_fn``'s function for these arguments, jitted, its outputs replicated."""
+    def _epochs(model, config, iter_per_epoch, n_train, n_test, batch_sharding, feed, replicated, ticks=False):
+        """``make_epochs_fn``'s function for these arguments, jitted, its outputs replicated; with
+        ``ticks``, reporting every step and evaluation to ``TICKS``."""
+        hooks = dict(on_step=TICKS.step, on_evaluation=TICKS.evaluation) if ticks else {}
         return jax.jit(make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, _MAX_EPOCHS, batch_sharding,
-                                      feed=feed), out_shardings=replicated)
+                                      feed=feed, **hooks), out_shardings=replicated)
 
     @staticmethod
     def _init(model, config, replicated):
@@ -208,3 +223,36 @@ class Programs:
 
 
 PROGRAMS = Programs()
+
+
+class Ticks:
+    """Where a program compiled with ticks reports from inside its call: the progress bar of the
+    ``train`` running it (``showing``), advanced to each step's iteration, and told when an
+    evaluation runs. Calls come from the runtime's callback thread while the host waits."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._bar = None
+
+    @contextlib.contextmanager
+    def showing(self, bar):
+        with self._lock:
+            self._bar = bar
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._bar = None
+
+    def step(self, iteration):
+        with self._lock:
+            if self._bar is not None:
+                self._bar.to(int(iteration))
+
+    def evaluation(self, started):
+        with self._lock:
+            if self._bar is not None:
+                self._bar.evaluating(started)
+
+
+TICKS = Ticks()
