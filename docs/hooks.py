@@ -54,10 +54,6 @@ def on_config(config):
                               f"{', '.join(sorted(names - known))} (there are {', '.join(sorted(known))})")
         jupyter.config["execute"] = True
         jupyter.config["execute_ignore"] = [f"*/{name}" for name in sorted(known - names)]
-    # The kernels that run the notebooks inherit this: the library's progress bar falls back
-    # to text where ipywidgets is absent, and says so on every page otherwise.
-    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"),
-                                                          "ignore:IProgress not found"]))
     return config
 
 

@@ -16,7 +16,6 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
 
 from backprop_jax._io import writable_directory, write_json
 from backprop_jax.training._checkpoint import (
@@ -418,7 +417,7 @@ def _run(model, data, config, o):
 
     # Orbax logs a failed background write with its traceback; the run says it in one line.
     quiet = QuietLogger("absl") if files is not None else contextlib.nullcontext()
-    with quiet, tqdm(total=config.iters_num, initial=done, unit="it", disable=not o.progress,
+    with quiet, _bar(total=config.iters_num, initial=done, unit="it", disable=not o.progress,
                      dynamic_ncols=True) as bar:
         try:
             state, history = train(model, data, config, state=state, history=history,
@@ -433,6 +432,18 @@ def _run(model, data, config, o):
             if files is not None:
                 files.finish()
     return state, history
+
+
+def _bar(**kwargs):
+    """tqdm's bar for where it shows: a widget in a notebook that has ipywidgets, text anywhere
+    else (``tqdm.auto`` would warn on every run in a notebook without them)."""
+    try:
+        import ipywidgets  # noqa: F401 - what tqdm's notebook bar is drawn with
+    except ImportError:
+        from tqdm.std import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(**kwargs)
 
 
 def run_settings(out):
