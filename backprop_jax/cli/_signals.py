@@ -69,8 +69,8 @@ class Signals:
         return None
 
     def __enter__(self):
-        if threading.current_thread() is not threading.main_thread():
-            return self  # only the main thread may handle signals; elsewhere nothing changes
+        if threading.current_thread() is not threading.main_thread() or os.name != "posix":
+            return self  # only the main thread may handle signals, a POSIX pipe wake the watcher
         reader, writer = os.pipe()
         os.set_blocking(writer, False)
         try:
