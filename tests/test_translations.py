@@ -3,6 +3,7 @@ file they follow; a changed English page makes its translation stale: the suite 
 and the site shows a notice on it (docs/hooks.py)."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,3 +57,35 @@ def test_a_translated_notebook_runs_the_english_notebooks_code():
         code = lambda path: [c.source for c in nbformat.read(str(ROOT / "docs" / path), as_version=4).cells
                              if c.cell_type == "code"]
         assert code(translation) == code(module.source_of(translation)), translation
+
+
+def _outline(text):
+    """A page's shape, whatever its language: each heading's level, how many table rows each
+    section holds and how many fenced blocks."""
+    text = re.sub(r"\A---\n.*?\n---\n", "", text, flags=re.S)
+    shape, rows, fences = [], 0, 0
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fences += 1
+        elif line.startswith("#") and fences % 2 == 0:
+            shape.append((rows, fences // 2))
+            shape.append(line.split(" ", 1)[0])
+            rows = 0
+        elif line.startswith("|") and fences % 2 == 0:
+            rows += 1
+    return shape + [(rows, fences // 2)]
+
+
+def test_a_translated_page_follows_the_whole_english_page():
+    """A summary is not a translation: every section, table row and code block of the English
+    page is in each translation, in the same order."""
+    module = hooks()
+    pages = [t for t in module.translations() if t.endswith(".md")]
+    assert "guides/layers.zh.md" in pages and "guides/layers.ja.md" in pages
+    for translation in pages:
+        english = (ROOT / "docs" / module.source_of(translation)).read_text()
+        assert _outline((ROOT / "docs" / translation).read_text()) == _outline(english), translation
+    # A page that stops short of its English page does not pass.
+    page = (ROOT / "docs" / "guides" / "layers.zh.md").read_text()
+    english = (ROOT / "docs" / "guides" / "layers.md").read_text()
+    assert _outline(page[:page.index("\n## 续作的层")]) != _outline(english)
