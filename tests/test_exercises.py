@@ -157,3 +157,133 @@ def test_the_exercises_say_what_to_write():
     assert (x.shape, W.shape, b.shape) == ((4, 3), (3, 5), (5,))
     (out,) = exercises.inputs("sigmoid")
     assert bool(jnp.all((out > 0) & (out < 1)))  # the sigmoid exercise gives the forward's output
+
+
+# The feedback in each language, its sentences written out here -----------------------------
+
+def _unwritten(dout, x, y):
+    raise NotImplementedError
+
+
+def _affine_off(dout, x, W, b):
+    dx, dW, db = affine_backward(dout, x, W, b)
+    return dx, dW.at[1, 2].multiply(1.01).at[0, 4].multiply(1.01), db
+
+
+SAID = {  # language -> what the feedback says; {} holds the numbers the check measured
+    "en": {"correct": "mul: correct.\n  dx: exact (largest difference 0).\n  dy: exact (largest difference 0).",
+           "wrong": ["affine: not yet: dW is wrong.", "  dx: exact (largest difference {}).",
+                     "  dW: wrong in 2 of 15 elements (largest difference {}):",
+                     "    at (0, 4): yours {}, expected {}", "    at (1, 2): yours {}, expected {}",
+                     "  db: exact (largest difference {}).", "  A hint: exercises.hint('affine')."],
+           "close": "  dx: close, not exact: right to about half the digits (largest difference {}).",
+           "more": "    and 7 more",
+           "unwritten": "mul: not written yet: the backward raises NotImplementedError.",
+           "count": "affine: the backward returned 2 gradient(s); it should return 3.",
+           "shape": "  dx: wrong: it has shape (4,), the input has shape (3, 4).",
+           "dict": "two_layer_net: the backward should return a dict with keys W1, b1, W2, b2; it returned ['W1'].",
+           "raised": "mul: the backward raised ZeroDivisionError: division by zero",
+           "layer": "your layer: not yet: dx is wrong.",
+           "exercise": "relu: write backward(dout, x) -> dx   # Relu: out = max(x, 0)",
+           "hint": "add: Both local derivatives of x + y are 1: dout goes back to both inputs unchanged (sec. 5.4.2).",
+           "many": "mul: not yet: dx, dy are wrong.",
+           "keys": "your layer: the backward returned gradients for ['dy']; expected ['dx'].",
+           "count_named": "your layer: the backward returned 2 gradient(s); it should return 1: dx.",
+           "not_array": "  dx: wrong: it is not an array of numbers (could not convert string to float: 'a')."},
+    "zh": {"correct": "mul：正确。\n  dx：精确（exact），最大差值 0。\n  dy：精确（exact），最大差值 0。",
+           "wrong": ["affine：还不对：dW 错误。", "  dx：精确（exact），最大差值 {}。",
+                     "  dW：错误（wrong），15 个元素中有 2 个错误（最大差值 {}）：",
+                     "    在 (0, 4)：你的值 {}，期望值 {}", "    在 (1, 2)：你的值 {}，期望值 {}",
+                     "  db：精确（exact），最大差值 {}。", "  提示：exercises.hint('affine', language='zh')。"],
+           "close": "  dx：接近（close），但不精确：大约一半的有效数字正确（最大差值 {}）。",
+           "more": "    还有 7 个",
+           "unwritten": "mul：还没有写：backward 引发了 NotImplementedError。",
+           "count": "affine：backward 返回了 2 个梯度；应当返回 3 个。",
+           "shape": "  dx：错误（wrong）：它的形状是 (4,)，而输入的形状是 (3, 4)。",
+           "dict": "two_layer_net：backward 应当返回键为 W1, b1, W2, b2 的字典；它返回了 ['W1']。",
+           "raised": "mul：backward 引发了 ZeroDivisionError：division by zero",
+           "layer": "你的层：还不对：dx 错误。",
+           "exercise": "relu：请写出 backward(dout, x) -> dx   # Relu：out = max(x, 0)",
+           "hint": "add：x + y 的两个局部导数都是 1：dout 原封不动地传回两个输入（5.4.2 节）。",
+           "many": "mul：还不对：dx、dy 错误。",
+           "keys": "你的层：backward 返回了 ['dy'] 的梯度；期望的是 ['dx']。",
+           "count_named": "你的层：backward 返回了 2 个梯度；应当返回 1 个：dx。",
+           "not_array": "  dx：错误（wrong）：它不是数值数组（could not convert string to float: 'a'）。"},
+    "ja": {"correct": "mul：正解。\n  dx：正確（exact）。最大の差 0。\n  dy：正確（exact）。最大の差 0。",
+           "wrong": ["affine：まだです：dW が誤り。", "  dx：正確（exact）。最大の差 {}。",
+                     "  dW：誤り（wrong）、15 個の要素のうち 2 個が誤り（最大の差 {}）：",
+                     "    (0, 4) で：あなたの値 {}、期待される値 {}", "    (1, 2) で：あなたの値 {}、期待される値 {}",
+                     "  db：正確（exact）。最大の差 {}。", "  ヒント：exercises.hint('affine', language='ja')。"],
+           "close": "  dx：近い（close）が正確ではない：桁の半分ほどが正しい（最大の差 {}）。",
+           "more": "    ほかに 7 個",
+           "unwritten": "mul：まだ書かれていません：backward が NotImplementedError を送出します。",
+           "count": "affine：backward は 2 個の勾配を返しました。返すべきなのは 3 個です。",
+           "shape": "  dx：誤り（wrong）：形状が (4,) ですが、入力の形状は (3, 4) です。",
+           "dict": "two_layer_net：backward はキー W1, b1, W2, b2 を持つ辞書を返すべきですが、['W1'] を返しました。",
+           "raised": "mul：backward が ZeroDivisionError を送出しました：division by zero",
+           "layer": "あなたのレイヤ：まだです：dx が誤り。",
+           "exercise": "relu：次の関数を書いてください：backward(dout, x) -> dx   # Relu：out = max(x, 0)",
+           "hint": "add：x + y の局所的な微分はどちらも 1 です：dout はそのまま両方の入力へ戻ります（5.4.2 節）。",
+           "many": "mul：まだです：dx、dy が誤り。",
+           "keys": "あなたのレイヤ：backward は ['dy'] の勾配を返しました。期待されるのは ['dx'] です。",
+           "count_named": "あなたのレイヤ：backward は 2 個の勾配を返しました。返すべきなのは 1 個です：dx。",
+           "not_array": "  dx：誤り（wrong）：数値の配列ではありません（could not convert string to float: 'a'）。"},
+}
+
+
+@pytest.mark.parametrize("language", list(SAID))
+def test_the_feedback_speaks_the_language_asked_for(language):
+    said = SAID[language]
+    g = lambda value: f"{value:.3g}"
+    assert str(exercises.check("mul", mul_backward, language=language)) == said["correct"]
+    feedback = exercises.check("affine", _affine_off, language=language)
+    dx, dW, db = feedback.gradients
+    (i1, y1, e1), (i2, y2, e2) = dW.examples
+    assert (i1, i2) == ((0, 4), (1, 2))
+    numbers = [[], [g(dx.max_difference)], [g(dW.max_difference)], [f"{y1:.6g}", f"{e1:.6g}"],
+               [f"{y2:.6g}", f"{e2:.6g}"], [g(db.max_difference)], []]
+    assert str(feedback).split("\n") == [line.format(*n) for line, n in zip(said["wrong"], numbers)]
+    close = exercises.check("mul", lambda dout, x, y: (dout * y * (1 + 1e-12), dout * x), language=language)
+    assert str(close).split("\n")[1] == said["close"].format(g(close.gradients[0].max_difference))
+    off = exercises.check("sigmoid", lambda dout, out: 1.01 * sigmoid_backward(dout, out), language=language)
+    assert said["more"] in str(off).split("\n")
+    assert str(exercises.check("mul", _unwritten, language=language)) == said["unwritten"]
+    assert str(exercises.check("affine", lambda dout, x, W, b: (dout, x), language=language)) == said["count"]
+    assert str(exercises.check("relu", lambda dout, x: dout[0], language=language)).split("\n")[1] == said["shape"]
+    assert str(exercises.check("two_layer_net", lambda *args: {"W1": 0}, language=language)) == said["dict"]
+    assert str(exercises.check("mul", lambda dout, x, y: 1 / 0, language=language)) == said["raised"]
+    x = jnp.linspace(-2.0, 2.0, 5)
+    layer = exercises.check_layer(jnp.tanh, lambda dout, x: dout * (1 - jnp.tanh(x)), x, names=["dx"],
+                                  language=language)
+    assert str(layer).split("\n")[0] == said["layer"] and layer.language == language
+    assert exercises.exercise("relu", language=language) == said["exercise"]
+    assert exercises.hint("add", language=language) == said["hint"]
+    swapped = exercises.check("mul", lambda dout, x, y: (dout * x, dout * y), language=language)
+    assert str(swapped).split("\n")[0] == said["many"]
+    keys = exercises.check_layer(jnp.tanh, lambda dout, x: {"dy": dout}, x, names=["dx"], language=language)
+    assert str(keys) == said["keys"]
+    two = exercises.check_layer(jnp.tanh, lambda dout, x: (dout, dout), x, names=["dx"], language=language)
+    assert str(two) == said["count_named"]
+    text = exercises.check("relu", lambda dout, x: "a", language=language)
+    assert str(text).split("\n")[1] == said["not_array"]
+
+
+def test_english_is_the_default_and_every_exercise_speaks_every_language():
+    assert str(exercises.check("mul", mul_backward)) == SAID["en"]["correct"]
+    assert exercises.hint("add") == SAID["en"]["hint"] and exercises.exercise("relu") == SAID["en"]["exercise"]
+    assert exercises.LANGUAGES == tuple(SAID)
+    for language in exercises.LANGUAGES:
+        for ex in exercises.EXERCISES.values():
+            assert set(ex.hint) == set(ex.about) == set(exercises.LANGUAGES)
+            assert ex.hint[language] and ex.about[language]
+        if language != "en":  # each translated, not the English left in place
+            assert all(ex.hint[language] != ex.hint["en"] for ex in exercises.EXERCISES.values())
+
+
+def test_an_unknown_language_is_refused_by_name():
+    message = "language must be one of 'en', 'zh', 'ja'; got 'fr'"
+    for call in (lambda: exercises.check("mul", mul_backward, language="fr"),
+                 lambda: exercises.check_layer(jnp.tanh, lambda dout, x: dout, jnp.ones(2), language="fr"),
+                 lambda: exercises.hint("mul", language="fr"), lambda: exercises.exercise("mul", language="fr")):
+        with pytest.raises(ValueError, match=message):
+            call()
