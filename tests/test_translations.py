@@ -91,3 +91,21 @@ def test_a_translated_page_follows_the_whole_english_page():
     page = (ROOT / "docs" / "guides" / "layers.zh.md").read_text()
     english = (ROOT / "docs" / "guides" / "layers.md").read_text()
     assert _outline(page[:page.index("\n## 续作的层")]) != _outline(english)
+
+
+def test_a_notebook_not_translated_leads_each_language_to_its_english_page(tmp_path, monkeypatch):
+    """Every notebook of the site is translated; one added later, in English only (or in one
+    language), is still reached from each language's switcher."""
+    from types import SimpleNamespace
+
+    module = hooks()
+    (tmp_path / "docs" / "notebooks").mkdir(parents=True)
+    for name in ("7_new.ipynb", "7_new.zh.ipynb"):
+        (tmp_path / "docs" / "notebooks" / name).write_text("{}")
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    alternates = [{"lang": "en", "link": "/"}, {"lang": "zh", "link": "/zh/"}, {"lang": "ja", "link": "/ja/"}]
+    config = SimpleNamespace(extra=SimpleNamespace(alternate=alternates))
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="notebooks/7_new.zh.ipynb"))
+    module.on_page_context({}, page, config, nav=None)
+    assert [a["link"] for a in alternates] == ["notebooks/7_new.html", "zh/notebooks/7_new.html",
+                                               "notebooks/7_new.html"]
