@@ -44,10 +44,10 @@ from backprop_jax.nets import (
     nn, rnnlm, seq2seq, sequential_rows, shuffled_rows, simple_rnnlm, two_layer_net, word2vec)
 from backprop_jax.recipes import RECIPES, Recipe, RecipeData
 from backprop_jax.training import (
-    OPTIMIZERS, Checkpoints, CheckpointWriteError, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
-    TrainingDiverged, TrainState, data_fingerprint, data_parallel_mesh, eval_chunks,
+    OPTIMIZERS, Checkpoints, CheckpointWriteError, ComputedValues, Cost, DeviceOutOfMemory, DistributedError, Epoch, Evaluation, Optimizer, RunError, RunInterrupted, TrainConfig,
+    TrainingDiverged, TrainState, check_memory, computed_values, data_fingerprint, estimate_cost, data_parallel_mesh, eval_chunks,
     evaluation_sets, init_state, iterations_per_epoch, make_epoch_fn, make_epochs_fn, optimizers, perplexity,
-    restore_run, run, run_settings, train)
+    out_of_memory_errors, restore_run, run, run_settings, train)
 
 __version__ = "0.1.0"
 
@@ -81,6 +81,9 @@ __all__ = [
     "train", "TrainConfig", "TrainState", "Epoch", "TrainingDiverged", "init_state", "OPTIMIZERS", "optimizers",
     "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "Evaluation",
     "evaluation_sets", "iterations_per_epoch", "perplexity",
+    # What training will cost, from shapes alone; whether it fits the device.
+    "estimate_cost", "Cost", "ComputedValues", "computed_values", "check_memory", "DeviceOutOfMemory",
+    "out_of_memory_errors",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
     "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "CheckpointWriteError", "restore_run",
     "run_settings", "compare_optimizers", "DistributedError",
