@@ -111,20 +111,20 @@ def test_what_cannot_fit_is_refused_naming_the_parts(sample, monkeypatch):
     with pytest.raises(ValueError, match=r"training needs at least 1\d\.\d GB \(parameters and optimiser state, "
                                          r"twice 7.\d\d GB, data .* MB, the largest product of one step for a batch "
                                          r"of 100 4.67 GB\), more than the 8 GB the cpu device has"):
-        check_memory(conv_net.model(pad=300), TrainConfig(optimizer="adam"), sample)
+        check_memory(conv_net.model(pad=300), sample, TrainConfig(optimizer="adam"))
 
 
 @pytest.mark.parametrize("model, config", [(two_layer_net.model(), TrainConfig()),
                                            (conv_net.model(), TrainConfig(optimizer="adam"))])
 def test_the_book_nets_fit(sample, model, config):
-    parts = check_memory(model, config, sample)
+    parts = check_memory(model, sample, config)
     assert sum(parts.values()) < 10 ** 8
 
 
 @pytest.mark.parametrize("model", [two_layer_net.model(), conv_net.model(filter_num=4, hidden_size=10, pad=2)])
 def test_the_memory_figure_is_at_most_what_xla_allocates(sample, model):
     data, config = small(sample), TrainConfig(iters_num=5, optimizer="adam")
-    parts = check_memory(model, config, data)
+    parts = check_memory(model, data, config)
     cost = estimate_cost(model, data, config)
     (x, t), (xt, tt) = data
     program = jax.jit(make_epochs_fn(model, config, 5, len(x), len(xt)))

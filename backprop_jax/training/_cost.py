@@ -2,12 +2,12 @@
 step and one evaluation chunk compute, their FLOPs, and the seconds those take at a rate the
 device shows on a small matrix product.
 
-``computed_values`` walks a traced function's jaxpr, into every body an equation holds (``jit``, the
-layers' ``custom_vjp`` calls, ``checkpoint``, each ``cond`` branch, keeping the largest; a
-``scan`` body ``length`` times; a ``while`` body once, as its trip count is not known from
-shapes). ``estimate_cost`` traces the training step (the loss's gradient and the optimiser's
-update) for a batch, and the evaluation's forward, with ``jax.make_jaxpr`` on
-``ShapeDtypeStruct``\\ s.
+``computed_values`` walks a traced function's jaxpr, the values no output needs left out as XLA
+leaves them out, into every body an equation holds (``jit``, the layers' ``custom_vjp`` calls,
+``checkpoint``, each ``cond`` branch, keeping the dearest; a ``scan`` body ``length`` times; a
+``while`` body once, as its trip count is not known from shapes). ``estimate_cost`` traces the
+training step (the loss's gradient and the optimiser's update) for a batch, and the evaluation's
+forward, with ``jax.make_jaxpr`` on shapes (``ShapeDtypeStruct``).
 """
 
 import functools
@@ -21,12 +21,14 @@ import numpy as np
 import optax
 
 from backprop_jax.checking._jaxpr import bodies, open_body
+from backprop_jax.training._config import init_state
+from backprop_jax.training._data_checks import split_data
+from backprop_jax.training._placement import chunking, eval_chunk_size
 
-try:  # JAX's dead-code elimination, which prunes the bodies of jit, scan, cond and while as well
+try:  # JAX's dead-code elimination (no public name), which prunes the bodies of jit, scan, cond, while
     from jax._src.interpreters.partial_eval import dce_jaxpr as _dce_jaxpr
 except ImportError:  # pragma: no cover - a JAX without it
     _dce_jaxpr = None
-from backprop_jax.training._data_checks import split_data
 
 # Primitives that move or relabel values without arithmetic: no FLOPs.
 _MOVES = frozenset({
@@ -56,17 +58,9 @@ def _size(aval):
 
 
 def _nbytes(aval):
-    if not hasattr(aval, "shape"):
+    if not hasattr(aval, "shape"):  # a token, a reference
         return 0
-    return _size(aval) * getattr(np.dtype(aval.dtype) if _is_numpy_dtype(aval.dtype) else aval.dtype, "itemsize", 8)
-
-
-def _is_numpy_dtype(dtype):
-    try:
-        np.dtype(dtype)
-    except TypeError:  # an extended dtype: a PRNG key
-        return False
-    return True
+    return _size(aval) * getattr(aval.dtype, "itemsize", 8)  # a PRNG key's dtype says its size too
 
 
 def _product_flops(eqn):
@@ -83,8 +77,8 @@ def _product_flops(eqn):
 
 
 def _add(a, b, times=1):
-    return ComputedValues(a.bytes + times * b.bytes, max(a.largest, b.largest), max(a.largest_product, b.largest_product),
-                  a.flops + times * b.flops)
+    return ComputedValues(a.bytes + times * b.bytes, max(a.largest, b.largest),
+                          max(a.largest_product, b.largest_product), a.flops + times * b.flops)
 
 
 def _body(body):
@@ -111,7 +105,7 @@ def _values(jaxpr):
             inner = [_body(b) for b in found]
             if name == "cond":  # one branch runs: the dearest, and of products only what every branch holds
                 total = _add(total, ComputedValues(max(b.bytes for b in inner), max(b.largest for b in inner),
-                                           min(b.largest_product for b in inner), max(b.flops for b in inner)))
+                                                   min(b.largest_product for b in inner), max(b.flops for b in inner)))
             elif name == "while":  # runs once or more often, or never: its products are not certain
                 for b in inner:
                     total = _add(total, b._replace(largest_product=0))
@@ -235,7 +229,8 @@ def estimate_cost(model, data, config, devices=1, *, shapes=None):
     book's networks; the same arguments (by their shapes) are traced once.
     """
     (x_train, t_train), (x_test, t_test) = split_data(data)
-    described = tuple((len(a), np.shape(a)[1:], np.asarray(a[:1]).dtype) for a in (x_train, t_train, x_test, t_test))
+    described = tuple((len(a), np.shape(a)[1:], np.asarray(a[:1]).dtype)
+                      for a in (x_train, t_train, x_test, t_test))
     key = (model, config, devices, described)
     if key not in _ESTIMATES:
         if len(_ESTIMATES) >= 8:
@@ -248,9 +243,6 @@ _ESTIMATES = {}  # the last few estimates, by model, config, devices and the dat
 
 
 def _estimate(model, config, devices, described, shapes):
-    from backprop_jax.training._config import init_state
-    from backprop_jax.training._placement import chunking, eval_chunk_size
-
     if shapes is None:
         shapes = jax.eval_shape(lambda: init_state(model, config))
     (n_train, x_shape, x_dtype), (_, t_shape, t_dtype), (n_test, *_), _ = described
@@ -258,8 +250,8 @@ def _estimate(model, config, devices, described, shapes):
     def batch(n):
         return jax.ShapeDtypeStruct((n, *x_shape), x_dtype), jax.ShapeDtypeStruct((n, *t_shape), t_dtype)
 
-    step = computed_values(jax.make_jaxpr(_step(model, config))(shapes.params, shapes.model_state, shapes.opt_state,
-                                                           *batch(max(config.batch_size // devices, 1))))
+    step = computed_values(jax.make_jaxpr(_step(model, config))(
+        shapes.params, shapes.model_state, shapes.opt_state, *batch(max(config.batch_size // devices, 1))))
     per_example = model.measure().per_example
     one, two = (computed_values(jax.make_jaxpr(functools.partial(per_example, model))(
         shapes.params, shapes.model_state, *batch(n))) for n in (1, 2))
@@ -267,15 +259,16 @@ def _estimate(model, config, devices, described, shapes):
     chunk_size = eval_chunk_size(each.bytes)
 
     def at(n):
-        # One chunk of n examples, along the line through one and two: exact for the values and
-        # FLOPs (each a part that does not grow with n and one that grows in proportion); for the
-        # largest value, the largest of n-proportional values past two, no more (the largest of
-        # several lines is convex, so above its chord beyond it).
-        return ComputedValues(*(round(a + (n - 1) * (b - a)) for a, b in zip(one[:3], two[:3])), one.flops + (n - 1) * each.flops)
+        # One chunk of n examples, along the line through one example and two: exact for the bytes
+        # and FLOPs (a part that does not grow with n, and one that grows in proportion to it); at
+        # most the largest values (the largest of several lines is convex: above its chord).
+        sizes = (round(a + (n - 1) * (b - a)) for a, b in zip(one[:3], two[:3]))
+        return ComputedValues(*sizes, one.flops + (n - 1) * each.flops)
 
     # The chunks of each set evaluated (the test set, and the training set for a model that measures
     # accuracy), as ``eval_chunks`` makes them; a chunk holds at most ``chunk_size`` examples.
-    sets = [chunking(n, chunk_size, devices) for n in ((n_train, n_test) if model.measures_accuracy() else (n_test,))]
+    evaluated = (n_train, n_test) if model.measures_accuracy() else (n_test,)
+    sets = [chunking(n, chunk_size, devices) for n in evaluated]
     largest_chunk = max(size for _, size in sets)
     evaluation_flops = sum(n_chunks * at(size).flops for n_chunks, size in sets)
     return Cost(step, chunk_size, largest_chunk, at(largest_chunk // devices), evaluation_flops,

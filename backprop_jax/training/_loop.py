@@ -151,7 +151,7 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
     _check_data(model, data, shapes)
     devices = 1 if mesh is None else mesh.size
     cost = estimate_cost(model, data, config, devices, shapes=shapes)  # from shapes: nothing compiled
-    check_memory(model, config, data, devices, shapes, cost)
+    check_memory(model, data, config, devices, shapes=shapes, cost=cost)
     placed = _place(data, config, mesh, _resolve_feed(feed, mesh), cost.evaluation_chunk)
     state = _starting_state(model, config, state, placed.replicated, shapes)
     program = PROGRAMS.epochs(model, config, placed.iter_per_epoch, placed.n_train, placed.n_test,

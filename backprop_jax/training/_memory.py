@@ -9,6 +9,8 @@ import re
 import jax
 import numpy as np
 
+from backprop_jax.training._config import init_state
+from backprop_jax.training._cost import estimate_cost
 from backprop_jax.training._data_checks import nbytes, split_data
 
 
@@ -60,7 +62,7 @@ def formatnbytes(n):
         n /= 1000
 
 
-def check_memory(model, config, data, devices=1, shapes=None, cost=None):
+def check_memory(model, data, config, devices=1, *, shapes=None, cost=None):
     """``ValueError`` when training cannot fit the device: when what the compiled training call
     must hold at once, at the least, passes the memory the device has. Nothing is compiled.
 
@@ -73,9 +75,6 @@ def check_memory(model, config, data, devices=1, shapes=None, cost=None):
     ``init_state(model, config)``; ``cost``: ``estimate_cost``'s, if the caller has them.
 
     Returns those parts, ``{what: bytes}``."""
-    from backprop_jax.training._cost import estimate_cost
-    from backprop_jax.training._config import init_state
-
     if shapes is None:
         shapes = jax.eval_shape(lambda: init_state(model, config))
     if cost is None:
