@@ -134,15 +134,16 @@ def _values(jaxpr):
 
 
 class Cost(NamedTuple):
-    """``estimate_cost``'s figures, for one device, from shapes alone.
+    """``estimate_cost``'s figures, from shapes alone: the values and FLOPs of a whole batch and a
+    whole chunk, which ``devices`` devices share (each holds at least its part of any value).
 
     The seconds are a rough figure and an optimistic one, a lower bound: the FLOPs at the rate
     a matrix product reaches on the device (``device_flops_per_second``, measured once per
     process when first needed), as if every operation ran as fast and nothing waited for memory."""
-    step: ComputedValues  # one training step (forward, backward, update) for each device's part of a batch
+    step: ComputedValues  # one training step (forward, backward, update) for a batch
     evaluation_chunk: int  # at most so many examples in an evaluation chunk (``eval_chunk_size``)
     largest_chunk: int  # examples in the largest chunk evaluated (a set smaller than a chunk is one)
-    chunk: ComputedValues  # that chunk's forward, for each device's part of it
+    chunk: ComputedValues  # that chunk's forward
     evaluation_flops: float  # one evaluation: the test set, and the training set for a model that
     # measures accuracy (a loss model records the test loss alone), in chunks, padding included
     first_epoch_steps: int  # steps in the first epoch
@@ -152,12 +153,12 @@ class Cost(NamedTuple):
     @property
     def first_epoch_flops(self):
         """FLOPs of the first epoch on each device: its steps and one evaluation."""
-        return self.first_epoch_steps * self.step.flops + self.evaluation_flops / self.devices
+        return (self.first_epoch_steps * self.step.flops + self.evaluation_flops) / self.devices
 
     @property
     def seconds_per_step(self):
         """At least how long one training step takes (measures the device's rate)."""
-        return self.step.flops / device_flops_per_second(self.dtype)
+        return self.step.flops / self.devices / device_flops_per_second(self.dtype)
 
     @property
     def seconds_per_evaluation(self):
@@ -173,7 +174,7 @@ class Cost(NamedTuple):
     def slow_step(self):
         """True when one step is estimated at ``SLOW_STEP_SECONDS`` (50 ms) or more: worth reporting
         step by step."""
-        return self._at_least(self.step.flops, SLOW_STEP_SECONDS)
+        return self._at_least(self.step.flops / self.devices, SLOW_STEP_SECONDS)
 
     def first_epoch_longer_than(self, seconds):
         """True when the first epoch is estimated to take ``seconds`` or more."""
@@ -222,9 +223,10 @@ def estimate_cost(model, data, config, devices=1, *, shapes=None):
     """The ``Cost`` of training ``model`` on ``data`` with ``config``, from shapes alone.
 
     Traces (never runs or compiles) one training step, the gradient of the loss and the
-    optimiser's update, on a batch of ``config.batch_size // devices`` examples, and the
+    optimiser's update, on a batch of ``config.batch_size`` examples, and the
     evaluation's forward (the model's ``Metric`` of each example) on one and on two examples,
-    whose difference gives the values and FLOPs of each further example. ``shapes``: those of
+    whose difference gives the values and FLOPs of each further example. ``devices``: how many
+    devices share every batch and chunk (a mesh's size). ``shapes``: those of
     ``init_state(model, config)``, if the caller has them already. Tens of milliseconds for the
     book's networks; the same arguments (by their shapes) are traced once.
     """
@@ -251,7 +253,7 @@ def _estimate(model, config, devices, described, shapes):
         return jax.ShapeDtypeStruct((n, *x_shape), x_dtype), jax.ShapeDtypeStruct((n, *t_shape), t_dtype)
 
     step = computed_values(jax.make_jaxpr(_step(model, config))(
-        shapes.params, shapes.model_state, shapes.opt_state, *batch(max(config.batch_size // devices, 1))))
+        shapes.params, shapes.model_state, shapes.opt_state, *batch(config.batch_size)))
     per_example = model.measure().per_example
     one, two = (computed_values(jax.make_jaxpr(functools.partial(per_example, model))(
         shapes.params, shapes.model_state, *batch(n))) for n in (1, 2))
@@ -271,7 +273,7 @@ def _estimate(model, config, devices, described, shapes):
     sets = [chunking(n, chunk_size, devices) for n in evaluated]
     largest_chunk = max(size for _, size in sets)
     evaluation_flops = sum(n_chunks * at(size).flops for n_chunks, size in sets)
-    return Cost(step, chunk_size, largest_chunk, at(largest_chunk // devices), evaluation_flops,
+    return Cost(step, chunk_size, largest_chunk, at(largest_chunk), evaluation_flops,
                 min(config.iters_num, config.epoch_length(n_train)), _float_dtype(shapes.params), devices)
 
 

@@ -70,7 +70,7 @@ def check_memory(model, data, config, devices=1, *, shapes=None, cost=None):
     keeps, and the state its loop updates), the data (the training set, unless each process feeds
     its batches, and the training and test sets in evaluation chunks), and the largest output of
     a matrix product or convolution in one step or one evaluation chunk (``estimate_cost``), which
-    the device writes out whole. Everything else one step computes is left out: XLA fuses and
+    the devices write out whole (each its part). Everything else one step computes is left out: XLA fuses and
     reuses much of it, so a figure with it would refuse models that fit. ``shapes``: those of
     ``init_state(model, config)``; ``cost``: ``estimate_cost``'s, if the caller has them.
 
@@ -88,7 +88,9 @@ def check_memory(model, data, config, devices=1, *, shapes=None, cost=None):
     step = f"the largest product of one step for a batch of {config.batch_size}" + (
         f" over {devices} devices" if devices > 1 else "")
     chunk = f"the largest product of one evaluation chunk of {cost.largest_chunk} examples"
-    largest = max((cost.step.largest_product, step), (cost.chunk.largest_product, chunk))
+    # Each device holds at least its part of a value split over them all (a gradient: all of it).
+    largest = max((-(-cost.step.largest_product // devices), step),
+                  (-(-cost.chunk.largest_product // devices), chunk))
     parts = {"parameters and optimiser state, twice": 2 * nbytes([shapes.params, shapes.opt_state]),
              "data": train_set + -(-held(x_train, t_train, x_test, t_test) // devices),
              largest[1]: largest[0]}
