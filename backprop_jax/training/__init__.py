@@ -2,10 +2,11 @@
 
 In the order of a run: ``_config`` (``TrainConfig``, the optimiser it builds), ``_data_checks``
 (what the data must be), ``_cost`` (what a step and an evaluation compute, from shapes),
-``_memory`` (whether that fits the device, and the device's own out-of-memory error), ``_placement`` (where it lives on the devices), ``_programs`` (what is
-compiled, and kept), ``_loop`` (``train``: the host between compiled calls), ``_checkpoint``
-(writing and verifying checkpoints), ``_run`` (a run directory: checkpoints, metrics, resume),
-``_distributed`` (several processes); ``plots`` (the figures, matplotlib imported when drawing).
+``_memory`` (whether that fits the device, and the device's own out-of-memory error),
+``_placement`` (where the data lives on the devices), ``_programs`` (what is compiled, and kept),
+``_loop`` (``train``: the host between compiled calls), ``_checkpoint`` (writing and verifying
+checkpoints), ``_run`` (a run directory: checkpoints, metrics, resume), ``_distributed`` (several
+processes); ``plots`` (the figures, matplotlib imported when drawing).
 """
 
 from backprop_jax.training._checkpoint import Checkpoints, CheckpointWriteError, drop_event_loop_leftovers
