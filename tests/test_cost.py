@@ -136,13 +136,14 @@ def test_the_memory_figure_is_at_most_what_xla_allocates(sample, model):
     assert 0 < sum(parts.values()) <= allocated
 
 
-def test_a_huge_convolution_is_one_line_from_the_command_line(monkeypatch):
+def test_a_huge_convolution_is_one_line_from_the_command_line(monkeypatch, capsys):
     monkeypatch.setattr("backprop_jax.training._memory._available_memory", lambda device: 8 * 10 ** 9)
     with pytest.raises(SystemExit) as e:
         main(["train", "--model", "convnet", "--pad", "300", "--iters", "2", "--no-progress"])
     message = str(e.value.code)
     assert message.startswith("backprop-jax: error: training needs at least ") and "\n" not in message
     assert message.endswith("use a smaller --batch-size or model")
+    assert "estimated cost" not in capsys.readouterr().out  # a refused run is not announced
 
 
 def _out_of_memory_on_call(monkeypatch, call):

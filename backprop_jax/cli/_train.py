@@ -160,12 +160,13 @@ _ANNOUNCED_EPOCH_SECONDS = 10
 
 def _say_cost(model, data, config, mesh, say):
     """The cost estimate's line, before compiling, when the first epoch is estimated to take
-    ``_ANNOUNCED_EPOCH_SECONDS`` or more."""
-    from backprop_jax.training import estimate_cost
+    ``_ANNOUNCED_EPOCH_SECONDS`` or more (and training is not refused as too large)."""
+    from backprop_jax.training import check_memory, estimate_cost
 
     try:
         cost = estimate_cost(model, data.arrays, config, mesh.size)
-    except Exception:  # noqa: BLE001 - training reports data that do not fit the model, in its own words
+        check_memory(model, data.arrays, config, mesh.size, cost=cost)
+    except Exception:  # noqa: BLE001 - training reports data that do not fit the model or device, in its words
         return
     if cost.first_epoch_longer_than(_ANNOUNCED_EPOCH_SECONDS):
         say(cost.line())
