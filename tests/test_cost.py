@@ -10,7 +10,7 @@ import pytest
 
 from backprop_jax import (
     DeviceOutOfMemory, TrainConfig, check_memory, computed_values, conv_net, count_correct, estimate_cost,
-    evaluation_sets, init_state, make_epochs_fn, train, two_layer_net)
+    eval_chunks, evaluation_sets, init_state, make_epochs_fn, train, two_layer_net)
 from backprop_jax.cli import main
 from conftest import small
 
@@ -93,6 +93,14 @@ def test_evaluation_chunks_follow_the_values_each_example_computes(sample):
     book = estimate_cost(conv_net.model(), sample, TrainConfig(optimizer="adam"))
     assert book.largest_chunk == 200 and book.chunk.bytes <= 2 ** 28  # the 4,000 and 1,000 images in 20 and 5
     assert estimate_cost(two_layer_net.model(), sample, TrainConfig()).evaluation_chunk == 10_000  # as before
+
+
+def test_a_set_is_split_into_as_few_chunks_as_hold_it_all_of_one_size():
+    x, t = np.zeros((10, 3), np.float32), np.arange(10)
+    assert eval_chunks(x, t, chunk=6)[0].shape == (2, 5, 3)  # not 6 and 4 padded to 6
+    xs, ts = eval_chunks(x, t, chunk=4)
+    assert xs.shape == (3, 4, 3) and list(np.asarray(ts).ravel()[-2:]) == [-1, -1]  # padding never matches
+    assert eval_chunks(x, t)[0].shape == (1, 10, 3)
 
 
 def test_chunked_evaluation_counts_exactly_what_one_pass_counts(sample, monkeypatch):

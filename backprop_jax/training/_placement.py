@@ -98,7 +98,7 @@ def epoch_batches(x_train, t_train, config, first_iteration, iter_per_epoch, sha
 def chunking(n, chunk, n_shards=1):
     """``(n_chunks, size)``: ``n`` examples in as few chunks of at most ``chunk`` as can hold them,
     all of one size (the padding less than a chunk), a multiple of ``n_shards``."""
-    n_chunks = -(-n // min(chunk, n))
+    n_chunks = max(-(-n // chunk), 1)
     size = -(-n // n_chunks)
     return n_chunks, -(-size // n_shards) * n_shards
 
