@@ -318,7 +318,7 @@ def test_library_errors_reach_the_command_line_as_one_line(tmp_path, capsys):
     assert "train labels must be classes 0 to 4 (the model scores 5)" in result.stderr
     huge = cli("train", "--dataset", "mnist-sample", "--iters", "5", "--hidden", "100000000", check=False)
     assert huge.returncode == 1 and "Traceback" not in huge.stderr, huge.stderr
-    assert "training needs about" in huge.stderr and "use a smaller --batch-size or model" in huge.stderr
+    assert "training needs at least" in huge.stderr and "use a smaller --batch-size or model" in huge.stderr
     (tmp_path / "drawn.svg").mkdir()
     with pytest.raises(SystemExit) as e:
         main(["graph", "apple", "--out", str(tmp_path / "drawn.svg")])

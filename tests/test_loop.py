@@ -72,9 +72,10 @@ def test_the_training_step_is_traced_once_per_run(sample):
     _, history = train(Model(init, apply), small(sample), config)
     assert [e.iteration for e in history] == [5, 10, 15, 20, 25, 30, 35, 40, 45, 50]
     # One epoch loop; one evaluator each for train and test; one look at the scores' shapes, which
-    # counts the classes and sizes the evaluation's chunks. The state's shapes are traced once for
-    # every check (data, memory), and the initialisation once more, as the program it compiles.
-    assert traces == {True: 1, False: 3, "init": 2}
+    # counts the classes. The cost estimate traces one step and the evaluation on one and on two
+    # examples (which size the evaluation's chunks). The state's shapes are traced once for every
+    # check (data, cost, memory), and the initialisation once more, as the program it compiles.
+    assert traces == {True: 2, False: 5, "init": 2}
 
 
 def test_how_epochs_are_split_into_calls_changes_nothing(sample):
@@ -325,7 +326,7 @@ def test_non_finite_inputs_are_named_where_data_enters(sample):
 
 
 def test_training_that_cannot_fit_the_device_is_refused_from_shapes(sample):
-    with pytest.raises(ValueError, match=r"training needs about .* one step's values for a batch of 1000000000 .*"
+    with pytest.raises(ValueError, match=r"training needs at least .* the largest product of one step for a batch of 1000000000 .*"
                                          r"more than the .* cpu device has"):
         train(two_layer_net.model(), small(sample), TrainConfig(iters_num=1, batch_size=10 ** 9))
 

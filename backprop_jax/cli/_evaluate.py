@@ -55,7 +55,13 @@ def run(args, parser):
     if data.description:
         print(data.description)
     x_test, t_test = data.arrays[1]
-    correct = _count_correct(model, params, state, x_test, t_test, jnp.dtype(args.dtype))
+    from backprop_jax.training import DeviceOutOfMemory, out_of_memory_errors
+
+    try:
+        with out_of_memory_errors("evaluation"):
+            correct = _count_correct(model, params, state, x_test, t_test, jnp.dtype(args.dtype))
+    except DeviceOutOfMemory as e:
+        fail(as_flags(e))
     print(f"test accuracy {correct / len(x_test):.4f} ({correct} of {len(x_test)} {data.name} test images), "
           f"{args.model} in {args.dtype}, parameters from {args.params}")
 

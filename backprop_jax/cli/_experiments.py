@@ -1,6 +1,7 @@
 """``backprop-jax experiment``, ``compare-optimizers`` and ``download``: the book's experiments
 written as figures and numbers, and full MNIST fetched."""
 
+import contextlib
 import time
 
 from backprop_jax.cli._flags import add_data_flags, as_flags, fail, load_data, positive_int, recipes, seed
@@ -45,6 +46,18 @@ def _writable(out):
         fail(f"--out {e}")
 
 
+@contextlib.contextmanager
+def _one_line_when_out_of_memory(what):
+    """The device running out of memory in the block ends the command with one line naming ``what``."""
+    from backprop_jax.training import DeviceOutOfMemory, out_of_memory_errors
+
+    try:
+        with out_of_memory_errors(what):
+            yield
+    except DeviceOutOfMemory as e:
+        fail(as_flags(e))
+
+
 def run_experiment(args, parser):
     out = _writable(args.out)
     data = load_data(recipes()["two-layer"], args, parser)
@@ -54,7 +67,8 @@ def run_experiment(args, parser):
     for name in names:
         start = time.perf_counter()
         print(f"{name}:")
-        _experiments()[name](data.arrays, out, quick=args.quick, seed=args.seed)
+        with _one_line_when_out_of_memory(f"the experiment {name}"):
+            _experiments()[name](data.arrays, out, quick=args.quick, seed=args.seed)
         print(f"wrote {out / (name + '.png')} and {out / (name + '.json')} ({time.perf_counter() - start:.1f} s)")
 
 
@@ -79,7 +93,8 @@ def run_compare(args, parser):
     data = load_data(recipes()["two-layer"], args, parser)
     if data.description:
         print(data.description)
-    compare_optimizers(data.arrays, args.out, iters_num=args.iters, seed=args.seed)
+    with _one_line_when_out_of_memory("the optimiser comparison"):
+        compare_optimizers(data.arrays, args.out, iters_num=args.iters, seed=args.seed)
     print(f"wrote {os.path.join(args.out, 'optimizers.png')} and {os.path.join(args.out, 'optimizers.json')}")
 
 

@@ -138,6 +138,7 @@ def run(args, parser):
         f"{config.iters_num} iterations of batch {config.batch_size}, {config.optimizer_name()}, on {mesh.size} "
         f"{mesh.devices.flat[0].platform} device{'s' if mesh.size > 1 else ''}"
         + (f" in {n_processes} processes" if n_processes > 1 else ""))
+    _say_cost(model, data, config, mesh, say)
     start = time.perf_counter()
     state, history = _run(model, data, config, settings, mesh, args, n_processes, recipe.between_epochs())
     if not primary:
@@ -152,12 +153,31 @@ def run(args, parser):
               f"checkpoints in {os.path.join(args.out, 'checkpoints')}")
 
 
+# The estimate is optimistic (real first epochs took 2 to 4 times as long): 10 s estimated is a
+# first epoch of half a minute or more.
+_ANNOUNCED_EPOCH_SECONDS = 10
+
+
+def _say_cost(model, data, config, mesh, say):
+    """The cost estimate's line, before compiling, when the first epoch is estimated to take
+    ``_ANNOUNCED_EPOCH_SECONDS`` or more (and training is not refused as too large)."""
+    from backprop_jax.training import check_memory, estimate_cost
+
+    try:
+        cost = estimate_cost(model, data.arrays, config, mesh.size)
+        check_memory(model, data.arrays, config, mesh.size, cost=cost)
+    except Exception:  # noqa: BLE001 - training reports data that do not fit the model or device, in its words
+        return
+    if cost.first_epoch_longer_than(_ANNOUNCED_EPOCH_SECONDS):
+        say(cost.line())
+
+
 def _run(model, data, config, settings, mesh, args, n_processes, between_epochs):
     """``training.run`` with the flags' files and checks; its errors as one line each."""
     import jax
 
     from backprop_jax.training import (
-        DIVERGENCE_FACTOR, CheckpointWriteError, RunError, RunInterrupted, TrainingDiverged,
+        DIVERGENCE_FACTOR, CheckpointWriteError, DeviceOutOfMemory, RunError, RunInterrupted, TrainingDiverged,
         drop_event_loop_leftovers, run)
 
     from backprop_jax.cli._signals import current
@@ -177,6 +197,8 @@ def _run(model, data, config, settings, mesh, args, n_processes, between_epochs)
         _exit_past_leftovers(f"backprop-jax: error: {as_flags(e)}")
     except (RunError, TrainingDiverged, ValueError) as e:  # the library's one-line errors on bad input
         fail(as_flags(e))
+    except DeviceOutOfMemory as e:  # the run closed its files: the checkpoints written before are there
+        fail(as_flags(e) + (f"; the checkpoints written before it are kept in {args.out}" if args.out else ""))
     except RunInterrupted as e:  # the run saved the iteration reached and closed its files
         import signal
         where = (f"the last checkpoint is iteration {e.checkpoint}; resume with --resume --out {args.out}"

@@ -1,9 +1,7 @@
 """What the trainer checks of its data before anything is compiled: the structure, the
-labels against the model's classes, finite values, and whether training fits the device
-(estimated from shapes alone)."""
+labels against the model's classes, and finite values."""
 
 import math
-import os
 
 import jax
 import numpy as np
@@ -93,59 +91,3 @@ def _check_data(model, data, shapes):
 def nbytes(tree):
     """Bytes of every array (or shape and dtype) of ``tree``."""
     return sum(math.prod(leaf.shape) * getattr(leaf.dtype, "itemsize", 4) for leaf in jax.tree_util.tree_leaves(tree))
-
-
-def _available_memory(device):
-    """Bytes the device can hold: an accelerator's limit, or the machine's memory for the CPU."""
-    try:
-        stats = device.memory_stats() or {}
-    except Exception:  # noqa: BLE001 - not every backend reports
-        stats = {}
-    if stats.get("bytes_limit"):
-        return int(stats["bytes_limit"])
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _formatnbytes(n):
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.3g} {unit}"
-        n /= 1000
-
-
-def check_memory(model, config, data, devices=1, shapes=None):
-    """``ValueError`` when training clearly cannot fit the device, estimated from shapes alone
-    (nothing is compiled): parameters, gradients and optimiser state, the training and test
-    data as the device holds them, and the values one step's forward computes for a batch
-    (each device's part of it under data parallelism). ``shapes``: those of
-    ``init_state(model, config)``, if the caller has them already."""
-    available = _available_memory(jax.devices()[0])
-    if available is None:
-        return
-    (x_train, t_train), (x_test, t_test) = data
-    if shapes is None:
-        from backprop_jax.training._config import init_state
-        shapes = jax.eval_shape(lambda: init_state(model, config))
-    params, state, opt_state = shapes.params, shapes.model_state, shapes.opt_state
-    parts = {"parameters, gradients and optimiser state": 2 * nbytes(params) + nbytes(opt_state),
-             "data": 2 * sum(np.asarray(a[:1]).nbytes * len(a) for a in (x_train, t_train, x_test, t_test))}
-    per_device = max(config.batch_size // devices, 1)
-    batch = jax.ShapeDtypeStruct((per_device, *np.shape(x_train)[1:]), np.asarray(x_train[:1]).dtype)
-    targets = jax.ShapeDtypeStruct((per_device, *np.shape(t_train)[1:]), np.asarray(t_train[:1]).dtype)
-    step = f"one step's values for a batch of {config.batch_size}"
-    parts[step] = 2 * nbytes([batch, targets])
-    if sum(parts.values()) > available / 4:  # close enough to look at every value the step computes
-        jaxpr = jax.make_jaxpr(lambda p, s, x, t: model.loss(p, s, x, t, key=jax.random.key(0)))(
-            params, state, batch, targets)
-        parts[step] = sum(nbytes([v.aval]) for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars
-                          if hasattr(v.aval, "shape"))
-    total = sum(parts.values())
-    if total > available:
-        detail = ", ".join(f"{k} {_formatnbytes(v)}" for k, v in parts.items())
-        raise ValueError(f"training needs about {_formatnbytes(total)} ({detail}), more than the "
-                         f"{_formatnbytes(available)} the {jax.devices()[0].platform} device has; use a smaller "
-                         f"batch_size or model")
-

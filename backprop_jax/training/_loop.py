@@ -28,8 +28,10 @@ import jax.numpy as jnp
 
 from backprop_jax._values import check_count
 from backprop_jax.training._config import TrainConfig, init_state
-from backprop_jax.training._data_checks import _check_data, check_memory, split_data
-from backprop_jax.training._placement import _place, _resolve_feed, epoch_batches, eval_chunk_size
+from backprop_jax.training._cost import estimate_cost
+from backprop_jax.training._data_checks import _check_data, split_data
+from backprop_jax.training._memory import check_memory, out_of_memory_errors
+from backprop_jax.training._placement import _place, _resolve_feed, epoch_batches
 from backprop_jax.training._programs import _MAX_EPOCHS, PROGRAMS, TICKS, evaluation_mean
 
 
@@ -81,6 +83,7 @@ class Epoch:
                f"loss {self.train_loss:.4f}"
 
 
+@out_of_memory_errors("training")
 def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epochs=None,
           progress=None, mesh=None, feed="auto", seconds_per_call=0.5, sync_every=None,
           divergence_factor=DIVERGENCE_FACTOR, divergence_epochs=DIVERGENCE_EPOCHS, between_epochs=None,
@@ -146,16 +149,21 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
       TrainingDiverged: the loss became NaN or infinite (the state after the
         last good epoch was already handed to ``on_epochs``), or it stayed far
         above its starting value (the state at the end of the call was).
+      ValueError: the data do not fit the model, or training cannot fit the device (``check_memory``).
+      DeviceOutOfMemory: the device ran out of memory all the same (the state after the last
+        call was already handed to ``on_epochs``).
     """
     _check_train_arguments(seconds_per_call, sync_every, divergence_factor, divergence_epochs)
     split_data(data)  # its structure named before the model is traced
     shapes = jax.eval_shape(lambda: init_state(model, config))  # the run's one trace of the shapes
-    scores = _check_data(model, data, shapes)
-    check_memory(model, config, data, 1 if mesh is None else mesh.size, shapes)
-    placed = _place(data, config, mesh, _resolve_feed(feed, mesh), eval_chunk_size(scores))
+    _check_data(model, data, shapes)
+    devices = 1 if mesh is None else mesh.size
+    cost = estimate_cost(model, data, config, devices, shapes=shapes)  # from shapes: nothing compiled
+    check_memory(model, data, config, devices, shapes=shapes, cost=cost)
+    placed = _place(data, config, mesh, _resolve_feed(feed, mesh), cost.evaluation_chunk)
     state = _starting_state(model, config, state, placed.replicated, shapes)
     if step_progress is None:
-        step_progress = _steps_are_slow(model, config, data, shapes)
+        step_progress = cost.slow_step
     ticks = progress is not None and bool(step_progress)
     program = PROGRAMS.epochs(model, config, placed.iter_per_epoch, placed.n_train, placed.n_test,
                               placed.batch_sharding, placed.feed, placed.replicated, ticks)
@@ -180,12 +188,6 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
             calls.check_divergence(records)
             calls.resize(seconds_per_call, records)
     return state, history
-
-
-def _steps_are_slow(model, config, data, shapes):
-    """Whether a step is estimated to last long enough that ``progress`` should hear of every one
-    from inside the compiled call (a host callback costs far less than such a step)."""
-    return False
 
 
 class _Progress:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from backprop_jax.training._data_checks import nbytes, split_data
+from backprop_jax.training._data_checks import split_data
 
 
 def check_batch_split(batch_size, n_devices):
@@ -95,18 +95,25 @@ def epoch_batches(x_train, t_train, config, first_iteration, iter_per_epoch, sha
     return put(x_train), put(t_train)
 
 
+def chunking(n, chunk, n_shards=1):
+    """``(n_chunks, size)``: ``n`` examples in as few chunks of at most ``chunk`` as can hold them,
+    all of one size (the padding less than a chunk), a multiple of ``n_shards``."""
+    n_chunks = max(-(-n // chunk), 1)
+    size = -(-n // n_chunks)
+    return n_chunks, -(-size // n_shards) * n_shards
+
+
 def eval_chunks(x, t, sharding=None, chunk=10_000):
     """``x, t`` padded (labels with -1, which never match) and reshaped to
-    ``(n_chunks, chunk, ...)`` on the host, then placed by ``sharding``.
+    ``(n_chunks, size, ...)`` on the host, then placed by ``sharding``.
 
-    ``chunk`` is rounded up to a multiple of the devices ``sharding`` splits
-    it over, ``PartitionSpec(None, "data")``; each process sends only its part.
+    The ``n_chunks`` are as few as hold ``x`` in chunks of at most ``chunk`` examples, of one
+    ``size`` as near ``len(x) / n_chunks`` as the devices ``sharding`` splits it over allow
+    (a multiple of their number, ``PartitionSpec(None, "data")``); each process sends only its part.
     """
     x, t = np.asarray(x), np.asarray(t)
     n = len(x)
-    n_shards = 1 if sharding is None else sharding.mesh.size
-    chunk = -(-min(chunk, n) // n_shards) * n_shards
-    n_chunks = -(-n // chunk)
+    n_chunks, chunk = chunking(n, chunk, 1 if sharding is None else sharding.mesh.size)
     pad = n_chunks * chunk - n
     xs = np.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(n_chunks, chunk, *x.shape[1:])
     ts = np.pad(t, [(0, pad)] + [(0, 0)] * (t.ndim - 1),
@@ -141,14 +148,15 @@ def evaluation_sets(train, test, sample_num=None, sharding=None, chunk=10_000):
                       eval_chunks(x_test[:sample_num], t_test[:sample_num], sharding, chunk))
 
 
-_EVAL_CHUNK_BYTES = 2 ** 28  # the scores of one evaluation chunk stay under 256 MiB
+_EVAL_CHUNK_BYTES = 2 ** 28  # all the values one evaluation chunk's forward computes stay under 256 MiB
 
 
-def eval_chunk_size(scores):
-    """Examples per evaluation chunk: 10,000, or fewer where the scores of so many would pass
-    256 MiB (a language model scores a vocabulary at every step of every window). ``scores``: the
-    shape and dtype of one example's scores (what ``_check_data`` returns)."""
-    return int(max(1, min(10_000, _EVAL_CHUNK_BYTES // max(nbytes(scores), 1))))
+def eval_chunk_size(bytes_per_example):
+    """Examples per evaluation chunk: 10,000, or fewer where the values the forward computes for so
+    many would pass 256 MiB (a convolution's columns and outputs, a language model's scores of a
+    vocabulary at every step of every window). ``bytes_per_example``: the bytes of all the values
+    the forward computes for each example (``estimate_cost`` finds them from shapes)."""
+    return int(max(1, min(10_000, _EVAL_CHUNK_BYTES // max(int(bytes_per_example), 1))))
 
 
 def _resolve_feed(feed, mesh):
