@@ -180,6 +180,8 @@ def train(model, data, config=TrainConfig(), *, state=None, history=(), on_epoch
             if advanced and between_epochs is not None and calls.iteration % placed.iter_per_epoch == 0:
                 state = between_epochs(state, history)
                 state = state if placed.replicated is None else jax.device_put(state, placed.replicated)
+            if bar is not None:  # the call is over, its evaluations with it
+                bar.evaluating(False, calls.iteration)
             if advanced:
                 if bar is not None:
                     bar.to(calls.iteration)
@@ -196,6 +198,8 @@ class _Progress:
 
     def __init__(self, bar, iteration):
         self.bar, self.told = bar, iteration
+        self.evaluated = iteration  # evaluations after this iteration or before it are over
+        self.shown = False  # the postfix says "evaluating"
         self._lock = threading.Lock()
 
     def to(self, iteration):
@@ -204,9 +208,21 @@ class _Progress:
                 self.bar.update(iteration - self.told)
                 self.told = iteration
 
-    def evaluating(self, started):
-        if hasattr(self.bar, "set_postfix_str"):  # tqdm's; another bar is only advanced
-            self.bar.set_postfix_str("evaluating" if started else "")
+    def evaluating(self, started, iteration):
+        """The evaluation after ``iteration`` starts or ends: tqdm's postfix says "evaluating" from
+        its start to its end. The runtime may call these late or out of order (an end before its
+        start), so a start is heard only for an evaluation later than every one known to be over."""
+        if not hasattr(self.bar, "set_postfix_str"):  # tqdm's; another bar is only advanced
+            return
+        with self._lock:
+            if started and iteration > self.evaluated and not self.shown:
+                self.bar.set_postfix_str("evaluating")
+                self.shown = True
+            elif not started:
+                self.evaluated = max(self.evaluated, iteration)
+                if self.shown:
+                    self.bar.set_postfix_str("")
+                    self.shown = False
 
 
 def _check_train_arguments(seconds_per_call, sync_every, divergence_factor, divergence_epochs):

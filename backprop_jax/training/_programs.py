@@ -100,8 +100,10 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
     loop stops early when the iterations reach ``config.iters_num`` or an
     epoch's loss is not finite; then the state stays that of the last finite
     epoch and ``Records`` names the first bad update. ``on_step`` is
-    ``make_epoch_fn``'s; ``on_evaluation``, if given, is called on the host with
-    True as an epoch's evaluation starts and False as it ends.
+    ``make_epoch_fn``'s; ``on_evaluation``, if given, is called on the host as
+    ``on_evaluation(True, iteration)`` when an epoch's evaluation starts and
+    ``(False, iteration)`` when it ends (the runtime may call them out of order
+    with the next epoch's steps; the iteration tells which evaluation it is).
     """
     epoch = make_epoch_fn(model, config, iter_per_epoch, batch_sharding, feed=feed, on_step=on_step)
 
@@ -141,10 +143,10 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
             first_bad = jnp.argmin(finite)  # the first False, when there is one
             state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
             if on_evaluation is not None:  # each call after what it depends on: the epoch, the values
-                jax.debug.callback(lambda _: on_evaluation(True), state.iteration)
+                jax.debug.callback(functools.partial(on_evaluation, True), state.iteration)
             train_value, test_value = evaluate(state, evaluation)
             if on_evaluation is not None:
-                jax.debug.callback(lambda *_: on_evaluation(False), train_value, test_value)
+                jax.debug.callback(lambda i, *_: on_evaluation(False, i), state.iteration, train_value, test_value)
             nan = jnp.float32(jnp.nan)
             train_acc, test_acc = (train_value, test_value) if by_accuracy else (nan, nan)
             mean_loss = (jnp.sum(jnp.where(active, losses, 0.0)) / jnp.sum(active)).astype(jnp.float32)
@@ -249,10 +251,10 @@ class Ticks:
             if self._bar is not None:
                 self._bar.to(int(iteration))
 
-    def evaluation(self, started):
+    def evaluation(self, started, iteration):
         with self._lock:
             if self._bar is not None:
-                self._bar.evaluating(started)
+                self._bar.evaluating(started, int(iteration))
 
 
 TICKS = Ticks()
