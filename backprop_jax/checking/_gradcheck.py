@@ -28,7 +28,7 @@ from backprop_jax.checking._numeric import compare, kinks, mismatches
 from backprop_jax.checking._policy import LOW, TOLERANCES, Options, tolerances, validate
 from backprop_jax.checking._problem import Problem, Side, finite, least_precise, per_example, rounded, upcast
 from backprop_jax.checking._report import Entry, GradcheckReport
-from backprop_jax.checking._rules import RuleLogs, instrumented, keep_one
+from backprop_jax.checking._rules import MalformedRule, RuleLogs, instrumented, keep_one
 from backprop_jax.checking._upcast import lowers_precision, raised
 
 
@@ -196,6 +196,16 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
                "; close over that setting instead of passing it as an array")) from None
 
 
+def _refuse_not_finite(name, value):
+    """A derivative at a NaN or an infinity says nothing: such an input is refused, its position named."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(value, np.float64)))
+    if bad.size:
+        where = list(map(int, np.unravel_index(bad[0], jnp.shape(value)))) if jnp.ndim(value) else []
+        raise ValueError(f"gradcheck: {name}{where} is {np.asarray(value, np.float64).reshape(-1)[bad[0]]} "
+                         f"({bad.size} of {jnp.size(value)} values are not "
+                         f"finite); a gradient is checked only at a finite point")
+
+
 def _value_of(f):
     def value(*a):
         return f(*a)[0]
@@ -221,6 +231,8 @@ class _Check:
             raise ValueError("gradcheck: no floating-point argument with values to check among argnums "
                              f"{argnums}" + (f" ({', '.join(skipped)})" if skipped else "")
                              + "; integer and bool arrays are not differentiable")
+        for p in diff_pos:
+            _refuse_not_finite(leaves.names[p], leaves.values[p])
         self.leaves, self.skipped = leaves, skipped
         self.dyn_pos = [p for p, k in enumerate(leaves.kinds) if k != "static"]
         self.dyn = [leaves.values[p] for p in self.dyn_pos]
@@ -276,6 +288,9 @@ class _Check:
                 raise TypeError(f"gradcheck: f returns a {jnp.dtype(leaf.dtype).name} array at {where} "
                                 f"(shape {tuple(leaf.shape)}), which has no gradient; if it is an auxiliary "
                                 f"output, return (value, aux) and pass has_aux=True")
+        if not paths:
+            raise TypeError(f"gradcheck: f returns no array (it returns {type(out).__name__}); it must return the "
+                            f"value to differentiate")
         outs = [leaf for _, leaf in paths]
         if len(outs) == 1 and outs[0].shape == ():
             return None
@@ -320,10 +335,15 @@ class _Check:
                 raise ValueError("gradcheck: f has no custom rule that without_hand_rules could replace" + kept +
                                  ", so the autodiff column would compare f with itself, and numeric=False leaves "
                                  "nothing independent to compare; turn numeric on or give reference=")
+        if o.mode == "forward" and rules is not None and any(u.kind == "custom_vjp" for u in rules.replaced):
+            names = sorted({f"`{u.name}`" for u in rules.replaced if u.kind == "custom_vjp"})
+            raise ValueError(f"gradcheck: mode='forward' differentiates f by jax.jvp, which JAX cannot apply to "
+                             f"a custom_vjp rule ({', '.join(names)}); check those rules with mode='reverse'")
         lowest = least_precise([jnp.dtype(v.dtype).name for v, k in zip(self.dyn, self.dyn_kinds) if k == "float"])
         self.low, references = self._references_dtype(lowest)
         self.lowest = lowest
         self.eps_used = {}  # the central-difference step, by entry name
+        self.rule_note = ""  # why the rules could not be checked on their own, when they could not
         key = o.prng()
         diff_lo = [self.dyn[i] for i in self.diff_in_dyn]
         us = [[rounded(jax.random.normal(jax.random.fold_in(key, 1000 + 100 * k + j), v.shape, jnp.float32),
@@ -356,7 +376,7 @@ class _Check:
                     "nothing was compared where f is differentiable; check at another point")
         return GradcheckReport(entries=tuple(entries), eps=self.eps_used, skipped=tuple(self.skipped),
                                order=o.order, rules=rules, references=references, aux=aux,
-                               rule_checks=rule_checks, note=note)
+                               rule_checks=rule_checks, rule_note=self.rule_note, note=note)
 
     # --- reverse mode ------------------------------------------------------------------------
 
@@ -368,9 +388,10 @@ class _Check:
         try:
             return side.grad(self.problem.scalar(instrumented(side.f, log), base, order)), ""
         except Exception as e:  # noqa: BLE001 - the rules are checked on their own where they can be
-            if isinstance(e, (KeyboardInterrupt, MemoryError)):
+            if isinstance(e, (KeyboardInterrupt, MemoryError, MalformedRule)):
                 raise
-            return side.grad(plain), f"the rules could not be checked on their own here ({type(e).__name__})"
+            first = (str(e).splitlines() or [""])[0][:160]
+            return side.grad(plain), f"the rules could not be checked on their own here ({type(e).__name__}: {first})"
 
     def _reverse(self, rules, logs):
         o = self.options
@@ -378,9 +399,9 @@ class _Check:
         rule_note = ""
         if o.order == 1:
             hand, rule_note = self._hand(lo, self.dyn, logs.lo)
-        else:
-            hand = lo.grad(self.problem.scalar(lo.f, self.dyn))
+        else:  # the rules on their own first: a malformed rule is named before it breaks the order-N gradient
             _, rule_note = self._hand(lo, self.dyn, logs.lo, order=1)
+            hand = lo.grad(self.problem.scalar(lo.f, self.dyn))
         ref_lo = lo.grad(self.problem.scalar(lo.ref, self.dyn))
         ref, hand64 = ref_lo, None
         if self.low:
@@ -388,8 +409,9 @@ class _Check:
             if o.order == 1:
                 hand64, logs.up_note = self._hand(up, self.dyn64, logs.up)
             else:
-                hand64 = up.grad(self.g_hand_up)
                 _, logs.up_note = self._hand(up, self.dyn64, logs.up, order=1)
+                hand64 = up.grad(self.g_hand_up)
+        self.rule_note = rule_note
         rule_checks = logs.checks(rules, self.low, self.lowest, rule_note)
         exercised = [r for r in rule_checks if r.exercised is not False]
         independent = o.reference is not None or (bool(rules.replaced) and (

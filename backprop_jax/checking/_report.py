@@ -193,6 +193,7 @@ class GradcheckReport:
     references: str = ""  # the precision the references ran in, and why, when it is not the inputs'
     aux: object = None  # has_aux=True: f's auxiliary output at args, unchecked
     rule_checks: tuple = ()  # RuleCheck: each hand rule on its own
+    rule_note: str = ""  # why the rules could not be checked on their own, when they could not
     note: str = ""  # why the whole check failed closed, when it did
 
     @property
@@ -226,6 +227,8 @@ class GradcheckReport:
         if self.rule_checks:
             lines.append("each rule on its own:")
             lines += [str(r) for r in self.rule_checks]
+        elif self.rule_note:
+            lines.append(f"each rule on its own: {self.rule_note}")
         if self.references:
             lines.append(f"references: {self.references}")
         if self.skipped:

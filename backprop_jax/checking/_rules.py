@@ -82,12 +82,38 @@ def _rel(a, b):
     return jnp.max(diff, initial=0.0) / scale
 
 
+def _largest(values):
+    """The largest of ``values`` (0 for none), folded from the values themselves."""
+    values = [jnp.asarray(v, jnp.float32) for v in values]
+    return functools.reduce(jnp.maximum, values) if values else jnp.float32(0)
+
+
 def _pattern(shape, dtype, seed):
     """A fixed cotangent with no structure a rule could share: multiples of 1/8 in [-1, 1], exact in
     every floating dtype, so that XLA computing it twice (in two fusions) cannot give two values.
     Cheaper to compile than a PRNG draw."""
     i = jnp.arange(int(np.prod(shape)), dtype=jnp.int32)
     return (((i * 7919 + seed) % 17 - 8).astype(dtype) / 8).reshape(shape)
+
+
+class MalformedRule(TypeError):
+    """A ``custom_vjp`` whose ``fwd`` or ``bwd`` JAX refuses (a wrong structure, shape or dtype)."""
+
+
+def _malformed(key, part, error):
+    """JAX's complaint about a rule's ``part`` on one line, naming the rule and where it sits."""
+    name, _, where = key
+    text = " ".join(str(error).split("--------------------")[0].split())
+    text = text.split(" but ", 1)[-1]  # JAX's preamble restates the contract
+    if text.startswith("instead of a pair"):
+        text = "it returns" + text.split(" produced", 1)[-1].rstrip(".") + ", not a pair (output, residuals)"
+    text = text.removeprefix("instead ")
+    inside = f" (in {' > '.join(where)})" if where else ""
+    return MalformedRule(f"gradcheck: the {part} of the rule `{name}`{inside} is malformed: {text}")
+
+
+def _refused(error):
+    return isinstance(error, (TypeError, ValueError)) and "Custom VJP" in str(error)
 
 
 def _zeros_for(aval):
@@ -114,9 +140,14 @@ def _wrap(eqn, key, log):
         return eval_closed(call_jaxpr, xs)
 
     def rule_fwd(*xs):
-        out, res = run_fwd(eqn, xs[n_consts:], eval_closed)
+        try:
+            out, res = run_fwd(eqn, xs[n_consts:], eval_closed)
+        except (TypeError, ValueError) as e:
+            if _refused(e):
+                raise _malformed(key, "fwd", e) from None
+            raise
         want = eval_closed(call_jaxpr, xs)
-        worst = functools.reduce(jnp.maximum, [_rel(o, w) for o, w in zip(out, want)], jnp.float32(0))
+        worst = _largest([_rel(o, w) for o, w in zip(out, want)])
         jax.debug.callback(report(log.fwd), worst)
         return out, (res, xs)
 
@@ -129,12 +160,19 @@ def _wrap(eqn, key, log):
     def rule_bwd(saved, cts):
         res, xs = saved
         cts = list(cts)
-        got = call_bwd(res, cts)
+        try:
+            got = call_bwd(res, cts)
+        except (TypeError, ValueError) as e:
+            if _refused(e):
+                raise _malformed(key, "bwd", e) from None
+            raise
         for i, (g, aval) in enumerate(zip(got, primal_avals)):  # at trace time: the dtypes
             if g is not None and _is_float(aval) and jnp.dtype(g.dtype) != jnp.dtype(aval.dtype):
                 log.dtypes.setdefault(key, f"argument {i}: a {jnp.dtype(g.dtype).name} cotangent for a "
                                            f"{jnp.dtype(aval.dtype).name} input")
-        nonzero = functools.reduce(jnp.logical_or, [jnp.any(c != 0) for c in cts], jnp.bool_(False))
+            if g is not None and jnp.issubdtype(g.dtype, jnp.inexact):
+                log.saw(key, g.dtype)  # a less precise cotangent rounds; its own checks follow its epsilon
+        nonzero = _largest([jnp.any(c != 0) for c in cts])
         jax.debug.callback(lambda v: log.ran(key, v), nonzero)
         for c in cts:
             if jnp.issubdtype(c.dtype, jnp.inexact):
@@ -143,22 +181,20 @@ def _wrap(eqn, key, log):
         g2 = [_pattern(c.shape, c.dtype, seed + i) for i, c in enumerate(cts)]
         mixed = call_bwd(res, [(_A * c + _B * d).astype(c.dtype) for c, d in zip(cts, g2)])
         other = call_bwd(res, g2)
-        worst = jnp.float32(0)
+        deviations = []
         for m, g, o in zip(mixed, got, other):
             like = next((v for v in (m, g, o) if v is not None), None)
             if like is None:
                 continue
             m, g, o = (jnp.zeros_like(like) if v is None else v for v in (m, g, o))
-            worst = jnp.maximum(worst, _rel(m, _A * g + _B * o))
-        jax.debug.callback(report(log.linear), worst)
+            deviations.append(_rel(m, _A * g + _B * o))
+        jax.debug.callback(report(log.linear), _largest(deviations))
         # The local disagreement: autodiff of the primal at the inputs this call met.
         _, vjp = jax.vjp(lambda *a: eval_closed(plain_body, a), *xs)
         auto = vjp(cts)[n_consts:]
-        worst = jnp.float32(0)
-        for g, a, aval in zip(got, auto, primal_avals):
-            if _is_float(aval):
-                worst = jnp.maximum(worst, _rel(_zeros_for(aval) if g is None else g, a))
-        jax.debug.callback(report(log.local), worst)
+        jax.debug.callback(report(log.local), _largest([_rel(_zeros_for(aval) if g is None else g, a)
+                                                        for g, a, aval in zip(got, auto, primal_avals)
+                                                        if _is_float(aval)]))
         out = [None if not _is_float(aval) else (_zeros_for(aval) if g is None else g.astype(aval.dtype))
                for g, aval in zip(got, in_avals[n_consts:])]
         return (*[None if not _is_float(a) else _zeros_for(a) for a in in_avals[:n_consts]], *out)
@@ -239,14 +275,17 @@ class RuleLogs:
         if rules is None or note:
             return []
         sharp = self.up if low else self.lo
-        tol = rule_tolerance("float64" if low else lowest)
+        base = "float64" if low else lowest
         out = []
         for use in rules.replaced:
             key = (use.name, use.kind, use.where)
             if use.kind != "custom_vjp":
                 continue
-            log, t = (sharp, tol) if key in sharp.order and not self.up_note else (
-                self.lo, rule_tolerance(self.lo.dtype_of.get(key, lowest)))
+            if key in sharp.order and not self.up_note:  # a cotangent less precise than the run rounds
+                log, t = sharp, rule_tolerance(max(base, sharp.dtype_of.get(key, base),
+                                                   key=lambda d: float(jnp.finfo(d).eps)))
+            else:
+                log, t = self.lo, rule_tolerance(self.lo.dtype_of.get(key, lowest))
             out.append(RuleCheck(
                 name=use.name, where=use.where, exercised=self.lo.exercised.get(key, False),
                 fwd=log.fwd.get(key, 0.0), linear=log.linear.get(key, 0.0), local=log.local.get(key, 0.0),
