@@ -28,6 +28,8 @@ import numpy as np
 
 # How many wrong elements a report names.
 MAX_NAMED = 5
+# How many differing elements are looked at for a kink (two evaluations of the forward each).
+MAX_KINKS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,15 +43,19 @@ class GradientVerdict:
     size: int  # how many elements the gradient has
     problem: str = ""  # what is wrong with the value as a whole (its shape), if anything
     examples: tuple = ()  # (index, yours, expected) for the wrong elements named
+    kinks: int = 0  # elements at a kink of the forward, yours between its one-sided slopes: right
 
     def __str__(self):
         if self.problem:
             return f"{self.name}: wrong: {self.problem}."
+        at_kinks = (f" {self.kinks} element{'s lie' if self.kinks > 1 else ' lies'} at a kink of the forward "
+                    f"(a ReLU at exactly 0, tied maxima), where any value between its one-sided slopes is "
+                    f"right, and yours is." if self.kinks else "")
         if self.verdict == "exact":
-            return f"{self.name}: exact (largest difference {self.max_difference:.3g})."
+            return f"{self.name}: exact (largest difference {self.max_difference:.3g}).{at_kinks}"
         if self.verdict == "close":
             return (f"{self.name}: close, not exact: right to about half the digits "
-                    f"(largest difference {self.max_difference:.3g}).")
+                    f"(largest difference {self.max_difference:.3g}).{at_kinks}")
         lines = [f"{self.name}: wrong in {self.n_wrong} of {self.size} elements "
                  f"(largest difference {self.max_difference:.3g}):"]
         lines += [f"    at {_index(i)}: yours {y:.6g}, expected {e:.6g}" for i, y, e in self.examples]
@@ -87,8 +93,10 @@ def _index(i):
     return "(" + ", ".join(map(str, i)) + ")" if len(i) != 1 else f"[{i[0]}]"
 
 
-def compare(name, yours, expected):
-    """Compares one gradient with the expected one, element by element."""
+def compare(name, yours, expected, at_kinks=None):
+    """Compares one gradient with the expected one, element by element. ``at_kinks(indices, values)``,
+    if given, says which of the differing elements lie at a kink of the forward with the value
+    between its one-sided slopes (there autodiff's choice is one right value among many)."""
     expected = np.asarray(expected)
     try:
         yours = np.asarray(yours, dtype=np.float64)
@@ -105,11 +113,19 @@ def compare(name, yours, expected):
     diff = np.where(np.isfinite(yours), diff, np.inf)
     exact = diff <= 16 * eps * scale + np.finfo(np.float64).tiny
     close = diff <= math.sqrt(eps) * scale + np.finfo(np.float64).tiny
+    n_kinks = 0
+    if at_kinks is not None and not close.all() and np.count_nonzero(~close) <= MAX_KINKS:
+        bad = np.argwhere(~close)
+        kink = np.asarray(at_kinks([tuple(map(int, i)) for i in bad], yours[~close]), bool)
+        n_kinks = int(kink.sum())
+        for i in bad[kink]:
+            exact[tuple(i)] = close[tuple(i)] = True
+            diff[tuple(i)] = 0.0
     largest = float(diff.max()) if diff.size else 0.0
     if exact.all():
-        return GradientVerdict(name, "exact", largest, (), 0, expected.size)
+        return GradientVerdict(name, "exact", largest, (), 0, expected.size, kinks=n_kinks)
     if close.all():
-        return GradientVerdict(name, "close", largest, (), 0, expected.size)
+        return GradientVerdict(name, "close", largest, (), 0, expected.size, kinks=n_kinks)
     bad = np.argwhere(~close)
     order = np.argsort(-diff[~close], kind="stable")[:MAX_NAMED]
     named = tuple(tuple(int(k) for k in bad[j]) for j in sorted(order))
@@ -130,7 +146,16 @@ def check_layer(forward, backward, *inputs, dout=None, names=None, exercise="you
       names: the gradients' names (``dx``, ``dW``, ...); ``d0``, ``d1``, ... if None.
     Returns:
       A ``Feedback``; ``str()`` of it says what is right and wrong in plain words.
+
+    Where your forward has a kink (a ReLU at exactly 0, tied maxima), autodiff's value there is
+    one right value among many (``jnp.maximum`` splits a tie in halves): an element whose value
+    differs from it but lies between the forward's one-sided slopes there is right, and counted
+    as such. (The book's own exercises, ``check``, ask for the book's choice at its kinks.)
     """
+    return _check_layer(forward, backward, *inputs, dout=dout, names=names, exercise=exercise, kinks=True)
+
+
+def _check_layer(forward, backward, *inputs, dout=None, names=None, exercise="your layer", kinks=False):
     inputs = tuple(jnp.asarray(x) for x in inputs)
     out, vjp = jax.vjp(forward, *inputs)
     dout = jnp.ones_like(out) if dout is None else jnp.asarray(dout, out.dtype)
@@ -146,10 +171,10 @@ def check_layer(forward, backward, *inputs, dout=None, names=None, exercise="you
         return Feedback(exercise, (), problem=f"{e}.")
     except Exception as e:  # the learner's code: say what it raised, in one line
         return Feedback(exercise, (), problem=f"the backward raised {type(e).__name__}: {e}")
-    return _feedback(exercise, names, inputs, yours, expected)
+    return _feedback(exercise, names, inputs, yours, expected, forward if kinks else None, dout)
 
 
-def _feedback(exercise, names, inputs, yours, expected):
+def _feedback(exercise, names, inputs, yours, expected, forward, dout):
     differentiable = [i for i, x in enumerate(inputs) if jnp.issubdtype(x.dtype, jnp.inexact)]
     if isinstance(yours, dict):
         if set(yours) != set(names):
@@ -161,7 +186,34 @@ def _feedback(exercise, names, inputs, yours, expected):
     if len(yours) != len(inputs):
         return Feedback(exercise, (), problem=f"the backward returned {len(yours)} gradient(s); it should "
                                               f"return {len(inputs)}: {', '.join(names)}.")
-    return Feedback(exercise, tuple(compare(names[i], yours[i], expected[i]) for i in differentiable))
+    return Feedback(exercise, tuple(compare(names[i], yours[i], expected[i],
+                                            None if forward is None else _kinks_of(forward, inputs, dout, i))
+                                    for i in differentiable))
+
+
+def _kinks_of(forward, inputs, dout, i):
+    """``(indices, values) -> mask``: which elements of input ``i`` lie at a kink of ``<forward, dout>``
+    (its one-sided differences disagree) with the value between the two one-sided slopes."""
+    x = inputs[i]
+    h = 1e-6 if x.dtype == jnp.float64 else 1e-2 if jnp.finfo(x.dtype).bits < 32 else 1e-3
+
+    @jax.jit
+    def s(xi):
+        return jnp.sum(forward(*inputs[:i], xi, *inputs[i + 1:]) * dout).astype(jnp.float64 if x.dtype == jnp.float64
+                                                                                  else jnp.float32)
+
+    def at_kinks(indices, values):
+        f0 = float(s(x))
+        left, right = [], []
+        for index in indices:
+            step = jnp.zeros_like(x).at[index].set(h)
+            left.append((f0 - float(s(x - step))) / h)
+            right.append((float(s(x + step)) - f0) / h)
+        left, right, values = np.array(left), np.array(right), np.asarray(values, np.float64)
+        tol = math.sqrt(float(jnp.finfo(x.dtype).eps)) * np.maximum(np.maximum(np.abs(left), np.abs(right)), 1.0)
+        inside = (values >= np.minimum(left, right) - tol) & (values <= np.maximum(left, right) + tol)
+        return (np.abs(left - right) > tol) & inside
+    return at_kinks
 
 
 # The exercises: the book's layers, each forward written here in plain jax.numpy ------------
@@ -280,13 +332,13 @@ def check(name, backward):
     dout = None if ex.dout is None else ex.dout()
     if ex.given is None:  # the whole net: backward gets the inputs and the parameters, no dout
         params = [n for n in ex.names if not n.startswith("d")]
-        fb = check_layer(ex.forward, lambda _, x, t, *p: _net_grads(backward(x, t, *p), params),
+        fb = _check_layer(ex.forward, lambda _, x, t, *p: _net_grads(backward(x, t, *p), params),
                          *values, names=list(ex.names), exercise=name)
         gradients = tuple(g for g in fb.gradients if g.name in params)
         return dataclasses.replace(fb, gradients=gradients)
     kept = ex.given(*values)
     n = len(ex.names) - (1 if name == "softmax_with_loss" else 0)  # t, the labels, gets no gradient
-    fb = check_layer(ex.forward, lambda d, *_: _as_tuple(backward(d, *kept), n, values), *values,
+    fb = _check_layer(ex.forward, lambda d, *_: _as_tuple(backward(d, *kept), n, values), *values,
                      dout=dout, names=list(ex.names), exercise=name)
     if name == "softmax_with_loss":
         fb = dataclasses.replace(fb, gradients=tuple(g for g in fb.gradients if g.name != "dt"))

@@ -157,3 +157,13 @@ def test_the_exercises_say_what_to_write():
     assert (x.shape, W.shape, b.shape) == ((4, 3), (3, 5), (5,))
     (out,) = exercises.inputs("sigmoid")
     assert bool(jnp.all((out > 0) & (out < 1)))  # the sigmoid exercise gives the forward's output
+
+
+def test_your_own_layer_at_a_kink_is_judged_by_its_one_sided_slopes():
+    # jnp.maximum splits a tie in halves: autodiff says 0.5 where ReLU's one-sided slopes are 0 and 1.
+    x = jnp.array([[-1.0, 0.0, 2.0], [0.0, 3.0, -2.0]])
+    book = exercises.check_layer(lambda x: jnp.maximum(x, 0.0), lambda dout, x: dout * (x > 0), x, names=["dx"])
+    assert book.correct and "2 elements lie at a kink of the forward" in str(book), str(book)
+    (dx,) = exercises.check_layer(lambda x: jnp.maximum(x, 0.0), lambda dout, x: 2.0 * dout * (x >= 0), x,
+                                  names=["dx"]).gradients
+    assert dx.verdict == "wrong" and (0, 1) in dx.wrong and (1, 0) in dx.wrong  # 2 is outside [0, 1]

@@ -13,6 +13,7 @@ comparisons made in ``_numeric``, the rules wrapped in ``_rules``, the report
 written by ``_report``.
 """
 
+import collections
 import contextlib
 import dataclasses
 
@@ -25,7 +26,7 @@ from backprop_jax.checking._jaxpr import strip_rules
 from backprop_jax.checking._leaves import refuse_complex, split
 from backprop_jax.checking._leaf import LeafNumerics, not_finite
 from backprop_jax.checking._numeric import compare, kinks, mismatches
-from backprop_jax.checking._policy import LOW, TOLERANCES, Options, tolerances, validate
+from backprop_jax.checking._policy import LOW, TOLERANCES, Options, rounding_floor, tolerances, validate
 from backprop_jax.checking._problem import Problem, Side, finite, least_precise, per_example, rounded, upcast
 from backprop_jax.checking._report import Entry, GradcheckReport
 from backprop_jax.checking._rules import MalformedRule, RuleLogs, instrumented, keep_one
@@ -357,8 +358,10 @@ class _Check:
                 self.dyn64 = upcast(self.dyn, self.dyn_kinds)
             self.up = Side(self.problem.diff(self.dyn64), lambda: jax.enable_x64(True), self.f_up, self.ref_up)
         self.g_hand_up = self.problem.scalar(self.up.f, self.dyn64)
+        self.f_scale = 0.0  # |g| at the point, where central differences evaluate it
         logs = RuleLogs()
         if o.mode == "forward":
+            self.f_scale = self._scale_of(None)
             entries = [self._forward_entry(j, p, rules) for j, p in enumerate(self.diff_pos)]
             rule_checks = ()
         else:
@@ -377,6 +380,27 @@ class _Check:
         return GradcheckReport(entries=tuple(entries), eps=self.eps_used, skipped=tuple(self.skipped),
                                order=o.order, rules=rules, references=references, aux=aux,
                                rule_checks=rule_checks, rule_note=self.rule_note, note=note)
+
+    def _scale_of(self, value):
+        """``|g|`` at the point (the rounding of central differences scales with it); a value that is
+        not finite there is refused: no difference of it says anything. ``value``: g there, from the
+        gradient taken on the side central differences run on, or None to evaluate it."""
+        if value is None:
+            with self.up.x64():
+                value = jax.jit(self.g_hand_up)(self.up.at)
+        value = np.asarray(value, np.float64)
+        if not np.all(np.isfinite(value)):
+            what = "f" if self.douts is None else "f, contracted with a random cotangent,"
+            raise ValueError(f"gradcheck: {what} is {float(value)} at the point given"
+                             f"{' (on its float64 copy)' if self.low else ''}; a gradient is checked only where "
+                             f"f is finite")
+        return float(np.abs(value))
+
+    def _floor(self, j, step):
+        """The rounding of central differences in leaf ``j`` at ``step`` (0 with a tolerance given)."""
+        if self.options.atol is not None:
+            return 0.0
+        return rounding_floor(jnp.dtype(self.up.at[j].dtype).name, self.f_scale, step)
 
     # --- reverse mode ------------------------------------------------------------------------
 
@@ -402,6 +426,7 @@ class _Check:
         else:  # the rules on their own first: a malformed rule is named before it breaks the order-N gradient
             _, rule_note = self._hand(lo, self.dyn, logs.lo, order=1)
             hand = lo.grad(self.problem.scalar(lo.f, self.dyn))
+        value = lo.value  # f where central differences evaluate it (in float64, below, when low)
         ref_lo = lo.grad(self.problem.scalar(lo.ref, self.dyn))
         ref, hand64 = ref_lo, None
         if self.low:
@@ -411,6 +436,8 @@ class _Check:
             else:
                 _, logs.up_note = self._hand(up, self.dyn64, logs.up, order=1)
                 hand64 = up.grad(self.g_hand_up)
+            value = up.value
+        self.f_scale = self._scale_of(value)
         self.rule_note = rule_note
         rule_checks = logs.checks(rules, self.low, self.lowest, rule_note)
         exercised = [r for r in rule_checks if r.exercised is not False]
@@ -420,7 +447,7 @@ class _Check:
         for j, p in enumerate(self.diff_pos):
             entries.append(self._leaf(j, p, hand[j], ref[j], ref_lo[j], None if hand64 is None else hand64[j],
                                       independent))
-        entries = self._blame(entries, rule_checks, ref, ref_lo)
+        entries = self._blame(entries, _suspects(rule_checks, rules), ref, ref_lo)
         return entries, tuple(rule_checks)
 
     def _leaf(self, j, p, hand, ref, ref_lo, hand64, independent):
@@ -445,14 +472,17 @@ class _Check:
             hand64 = np.asarray(hand64, np.float64).reshape(-1)
             bad |= mismatches(hand64, ref, t_atol, t_rtol)
         step = o.step(dtype, low)
-        numeric = LeafNumerics(self, j, step, overflow, overflow_why)
+        floor = self._floor(j, step)
+        n_atol += floor
+        numeric = LeafNumerics(self, j, step, overflow, overflow_why, floor)
         # Where the dtype overflows for any computation, numerics judge the rule run in float64.
         judged = hand if hand64 is None else np.where(overflow, hand64, hand)
         if o.numeric:
             self.eps_used[name] = step
             numeric.run(o.plan(size), judged, ref, ref_lo, n_atol, n_rtol, n_note, low)
             bad[numeric.bad_elements()] = True
-        kink = numeric.kinks_at(np.flatnonzero(bad), judged, n_atol, n_rtol)
+        agree = ~mismatches(judged, ref, a_atol, a_rtol) if independent else None
+        kink = numeric.kinks_at(np.flatnonzero(bad), judged, n_atol, n_rtol, agree)
         entry = Entry(
             name=name, shape=tuple(leaf.shape), dtype=dtype,
             autodiff=compare(hand, ref, a_atol, a_rtol, ignore=kink, note=(a_note or ref_note) if independent else "",
@@ -461,12 +491,11 @@ class _Check:
             float64=None if hand64 is None else compare(hand64, ref, t_atol, t_rtol, ignore=kink, note=ref_note))
         return numeric.fill(entry, kink, judged, ref, n_atol, n_rtol, n_note)
 
-    def _blame(self, entries, rule_checks, ref, ref_lo):
+    def _blame(self, entries, candidates, ref, ref_lo):
         """For an autodiff column that fails, the rules whose replacement alone reproduces the failure."""
         failing = [j for j, e in enumerate(entries) if e.autodiff_independent and (
             (not e.autodiff.ok and not e.autodiff.note) or (e.float64 is not None and not e.float64.ok
                                                             and not e.float64.note))]
-        candidates = [r for r in rule_checks if r.exercised]
         if not failing or not candidates or self.options.reference is not None:
             return entries
         in64 = any(entries[j].float64 is not None and not entries[j].float64.ok for j in failing)
@@ -481,7 +510,7 @@ class _Check:
                 c = entries[j].float64 if in64 else entries[j].autodiff
                 kink = np.zeros(ref[j].size, bool)
                 for k in entries[j].kinks:
-                    if not entries[j].numeric_directions or entries[j].located is not None:
+                    if not k.direction:
                         kink[np.ravel_multi_index(k.index, entries[j].shape) if entries[j].shape else 0] = True
                 if (mismatches(alone[j], ref[j], c.atol, c.rtol) & ~kink).any():
                     found[j].append(r)
@@ -523,6 +552,7 @@ class _Check:
         if o.numeric:
             n_atol, n_rtol, n_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 1)
             step = o.step(dtype, low)
+            n_atol += self._floor(j, step)
             self.eps_used[name] = step
             central, left, right = self.up.differences(self.g_hand_up, j, step, directions=u)
             kink = mismatches(hand, central, n_atol, n_rtol) & kinks(hand, left, right, n_atol, n_rtol)
@@ -542,6 +572,18 @@ class _Check:
         return [dataclasses.replace(e, batched=compare(under[j], looped[j],
                                                        *self.options.batched_tolerances(e.dtype)))
                 for j, e in enumerate(entries)]
+
+
+_Suspect = collections.namedtuple("_Suspect", "key name where note")
+
+
+def _suspects(rule_checks, rules):
+    """The rules that may be to blame: every exercised ``custom_vjp``, and every ``custom_jvp`` (whose
+    exercise is not recorded), in the order first met."""
+    out = [_Suspect(r.key, r.name, r.where, r.note) for r in rule_checks if r.exercised]
+    out += [_Suspect((u.name, u.kind, u.where), u.name, u.where, "")
+            for u in (rules.replaced if rules else ()) if u.kind == "custom_jvp"]
+    return out
 
 
 def assert_gradcheck(f, *args, **kwargs):

@@ -24,14 +24,16 @@ def not_finite(name, shape, ref, what):
 class LeafNumerics:
     """Central (and one-sided) differences for one leaf: elements or random directions, kinks."""
 
-    def __init__(self, check, j, step, overflow, overflow_why):
+    def __init__(self, check, j, step, overflow, overflow_why, floor=0.0):
         self.check, self.j, self.step = check, j, step
+        self.floor = floor  # the rounding of a difference quotient at ``step`` (in the tolerances given)
         self.overflow, self.overflow_why = overflow, overflow_why
         self.sides = {}  # flat element -> (left, right)
         self.mode, self.elements, self.directions = None, None, None
         self.result = self.located = self.located_at = None
         self.dir_kinks = ()
         self.auto = False
+        self.as_autodiff = set()  # elements at a kink passed as equal to autodiff, outside their interval
 
     def _diff(self, **rows):
         return self.check.up.differences(self.check.g_hand_up, self.j, self.step, **rows)
@@ -56,6 +58,7 @@ class LeafNumerics:
         o = self.check.options
         d_atol, d_rtol, d_note = tolerances(self.check.lowest if low else jnp.dtype(
             self.check.lo.at[self.j].dtype).name, low, noise, o.atol, o.rtol, 1)
+        d_atol += self.floor
         proj = u @ hand
         bad = mismatches(proj, central, d_atol, d_rtol)
         kink = bad & kinks(proj, left, right, d_atol, d_rtol)
@@ -65,10 +68,10 @@ class LeafNumerics:
                 break
             _, l2, r2 = self.check.up.differences(self.check.g_hand_up, self.j, self.step / shrink,
                                                   directions=u[doubt])
-            now = kinks(proj[doubt], l2, r2, d_atol, d_rtol)
+            now = kinks(proj[doubt], l2, r2, d_atol + self.floor * (shrink - 1), d_rtol)
             kink[doubt[now]] = True
             left[doubt[now]], right[doubt[now]] = l2[now], r2[now]
-        self.dir_kinks = kink_list(np.flatnonzero(kink), proj[kink], left[kink], right[kink])
+        self.dir_kinks = kink_list(np.flatnonzero(kink), proj[kink], left[kink], right[kink], directions=True)
         self.result = compare(proj, central, d_atol, d_rtol, ignore=kink, note=d_note)
         self.directions = u
         if (not self.result.ok and not d_note) or self.result.kinks == self.result.size:
@@ -88,10 +91,12 @@ class LeafNumerics:
             return self.located_at[mismatches(self._hand[self.located_at], self.central2, n_atol, n_rtol)]
         return np.zeros(0, int)
 
-    def kinks_at(self, elements, hand, n_atol, n_rtol):
+    def kinks_at(self, elements, hand, n_atol, n_rtol, agree=None):
         """A mask over the leaf: the ``elements`` that lie at kinks (one-sided differences computed
         for those not yet met). A second kink within the step makes a one-sided difference miss the
-        one-sided derivative; in float64 the step shrinks (by 10, then 100) for the values still in doubt."""
+        one-sided derivative; in float64 the step shrinks (by 10, then 100) for the values still in doubt.
+        ``agree`` (a mask over the leaf, or None): where the hand value equals an independent autodiff
+        value, which passes a kink's value outside the interval of its one-sided differences."""
         mask = np.zeros(hand.size, bool)
         # Where more values mismatch than can be classified cheaply, a sample decides: one value that
         # is not at a kink is a failure the verdict stands on; only a sample all at kinks needs them all.
@@ -99,7 +104,7 @@ class LeafNumerics:
         if elements.size > cap:
             sample = np.sort(np.asarray(jax.random.choice(jax.random.fold_in(self.check.options.prng(), 77 + self.j),
                                                           elements, (cap,), replace=False)))
-            found = self.kinks_at(sample, hand, n_atol, n_rtol)
+            found = self.kinks_at(sample, hand, n_atol, n_rtol, agree)
             if not found[sample].all():
                 return found
         missing = np.array([e for e in elements.tolist() if e not in self.sides], int)
@@ -111,13 +116,17 @@ class LeafNumerics:
         left = np.array([self.sides[e][0] for e in elements.tolist()])
         right = np.array([self.sides[e][1] for e in elements.tolist()])
         found = kinks(hand[elements], left, right, n_atol, n_rtol)
+        if agree is not None:
+            tied = ~found & kinks(hand[elements], left, right, n_atol, n_rtol, agree[elements])
+            self.as_autodiff.update(elements[tied].tolist())
+            found |= tied
         for shrink in ((10, 100) if self.check.up.at[self.j].dtype == jnp.float64 else ()):
             doubt = elements[~found]
             if not doubt.size:
                 break
             _, left, right = self.check.up.differences(self.check.g_hand_up, self.j, self.step / shrink,
                                                         elements=doubt)
-            now = kinks(hand[doubt], left, right, n_atol, n_rtol)
+            now = kinks(hand[doubt], left, right, n_atol + self.floor * (shrink - 1), n_rtol)
             self.sides.update((e, (lf, rt)) for e, lf, rt, k in zip(doubt.tolist(), left, right, now) if k)
             found[np.flatnonzero(~found)[now]] = True
         mask[elements] = found
@@ -151,6 +160,6 @@ class LeafNumerics:
         at = np.flatnonzero(kink)
         left = [self.sides[e][0] for e in at.tolist()]
         right = [self.sides[e][1] for e in at.tolist()]
-        return kink_list(at, hand[at], left, right, shape)
+        return kink_list(at, hand[at], left, right, shape, self.as_autodiff)
 
 

@@ -35,6 +35,11 @@ EPS_FACTOR = 4.0
 ELEMENTS_UP_TO = 256
 AUTO_DIRECTIONS = 8
 LOCATE_ELEMENTS = 256
+# Central differences of f lose about eps * |f| / h to rounding (f(x + h) and f(x - h) agree to
+# eps * |f| and their difference is divided by h): a sum over a million elements is |f| ~ 1e6, so
+# its differences in float64 at h = 1e-6 carry ~1e-4 of noise. This many times that is added to the
+# numeric tolerances, and so to what separates a kink from noise (the default tolerances only).
+ROUNDING_FACTOR = 8.0
 # A rule on its own: its fwd against its primal, its backward's linearity, relative to the values'
 # size, in float64 and (where no float64 copy runs) as this many units of the dtype's epsilon.
 RULE_TOL_FLOAT64 = 1e-10
@@ -65,6 +70,11 @@ def tolerances(dtype, low, noise, user_atol, user_rtol, which):
                 f"here is about {noise:.2g} absolute and {eps_d:.2g} relative; check in a wider dtype or "
                 f"loosen the tolerance")
     return (atol_d if user_atol is None else user_atol), (rtol_d if user_rtol is None else user_rtol), note
+
+
+def rounding_floor(dtype, f_scale, step):
+    """The absolute noise of a difference quotient of f (``|f| ~ f_scale``, evaluated in ``dtype``)."""
+    return ROUNDING_FACTOR * float(jnp.finfo(dtype).eps) * f_scale / step
 
 
 def rule_tolerance(dtype):
