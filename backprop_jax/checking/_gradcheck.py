@@ -35,7 +35,7 @@ from backprop_jax.checking._upcast import lowers_precision, raised
 
 def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=None, numeric=True,
               numeric_elements=None, numeric_directions=None, order=1, batched=False, in_axes=0,
-              has_aux=False, mode="reverse", key=None, matmul_precision="highest"):
+              has_aux=False, mode="reverse", key=None, matmul_precision="highest", dot_product=False):
     """Compares the hand rule with autodiff and with central differences.
 
     For every differentiable array among ``args`` (leaves of pytrees such as
@@ -153,6 +153,12 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
         cannot differentiate.
       key: PRNG key for the random cotangent, directions and elements
         (default ``jax.random.key(0)``).
+      dot_product: also check each ``custom_vjp`` rule by the dot-product test
+        ``<J u, v> = <u, J^T v>`` for random ``u`` and ``v``, ``J u`` by forward mode through its
+        primal with the rules taken out and ``J^T v`` by its backward, just beside the inputs it
+        met (off any tie or kink). It needs no differences and sends the rule a cotangent on every
+        output: it catches a backward that is right only for the cotangents ``f`` sends it (all
+        ones under a sum, nothing on an output ``f`` does not use), which the three columns cannot.
       matmul_precision: ``jax.default_matmul_precision`` for all three
         gradients (default ``"highest"``). GPUs and TPUs run float32 matrix
         products in TF32 or bfloat16 passes by default, whose rounding (about
@@ -163,7 +169,8 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
     """
     options = Options(reference=reference, eps=eps, atol=atol, rtol=rtol, numeric=numeric,
                       numeric_elements=numeric_elements, numeric_directions=numeric_directions, order=order,
-                      batched=batched, in_axes=in_axes, has_aux=has_aux, mode=mode, key=key)
+                      batched=batched, in_axes=in_axes, has_aux=has_aux, mode=mode, key=key,
+                      dot_product=dot_product)
     if matmul_precision is not None:
         with jax.default_matmul_precision(matmul_precision):
             return gradcheck(f, *args, argnums=argnums, matmul_precision=None,
@@ -410,7 +417,8 @@ class _Check:
         if log is None:
             return side.grad(plain), ""
         try:
-            return side.grad(self.problem.scalar(instrumented(side.f, log), base, order)), ""
+            return side.grad(self.problem.scalar(instrumented(side.f, log, self.options.dot_product), base,
+                                                 order)), ""
         except Exception as e:  # noqa: BLE001 - the rules are checked on their own where they can be
             if isinstance(e, (KeyboardInterrupt, MemoryError, MalformedRule)):
                 raise

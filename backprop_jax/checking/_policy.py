@@ -98,6 +98,7 @@ class Options:
     has_aux: bool = False
     mode: str = "reverse"
     key: object = None
+    dot_product: bool = False
 
     def prng(self):
         return jax.random.key(0) if self.key is None else self.key

@@ -54,6 +54,7 @@ class RuleCheck:
     dtype: str = ""  # a cotangent whose dtype is not its input's, when there is one
     fwd_tol: float = 0.0
     linear_tol: float = 0.0
+    dot: float | None = None  # the dot-product test's max rel |<J u, v> - <u, J^T v>| (None: not run)
     note: str = ""  # a documented deviation of this rule from autodiff of its own forward
     skipped: str = ""  # why the rule could not be checked on its own
     key: tuple = dataclasses.field(default=(), repr=False, compare=False)  # (name, kind, where)
@@ -67,6 +68,9 @@ class RuleCheck:
             found.append(f"cotangent of the wrong dtype ({self.dtype})")
         if self.linear > self.linear_tol:
             found.append(f"its backward is not linear in the cotangent (max rel {self.linear:.2g})")
+        if self.dot is not None and self.dot > self.linear_tol:
+            found.append(f"its backward is not the transpose of its primal's derivative: <J u, v> != <u, J^T v> "
+                         f"for random u, v beside the inputs met (max rel {self.dot:.2g})")
         return found
 
     @property
@@ -80,7 +84,8 @@ class RuleCheck:
         elif self.skipped:
             state = f"not checked on its own: {self.skipped}"
         else:
-            state = "; ".join(self.problems) or (f"fwd = primal, linear, dtypes kept; "
+            state = "; ".join(self.problems) or (f"fwd = primal, linear, dtypes kept"
+                                                   f"{', <J u, v> = <u, J^T v>' if self.dot is not None else ''}; "
                                                    f"vs autodiff of its primal here {self.local:.2g}")
         line = f"  {self.name}{where}: {'FAIL ' if not self.ok else ''}{state}"
         return line + (f" [{self.note}]" if self.note else "")
