@@ -344,3 +344,20 @@ def test_a_rule_wrong_at_one_of_a_million_elements_is_not_excused_as_a_kink():
 def test_f_that_is_not_finite_at_the_point_is_a_one_line_error():
     with pytest.raises(ValueError, match=r"^gradcheck: f is nan at the point given; a gradient is checked only"):
         bj.gradcheck(lambda x: jnp.sum(jnp.log(x)), jnp.array([-1.0, 1.0]))
+
+
+def sin_100(factor):
+    """sin(100 x) whose backward is ``factor`` times right: a curvature of 1e4."""
+    return rule(lambda x: (jnp.sin(100 * x), x), lambda x, d: (factor * 100 * jnp.cos(100 * x) * d,))
+
+
+def test_curvature_is_not_a_kink():
+    # At h = 1e-6 the one-sided differences of sin(100 x) differ by h |f''| ~ 1e-2, beyond float64's
+    # tolerance; they agree at a smaller step, so there is no kink (sin is smooth).
+    x = jnp.linspace(0.1, 0.9, 8)
+    loss = lambda f: (lambda x: jnp.sum(f(x[:5])) + jnp.sum(x[5:] ** 2))
+    right = bj.gradcheck(loss(sin_100(1.0)), x)
+    assert right.ok and not right.entries[0].kinks, str(right)
+    # The rule 0.001% off: autodiff sees it, and no kink excuses it.
+    bad = bj.gradcheck(loss(sin_100(1.00001)), x)
+    assert not bad.ok and not bad.entries[0].autodiff.ok and not bad.entries[0].kinks, str(bad)
