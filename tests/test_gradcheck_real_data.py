@@ -361,3 +361,18 @@ def test_curvature_is_not_a_kink():
     # The rule 0.001% off: autodiff sees it, and no kink excuses it.
     bad = bj.gradcheck(loss(sin_100(1.00001)), x)
     assert not bad.ok and not bad.entries[0].autodiff.ok and not bad.entries[0].kinks, str(bad)
+
+
+def test_forward_mode_at_relu_zeros_is_judged_by_elements_and_curvature_is_not_a_kink():
+    # Every random direction crosses the kink at x[1]: the check goes along the elements instead.
+    x = jnp.array([0.0, 0.0, 1.0, -1.0])
+    report = bj.gradcheck(lambda x: jnp.sum(jax.nn.relu(x) * jnp.arange(4.0)), x, mode="forward")
+    assert report.ok and "x[1] (one-sided 0 and 1; hand 0)" in str(report), str(report)
+
+    @jax.custom_jvp
+    def sin_100(x):
+        return jnp.sin(100 * x)
+
+    sin_100.defjvp(lambda p, t: (jnp.sin(100 * p[0]), 1.00001 * 100 * jnp.cos(100 * p[0]) * t[0]))
+    bad = bj.gradcheck(lambda x: jnp.sum(sin_100(x)), jnp.linspace(0.1, 0.9, 8), mode="forward")
+    assert not bad.ok and not bad.entries[0].autodiff.ok and not bad.entries[0].kinks, str(bad)

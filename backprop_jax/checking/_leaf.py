@@ -39,7 +39,7 @@ class LeafNumerics:
     def _diff(self, **rows):
         return self.check.up.differences(self.check.g_hand_up, self.j, self.step, **rows)
 
-    def _classify(self, values, left, right, atol, rtol, agree=None, **rows):
+    def classify(self, values, left, right, atol, rtol, agree=None, **rows):
         """Which of ``rows`` (elements or directions, with hand ``values`` and one-sided differences
         ``left``, ``right`` at the step) lie at a kink: ``(kink, central, left, right)``, ``central``
         where a smaller step proved f smooth (NaN elsewhere), ``left`` and ``right`` at the last step
@@ -97,7 +97,7 @@ class LeafNumerics:
         kink = np.zeros(k, bool)
         at = np.flatnonzero(mismatches(proj, central, d_atol, d_rtol))
         if at.size:
-            found, finer, lf, rt = self._classify(proj[at], left[at], right[at], d_atol, d_rtol, directions=u[at])
+            found, finer, lf, rt = self.classify(proj[at], left[at], right[at], d_atol, d_rtol, directions=u[at])
             kink[at] = found
             central[at] = np.where(np.isnan(finer), central[at], finer)
             left[at], right[at] = lf, rt
@@ -123,7 +123,7 @@ class LeafNumerics:
 
     def kinks_at(self, elements, hand, n_atol, n_rtol, agree=None):
         """A mask over the leaf: the ``elements`` that lie at kinks (one-sided differences computed
-        for those not yet met), classified by ``_classify``: in float64 at smaller steps too.
+        for those not yet met), classified by ``classify``: in float64 at smaller steps too.
         ``agree`` (a mask over the leaf, or None): where the hand value equals an independent autodiff
         value, which passes a kink's value outside the interval of its one-sided differences."""
         mask = np.zeros(hand.size, bool)
@@ -144,7 +144,7 @@ class LeafNumerics:
             return mask
         left = np.array([self.sides[e][0] for e in elements.tolist()])
         right = np.array([self.sides[e][1] for e in elements.tolist()])
-        found, finer, left, right = self._classify(hand[elements], left, right, n_atol, n_rtol,
+        found, finer, left, right = self.classify(hand[elements], left, right, n_atol, n_rtol,
                                                    None if agree is None else agree[elements], elements=elements)
         smooth = ~np.isnan(finer)
         self._refine(elements[smooth], finer[smooth])
