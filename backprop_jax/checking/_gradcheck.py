@@ -9,8 +9,9 @@ replaced, which were exercised, which were kept, and marks an autodiff column
 that is the hand computation itself.
 
 This module orchestrates; the settings are resolved in ``_policy``, the
-comparisons made in ``_numeric``, the rules wrapped in ``_rules``, the report
-written by ``_report``.
+comparisons made in ``_numeric`` (one array's in ``_leaf``), the rules wrapped
+in ``_rules``, forward mode run by ``_forward``, the report written by
+``_report``.
 """
 
 import collections
@@ -22,11 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from backprop_jax.checking._autodiff import without_hand_rules
+from backprop_jax.checking._forward import forward_entry
 from backprop_jax.checking._jaxpr import strip_rules
 from backprop_jax.checking._leaves import refuse_complex, split
 from backprop_jax.checking._leaf import LeafNumerics, not_finite
-from backprop_jax.checking._numeric import compare, kink_list, mismatches
-from backprop_jax.checking._policy import LOCATE_ELEMENTS, LOW, TOLERANCES, Options, rounding_floor, tolerances, validate
+from backprop_jax.checking._numeric import compare, mismatches
+from backprop_jax.checking._policy import LOW, TOLERANCES, Options, rounding_floor, tolerances, validate
 from backprop_jax.checking._problem import Problem, Side, finite, least_precise, per_example, rounded, upcast
 from backprop_jax.checking._report import Entry, GradcheckReport
 from backprop_jax.checking._rules import MalformedRule, RuleLogs, instrumented, keep_one
@@ -369,7 +371,7 @@ class _Check:
         logs = RuleLogs()
         if o.mode == "forward":
             self.f_scale = self._scale_of(None)
-            entries = [self._forward_entry(j, p, rules) for j, p in enumerate(self.diff_pos)]
+            entries = [forward_entry(self, j, p, rules) for j, p in enumerate(self.diff_pos)]
             rule_checks = ()
         else:
             entries, rule_checks = self._reverse(rules, logs)
@@ -403,7 +405,7 @@ class _Check:
                              f"f is finite")
         return float(np.abs(value))
 
-    def _floor(self, j, step):
+    def rounding_of(self, j, step):
         """The rounding of central differences in leaf ``j`` at ``step`` (0 with a tolerance given)."""
         if self.options.atol is not None:
             return 0.0
@@ -480,7 +482,7 @@ class _Check:
             hand64 = np.asarray(hand64, np.float64).reshape(-1)
             bad |= mismatches(hand64, ref, t_atol, t_rtol)
         step = o.step(dtype, low)
-        floor = self._floor(j, step)
+        floor = self.rounding_of(j, step)
         n_atol += floor
         numeric = LeafNumerics(self, j, step, overflow, overflow_why, floor)
         # Where the dtype overflows for any computation, numerics judge the rule run in float64.
@@ -538,63 +540,7 @@ class _Check:
             out.append(dataclasses.replace(e, blame=(text,)))
         return out
 
-    # --- forward mode and batched --------------------------------------------------------------
-
-    def _forward_entry(self, j, p, rules, elements=None):
-        """Forward mode along random directions; where every one crosses a kink, along the unit
-        directions of ``elements`` (up to 256 of them), which name the elements as reverse mode does."""
-        o, leaf = self.options, self.lo.at[j]
-        name, dtype, low = self.leaves.names[p], jnp.dtype(leaf.dtype).name, self.low
-        independent = o.reference is not None or bool(rules.replaced)
-        tol_dtype = self.lowest if low else dtype
-        if elements is None:
-            k = o.numeric_directions or 4
-            u = rounded(np.asarray(jax.random.normal(jax.random.fold_in(o.prng(), 700 + j), (k, leaf.size),
-                                                      jnp.float32), np.float64), leaf.dtype)
-        else:
-            k, u = len(elements), np.eye(leaf.size)[elements]
-        g_hand = self.problem.scalar(self.f_on, self.dyn)
-        hand = self.lo.forward(g_hand, j, u)
-        ref_lo = self.lo.forward(self.problem.scalar(self.ref_on, self.dyn), j, u)
-        ref = self.up.forward(self.problem.scalar(self.up.ref, self.dyn64), j, u) if low else ref_lo
-        hand64 = self.up.forward(self.g_hand_up, j, u) if low else None
-        both = finite(ref_lo) & finite(ref)
-        noise = float(np.max(np.abs(ref_lo - ref)[both], initial=0.0)) if low else 0.0
-        a_atol, a_rtol, a_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 0)
-        t_atol, t_rtol = self.options.batched_tolerances("float64")
-        num, kink, kink_records = None, np.zeros(k, bool), ()
-        if o.numeric:
-            n_atol, n_rtol, n_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 1)
-            step = o.step(dtype, low)
-            floor = self._floor(j, step)
-            n_atol += floor
-            self.eps_used[name] = step
-            central, left, right = self.up.differences(self.g_hand_up, j, step, directions=u)
-            # A direction that crosses a kink is judged by its one-sided slopes in every column, as in
-            # reverse mode (autodiff's choice there is not the rule's).
-            doubt = mismatches(hand, central, n_atol, n_rtol) | mismatches(hand, ref, a_atol, a_rtol)
-            if hand64 is not None:
-                doubt |= mismatches(hand64, ref, t_atol, t_rtol)
-            at = np.flatnonzero(doubt)
-            if at.size:
-                found, finer, lf, rt = LeafNumerics(self, j, step, None, "", floor).classify(
-                    hand[at], left[at], right[at], n_atol, n_rtol, directions=u[at])
-                kink[at] = found
-                central[at] = np.where(np.isnan(finer), central[at], finer)
-                kink_records = kink_list(at[found], hand[at][found], lf[found], rt[found], directions=True)
-            num = compare(hand, central, n_atol, n_rtol, ignore=kink, note=n_note)
-        float64 = compare(hand64, ref, t_atol, t_rtol, ignore=kink) if low else None
-        if elements is None and num is not None and num.kinks == num.size:
-            return self._forward_entry(j, p, rules, o.chosen_elements(leaf.size, min(LOCATE_ELEMENTS, leaf.size),
-                                                                     900 + j))
-        if elements is not None:
-            kink_records = tuple(dataclasses.replace(r, index=tuple(int(i) for i in np.unravel_index(
-                elements[r.index[0]], leaf.shape)), direction=False) for r in kink_records)
-        return Entry(name=name, shape=tuple(leaf.shape), dtype=dtype,
-                     autodiff=compare(hand, ref, a_atol, a_rtol, ignore=kink, note=a_note if independent else ""),
-                     numeric=num, numeric_elements=k if o.numeric else 0, numeric_directions=elements is None,
-                     numeric_indices=elements, autodiff_independent=independent, float64=float64,
-                     directions=elements is None, kinks=kink_records)
+    # --- batched ---------------------------------------------------------------------------------
 
     def _batched(self, entries):
         under, looped = per_example(self.problem.example_fn(self.f_on), self.dyn, self.dyn_axes,
