@@ -107,6 +107,9 @@ def test_a_tie_of_several_values_is_judged_where_one_sided_slopes_cannot_reach()
 def test_everything_at_a_kink_fails_closed():
     report = bj.gradcheck(lambda x: jnp.sum(jnp.abs(x)), jnp.zeros(3))
     assert not report.ok and "every value compared lay at a kink" in str(report), str(report)
+    # A step too large for f's curvature parts the one-sided differences as a kink does: it says so.
+    report = bj.gradcheck(lambda x: jnp.sum(jnp.sin(x)), jnp.array([0.5, 1.0, 1.5]), eps=0.1)
+    assert not report.ok and "or with a smaller eps than 0.1" in str(report), str(report)
 
 
 # --- low precision ----------------------------------------------------------------------------

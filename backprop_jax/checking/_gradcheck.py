@@ -384,8 +384,11 @@ class _Check:
         with_numeric = [e for e in entries if e.numeric is not None]
         if with_numeric and all(e.only_kinks for e in with_numeric) and not any(
                 e.autodiff_independent and e.autodiff.size > e.autodiff.kinks for e in entries):
-            note = ("every value compared lay at a kink of f (its one-sided differences disagree everywhere): "
-                    "nothing was compared where f is differentiable; check at another point")
+            note = ("every value compared lay at a kink of f (its one-sided differences disagree everywhere"
+                    + (", down to a step of eps / 100" if self.up.at[0].dtype == jnp.float64 else "")
+                    + "): nothing was compared where f is differentiable; check at another point"
+                    + (f", or with a smaller eps than {o.eps} (a large step parts them by h |f''| where f "
+                       f"curves)" if o.eps is not None else ""))
         return GradcheckReport(entries=tuple(entries), eps=self.eps_used, skipped=tuple(self.skipped),
                                order=o.order, rules=rules, references=references, aux=aux,
                                rule_checks=rule_checks, rule_note=self.rule_note, note=note)
