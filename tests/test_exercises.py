@@ -287,3 +287,17 @@ def test_an_unknown_language_is_refused_by_name():
                  lambda: exercises.hint("mul", language="fr"), lambda: exercises.exercise("mul", language="fr")):
         with pytest.raises(ValueError, match=message):
             call()
+
+
+def test_your_own_layer_at_a_kink_is_judged_by_its_one_sided_slopes():
+    # jnp.maximum splits a tie in halves: autodiff says 0.5 where ReLU's one-sided slopes are 0 and 1.
+    x = jnp.array([[-1.0, 0.0, 2.0], [0.0, 3.0, -2.0]])
+    book = exercises.check_layer(lambda x: jnp.maximum(x, 0.0), lambda dout, x: dout * (x > 0), x, names=["dx"])
+    assert book.correct and "2 element(s) lie at a kink of the forward" in str(book), str(book)
+    for language, said in (("zh", "其中 2 个元素位于正向传播的折点"), ("ja", "うち 2 個の要素は順伝播の折れ点")):
+        translated = exercises.check_layer(lambda x: jnp.maximum(x, 0.0), lambda dout, x: dout * (x > 0), x,
+                                           names=["dx"], language=language)
+        assert translated.correct and said in str(translated), str(translated)
+    (dx,) = exercises.check_layer(lambda x: jnp.maximum(x, 0.0), lambda dout, x: 2.0 * dout * (x >= 0), x,
+                                  names=["dx"]).gradients
+    assert dx.verdict == "wrong" and (0, 1) in dx.wrong and (1, 0) in dx.wrong  # 2 is outside [0, 1]

@@ -81,9 +81,35 @@ def test_a_hand_value_outside_the_one_sided_interval_still_fails():
     assert not report.ok and "x[0]" in str(report)
 
 
+def top_two(second):
+    """The two largest of each row; the backward routes the cotangent to the elements top_k picked, the
+    second one's scaled by ``second``."""
+    def bwd(x, d):
+        _, i = jax.lax.top_k(x, 2)
+        rows = jnp.arange(x.shape[0])[:, None]
+        return (jnp.zeros_like(x).at[rows, i].add(d * jnp.array([[1.0, second]])),)
+    return rule(lambda x: (jax.lax.top_k(x, 2)[0], x), bwd)
+
+
+def test_a_tie_of_several_values_is_judged_where_one_sided_slopes_cannot_reach():
+    # Four tied values, the second of the top two weighted more: moving the one top_k ranks second
+    # reaches only rank 1 (slope 1) or no rank (0), yet its right derivative, the gradient just beside
+    # the tie where it is second, is 2.
+    x = jnp.array([[0.5, 0.5, 0.5, 0.5], [1.0, 4.0, 2.0, 3.0]])
+    loss = lambda f: (lambda x: jnp.sum(f(x) * jnp.array([[1.0, 2.0]])))
+    expected = jax.grad(loss(lambda x: jax.lax.top_k(x, 2)[0]))(x)
+    assert expected[0, 1] == 2.0  # JAX's own derivative of top_k, independent of the rule
+    report = bj.gradcheck(loss(top_two(1.0)), x)
+    assert report.ok and "hand 2, as autodiff" in str(report), str(report)
+    # The same tie, the rule 1% off for the second: its value is neither a one-sided slope nor autodiff's.
+    assert not bj.gradcheck(loss(top_two(1.01)), x).ok
+
 def test_everything_at_a_kink_fails_closed():
     report = bj.gradcheck(lambda x: jnp.sum(jnp.abs(x)), jnp.zeros(3))
     assert not report.ok and "every value compared lay at a kink" in str(report), str(report)
+    # A step too large for f's curvature parts the one-sided differences as a kink does: it says so.
+    report = bj.gradcheck(lambda x: jnp.sum(jnp.sin(x)), jnp.array([0.5, 1.0, 1.5]), eps=0.1)
+    assert not report.ok and "or with a smaller eps than 0.1" in str(report), str(report)
 
 
 # --- low precision ----------------------------------------------------------------------------
@@ -185,6 +211,18 @@ def test_the_rule_to_blame_is_named():
     assert "the rule of `<lambda>` (in scan) disagrees with autodiff; the other 2 rules agree" in str(report)
 
 
+def test_a_custom_jvp_rule_to_blame_is_named_beside_custom_vjp_rules():
+    @jax.custom_jvp
+    def sin(x):
+        return jnp.sin(x)
+
+    sin.defjvp(lambda p, t: (jnp.sin(p[0]), 1.01 * jnp.cos(p[0]) * t[0]))
+    x, W, b = normal(0, (3, 4)), normal(1, (4, 4)), normal(2, (4,))
+    report = bj.gradcheck(lambda W: jnp.sum(bj.sigmoid(sin(bj.affine(x, W, b)))), W)
+    assert not report.ok
+    assert "the rule of `sin` disagrees with autodiff; the other 2 rules agree" in str(report), str(report)
+
+
 def test_sigmoid_with_loss_names_the_books_1e_7():
     x, t = normal(3, (5,)), jnp.array([0, 1, 1, 0, 1])
     report = bj.gradcheck(lambda x: bj.sigmoid_with_loss(x, t), x)
@@ -256,3 +294,88 @@ def test_the_default_check_is_elements_for_small_arrays_and_directions_for_large
     bad = bj.gradcheck(lambda p, x, t: bj.two_layer_net.loss({**p, "W1": one(p["W1"])}, x, t), params, x, t,
                        argnums=0, key=jax.random.key(3))
     assert not bad.ok and f"W1[{i}, {j}]: worst numeric, per element mismatch" in str(bad), str(bad)
+
+
+SHARD_MAP = textwrap.dedent('''
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    from jax.sharding import PartitionSpec as P
+    import backprop_jax as bj
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("d",))
+    for factor in (1.0, 1.01):
+        sin = jax.custom_vjp(jnp.sin)
+        sin.defvjp(lambda x: (jnp.sin(x), x), lambda x, d, factor=factor: (factor * d * jnp.cos(x),))
+        f = jax.shard_map(lambda x: jax.lax.psum(jnp.sum(sin(x)), "d"), mesh=mesh, in_specs=P("d"), out_specs=P())
+        report = bj.gradcheck(f, jnp.linspace(-1.0, 1.0, 8), numeric=False)
+        print(factor, report.ok, "each rule on its own: the rules could not be checked" in str(report))
+''')
+
+
+@pytest.mark.slow
+def test_rules_inside_shard_map_are_judged_and_the_report_says_they_were_not_checked_on_their_own():
+    result = run_with_devices(SHARD_MAP, n=4)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:2] == ["1.0 True True", "1.01 False True"], result.stdout
+
+
+# --- the rounding of central differences ------------------------------------------------------
+
+def square_off_at(i, factor):
+    """x**2 whose backward is ``factor`` times right at flat element ``i`` only."""
+    return rule(lambda x: (x * x, x), lambda x, d: ((2 * x * d).reshape(-1).at[i].multiply(factor).reshape(x.shape),))
+
+
+def test_a_large_value_of_f_is_rounding_for_central_differences_not_a_kink():
+    # f(x +- h) agree to eps * 1e6 = 2e-10, so a difference quotient at h = 1e-6 carries ~2e-4 of
+    # noise: more than the float64 tolerances, and no kink (tanh(x**2) is smooth).
+    x = normal(0, (4, 4))
+    report = bj.gradcheck(lambda x: 1e6 + jnp.sum(jnp.tanh(square_off_at(6, 1.0)(x))), x)
+    assert report.ok and not report.entries[0].kinks, str(report)
+    # The rule 0.01% off at one element: below that noise, caught by autodiff and not excused as a kink.
+    bad = bj.gradcheck(lambda x: 1e6 + jnp.sum(jnp.tanh(square_off_at(6, 1.0001)(x))), x)
+    assert not bad.ok and not bad.entries[0].autodiff.ok and not bad.entries[0].kinks, str(bad)
+
+
+@pytest.mark.slow
+def test_a_rule_wrong_at_one_of_a_million_elements_is_not_excused_as_a_kink():
+    x = normal(0, (1000, 1000))
+    bad = bj.gradcheck(lambda x: jnp.sum(jnp.tanh(square_off_at(123456, 1.0001)(x))), x)
+    assert not bad.ok and "x[123, 456]: worst autodiff mismatch" in str(bad), str(bad)
+    assert not bad.entries[0].kinks, str(bad)
+
+
+def test_f_that_is_not_finite_at_the_point_is_a_one_line_error():
+    with pytest.raises(ValueError, match=r"^gradcheck: f is nan at the point given; a gradient is checked only"):
+        bj.gradcheck(lambda x: jnp.sum(jnp.log(x)), jnp.array([-1.0, 1.0]))
+
+
+def sin_100(factor):
+    """sin(100 x) whose backward is ``factor`` times right: a curvature of 1e4."""
+    return rule(lambda x: (jnp.sin(100 * x), x), lambda x, d: (factor * 100 * jnp.cos(100 * x) * d,))
+
+
+def test_curvature_is_not_a_kink():
+    # At h = 1e-6 the one-sided differences of sin(100 x) differ by h |f''| ~ 1e-2, beyond float64's
+    # tolerance; they agree at a smaller step, so there is no kink (sin is smooth).
+    x = jnp.linspace(0.1, 0.9, 8)
+    loss = lambda f: (lambda x: jnp.sum(f(x[:5])) + jnp.sum(x[5:] ** 2))
+    right = bj.gradcheck(loss(sin_100(1.0)), x)
+    assert right.ok and not right.entries[0].kinks, str(right)
+    # The rule 0.001% off: autodiff sees it, and no kink excuses it.
+    bad = bj.gradcheck(loss(sin_100(1.00001)), x)
+    assert not bad.ok and not bad.entries[0].autodiff.ok and not bad.entries[0].kinks, str(bad)
+
+
+def test_forward_mode_at_relu_zeros_is_judged_by_elements_and_curvature_is_not_a_kink():
+    # Every random direction crosses the kink at x[1]: the check goes along the elements instead.
+    x = jnp.array([0.0, 0.0, 1.0, -1.0])
+    report = bj.gradcheck(lambda x: jnp.sum(jax.nn.relu(x) * jnp.arange(4.0)), x, mode="forward")
+    assert report.ok and "x[1] (one-sided 0 and 1; hand 0)" in str(report), str(report)
+
+    @jax.custom_jvp
+    def sin_100(x):
+        return jnp.sin(100 * x)
+
+    sin_100.defjvp(lambda p, t: (jnp.sin(100 * p[0]), 1.00001 * 100 * jnp.cos(100 * p[0]) * t[0]))
+    bad = bj.gradcheck(lambda x: jnp.sum(sin_100(x)), jnp.linspace(0.1, 0.9, 8), mode="forward")
+    assert not bad.ok and not bad.entries[0].autodiff.ok and not bad.entries[0].kinks, str(bad)

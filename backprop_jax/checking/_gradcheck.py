@@ -9,10 +9,12 @@ replaced, which were exercised, which were kept, and marks an autodiff column
 that is the hand computation itself.
 
 This module orchestrates; the settings are resolved in ``_policy``, the
-comparisons made in ``_numeric``, the rules wrapped in ``_rules``, the report
-written by ``_report``.
+comparisons made in ``_numeric`` (one array's in ``_leaf``), the rules wrapped
+in ``_rules``, forward mode run by ``_forward``, the report written by
+``_report``.
 """
 
+import collections
 import contextlib
 import dataclasses
 
@@ -21,20 +23,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from backprop_jax.checking._autodiff import without_hand_rules
+from backprop_jax.checking._forward import forward_entry
 from backprop_jax.checking._jaxpr import strip_rules
 from backprop_jax.checking._leaves import refuse_complex, split
 from backprop_jax.checking._leaf import LeafNumerics, not_finite
-from backprop_jax.checking._numeric import compare, kinks, mismatches
-from backprop_jax.checking._policy import LOW, TOLERANCES, Options, tolerances, validate
+from backprop_jax.checking._numeric import compare, mismatches
+from backprop_jax.checking._policy import LOW, TOLERANCES, Options, rounding_floor, tolerances, validate
 from backprop_jax.checking._problem import Problem, Side, finite, least_precise, per_example, rounded, upcast
 from backprop_jax.checking._report import Entry, GradcheckReport
-from backprop_jax.checking._rules import RuleLogs, instrumented, keep_one
+from backprop_jax.checking._rules import MalformedRule, RuleLogs, instrumented, keep_one
 from backprop_jax.checking._upcast import lowers_precision, raised
 
 
 def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=None, numeric=True,
               numeric_elements=None, numeric_directions=None, order=1, batched=False, in_axes=0,
-              has_aux=False, mode="reverse", key=None, matmul_precision="highest"):
+              has_aux=False, mode="reverse", key=None, matmul_precision="highest", dot_product=False):
     """Compares the hand rule with autodiff and with central differences.
 
     For every differentiable array among ``args`` (leaves of pytrees such as
@@ -152,6 +155,12 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
         cannot differentiate.
       key: PRNG key for the random cotangent, directions and elements
         (default ``jax.random.key(0)``).
+      dot_product: also check each ``custom_vjp`` rule by the dot-product test
+        ``<J u, v> = <u, J^T v>`` for random ``u`` and ``v``, ``J u`` by forward mode through its
+        primal with the rules taken out and ``J^T v`` by its backward, just beside the inputs it
+        met (off any tie or kink). It needs no differences and sends the rule a cotangent on every
+        output: it catches a backward that is right only for the cotangents ``f`` sends it (all
+        ones under a sum, nothing on an output ``f`` does not use), which the three columns cannot.
       matmul_precision: ``jax.default_matmul_precision`` for all three
         gradients (default ``"highest"``). GPUs and TPUs run float32 matrix
         products in TF32 or bfloat16 passes by default, whose rounding (about
@@ -162,7 +171,8 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
     """
     options = Options(reference=reference, eps=eps, atol=atol, rtol=rtol, numeric=numeric,
                       numeric_elements=numeric_elements, numeric_directions=numeric_directions, order=order,
-                      batched=batched, in_axes=in_axes, has_aux=has_aux, mode=mode, key=key)
+                      batched=batched, in_axes=in_axes, has_aux=has_aux, mode=mode, key=key,
+                      dot_product=dot_product)
     if matmul_precision is not None:
         with jax.default_matmul_precision(matmul_precision):
             return gradcheck(f, *args, argnums=argnums, matmul_precision=None,
@@ -196,6 +206,16 @@ def gradcheck(f, *args, reference=None, argnums=None, eps=None, atol=None, rtol=
                "; close over that setting instead of passing it as an array")) from None
 
 
+def _refuse_not_finite(name, value):
+    """A derivative at a NaN or an infinity says nothing: such an input is refused, its position named."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(value, np.float64)))
+    if bad.size:
+        where = list(map(int, np.unravel_index(bad[0], jnp.shape(value)))) if jnp.ndim(value) else []
+        raise ValueError(f"gradcheck: {name}{where} is {np.asarray(value, np.float64).reshape(-1)[bad[0]]} "
+                         f"({bad.size} of {jnp.size(value)} values are not "
+                         f"finite); a gradient is checked only at a finite point")
+
+
 def _value_of(f):
     def value(*a):
         return f(*a)[0]
@@ -221,6 +241,8 @@ class _Check:
             raise ValueError("gradcheck: no floating-point argument with values to check among argnums "
                              f"{argnums}" + (f" ({', '.join(skipped)})" if skipped else "")
                              + "; integer and bool arrays are not differentiable")
+        for p in diff_pos:
+            _refuse_not_finite(leaves.names[p], leaves.values[p])
         self.leaves, self.skipped = leaves, skipped
         self.dyn_pos = [p for p, k in enumerate(leaves.kinds) if k != "static"]
         self.dyn = [leaves.values[p] for p in self.dyn_pos]
@@ -276,6 +298,9 @@ class _Check:
                 raise TypeError(f"gradcheck: f returns a {jnp.dtype(leaf.dtype).name} array at {where} "
                                 f"(shape {tuple(leaf.shape)}), which has no gradient; if it is an auxiliary "
                                 f"output, return (value, aux) and pass has_aux=True")
+        if not paths:
+            raise TypeError(f"gradcheck: f returns no array (it returns {type(out).__name__}); it must return the "
+                            f"value to differentiate")
         outs = [leaf for _, leaf in paths]
         if len(outs) == 1 and outs[0].shape == ():
             return None
@@ -320,10 +345,15 @@ class _Check:
                 raise ValueError("gradcheck: f has no custom rule that without_hand_rules could replace" + kept +
                                  ", so the autodiff column would compare f with itself, and numeric=False leaves "
                                  "nothing independent to compare; turn numeric on or give reference=")
+        if o.mode == "forward" and rules is not None and any(u.kind == "custom_vjp" for u in rules.replaced):
+            names = sorted({f"`{u.name}`" for u in rules.replaced if u.kind == "custom_vjp"})
+            raise ValueError(f"gradcheck: mode='forward' differentiates f by jax.jvp, which JAX cannot apply to "
+                             f"a custom_vjp rule ({', '.join(names)}); check those rules with mode='reverse'")
         lowest = least_precise([jnp.dtype(v.dtype).name for v, k in zip(self.dyn, self.dyn_kinds) if k == "float"])
         self.low, references = self._references_dtype(lowest)
         self.lowest = lowest
         self.eps_used = {}  # the central-difference step, by entry name
+        self.rule_note = ""  # why the rules could not be checked on their own, when they could not
         key = o.prng()
         diff_lo = [self.dyn[i] for i in self.diff_in_dyn]
         us = [[rounded(jax.random.normal(jax.random.fold_in(key, 1000 + 100 * k + j), v.shape, jnp.float32),
@@ -337,9 +367,11 @@ class _Check:
                 self.dyn64 = upcast(self.dyn, self.dyn_kinds)
             self.up = Side(self.problem.diff(self.dyn64), lambda: jax.enable_x64(True), self.f_up, self.ref_up)
         self.g_hand_up = self.problem.scalar(self.up.f, self.dyn64)
+        self.f_scale = 0.0  # |g| at the point, where central differences evaluate it
         logs = RuleLogs()
         if o.mode == "forward":
-            entries = [self._forward_entry(j, p, rules) for j, p in enumerate(self.diff_pos)]
+            self.f_scale = self._scale_of(None)
+            entries = [forward_entry(self, j, p, rules) for j, p in enumerate(self.diff_pos)]
             rule_checks = ()
         else:
             entries, rule_checks = self._reverse(rules, logs)
@@ -352,11 +384,35 @@ class _Check:
         with_numeric = [e for e in entries if e.numeric is not None]
         if with_numeric and all(e.only_kinks for e in with_numeric) and not any(
                 e.autodiff_independent and e.autodiff.size > e.autodiff.kinks for e in entries):
-            note = ("every value compared lay at a kink of f (its one-sided differences disagree everywhere): "
-                    "nothing was compared where f is differentiable; check at another point")
+            note = ("every value compared lay at a kink of f (its one-sided differences disagree everywhere"
+                    + (", down to a step of eps / 100" if self.up.at[0].dtype == jnp.float64 else "")
+                    + "): nothing was compared where f is differentiable; check at another point"
+                    + (f", or with a smaller eps than {o.eps} (a large step parts them by h |f''| where f "
+                       f"curves)" if o.eps is not None else ""))
         return GradcheckReport(entries=tuple(entries), eps=self.eps_used, skipped=tuple(self.skipped),
                                order=o.order, rules=rules, references=references, aux=aux,
-                               rule_checks=rule_checks, note=note)
+                               rule_checks=rule_checks, rule_note=self.rule_note, note=note)
+
+    def _scale_of(self, value):
+        """``|g|`` at the point (the rounding of central differences scales with it); a value that is
+        not finite there is refused: no difference of it says anything. ``value``: g there, from the
+        gradient taken on the side central differences run on, or None to evaluate it."""
+        if value is None:
+            with self.up.x64():
+                value = jax.jit(self.g_hand_up)(self.up.at)
+        value = np.asarray(value, np.float64)
+        if not np.all(np.isfinite(value)):
+            what = "f" if self.douts is None else "f, contracted with a random cotangent,"
+            raise ValueError(f"gradcheck: {what} is {float(value)} at the point given"
+                             f"{' (on its float64 copy)' if self.low else ''}; a gradient is checked only where "
+                             f"f is finite")
+        return float(np.abs(value))
+
+    def rounding_of(self, j, step):
+        """The rounding of central differences in leaf ``j`` at ``step`` (0 with a tolerance given)."""
+        if self.options.atol is not None:
+            return 0.0
+        return rounding_floor(jnp.dtype(self.up.at[j].dtype).name, self.f_scale, step)
 
     # --- reverse mode ------------------------------------------------------------------------
 
@@ -366,11 +422,13 @@ class _Check:
         if log is None:
             return side.grad(plain), ""
         try:
-            return side.grad(self.problem.scalar(instrumented(side.f, log), base, order)), ""
+            return side.grad(self.problem.scalar(instrumented(side.f, log, self.options.dot_product), base,
+                                                 order)), ""
         except Exception as e:  # noqa: BLE001 - the rules are checked on their own where they can be
-            if isinstance(e, (KeyboardInterrupt, MemoryError)):
+            if isinstance(e, (KeyboardInterrupt, MemoryError, MalformedRule)):
                 raise
-            return side.grad(plain), f"the rules could not be checked on their own here ({type(e).__name__})"
+            first = (str(e).splitlines() or [""])[0][:160]
+            return side.grad(plain), f"the rules could not be checked on their own here ({type(e).__name__}: {first})"
 
     def _reverse(self, rules, logs):
         o = self.options
@@ -378,9 +436,10 @@ class _Check:
         rule_note = ""
         if o.order == 1:
             hand, rule_note = self._hand(lo, self.dyn, logs.lo)
-        else:
-            hand = lo.grad(self.problem.scalar(lo.f, self.dyn))
+        else:  # the rules on their own first: a malformed rule is named before it breaks the order-N gradient
             _, rule_note = self._hand(lo, self.dyn, logs.lo, order=1)
+            hand = lo.grad(self.problem.scalar(lo.f, self.dyn))
+        value = lo.value  # f where central differences evaluate it (in float64, below, when low)
         ref_lo = lo.grad(self.problem.scalar(lo.ref, self.dyn))
         ref, hand64 = ref_lo, None
         if self.low:
@@ -388,8 +447,11 @@ class _Check:
             if o.order == 1:
                 hand64, logs.up_note = self._hand(up, self.dyn64, logs.up)
             else:
-                hand64 = up.grad(self.g_hand_up)
                 _, logs.up_note = self._hand(up, self.dyn64, logs.up, order=1)
+                hand64 = up.grad(self.g_hand_up)
+            value = up.value
+        self.f_scale = self._scale_of(value)
+        self.rule_note = rule_note
         rule_checks = logs.checks(rules, self.low, self.lowest, rule_note)
         exercised = [r for r in rule_checks if r.exercised is not False]
         independent = o.reference is not None or (bool(rules.replaced) and (
@@ -398,7 +460,7 @@ class _Check:
         for j, p in enumerate(self.diff_pos):
             entries.append(self._leaf(j, p, hand[j], ref[j], ref_lo[j], None if hand64 is None else hand64[j],
                                       independent))
-        entries = self._blame(entries, rule_checks, ref, ref_lo)
+        entries = self._blame(entries, _suspects(rule_checks, rules), ref, ref_lo)
         return entries, tuple(rule_checks)
 
     def _leaf(self, j, p, hand, ref, ref_lo, hand64, independent):
@@ -423,14 +485,17 @@ class _Check:
             hand64 = np.asarray(hand64, np.float64).reshape(-1)
             bad |= mismatches(hand64, ref, t_atol, t_rtol)
         step = o.step(dtype, low)
-        numeric = LeafNumerics(self, j, step, overflow, overflow_why)
+        floor = self.rounding_of(j, step)
+        n_atol += floor
+        numeric = LeafNumerics(self, j, step, overflow, overflow_why, floor)
         # Where the dtype overflows for any computation, numerics judge the rule run in float64.
         judged = hand if hand64 is None else np.where(overflow, hand64, hand)
         if o.numeric:
             self.eps_used[name] = step
             numeric.run(o.plan(size), judged, ref, ref_lo, n_atol, n_rtol, n_note, low)
             bad[numeric.bad_elements()] = True
-        kink = numeric.kinks_at(np.flatnonzero(bad), judged, n_atol, n_rtol)
+        agree = ~mismatches(judged, ref, a_atol, a_rtol) if independent else None
+        kink = numeric.kinks_at(np.flatnonzero(bad), judged, n_atol, n_rtol, agree)
         entry = Entry(
             name=name, shape=tuple(leaf.shape), dtype=dtype,
             autodiff=compare(hand, ref, a_atol, a_rtol, ignore=kink, note=(a_note or ref_note) if independent else "",
@@ -439,12 +504,11 @@ class _Check:
             float64=None if hand64 is None else compare(hand64, ref, t_atol, t_rtol, ignore=kink, note=ref_note))
         return numeric.fill(entry, kink, judged, ref, n_atol, n_rtol, n_note)
 
-    def _blame(self, entries, rule_checks, ref, ref_lo):
+    def _blame(self, entries, candidates, ref, ref_lo):
         """For an autodiff column that fails, the rules whose replacement alone reproduces the failure."""
         failing = [j for j, e in enumerate(entries) if e.autodiff_independent and (
             (not e.autodiff.ok and not e.autodiff.note) or (e.float64 is not None and not e.float64.ok
                                                             and not e.float64.note))]
-        candidates = [r for r in rule_checks if r.exercised]
         if not failing or not candidates or self.options.reference is not None:
             return entries
         in64 = any(entries[j].float64 is not None and not entries[j].float64.ok for j in failing)
@@ -459,7 +523,7 @@ class _Check:
                 c = entries[j].float64 if in64 else entries[j].autodiff
                 kink = np.zeros(ref[j].size, bool)
                 for k in entries[j].kinks:
-                    if not entries[j].numeric_directions or entries[j].located is not None:
+                    if not k.direction:
                         kink[np.ravel_multi_index(k.index, entries[j].shape) if entries[j].shape else 0] = True
                 if (mismatches(alone[j], ref[j], c.atol, c.rtol) & ~kink).any():
                     found[j].append(r)
@@ -479,40 +543,7 @@ class _Check:
             out.append(dataclasses.replace(e, blame=(text,)))
         return out
 
-    # --- forward mode and batched --------------------------------------------------------------
-
-    def _forward_entry(self, j, p, rules):
-        o, leaf = self.options, self.lo.at[j]
-        name, dtype, low = self.leaves.names[p], jnp.dtype(leaf.dtype).name, self.low
-        independent = o.reference is not None or bool(rules.replaced)
-        tol_dtype = self.lowest if low else dtype
-        k = o.numeric_directions or 4
-        u = rounded(np.asarray(jax.random.normal(jax.random.fold_in(o.prng(), 700 + j), (k, leaf.size),
-                                                  jnp.float32), np.float64), leaf.dtype)
-        g_hand = self.problem.scalar(self.f_on, self.dyn)
-        hand = self.lo.forward(g_hand, j, u)
-        ref_lo = self.lo.forward(self.problem.scalar(self.ref_on, self.dyn), j, u)
-        ref = self.up.forward(self.problem.scalar(self.up.ref, self.dyn64), j, u) if low else ref_lo
-        hand64 = self.up.forward(self.g_hand_up, j, u) if low else None
-        both = finite(ref_lo) & finite(ref)
-        noise = float(np.max(np.abs(ref_lo - ref)[both], initial=0.0)) if low else 0.0
-        a_atol, a_rtol, a_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 0)
-        num = None
-        if o.numeric:
-            n_atol, n_rtol, n_note = tolerances(tol_dtype, low, noise, o.atol, o.rtol, 1)
-            step = o.step(dtype, low)
-            self.eps_used[name] = step
-            central, left, right = self.up.differences(self.g_hand_up, j, step, directions=u)
-            kink = mismatches(hand, central, n_atol, n_rtol) & kinks(hand, left, right, n_atol, n_rtol)
-            num = compare(hand, central, n_atol, n_rtol, ignore=kink, note=n_note)
-        float64 = None
-        if low:
-            t_atol, t_rtol = self.options.batched_tolerances("float64")
-            float64 = compare(hand64, ref, t_atol, t_rtol)
-        return Entry(name=name, shape=tuple(leaf.shape), dtype=dtype,
-                     autodiff=compare(hand, ref, a_atol, a_rtol, note=a_note if independent else ""),
-                     numeric=num, numeric_elements=k if o.numeric else 0, numeric_directions=True,
-                     autodiff_independent=independent, float64=float64, directions=True)
+    # --- batched ---------------------------------------------------------------------------------
 
     def _batched(self, entries):
         under, looped = per_example(self.problem.example_fn(self.f_on), self.dyn, self.dyn_axes,
@@ -520,6 +551,18 @@ class _Check:
         return [dataclasses.replace(e, batched=compare(under[j], looped[j],
                                                        *self.options.batched_tolerances(e.dtype)))
                 for j, e in enumerate(entries)]
+
+
+_Suspect = collections.namedtuple("_Suspect", "key name where note")
+
+
+def _suspects(rule_checks, rules):
+    """The rules that may be to blame: every exercised ``custom_vjp``, and every ``custom_jvp`` (whose
+    exercise is not recorded), in the order first met."""
+    out = [_Suspect(r.key, r.name, r.where, r.note) for r in rule_checks if r.exercised]
+    out += [_Suspect((u.name, u.kind, u.where), u.name, u.where, "")
+            for u in (rules.replaced if rules else ()) if u.kind == "custom_jvp"]
+    return out
 
 
 def assert_gradcheck(f, *args, **kwargs):

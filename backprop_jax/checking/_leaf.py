@@ -24,17 +24,53 @@ def not_finite(name, shape, ref, what):
 class LeafNumerics:
     """Central (and one-sided) differences for one leaf: elements or random directions, kinks."""
 
-    def __init__(self, check, j, step, overflow, overflow_why):
+    def __init__(self, check, j, step, overflow, overflow_why, floor=0.0):
         self.check, self.j, self.step = check, j, step
+        self.floor = floor  # the rounding of a difference quotient at ``step`` (in the tolerances given)
         self.overflow, self.overflow_why = overflow, overflow_why
         self.sides = {}  # flat element -> (left, right)
         self.mode, self.elements, self.directions = None, None, None
         self.result = self.located = self.located_at = None
         self.dir_kinks = ()
         self.auto = False
+        self.as_autodiff = set()  # elements at a kink passed as equal to autodiff, outside their interval
+        self.tied = None  # the last classification's kinks passed only as equal to autodiff
 
     def _diff(self, **rows):
         return self.check.up.differences(self.check.g_hand_up, self.j, self.step, **rows)
+
+    def classify(self, values, left, right, atol, rtol, agree=None, **rows):
+        """Which of ``rows`` (elements or directions, with hand ``values`` and one-sided differences
+        ``left``, ``right`` at the step) lie at a kink: ``(kink, central, left, right)``, ``central``
+        where a smaller step proved f smooth (NaN elsewhere), ``left`` and ``right`` at the last step
+        taken; with ``agree``, ``self.tied`` marks the kinks passed only as equal to autodiff.
+
+        One-sided differences that disagree at the step need not mean a kink: a smooth f's differ by
+        ``h |f''|`` (sin(100 x) at h = 1e-6: 1e-2, beyond float64's tolerance) and a kink just beside
+        the point leaves the step's interval skewed. In float64 the step shrinks (by 10, then 100)
+        while they disagree: where they come to agree, f is smooth within that step and its central
+        difference there judges the value; only where they disagree at every step is it a kink,
+        judged by the interval at the smallest step (or, with ``agree``, equal to autodiff)."""
+        n = len(values)
+        central, last_left, last_right = np.full(n, np.nan), np.array(left, float), np.array(right, float)
+        tol_of = lambda lf, rt, extra: atol + extra + rtol * np.maximum(np.abs(lf), np.abs(rt))  # noqa: E731
+        open_ = np.abs(last_left - last_right) > tol_of(last_left, last_right, 0.0)
+        extra = np.zeros(n)
+        for shrink in ((10, 100) if self.check.up.at[self.j].dtype == jnp.float64 else ()):
+            at = np.flatnonzero(open_)
+            if not at.size:
+                break
+            c, lf, rt = self.check.up.differences(self.check.g_hand_up, self.j, self.step / shrink,
+                                                  **{k: v[at] for k, v in rows.items()})
+            extra[at] = self.floor * (shrink - 1)  # rounding grows as the step shrinks
+            smooth = np.abs(lf - rt) <= tol_of(lf, rt, extra[at])
+            central[at[smooth]] = c[smooth]
+            last_left[at], last_right[at] = lf, rt
+            open_[at[smooth]] = False
+        kink = open_ & kinks(values, last_left, last_right, atol + extra, rtol, agree)
+        if agree is not None:  # passed as autodiff's value, outside the interval (a tie of several values)
+            self.tied = kink & ~kinks(values, last_left, last_right, atol + extra, rtol)
+        return kink, central, last_left, last_right
 
     def run(self, plan, hand, ref, ref_lo, n_atol, n_rtol, n_note, low):
         self.tol, self._hand = (n_atol, n_rtol), hand
@@ -56,19 +92,16 @@ class LeafNumerics:
         o = self.check.options
         d_atol, d_rtol, d_note = tolerances(self.check.lowest if low else jnp.dtype(
             self.check.lo.at[self.j].dtype).name, low, noise, o.atol, o.rtol, 1)
+        d_atol += self.floor
         proj = u @ hand
-        bad = mismatches(proj, central, d_atol, d_rtol)
-        kink = bad & kinks(proj, left, right, d_atol, d_rtol)
-        for shrink in ((10, 100) if self.check.up.at[self.j].dtype == jnp.float64 else ()):
-            doubt = np.flatnonzero(bad & ~kink)
-            if not doubt.size:
-                break
-            _, l2, r2 = self.check.up.differences(self.check.g_hand_up, self.j, self.step / shrink,
-                                                  directions=u[doubt])
-            now = kinks(proj[doubt], l2, r2, d_atol, d_rtol)
-            kink[doubt[now]] = True
-            left[doubt[now]], right[doubt[now]] = l2[now], r2[now]
-        self.dir_kinks = kink_list(np.flatnonzero(kink), proj[kink], left[kink], right[kink])
+        kink = np.zeros(k, bool)
+        at = np.flatnonzero(mismatches(proj, central, d_atol, d_rtol))
+        if at.size:
+            found, finer, lf, rt = self.classify(proj[at], left[at], right[at], d_atol, d_rtol, directions=u[at])
+            kink[at] = found
+            central[at] = np.where(np.isnan(finer), central[at], finer)
+            left[at], right[at] = lf, rt
+        self.dir_kinks = kink_list(np.flatnonzero(kink), proj[kink], left[kink], right[kink], directions=True)
         self.result = compare(proj, central, d_atol, d_rtol, ignore=kink, note=d_note)
         self.directions = u
         if (not self.result.ok and not d_note) or self.result.kinks == self.result.size:
@@ -88,10 +121,11 @@ class LeafNumerics:
             return self.located_at[mismatches(self._hand[self.located_at], self.central2, n_atol, n_rtol)]
         return np.zeros(0, int)
 
-    def kinks_at(self, elements, hand, n_atol, n_rtol):
+    def kinks_at(self, elements, hand, n_atol, n_rtol, agree=None):
         """A mask over the leaf: the ``elements`` that lie at kinks (one-sided differences computed
-        for those not yet met). A second kink within the step makes a one-sided difference miss the
-        one-sided derivative; in float64 the step shrinks (by 10, then 100) for the values still in doubt."""
+        for those not yet met), classified by ``classify``: in float64 at smaller steps too.
+        ``agree`` (a mask over the leaf, or None): where the hand value equals an independent autodiff
+        value, which passes a kink's value outside the interval of its one-sided differences."""
         mask = np.zeros(hand.size, bool)
         # Where more values mismatch than can be classified cheaply, a sample decides: one value that
         # is not at a kink is a failure the verdict stands on; only a sample all at kinks needs them all.
@@ -99,7 +133,7 @@ class LeafNumerics:
         if elements.size > cap:
             sample = np.sort(np.asarray(jax.random.choice(jax.random.fold_in(self.check.options.prng(), 77 + self.j),
                                                           elements, (cap,), replace=False)))
-            found = self.kinks_at(sample, hand, n_atol, n_rtol)
+            found = self.kinks_at(sample, hand, n_atol, n_rtol, agree)
             if not found[sample].all():
                 return found
         missing = np.array([e for e in elements.tolist() if e not in self.sides], int)
@@ -110,18 +144,26 @@ class LeafNumerics:
             return mask
         left = np.array([self.sides[e][0] for e in elements.tolist()])
         right = np.array([self.sides[e][1] for e in elements.tolist()])
-        found = kinks(hand[elements], left, right, n_atol, n_rtol)
-        for shrink in ((10, 100) if self.check.up.at[self.j].dtype == jnp.float64 else ()):
-            doubt = elements[~found]
-            if not doubt.size:
-                break
-            _, left, right = self.check.up.differences(self.check.g_hand_up, self.j, self.step / shrink,
-                                                        elements=doubt)
-            now = kinks(hand[doubt], left, right, n_atol, n_rtol)
-            self.sides.update((e, (lf, rt)) for e, lf, rt, k in zip(doubt.tolist(), left, right, now) if k)
-            found[np.flatnonzero(~found)[now]] = True
+        found, finer, left, right = self.classify(hand[elements], left, right, n_atol, n_rtol,
+                                                   None if agree is None else agree[elements], elements=elements)
+        smooth = ~np.isnan(finer)
+        self._refine(elements[smooth], finer[smooth])
+        self.sides.update((e, (lf, rt)) for e, lf, rt, k in zip(elements.tolist(), left, right, found) if k)
+        if agree is not None:
+            self.as_autodiff.update(elements[self.tied].tolist())
         mask[elements] = found
         return mask
+
+    def _refine(self, elements, central):
+        """The central differences of ``elements`` replaced by those at a smaller step (where f proved
+        smooth), wherever the numeric columns hold them."""
+        for e, c in zip(elements.tolist(), central):
+            for held, values in ((self.elements, getattr(self, "central", None)),
+                                 (self.located_at, getattr(self, "central2", None))):
+                if held is not None and values is not None:
+                    i = np.searchsorted(held, e)
+                    if i < len(held) and held[i] == e:
+                        values[i] = c
 
     def fill(self, entry, kink, hand, ref, n_atol, n_rtol, n_note):
         """``entry`` with the numeric column, located elements and kinks."""
@@ -151,6 +193,6 @@ class LeafNumerics:
         at = np.flatnonzero(kink)
         left = [self.sides[e][0] for e in at.tolist()]
         right = [self.sides[e][1] for e in at.tolist()]
-        return kink_list(at, hand[at], left, right, shape)
+        return kink_list(at, hand[at], left, right, shape, self.as_autodiff)
 
 

@@ -64,21 +64,30 @@ class Differences:
         return (plus - minus) / (2 * eps), (f0 - minus) / eps, (plus - f0) / eps
 
 
-def kinks(hand, left, right, atol, rtol):
+def kinks(hand, left, right, atol, rtol, agree=None):
     """Which values lie at a kink: one-sided differences that disagree beyond the tolerance, with the
-    hand value between them (so the hand rule chose one of the function's one-sided slopes)."""
+    hand value between them (so the hand rule chose one of the function's one-sided slopes), or,
+    where ``agree`` is given, equal to the independent autodiff value.
+
+    The interval alone is too narrow where several values tie: the second of two tied maxima in a
+    top-k, an element of a tie under ``sort``. Moving one of them alone reaches only the extreme
+    ranks, while a right derivative (the gradient of f just beside the tie, which both the hand rule
+    and autodiff give) may take the rank in between."""
     hand, left, right = (np.asarray(a, np.float64) for a in (hand, left, right))
     tol = atol + rtol * np.maximum(np.abs(left), np.abs(right))
     low, high = np.minimum(left, right) - tol, np.maximum(left, right) + tol
     with np.errstate(invalid="ignore"):
-        return (np.abs(left - right) > tol) & (hand >= low) & (hand <= high)
+        inside = (hand >= low) & (hand <= high)
+        return (np.abs(left - right) > tol) & (inside if agree is None else inside | agree)
 
 
-def kink_list(positions, hand, left, right, shape=None):
-    """``Kink`` records, ``positions`` flat indices into ``shape`` (or direction numbers)."""
+def kink_list(positions, hand, left, right, shape=None, as_autodiff=(), directions=False):
+    """``Kink`` records, ``positions`` flat indices into ``shape`` (or direction numbers); those in
+    ``as_autodiff`` passed as equal to autodiff, outside their interval."""
     def where(p):
         return tuple(int(i) for i in np.unravel_index(int(p), shape)) if shape else (int(p),)
-    return tuple(Kink(where(p), float(lf), float(rt), float(h)) for p, h, lf, rt in zip(positions, hand, left, right))
+    return tuple(Kink(where(p), float(lf), float(rt), float(h), int(p) in as_autodiff, directions)
+                 for p, h, lf, rt in zip(positions, hand, left, right))
 
 
 def mismatches(hand, ref, atol, rtol):

@@ -35,6 +35,11 @@ EPS_FACTOR = 4.0
 ELEMENTS_UP_TO = 256
 AUTO_DIRECTIONS = 8
 LOCATE_ELEMENTS = 256
+# Central differences of f lose about eps * |f| / h to rounding (f(x + h) and f(x - h) agree to
+# eps * |f| and their difference is divided by h): a sum over a million elements is |f| ~ 1e6, so
+# its differences in float64 at h = 1e-6 carry ~1e-4 of noise. This many times that is added to the
+# numeric tolerances, and so to what separates a kink from noise (the default tolerances only).
+ROUNDING_FACTOR = 8.0
 # A rule on its own: its fwd against its primal, its backward's linearity, relative to the values'
 # size, in float64 and (where no float64 copy runs) as this many units of the dtype's epsilon.
 RULE_TOL_FLOAT64 = 1e-10
@@ -67,6 +72,11 @@ def tolerances(dtype, low, noise, user_atol, user_rtol, which):
     return (atol_d if user_atol is None else user_atol), (rtol_d if user_rtol is None else user_rtol), note
 
 
+def rounding_floor(dtype, f_scale, step):
+    """The absolute noise of a difference quotient of f (``|f| ~ f_scale``, evaluated in ``dtype``)."""
+    return ROUNDING_FACTOR * float(jnp.finfo(dtype).eps) * f_scale / step
+
+
 def rule_tolerance(dtype):
     """How far a rule's fwd may be from its primal, and its backward from linear, relatively."""
     return RULE_TOL_FLOAT64 if dtype == "float64" else RULE_EPS_FACTOR * float(jnp.finfo(dtype).eps)
@@ -88,6 +98,7 @@ class Options:
     has_aux: bool = False
     mode: str = "reverse"
     key: object = None
+    dot_product: bool = False
 
     def prng(self):
         return jax.random.key(0) if self.key is None else self.key

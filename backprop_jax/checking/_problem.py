@@ -78,10 +78,13 @@ class Side:
     f: object
     ref: object
     _differences: dict = dataclasses.field(default_factory=dict, repr=False)  # (id(g), j) -> (g, Differences)
+    value: float | None = None  # g at the point, from the last gradient taken
 
     def grad(self, g):
         with self.x64():
-            return [np.asarray(a, np.float64) for a in jax.jit(jax.grad(g))(self.at)]
+            value, grads = jax.jit(jax.value_and_grad(g))(self.at)
+            self.value = float(value)
+            return [np.asarray(a, np.float64) for a in grads]
 
     def forward(self, g, j, u):
         with self.x64():

@@ -38,6 +38,8 @@ class Kink:
     left: float  # (f(x) - f(x - eps)) / eps
     right: float  # (f(x + eps) - f(x)) / eps
     hand: float
+    as_autodiff: bool = False  # outside the interval, but equal to autodiff's value (a tie of several values)
+    direction: bool = False  # a random direction's number, not an element's index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,7 @@ class RuleCheck:
     dtype: str = ""  # a cotangent whose dtype is not its input's, when there is one
     fwd_tol: float = 0.0
     linear_tol: float = 0.0
+    dot: float | None = None  # the dot-product test's max rel |<J u, v> - <u, J^T v>| (None: not run)
     note: str = ""  # a documented deviation of this rule from autodiff of its own forward
     skipped: str = ""  # why the rule could not be checked on its own
     key: tuple = dataclasses.field(default=(), repr=False, compare=False)  # (name, kind, where)
@@ -65,6 +68,9 @@ class RuleCheck:
             found.append(f"cotangent of the wrong dtype ({self.dtype})")
         if self.linear > self.linear_tol:
             found.append(f"its backward is not linear in the cotangent (max rel {self.linear:.2g})")
+        if self.dot is not None and self.dot > self.linear_tol:
+            found.append(f"its backward is not the transpose of its primal's derivative: <J u, v> != <u, J^T v> "
+                         f"for random u, v beside the inputs met (max rel {self.dot:.2g})")
         return found
 
     @property
@@ -78,7 +84,8 @@ class RuleCheck:
         elif self.skipped:
             state = f"not checked on its own: {self.skipped}"
         else:
-            state = "; ".join(self.problems) or (f"fwd = primal, linear, dtypes kept; "
+            state = "; ".join(self.problems) or (f"fwd = primal, linear, dtypes kept"
+                                                   f"{', <J u, v> = <u, J^T v>' if self.dot is not None else ''}; "
                                                    f"vs autodiff of its primal here {self.local:.2g}")
         line = f"  {self.name}{where}: {'FAIL ' if not self.ok else ''}{state}"
         return line + (f" [{self.note}]" if self.note else "")
@@ -171,15 +178,20 @@ class Entry:
     def kink_lines(self):
         if not self.kinks:
             return []
-        what = "directions" if self.numeric_directions and not self.located else "values"
+        kinds = {k.direction for k in self.kinks}
+        what = {frozenset([True]): "directions", frozenset([False]): "values"}.get(
+            frozenset(kinds), "values and directions")
         shown = ", ".join(
-            f"{self.name}{list(k.index)} (one-sided {k.left:.4g} and {k.right:.4g}; hand {k.hand:.4g})"
-            for k in self.kinks[:_SHOWN_KINKS])
+            (f"direction {k.index[0]}" if k.direction else f"{self.name}{list(k.index)}")
+            + f" (one-sided {k.left:.4g} and {k.right:.4g}; hand {k.hand:.4g}"
+            f"{', as autodiff' if k.as_autodiff else ''})" for k in self.kinks[:_SHOWN_KINKS])
         more = f", and {len(self.kinks) - _SHOWN_KINKS} more" if len(self.kinks) > _SHOWN_KINKS else ""
         n = len(self.kinks)
         what = what[:-1] + " lies" if n == 1 else what + " lie"
+        tied = sum(k.as_autodiff for k in self.kinks)
+        tied = (f" ({tied} outside it, where several values tie, passed as equal to autodiff)" if tied else "")
         return [f"  {self.name}: {n} {what} within eps of a kink, judged by the interval between their one-sided "
-                f"differences in every column: {shown}{more}"]
+                f"differences in every column{tied}: {shown}{more}"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +205,7 @@ class GradcheckReport:
     references: str = ""  # the precision the references ran in, and why, when it is not the inputs'
     aux: object = None  # has_aux=True: f's auxiliary output at args, unchecked
     rule_checks: tuple = ()  # RuleCheck: each hand rule on its own
+    rule_note: str = ""  # why the rules could not be checked on their own, when they could not
     note: str = ""  # why the whole check failed closed, when it did
 
     @property
@@ -201,8 +214,15 @@ class GradcheckReport:
                 and all(r.ok for r in self.rule_checks))
 
     def book_lines(self):
-        """Lines like the book's check: ``W1: 3.1e-10``, the mean |hand - numeric|."""
-        return [f"{e.name}: {(e.numeric or e.autodiff).mean_abs:.2g}" for e in self.entries]
+        """Lines like the book's check: ``W1: 3.1e-10``, the mean |hand - numeric| over the elements
+        compared. Where central differences went along random directions, the mean is over the
+        directions (``W1: 1.2e-10 (along 8 random directions)``), of |v^T J u - central difference|, not
+        the book's per-element quantity; without central differences it is against autodiff, and says so."""
+        def why(e):
+            if e.numeric is None:
+                return " (against autodiff: no central differences)"
+            return f" (along {e.numeric_elements} random directions)" if e.numeric_directions else ""
+        return [f"{e.name}: {(e.numeric or e.autodiff).mean_abs:.2g}{why(e)}" for e in self.entries]
 
     def __str__(self):
         head = (f"{'argument':<16}{'shape':<14}{'dtype':<10}"
@@ -226,6 +246,8 @@ class GradcheckReport:
         if self.rule_checks:
             lines.append("each rule on its own:")
             lines += [str(r) for r in self.rule_checks]
+        elif self.rule_note:
+            lines.append(f"each rule on its own: {self.rule_note}")
         if self.references:
             lines.append(f"references: {self.references}")
         if self.skipped:

@@ -30,7 +30,8 @@ def add_gradcheck_parser(sub):
     check.add_argument("--batch", type=positive_int, default=3, help="number of inputs (default 3)")
     check.add_argument("--hidden", type=positive_int, default=50, help="hidden size (default 50, the book's)")
     check.add_argument("--numeric-elements", type=positive_int, default=None, metavar="K",
-                       help="central differences on K random elements per parameter (default: all)")
+                       help="central differences on K random elements per parameter (default: every element "
+                            "of a parameter of up to 256 values, 8 random directions through a larger one)")
     check.add_argument("--seed", type=seed, default=0, help="seed of the weights and the inputs (default 0)")
 
 
