@@ -213,3 +213,51 @@ def test_precision_is_part_of_a_runs_identity(tmp_path, sample):
             _short_run(tmp_path / "double", data, iters=25, resume=True)
     finally:
         jax.config.update("jax_enable_x64", True)
+
+
+def _files(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_damaged_checkpoint_is_set_aside_onto_another_filesystem_without_losing_it(tmp_path, sample, monkeypatch):
+    import errno
+    import os
+    data = small(sample)
+    _short_run(tmp_path, data)
+    _edit_record(tmp_path / "checkpoints" / "20", lambda r: r["history"][-1].update(train_loss=99.0))
+    damaged = _files(tmp_path / "checkpoints" / "20")
+    aside = tmp_path / "damaged-checkpoints"
+    real_rename, crossed = os.rename, []
+
+    def across(src, dst, *args, **kwargs):  # damaged-checkpoints is a mount point of another filesystem
+        parents = os.path.dirname(os.path.abspath(src)), os.path.dirname(os.path.abspath(dst))
+        if parents == (str(tmp_path / "checkpoints"), str(aside)):
+            crossed.append(src)
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src), None, str(dst))
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr("os.rename", across)
+
+    real_copy, copied = shutil.copy2, []
+
+    def full_after_one(src, dst, **kwargs):  # a copy that cannot complete: the other disk fills
+        if copied:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        copied.append(src)
+        return real_copy(src, dst, **kwargs)
+    monkeypatch.setattr("shutil.copy2", full_after_one)
+    with pytest.raises(bj.RunError, match=rf"^cannot move the damaged checkpoint 20 from {tmp_path}/checkpoints into "
+                                          rf"{aside}: no space left on device; it is left where it was$"):
+        _short_run(tmp_path, data, iters=25, resume=True)
+    assert _files(tmp_path / "checkpoints" / "20") == damaged and os.listdir(aside) == []
+    monkeypatch.undo()
+    monkeypatch.setattr("os.rename", across)
+    log = []
+    state, _ = _short_run(tmp_path, data, iters=25, resume=True, log=log.append)
+    assert len(crossed) == 2  # the failed copy, then this one
+    assert log[0].startswith("checkpoint 20 cannot be read (ValueError: its record does not match the digest saved "
+                             f"with it); moved it to {aside}/20"), log[0]
+    assert _files(aside / "20") == damaged and os.listdir(aside) == ["20"]  # whole, and no temporary left
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "25"]  # 20 trained again, nothing else left
+    whole, _ = train(two_layer_net.model(), data, TrainConfig(iters_num=25))
+    chex.assert_trees_all_equal(state.params, whole.params)

@@ -17,7 +17,9 @@ import gc
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -75,14 +77,25 @@ class Checkpoints:
 
     def set_aside(self, step, to):
         """Moves checkpoint ``step`` (one that cannot be read) into the directory ``to``, out of
-        the way of new saves; returns its new path."""
-        to = Path(to)
-        to.mkdir(parents=True, exist_ok=True)
-        target = to / str(step)
-        n = 1
-        while target.exists():
-            target, n = to / f"{step}-{n}", n + 1
-        (self.directory / str(step)).rename(target)
+        the way of new saves; returns its new path. ``to`` on another filesystem (a mount point)
+        is copied to, as ``mv`` does (``_move_across``); ``RunError`` when it cannot be moved, the
+        checkpoint left where it was."""
+        source, to = self.directory / str(step), Path(to)
+        try:
+            to.mkdir(parents=True, exist_ok=True)
+            target = to / str(step)
+            n = 1
+            while target.exists():
+                target, n = to / f"{step}-{n}", n + 1
+            try:
+                os.rename(source, target)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                _move_across(source, target)
+        except OSError as e:
+            raise RunError(f"cannot move the damaged checkpoint {step} from {self.directory} into {to.absolute()}: "
+                           f"{(e.strerror or str(e)).lower()}; it is left where it was") from None
         self.reload()
         return target
 
@@ -148,6 +161,45 @@ class Checkpoints:
         finally:
             for fn in self._after_close:
                 fn()
+
+
+class _CopyStopped(Exception):
+    """A file that could not be copied: ``copytree`` would go on with the others and gather the
+    errors (a full disk, once per file); this stops it at the first, keeping its ``OSError``."""
+
+    def __init__(self, error):
+        super().__init__(error)
+        self.error = error
+
+
+def _copy_or_stop(src, dst):
+    try:
+        return shutil.copy2(src, dst)
+    except OSError as e:
+        raise _CopyStopped(e) from None
+
+
+def _move_across(source, target):
+    """Moves the directory ``source`` to ``target`` on another filesystem, where a rename cannot:
+    copied under a temporary name beside ``target`` and renamed when complete, then ``source``
+    renamed out of the checkpoints' way (a name that is not a step) and removed. A crash at any
+    moment leaves the checkpoint whole where it was, or whole at ``target`` (or both); what it
+    leaves half done under a temporary name is removed by the next move. A failed copy (a full
+    disk) removes its part and raises, ``source`` untouched."""
+    partial = target.with_name(f".{target.name}.partial")
+    leaving = source.with_name(f".{source.name}.set-aside")
+    for leftover in (partial, leaving):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        shutil.copytree(source, partial, symlinks=True, copy_function=_copy_or_stop)
+    except BaseException as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(e, _CopyStopped):
+            raise e.error from None
+        raise
+    os.rename(partial, target)
+    os.rename(source, leaving)
+    shutil.rmtree(leaving)
 
 
 # --- the record saved beside the arrays, and what is checked before a checkpoint is trusted ---
