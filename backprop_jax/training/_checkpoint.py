@@ -45,6 +45,7 @@ class Checkpoints:
         self._options = (max_to_keep, min_interval_s)
         self._made = None
         self._after_close = []
+        self._quiet = None  # a _QuietOrbaxLeftovers from a failed read until close
 
     @property
     def _manager(self):
@@ -145,6 +146,16 @@ class Checkpoints:
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template), record=ocp.args.JsonRestore()))
         return out["state"], out["record"]
+
+    def quiet_leftovers(self):
+        """After a failed read: drops its leftovers from now until ``close``
+        (``_QuietOrbaxLeftovers``), and the reads' own as late as the process ends
+        (``drop_event_loop_leftovers``): those still in flight complain when they are collected,
+        which may be at the very end."""
+        if self._quiet is None:
+            drop_event_loop_leftovers()
+            self._quiet = _QuietOrbaxLeftovers()
+            self.on_close(self._quiet.close)
 
     def on_close(self, fn):
         """Calls ``fn()`` after ``close``."""
@@ -274,6 +285,11 @@ def check_precision(record, template, out):
 
 
 def _short(error):
+    """``TYPE: the first line`` of ``error`` (at most 200 characters); for orbax's wrapper of a
+    failed read ("Encountered error while reading array index ... TensorStore details: <bound
+    method ...>"), of TensorStore's error under it, which says what is wrong with which file."""
+    if str(error).startswith("Encountered error while reading") and error.__cause__ is not None:
+        error = error.__cause__
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:200] if text else ''}"
 
@@ -305,6 +321,7 @@ def _readable(checkpoints, step, template, sharding, check, accept_unverified=Fa
     try:
         record = checkpoints.record(step)
     except Exception as e:  # noqa: BLE001 - any damage: try the one before
+        checkpoints.quiet_leftovers()
         return None, None, e
     if "record_digest" in record and record_digest(record) != record["record_digest"]:
         return None, None, ValueError("its record does not match the digest saved with it")
@@ -319,6 +336,7 @@ def _readable(checkpoints, step, template, sharding, check, accept_unverified=Fa
     try:
         state, _ = checkpoints.restore(template, sharding, step=step)
     except Exception as e:  # noqa: BLE001
+        checkpoints.quiet_leftovers()
         return None, None, e
     if "digest" in record and state_digest(state) != record["digest"]:
         return None, None, ValueError("its arrays do not match the digest saved with them")
@@ -342,8 +360,6 @@ def restore_newest(checkpoints, template, check, out, sharding=None, log=print, 
         raise RunError(f"no checkpoint in {checkpoints.directory} can be read: "
                        + "; ".join(f"{step}: {_short(e)}" for step, e in skipped), argument="resume")
     if skipped:
-        quiet = _QuietOrbaxLeftovers()
-        checkpoints.on_close(quiet.close)
         if primary:
             for step, e in skipped:
                 where = checkpoints.set_aside(step, Path(out) / "damaged-checkpoints")
@@ -374,8 +390,10 @@ class QuietLogger:
 
 def drop_event_loop_leftovers():
     """After a failed write, orbax's I/O still in flight finds its event loop closed and prints
-    ``RuntimeError: Event loop is closed`` from its callbacks, now or as the process ends; the
-    run has said what failed. Those, and only those, are dropped from then on."""
+    ``RuntimeError: Event loop is closed`` from its callbacks, now or as the process ends; after
+    a failed read, its reads still in flight print ``Exception ignored in: <coroutine object
+    _read_array_index_and_device_put ...>`` when they are collected, which may be as the
+    process ends. The run has said what failed. Those, and only those, are dropped from then on."""
     if getattr(sys.excepthook, "drops_event_loop_leftovers", False):
         return  # installed already: the command does so from its start, a failed write again
 
@@ -388,7 +406,13 @@ def drop_event_loop_leftovers():
             previous_except(kind, error, tb)
     excepthook.drops_event_loop_leftovers = True
     sys.excepthook = excepthook
-    sys.unraisablehook = lambda u: None if leftover(u.exc_value) else previous_unraisable(u)
+    sys.unraisablehook = lambda u: None if leftover(u.exc_value) or _a_read_of_orbax(u) else previous_unraisable(u)
+
+
+def _a_read_of_orbax(unraisable):
+    """Whether an unraisable exception comes from one of orbax's reads (a coroutine of its own)."""
+    where = repr(unraisable.object)
+    return "_read_array" in where or "orbax" in where or "tensorstore" in where.lower()
 
 
 def write_error(e, directory, step):
@@ -423,10 +447,9 @@ class _QuietOrbaxLeftovers:
         sys.unraisablehook = self
 
     def __call__(self, unraisable):
-        error, where = unraisable.exc_value, repr(unraisable.object)
+        error = unraisable.exc_value
         leftover = (isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
-                    or isinstance(error, GeneratorExit) or "orbax" in where or "tensorstore" in where
-                    or "_read_array" in where)
+                    or isinstance(error, GeneratorExit) or _a_read_of_orbax(unraisable))
         if not leftover:
             self.previous(unraisable)
 

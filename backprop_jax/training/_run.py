@@ -357,7 +357,11 @@ def _open_run(model, data, config, o):
     if o.resume and not steps:
         o.log(f"no checkpoint in {o.out / 'checkpoints'} yet: starting a new run")
     elif o.resume:
-        state, history = _restore(checkpoints, model, config, fingerprint, o)
+        try:
+            state, history = _restore(checkpoints, model, config, fingerprint, o)
+        except BaseException:
+            checkpoints.close()  # orbax's reads of a damaged one end here, quietly, not as the process ends
+            raise
         if int(state.iteration) > config.iters_num:
             o.log(f"the run in {o.out} is already at iteration {int(state.iteration)}, past the "
                   f"{config.iters_num} asked: nothing to train")
@@ -502,12 +506,12 @@ def restore_run(out, model, settings=None, log=None, accept_unverified=False):
             state, _, why = _readable(checkpoints, step, template, None, lambda record: None, accept_unverified)
             if why is None:
                 break
-            skipped.append(f"{step}: {_short(why)}")
-            if log is not None:
-                log(f"checkpoint {step} in {checkpoints.directory} cannot be trusted ({_short(why)}); skipped it")
-        else:
+            skipped.append((step, _short(why)))
+        else:  # each one's reason in the error, once
             raise RunError(f"{out}: no checkpoint in {checkpoints.directory} can be read and verified "
-                           f"for this model: " + "; ".join(skipped))
+                           f"for this model: " + "; ".join(f"{step}: {why}" for step, why in skipped))
+        for step, why in skipped if log is not None else ():
+            log(f"checkpoint {step} in {checkpoints.directory} cannot be trusted ({why}); skipped it")
         return state
     finally:
         checkpoints.close()
