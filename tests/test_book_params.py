@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import backprop_jax as bj
-from backprop_jax import cli, datasets
+from backprop_jax import cli, datasets, two_layer_net
 from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net
 
 
@@ -212,6 +212,15 @@ def test_evaluate_command_with_a_book_file_a_run_directory_and_half_precision(tm
     recorded = capsys.readouterr().out.split("final test accuracy ")[1].split()[0]
     cli.main(["evaluate", "--dataset", "mnist-sample", "--params", str(run_dir)])
     assert f"test accuracy {recorded}" in capsys.readouterr().out
+
+
+def test_a_model_too_large_to_make_is_compared_with_a_pickle_by_shapes_alone(tmp_path):
+    # 784 x 10**12 float32 weights (3 PB) are never made: the parameters come from the file.
+    book_pickle(random_params(two_layer_net.model(784, 50, 10), 0), tmp_path / "p.pkl")
+    with pytest.raises(SystemExit, match=r"--params .*p.pkl: the parameters do not fit the model: W1 is \(784, 50\), "
+                                         r"the model's \(784, 1000000000000\)"):
+        cli.main(["evaluate", "--dataset", "mnist-sample", "--hidden", str(10 ** 12), "--params",
+                  str(tmp_path / "p.pkl")])
 
 
 @pytest.mark.parametrize("value, message", [

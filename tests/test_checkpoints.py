@@ -305,3 +305,47 @@ def test_resuming_or_evaluating_a_run_whose_every_checkpoint_is_damaged_is_one_l
         assert re.match(r"backprop-jax: error: --(resume|params .*): no checkpoint in .* 4: ValueError: OUT_OF_RANGE.*"
                         r"; 2: ValueError: OUT_OF_RANGE", result.stderr), result.stderr
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["2", "4"]  # nothing moved
+
+
+def _forge(step_dir, edit):
+    """Edits the record and makes its digest again, as someone who read how it is made would."""
+    import hashlib
+
+    def forged(record):
+        edited = edit(record) or record
+        if isinstance(edited, dict):
+            fields = {k: v for k, v in edited.items() if k != "record_digest"}
+            edited["record_digest"] = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        return edited
+    path = step_dir / "record" / "metadata"
+    path.write_text(json.dumps(forged(json.loads(path.read_text()))))
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda r: [1, 2], "its record is a JSON list, not an object"),
+    (lambda r: r.update(settings=[1]), "its record has no settings object"),
+    (lambda r: r.update(history={"a": 1}), "its record's history is not a list of epochs, each with its iteration"),
+    (lambda r: r["history"][-1].update(iteration=str(r["history"][-1]["iteration"])), "its record's history is not"),
+    (lambda r: r.update(data=[1]), r"its record's data is not a fingerprint of data \(name, train, test, sha256\)"),
+    (lambda r: r.update(dtypes="float32"), "its record's dtypes is not a list"),
+])
+def test_a_forged_record_of_another_form_is_unreadable_in_one_line(tmp_path, sample, edit, why):
+    data = small(sample)
+    _short_run(tmp_path, data)
+    for step in ("15", "20"):
+        _forge(tmp_path / "checkpoints" / step, edit)
+    with pytest.raises(bj.RunError, match=rf"^no checkpoint in .* can be read: 20: ValueError: {why}.*; 15: "):
+        _short_run(tmp_path, data, iters=25, resume=True)
+    # Without settings to read, restore_run stops before the arrays: no record that reads.
+    with pytest.raises(bj.RunError, match=rf"(can be read and verified for this model: 20: ValueError: {why}|"
+                                          rf"has a record that reads$)"):
+        bj.restore_run(tmp_path, two_layer_net.model())
+
+
+def test_a_forged_record_with_epochs_of_another_form_is_refused_in_one_line(tmp_path, sample):
+    data = small(sample)
+    _short_run(tmp_path, data)
+    _forge(tmp_path / "checkpoints" / "20", lambda r: r["history"][-1].update(bogus=1))
+    with pytest.raises(bj.RunError, match=r"the checkpoint in .* holds epochs this program does not write "
+                                          r"\(.*unexpected keyword argument 'bogus'\)"):
+        _short_run(tmp_path, data, iters=25, resume=True)

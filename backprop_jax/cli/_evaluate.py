@@ -99,7 +99,6 @@ def _params(model, path, dtype, settings=None, accept_unverified=False):
     from backprop_jax.book_params import BookParamsError, fit_params, load_book_params
     from backprop_jax.training import RunError, restore_run
 
-    _, state = model.init(jax.random.key(0))
     try:
         if os.path.isdir(path):
             saved = restore_run(path, model, settings, log=lambda line: print(line, file=sys.stderr),
@@ -107,6 +106,9 @@ def _params(model, path, dtype, settings=None, accept_unverified=False):
             params, state = saved.params, saved.model_state
         else:
             params = load_book_params(path)
+            # The model's state as it starts (batch norm's statistics), its parameters never made
+            # (compiled away): they come from the file, whose shapes fit_params compares.
+            state = jax.jit(lambda key: model.init(key)[1])(jax.random.key(0))
     except RunError as e:  # each names the run or its checkpoint
         fail(f"--params {path}: {as_flags(str(e))}" if e.argument else f"--params {as_flags(e)}")
     except BookParamsError as e:  # names the file

@@ -315,14 +315,39 @@ def check_same_run(record, settings, fingerprint, out):
                        f"the new run another directory", argument="resume")
 
 
+def _record_problem(record):
+    """What makes ``record`` other than a record ``checkpoint_record`` writes (a JSON file made
+    or edited by hand, its digest made again), in words; None for a record of the right form."""
+    if not isinstance(record, dict):
+        return f"its record is a JSON {type(record).__name__}, not an object"
+    if not isinstance(record.get("settings"), dict):
+        return "its record has no settings object"
+    history = record.get("history")
+    if not (isinstance(history, list) and history
+            and all(isinstance(e, dict) and type(e.get("iteration")) is int for e in history)):
+        return "its record's history is not a list of epochs, each with its iteration"
+    data = record.get("data")
+    if data is not None and not (isinstance(data, dict) and {"name", "train", "test", "sha256"} <= data.keys()
+                                 and isinstance(data["sha256"], str)):
+        return "its record's data is not a fingerprint of data (name, train, test, sha256)"
+    for key, kind in (("digest", str), ("record_digest", str), ("dtypes", list), ("jax_enable_x64", bool)):
+        if key in record and not isinstance(record[key], kind):
+            return f"its record's {key} is not a {kind.__name__}"
+    return None
+
+
 def _readable(checkpoints, step, template, sharding, check, accept_unverified=False):
     """``(state, record, None)`` for checkpoint ``step`` if it reads and its arrays match its
     digest, else ``(None, None, why)``. ``check(record)`` runs before any array is read."""
+    drop_event_loop_leftovers()  # a damaged file's reads left in flight print as late as the process ends
     try:
         record = checkpoints.record(step)
     except Exception as e:  # noqa: BLE001 - any damage: try the one before
         checkpoints.quiet_leftovers()
         return None, None, e
+    problem = _record_problem(record)
+    if problem is not None:
+        return None, None, ValueError(problem)
     if "record_digest" in record and record_digest(record) != record["record_digest"]:
         return None, None, ValueError("its record does not match the digest saved with it")
     if "digest" not in record and not accept_unverified:
@@ -330,7 +355,7 @@ def _readable(checkpoints, step, template, sharding, check, accept_unverified=Fa
                        f"arrays cannot be verified; accept them knowingly with accept_unverified=True",
                        argument="accept_unverified")
     check(record)  # a checkpoint of another model is refused before its arrays are read
-    saved_at = record["history"][-1]["iteration"] if record.get("history") else None
+    saved_at = record["history"][-1]["iteration"]
     if saved_at != step:  # a copy of another step renamed: an older state under a later number
         return None, None, ValueError(f"its record says iteration {saved_at}, not {step}")
     try:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from backprop_jax._io import writable_directory, write_json
 from backprop_jax.training._checkpoint import (
-    Checkpoints, QuietLogger, _readable, _short, at_recorded_dtypes, check_precision, checkpoint_record, check_same_run,
+    Checkpoints, QuietLogger, _readable, _record_problem, _short, at_recorded_dtypes, check_precision, checkpoint_record, check_same_run,
     restore_newest)
 from backprop_jax.training._config import TrainConfig, init_state
 from backprop_jax.training._errors import CheckpointWriteError, RunError, RunInterrupted
@@ -390,7 +390,11 @@ def _restore(checkpoints, model, config, fingerprint, o):
 
     state, record = restore_newest(checkpoints, template, check, o.out, sharding, o.log, o.primary,
                                    o.accept_unverified)
-    return state, [Epoch(**e) for e in record["history"]]
+    try:
+        return state, [Epoch(**e) for e in record["history"]]
+    except TypeError as e:  # fields of no Epoch (a record made by hand, its digest made again)
+        raise RunError(f"the checkpoint in {o.out} holds epochs this program does not write ({e})",
+                       argument="resume") from None
 
 
 def _run(model, data, config, o):
@@ -458,7 +462,7 @@ def _newest_record(checkpoints, out):
             record = checkpoints.record(step)
         except Exception:  # noqa: BLE001 - a damaged record: the one before
             continue
-        if isinstance(record, dict) and isinstance(record.get("settings"), dict):
+        if _record_problem(record) is None:
             return record
     raise RunError(f"{out}: no checkpoint in {checkpoints.directory} has a record that reads")
 
