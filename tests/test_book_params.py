@@ -272,7 +272,7 @@ def test_codecs_encode_is_admitted_only_as_array_pickling_uses_it(tmp_path):
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_values_side_by_side_are_not_nesting_and_nesting_is_measured_in_values(tmp_path, protocol):
-    many = {f"W{i}": np.full(2, i, np.float32) for i in range(60)}  # SETITEMS with 120 values at once
+    many = {f"W{i}": np.full(2, i, np.float32) for i in range(300)}  # SETITEMS with 600 values at once
     (tmp_path / "many.pkl").write_bytes(pickle.dumps(many, protocol=protocol))
     assert sorted(bj.load_book_params(tmp_path / "many.pkl")) == sorted(many)
     listed = [np.full(2, i, np.float16) for i in range(150)]
