@@ -344,3 +344,12 @@ def test_a_damaged_checkpoints_that_is_a_link_or_a_file_is_refused_before_traini
         message = "damaged-checkpoints is a file, where the run writes its damaged-checkpoints directory"
     with pytest.raises(RunError, match=message):
         go(resume=True)
+
+
+def test_an_output_path_that_is_not_utf8_is_refused_before_anything_is_written(tmp_path, sample):
+    out = tmp_path / os.fsdecode(b"run\xff\xfe")  # bytes a file system allows, kept by Python as surrogates
+    with pytest.raises(RunError, match=r"the path is not valid UTF-8, and checkpoints \(TensorStore\) can only be "
+                                       r"written under a UTF-8 path") as e:
+        run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d", settings={}, out=out,
+            progress=False, log=lambda *a: None)
+    assert e.value.argument == "out" and os.listdir(tmp_path) == []

@@ -56,6 +56,11 @@ def claim_run_directory(out):
                        argument="out")
     out = Path(out)
     try:
+        str(out.absolute()).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8, kept by Python as surrogates
+        raise RunError(f"{str(out)!r}: the path is not valid UTF-8, and checkpoints (TensorStore) can only be "
+                       f"written under a UTF-8 path; choose another", argument="out") from None
+    try:
         _check_run_directory(out)
     except OSError as e:  # a name too long, a directory that cannot be listed
         raise RunError(f"{out}: {e.strerror or e}", argument="out") from None
