@@ -349,3 +349,11 @@ def test_a_forged_record_with_epochs_of_another_form_is_refused_in_one_line(tmp_
     with pytest.raises(bj.RunError, match=r"the checkpoint in .* holds epochs this program does not write "
                                           r"\(.*unexpected keyword argument 'bogus'\)"):
         _short_run(tmp_path, data, iters=25, resume=True)
+
+
+def test_a_run_restored_for_a_model_of_other_shapes_names_them_without_orbax_advice(tmp_path, sample):
+    _short_run(tmp_path, small(sample))
+    with pytest.raises(bj.RunError, match=r"20: ValueError: Requested shape: \((784, )?60,?\) is not compatible with the "
+                                          r"stored shape: \((784, )?50,?\); 15: ") as e:
+        bj.restore_run(tmp_path, two_layer_net.model(784, 60, 10))
+    assert "Truncating" not in str(e.value) and "strict=False" not in str(e.value)

@@ -287,10 +287,11 @@ def check_precision(record, template, out):
 def _short(error):
     """``TYPE: the first line`` of ``error`` (at most 200 characters); for orbax's wrapper of a
     failed read ("Encountered error while reading array index ... TensorStore details: <bound
-    method ...>"), of TensorStore's error under it, which says what is wrong with which file."""
+    method ...>"), of TensorStore's error under it, which says what is wrong with which file; for a
+    shape that differs, without orbax's advice to pad or truncate."""
     if str(error).startswith("Encountered error while reading") and error.__cause__ is not None:
         error = error.__cause__
-    text = str(error).strip().splitlines()
+    text = str(error).split(". Truncating/padding is disabled")[0].strip().splitlines()  # orbax's advice, not ours
     return f"{type(error).__name__}: {text[0][:200] if text else ''}"
 
 
