@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -121,10 +122,12 @@ class Checkpoints:
             state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
 
     def record(self, step=None):
-        """The JSON record saved with checkpoint ``step`` (default: the newest), without its arrays."""
+        """The JSON record saved with checkpoint ``step`` (default: the newest), without its arrays.
+        ``ValueError`` for a checkpoint whose files could not be read safely (``_files_problem``)."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        _check_files(self.directory / str(step))
         ocp = _ocp()
         return self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
 
@@ -140,6 +143,7 @@ class Checkpoints:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        _check_files(self.directory / str(step))
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         ocp = _ocp()
         template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), template)
@@ -174,6 +178,29 @@ class Checkpoints:
                 fn()
 
 
+# The most a checkpoint's file of metadata (anything but an array's data, in a "d" directory) may
+# hold: each is a few kilobytes, and the record's history some hundred bytes an epoch.
+METADATA_LIMIT = 64 * 2 ** 20
+
+
+def _check_files(step_dir):
+    """``ValueError`` naming the first file of the checkpoint ``step_dir`` that orbax could not read
+    safely: a symbolic link inside it (orbax writes none), a FIFO (a read would wait forever), a
+    device (``/dev/zero`` never ends) or a socket, or a file of metadata over ``METADATA_LIMIT``."""
+    for root, dirs, files in os.walk(step_dir):
+        for name in dirs + files:
+            path = Path(root) / name
+            where = path.relative_to(step_dir)
+            if path.is_symlink():
+                raise ValueError(f"{where} is a symbolic link, which a checkpoint does not hold")
+            info = path.stat()
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                raise ValueError(f"{where} is not a regular file")
+            if stat.S_ISREG(info.st_mode) and path.parent.name != "d" and info.st_size > METADATA_LIMIT:
+                raise ValueError(f"{where} holds {info.st_size} bytes, more than the {METADATA_LIMIT} a file "
+                                 f"of a checkpoint's metadata may")
+
+
 class _CopyStopped(Exception):
     """A file that could not be copied: ``copytree`` would go on with the others and gather the
     errors (a full disk, once per file); this stops it at the first, keeping its ``OSError``."""
@@ -185,6 +212,8 @@ class _CopyStopped(Exception):
 
 def _copy_or_stop(src, dst):
     try:
+        if not stat.S_ISREG(os.stat(src).st_mode):  # a FIFO would wait forever, a device never end
+            raise OSError(f"{src} is not a regular file")
         return shutil.copy2(src, dst)
     except OSError as e:
         raise _CopyStopped(e) from None
