@@ -2,6 +2,7 @@
 since the compiled loop holds no NaN of its own, and a NaN the model makes is still caught."""
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -94,3 +95,9 @@ def test_the_command_trains_with_nan_debugging_on(tmp_path):
                              str(tmp_path / "run")], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test acc" in result.stdout and "Traceback" not in result.stderr
+    # The experiment whose point is a loss that becomes NaN (no batch norm, weights of scale 1) shows it.
+    result = subprocess.run([sys.executable, "-m", "backprop_jax", "experiment", "batch-norm", "--quick", "--out",
+                             str(tmp_path / "experiment")], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = json.loads((tmp_path / "experiment" / "batch-norm.json").read_text())["runs"]
+    assert "loss became nan" in runs[0]["plain_stopped"]
