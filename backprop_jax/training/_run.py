@@ -6,6 +6,7 @@ import errno
 import hashlib
 import importlib
 import json
+import math
 import os
 import socket
 import threading
@@ -19,6 +20,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from backprop_jax._io import writable_directory, write_json
+from backprop_jax._values import check_count
 from backprop_jax.training._checkpoint import (
     Checkpoints, QuietLogger, _readable, _record_problem, _short, at_recorded_dtypes, check_precision, checkpoint_record, check_same_run,
     restore_newest)
@@ -224,6 +226,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
     Returns:
       ``(state, history)`` as ``train``.
     """
+    _check_run_arguments(settings, checkpoint_every, checkpoint_interval, metrics_interval)
     primary = jax.process_index() == 0
     # The training settings are always part of what a resumed run must match; an optax
     # transformation as the optimiser is recorded by its description.
@@ -244,6 +247,23 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             divergence_factor=divergence_factor, primary=primary, stop=stop,
             accept_unverified=accept_unverified, start_over=start_over, between_epochs=between_epochs)
         return _run(model, data, config, options)
+
+
+def _check_run_arguments(settings, checkpoint_every, checkpoint_interval, metrics_interval):
+    """``ValueError`` naming the first of ``run``'s own arguments that it cannot use, before anything
+    is trained: settings a resumed run could never match (not JSON, or NaN, which equals nothing)."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"settings must be a dict of the run's settings, got {type(settings).__name__}")
+    try:
+        json.dumps(settings, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"settings must be JSON values with finite numbers, as checkpoints record them: {e}") from None
+    check_count("checkpoint_every", checkpoint_every, optional=True)
+    for name, value in (("checkpoint_interval", checkpoint_interval), ("metrics_interval", metrics_interval)):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and 0 <= value < math.inf):
+            raise ValueError(f"{name} must be {'None or ' if name == 'checkpoint_interval' else ''}a number of "
+                             f"seconds >= 0, got {value!r}")
 
 
 class _RunOptions(NamedTuple):
