@@ -123,7 +123,7 @@ class Checkpoints:
 
     def record(self, step=None):
         """The JSON record saved with checkpoint ``step`` (default: the newest), without its arrays.
-        ``ValueError`` for a checkpoint whose files could not be read safely (``_files_problem``)."""
+        ``ValueError`` for a checkpoint whose files could not be read safely (``_check_files``)."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
