@@ -49,30 +49,62 @@ def _latin1(text, encoding):
 
 
 # A pickle's nesting is refused past this depth before it is loaded: files of arrays nest a few
-# levels, and a million nested ``(`` would exhaust the C unpickler's stack.
+# levels, and a million nested ``(`` would exhaust the C unpickler's stack. Values side by side
+# (a dict of many arrays) are not nesting; more than MAX_PICKLE_STACK of them at once are refused.
 MAX_PICKLE_DEPTH = 100
+MAX_PICKLE_STACK = 100_000
+
+# Opcodes that add to the container below their arguments, leaving it on the stack.
+_IN_PLACE = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}
 
 
 def _check_nesting(data):
     """BookParamsError if the pickle ``data`` builds values nested deeper than
-    ``MAX_PICKLE_DEPTH``: its opcodes are walked (never run), the stack depth followed."""
-    depth, marks = 0, []
+    ``MAX_PICKLE_DEPTH``: its opcodes are walked (never run), following how deep each value on
+    the unpickler's stack (and in its memo) is nested."""
+    mark, stack, memo, marks = None, [], {}, 0  # stack: each value's depth, None for a mark
+    too_deep = BookParamsError(f"refused: values nested more than {MAX_PICKLE_DEPTH} deep, which a file "
+                               f"of parameters does not hold")
     try:
-        for op, _, _ in pickletools.genops(data):
-            before, after = op.stack_before, op.stack_after
-            if pickletools.markobject in before:
-                depth = (marks.pop() if marks else 0) + len(after)
+        for op, arg, _ in pickletools.genops(data):
+            name = op.name
+            if name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = stack[-1]
+            elif name == "MEMOIZE":
+                memo[len(memo)] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo.get(arg, 0))
+            elif name == "MARK":
+                stack.append(mark)
+                marks += 1
             else:
-                depth += len(after) - len(before)
-            if pickletools.markobject in after:
-                marks.append(depth - 1)
-            if depth > MAX_PICKLE_DEPTH or len(marks) > MAX_PICKLE_DEPTH:
-                raise BookParamsError(f"refused: values nested more than {MAX_PICKLE_DEPTH} deep, which a "
-                                      f"file of parameters does not hold")
+                before = op.stack_before
+                taken = []
+                if pickletools.markobject in before:  # the values since the last mark, and the mark
+                    while stack[-1] is not mark:
+                        taken.append(stack.pop())
+                    stack.pop()
+                    marks -= 1
+                    before = before[:before.index(pickletools.markobject)]
+                below = [stack.pop() for _ in before][::-1]
+                if mark in below:
+                    return  # not a pickle the walk understands: the unpickler says what is wrong
+                inner = 1 + max(taken + below[1:] if name in _IN_PLACE else taken + below, default=-1)
+                if name in _IN_PLACE:
+                    stack.append(max(below[0], inner))
+                else:
+                    stack.extend([max(inner, 1 if name.startswith("EMPTY_") else 0)] * len(op.stack_after))
+            if len(stack) > MAX_PICKLE_STACK:
+                raise BookParamsError(f"refused: more than {MAX_PICKLE_STACK} values at once, which a file of "
+                                      f"parameters does not hold")
+            if marks > MAX_PICKLE_DEPTH or (stack and stack[-1] is not mark and stack[-1] > MAX_PICKLE_DEPTH):
+                raise too_deep
     except BookParamsError:
         raise
-    except (ValueError, IndexError):
-        pass  # not a pickle the walk understands: the unpickler says what is wrong
+    except ValueError as e:  # pickletools' words: an unknown opcode, a length past the file's end
+        raise BookParamsError(f"not a pickle of parameters ({e})") from None
+    except IndexError:
+        pass  # values taken from an empty stack: the unpickler says what is wrong
 
 
 class _OnlyArrays(pickle.Unpickler):

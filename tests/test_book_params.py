@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import backprop_jax as bj
-from backprop_jax import cli, datasets
+from backprop_jax import cli, datasets, two_layer_net
 from backprop_jax.nets import conv_net, deep_conv_net, multi_layer_net
 
 
@@ -214,6 +214,15 @@ def test_evaluate_command_with_a_book_file_a_run_directory_and_half_precision(tm
     assert f"test accuracy {recorded}" in capsys.readouterr().out
 
 
+def test_a_model_too_large_to_make_is_compared_with_a_pickle_by_shapes_alone(tmp_path):
+    # 784 x 10**12 float32 weights (3 PB) are never made: the parameters come from the file.
+    book_pickle(random_params(two_layer_net.model(784, 50, 10), 0), tmp_path / "p.pkl")
+    with pytest.raises(SystemExit, match=r"--params .*p.pkl: the parameters do not fit the model: W1 is \(784, 50\), "
+                                         r"the model's \(784, 1000000000000\)"):
+        cli.main(["evaluate", "--dataset", "mnist-sample", "--hidden", str(10 ** 12), "--params",
+                  str(tmp_path / "p.pkl")])
+
+
 @pytest.mark.parametrize("value, message", [
     (np.full((784, 50), np.nan), r"hold NaN or infinite values: W1 has 39200 of 39200"),
     (np.full((784, 50), np.inf), r"hold NaN or infinite values: W1 has 39200 of 39200"),
@@ -261,6 +270,31 @@ def test_codecs_encode_is_admitted_only_as_array_pickling_uses_it(tmp_path):
         bj.load_book_params(tmp_path / "p.pkl")
 
 
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_values_side_by_side_are_not_nesting_and_nesting_is_measured_in_values(tmp_path, protocol):
+    many = {f"W{i}": np.full(2, i, np.float32) for i in range(300)}  # SETITEMS with 600 values at once
+    (tmp_path / "many.pkl").write_bytes(pickle.dumps(many, protocol=protocol))
+    assert sorted(bj.load_book_params(tmp_path / "many.pkl")) == sorted(many)
+    listed = [np.full(2, i, np.float16) for i in range(150)]
+    (tmp_path / "list.pkl").write_bytes(pickle.dumps(listed, protocol=protocol))
+    assert len(bj.load_book_params(tmp_path / "list.pkl")) == 150
+    for depth, refused in ((90, False), (101, True)):  # an array is a few levels itself
+        nested = np.zeros(1)
+        for _ in range(depth - 1):
+            nested = {"a": nested} if depth % 2 else [nested]
+        (tmp_path / "nested.pkl").write_bytes(pickle.dumps({"W1": nested}, protocol=protocol))
+        with pytest.raises(bj.BookParamsError, match="refused: values nested more than 100 deep" if refused
+                           else "holds a dict, but 'W1' is not a name with an array"):
+            bj.load_book_params(tmp_path / "nested.pkl")
+
+
+def test_a_pickle_claiming_more_bytes_than_it_holds_is_one_line(tmp_path):
+    (tmp_path / "claim.pkl").write_bytes(b"\x80\x05\x8e" + (2 ** 60).to_bytes(8, "little") + b"xx")
+    with pytest.raises(bj.BookParamsError, match=r"claim.pkl: not a pickle of parameters \(expected "
+                                                 r"1152921504606846976 bytes in a bytes8, but only 2 remain\)"):
+        bj.load_book_params(tmp_path / "claim.pkl")
+
+
 @pytest.mark.slow
 def test_a_deeply_nested_pickle_fifos_and_devices_are_one_line_errors(tmp_path):
     (tmp_path / "nested.pkl").write_bytes(b"(" * 1_000_000 + b"t" * 1_000_000 + b".")
@@ -268,7 +302,7 @@ def test_a_deeply_nested_pickle_fifos_and_devices_are_one_line_errors(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     for params, message in [(tmp_path / "nested.pkl", "refused: values nested more than 100 deep"),
-                            (tmp_path / "nested-lists.pkl", "refused: values nested more than 100 deep"),
+                            (tmp_path / "nested-lists.pkl", "refused: more than 100000 values at once"),
                             (tmp_path / "fifo", "is a FIFO, not a regular file"),
                             ("/dev/zero", "/dev/zero is a device, not a regular file")]:
         result = subprocess.run([sys.executable, "-m", "backprop_jax", "evaluate", "--dataset", "mnist-sample",

@@ -610,3 +610,14 @@ def test_a_resume_in_another_precision_is_one_line_naming_both(tmp_path):
     assert result.returncode == 1 and result.stderr == (
         f"backprop-jax: error: --resume: the checkpoint in {out} was computed in float32 with JAX_ENABLE_X64 unset, "
         f"and this run would compute in float32 with JAX_ENABLE_X64=1: resume it in the precision it started in\n")
+
+
+def test_a_model_file_that_is_a_fifo_or_a_device_is_never_read(tmp_path, capsys):
+    os.mkfifo(tmp_path / "fifo.py")
+    os.symlink("/dev/zero", tmp_path / "zero.py")
+    for name in ("fifo.py", "zero.py"):
+        spec = f"{tmp_path / name}:tiny"
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--model", spec])
+        assert e.value.code == 2
+        assert f"--model {spec}: {tmp_path / name} is not a regular file" in capsys.readouterr().err

@@ -104,3 +104,26 @@ def test_a_record_without_digest_is_scored_only_when_accepted(trained, tmp_path,
                                       "knowingly with --accept-unverified")
     score, _ = evaluate(out, capsys, "--accept-unverified")
     assert f"{score:.4f}" == f"{trained[1][80]:.4f}"
+
+
+def test_a_model_file_is_the_runs_by_its_content_whatever_path_names_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "net.py").write_text("from backprop_jax import nn\n\ndef tiny():\n    return nn.classifier(nn.serial("
+                                     "nn.Affine(8), nn.Relu, nn.Affine(10)), input_shape=(784,))\n")
+    monkeypatch.chdir(tmp_path)
+    cli.main(["train", "--dataset", "mnist-sample", "--model", "net.py:tiny", "--iters", "4", "--batch-size", "2000",
+              "--no-progress", "--out", "run"])
+    recorded = capsys.readouterr().out.split("final test accuracy ")[1].split()[0]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--dataset", "mnist-sample", "--params", "../run"])
+    assert ("the run's model file net.py (recorded as it was given where the run trained) is not found from here; "
+            "give it with --model PATH:tiny") in capsys.readouterr().err
+    accuracy, _ = evaluate("../run", capsys, "--model", "../net.py:tiny")
+    assert f"{accuracy:.4f}" == recorded
+    (tmp_path / "copy.py").write_text((tmp_path / "net.py").read_text() + "# another file\n")
+    with pytest.raises(SystemExit, match="other settings .*model_file_sha256"):
+        cli.main(["evaluate", "--dataset", "mnist-sample", "--params", "../run", "--model", "../copy.py:tiny"])
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--dataset", "mnist-sample", "--params", "../run", "--model", "../net.py:other"])
+    assert "--model ../net.py:other: the run in ../run trained --model net.py:tiny" in capsys.readouterr().err

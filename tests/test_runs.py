@@ -344,3 +344,29 @@ def test_a_damaged_checkpoints_that_is_a_link_or_a_file_is_refused_before_traini
         message = "damaged-checkpoints is a file, where the run writes its damaged-checkpoints directory"
     with pytest.raises(RunError, match=message):
         go(resume=True)
+
+
+def test_an_output_path_that_is_not_utf8_is_refused_before_anything_is_written(tmp_path, sample):
+    out = tmp_path / os.fsdecode(b"run\xff\xfe")  # bytes a file system allows, kept by Python as surrogates
+    with pytest.raises(RunError, match=r"the path is not valid UTF-8, and checkpoints \(TensorStore\) can only be "
+                                       r"written under a UTF-8 path") as e:
+        run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), dataset="d", settings={}, out=out,
+            progress=False, log=lambda *a: None)
+    assert e.value.argument == "out" and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("argument, message", [
+    ({"settings": [1]}, "settings must be a dict of the run's settings, got list"),
+    ({"settings": {"a": np.zeros(3)}}, "settings must be JSON values with finite numbers.*ndarray is not JSON"),
+    ({"settings": {"a": float("nan")}}, "settings must be JSON values with finite numbers.*Out of range float"),
+    ({"checkpoint_every": 0}, r"checkpoint_every must be None or a positive integer, got 0"),
+    ({"checkpoint_interval": -1}, r"checkpoint_interval must be None or a number of seconds >= 0, got -1"),
+    ({"metrics_interval": float("nan")}, r"metrics_interval must be a number of seconds >= 0, got nan"),
+])
+def test_run_arguments_it_cannot_use_are_named_before_anything_is_written(tmp_path, sample, argument, message):
+    # A NaN in the settings would be recorded, and equal nothing: the run could never be resumed.
+    kwargs = {"dataset": "d", "settings": {}, "out": tmp_path / "run", "progress": False, "log": lambda *a: None,
+              **argument}
+    with pytest.raises(ValueError, match=message):
+        run(two_layer_net.model(), small(sample), TrainConfig(iters_num=5), **kwargs)
+    assert not (tmp_path / "run").exists()

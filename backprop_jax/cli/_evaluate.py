@@ -32,7 +32,7 @@ def add_parser(sub):
 def run(args, parser):
     run_dir = os.path.isdir(args.params)
     if run_dir:
-        _take_the_runs_network(args, parser)
+        recorded_model = _take_the_runs_network(args, parser)
     elif args.model is None:
         args.model = "two-layer"
     recipe = recipe_from_flags(args, parser)
@@ -49,8 +49,10 @@ def run(args, parser):
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    params, state = _params(model, args.params, jnp.dtype(args.dtype), recipe.record() if run_dir else None,
-                            args.accept_unverified)
+    # A model file given by another path than the run recorded is the same network if its content is:
+    # the record's digest of the file decides (compared by restore_run), not the path's spelling.
+    settings = {**recipe.record(), "model": recorded_model} if run_dir else None
+    params, state = _params(model, args.params, jnp.dtype(args.dtype), settings, args.accept_unverified)
     data = load_data(recipe, args, parser)
     if data.description:
         print(data.description)
@@ -68,7 +70,9 @@ def run(args, parser):
 
 def _take_the_runs_network(args, parser):
     """Sets ``args.model`` and the network flags not given to what the run in ``args.params``
-    recorded; a flag given with another value is a usage error naming both."""
+    recorded; a flag given with another value is a usage error naming both. Returns the model
+    the run recorded (a ``FILE.py:FUNCTION`` as it was spelled where the run trained: ``--model``
+    may give the same function's file by another path)."""
     from backprop_jax.training import RunError, run_settings
 
     try:
@@ -76,14 +80,19 @@ def _take_the_runs_network(args, parser):
     except RunError as e:
         fail(f"--params {as_flags(e)}")
     name = saved.get("model")
-    if args.model is not None and args.model != name:
+    if args.model is not None and args.model != name and not _same_function(args.model, name):
         parser.error(f"--model {args.model}: the run in {args.params} trained --model {name}")
-    args.model = name
+    if args.model is None:
+        args.model = name
+        path, _, function = str(name).rpartition(":")
+        if _same_function(name, name) and not os.path.isfile(path):
+            parser.error(f"--params {args.params}: the run's model file {path} (recorded as it was given where "
+                         f"the run trained) is not found from here; give it with --model PATH:{function}")
     recipe = recipes().get(name)
     if recipe is None:
         if name is None or ":" not in str(name):
             fail(f"--params {args.params}: its record names no model this command knows ({name!r:.60})")
-        return  # your own FILE.py:FUNCTION: its digest is compared with the record
+        return name  # your own FILE.py:FUNCTION: its digest is compared with the record
     for setting in recipe.settings:
         if setting.name not in saved:
             continue
@@ -94,6 +103,15 @@ def _take_the_runs_network(args, parser):
         elif shown(getattr(args, setting.name)) != shown(value):
             parser.error(f"{flag(setting.name)} {shown(getattr(args, setting.name))}: the run in {args.params} "
                          f"trained with {flag(setting.name)} {shown(value)}")
+    return name
+
+
+def _same_function(given, recorded):
+    """Whether both name a function of a Python file (``FILE.py:FUNCTION``), the same function."""
+    def function(spec):
+        path, sep, name = str(spec).rpartition(":")
+        return name if sep and path.endswith(".py") else None
+    return function(given) is not None and function(given) == function(recorded)
 
 
 def _params(model, path, dtype, settings=None, accept_unverified=False):
@@ -105,7 +123,6 @@ def _params(model, path, dtype, settings=None, accept_unverified=False):
     from backprop_jax.book_params import BookParamsError, fit_params, load_book_params
     from backprop_jax.training import RunError, restore_run
 
-    _, state = model.init(jax.random.key(0))
     try:
         if os.path.isdir(path):
             saved = restore_run(path, model, settings, log=lambda line: print(line, file=sys.stderr),
@@ -113,6 +130,9 @@ def _params(model, path, dtype, settings=None, accept_unverified=False):
             params, state = saved.params, saved.model_state
         else:
             params = load_book_params(path)
+            # The model's state as it starts (batch norm's statistics), its parameters never made
+            # (compiled away): they come from the file, whose shapes fit_params compares.
+            state = jax.jit(lambda key: model.init(key)[1])(jax.random.key(0))
     except RunError as e:  # each names the run or its checkpoint
         fail(f"--params {path}: {as_flags(str(e))}" if e.argument else f"--params {as_flags(e)}")
     except BookParamsError as e:  # names the file

@@ -284,8 +284,9 @@ def load_function(spec, parser, what, choices=None):
     if not sep or not path.endswith(".py") or not name.isidentifier():
         choices = list(recipes()) if choices is None else choices
         parser.error(f"{what} must be {', '.join(choices)} or FILE.py:FUNCTION, got {spec!r}")
-    if not os.path.isfile(path):
-        parser.error(f"no such file: {path}")
+    if not os.path.isfile(path):  # a FIFO or a device is never read: it could wait or never end
+        parser.error(f"{what} {spec}: {path} is not a regular file" if os.path.exists(path)
+                     else f"no such file: {path}")
     module_name = f"backprop_jax_user_{hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)

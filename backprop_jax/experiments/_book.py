@@ -129,14 +129,16 @@ def _scaled_start(model, config, scale):
 
 def _train_until_nan(model, data, config, state):
     """``(history, stopped)``: the epochs trained, and the message if the loss became NaN (the
-    experiment shows how far a run gets; the explosion check is off)."""
+    experiment shows how far a run gets; the explosion check is off). That NaN is the result
+    shown, not a fault to debug: JAX's NaN debugging (``jax_debug_nans``) is off for it."""
     seen = []  # the history as the last call left it
 
     def keep(state, history):
         seen[:] = history
 
     try:
-        _, history = train(model, data, config, state=state, divergence_factor=None, on_epochs=keep)
+        with jax.debug_nans(False), jax.debug_infs(False):
+            _, history = train(model, data, config, state=state, divergence_factor=None, on_epochs=keep)
         return history, None
     except TrainingDiverged as e:
         return list(seen), str(e)

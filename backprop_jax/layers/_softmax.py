@@ -102,7 +102,10 @@ def softmax_with_loss(x, t):
     a label outside 0..C-1 or a row that does not sum to 1 raises
     ``ValueError``. Under ``jit`` only shapes are known while tracing; an
     integer label outside 0..C-1 then makes the loss NaN (never a silently
-    wrong finite value), and rows are not checked.
+    wrong finite value), and rows are not checked. That NaN flags the
+    caller's error, so it stays: under ``jax_debug_nans`` JAX runs the
+    function again without ``jit``, where the label is checked and the
+    ``ValueError`` names it.
 
     The forward goes through ``log_softmax``, so the loss is finite even for
     scores of magnitude 1e4 and no 1e-7 is added inside the log: the hand

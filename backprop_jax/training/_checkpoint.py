@@ -17,7 +17,10 @@ import gc
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -43,6 +46,7 @@ class Checkpoints:
         self._options = (max_to_keep, min_interval_s)
         self._made = None
         self._after_close = []
+        self._quiet = None  # a _QuietOrbaxLeftovers from a failed read until close
 
     @property
     def _manager(self):
@@ -75,14 +79,25 @@ class Checkpoints:
 
     def set_aside(self, step, to):
         """Moves checkpoint ``step`` (one that cannot be read) into the directory ``to``, out of
-        the way of new saves; returns its new path."""
-        to = Path(to)
-        to.mkdir(parents=True, exist_ok=True)
-        target = to / str(step)
-        n = 1
-        while target.exists():
-            target, n = to / f"{step}-{n}", n + 1
-        (self.directory / str(step)).rename(target)
+        the way of new saves; returns its new path. ``to`` on another filesystem (a mount point)
+        is copied to, as ``mv`` does (``_move_across``); ``RunError`` when it cannot be moved, the
+        checkpoint left where it was."""
+        source, to = self.directory / str(step), Path(to)
+        try:
+            to.mkdir(parents=True, exist_ok=True)
+            target = to / str(step)
+            n = 1
+            while target.exists():
+                target, n = to / f"{step}-{n}", n + 1
+            try:
+                os.rename(source, target)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                _move_across(source, target)
+        except OSError as e:
+            raise RunError(f"cannot move the damaged checkpoint {step} from {self.directory} into {to.absolute()}: "
+                           f"{(e.strerror or str(e)).lower()}; it is left where it was") from None
         self.reload()
         return target
 
@@ -107,10 +122,12 @@ class Checkpoints:
             state=ocp.args.StandardSave(state), record=ocp.args.JsonSave(record)))
 
     def record(self, step=None):
-        """The JSON record saved with checkpoint ``step`` (default: the newest), without its arrays."""
+        """The JSON record saved with checkpoint ``step`` (default: the newest), without its arrays.
+        ``ValueError`` for a checkpoint whose files could not be read safely (``_check_files``)."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        _check_files(self.directory / str(step))
         ocp = _ocp()
         return self._manager.restore(step, args=ocp.args.Composite(record=ocp.args.JsonRestore()))["record"]
 
@@ -126,12 +143,23 @@ class Checkpoints:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        _check_files(self.directory / str(step))
         sharding = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         ocp = _ocp()
         template = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), template)
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template), record=ocp.args.JsonRestore()))
         return out["state"], out["record"]
+
+    def quiet_leftovers(self):
+        """After a failed read: drops its leftovers from now until ``close``
+        (``_QuietOrbaxLeftovers``), and the reads' own as late as the process ends
+        (``drop_event_loop_leftovers``): those still in flight complain when they are collected,
+        which may be at the very end."""
+        if self._quiet is None:
+            drop_event_loop_leftovers()
+            self._quiet = _QuietOrbaxLeftovers()
+            self.on_close(self._quiet.close)
 
     def on_close(self, fn):
         """Calls ``fn()`` after ``close``."""
@@ -148,6 +176,70 @@ class Checkpoints:
         finally:
             for fn in self._after_close:
                 fn()
+
+
+# The most a checkpoint's file of metadata (anything but an array's data, in a "d" directory) may
+# hold: each is a few kilobytes, and the record's history some hundred bytes an epoch.
+METADATA_LIMIT = 64 * 2 ** 20
+
+
+def _check_files(step_dir):
+    """``ValueError`` naming the first file of the checkpoint ``step_dir`` that orbax could not read
+    safely: a symbolic link inside it (orbax writes none), a FIFO (a read would wait forever), a
+    device (``/dev/zero`` never ends) or a socket, or a file of metadata over ``METADATA_LIMIT``."""
+    for root, dirs, files in os.walk(step_dir):
+        for name in dirs + files:
+            path = Path(root) / name
+            where = path.relative_to(step_dir)
+            if path.is_symlink():
+                raise ValueError(f"{where} is a symbolic link, which a checkpoint does not hold")
+            info = path.stat()
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                raise ValueError(f"{where} is not a regular file")
+            if stat.S_ISREG(info.st_mode) and path.parent.name != "d" and info.st_size > METADATA_LIMIT:
+                raise ValueError(f"{where} holds {info.st_size} bytes, more than the {METADATA_LIMIT} a file "
+                                 f"of a checkpoint's metadata may")
+
+
+class _CopyStopped(Exception):
+    """A file that could not be copied: ``copytree`` would go on with the others and gather the
+    errors (a full disk, once per file); this stops it at the first, keeping its ``OSError``."""
+
+    def __init__(self, error):
+        super().__init__(error)
+        self.error = error
+
+
+def _copy_or_stop(src, dst):
+    try:
+        if not stat.S_ISREG(os.stat(src).st_mode):  # a FIFO would wait forever, a device never end
+            raise OSError(f"{src} is not a regular file")
+        return shutil.copy2(src, dst)
+    except OSError as e:
+        raise _CopyStopped(e) from None
+
+
+def _move_across(source, target):
+    """Moves the directory ``source`` to ``target`` on another filesystem, where a rename cannot:
+    copied under a temporary name beside ``target`` and renamed when complete, then ``source``
+    renamed out of the checkpoints' way (a name that is not a step) and removed. A crash at any
+    moment leaves the checkpoint whole where it was, or whole at ``target`` (or both); what it
+    leaves half done under a temporary name is removed by the next move. A failed copy (a full
+    disk) removes its part and raises, ``source`` untouched."""
+    partial = target.with_name(f".{target.name}.partial")
+    leaving = source.with_name(f".{source.name}.set-aside")
+    for leftover in (partial, leaving):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        shutil.copytree(source, partial, symlinks=True, copy_function=_copy_or_stop)
+    except BaseException as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(e, _CopyStopped):
+            raise e.error from None
+        raise
+    os.rename(partial, target)
+    os.rename(source, leaving)
+    shutil.rmtree(leaving)
 
 
 # --- the record saved beside the arrays, and what is checked before a checkpoint is trusted ---
@@ -222,7 +314,13 @@ def check_precision(record, template, out):
 
 
 def _short(error):
-    text = str(error).strip().splitlines()
+    """``TYPE: the first line`` of ``error`` (at most 200 characters); for orbax's wrapper of a
+    failed read ("Encountered error while reading array index ... TensorStore details: <bound
+    method ...>"), of TensorStore's error under it, which says what is wrong with which file; for a
+    shape that differs, without orbax's advice to pad or truncate."""
+    if str(error).startswith("Encountered error while reading") and error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).split(". Truncating/padding is disabled")[0].strip().splitlines()  # orbax's advice, not ours
     return f"{type(error).__name__}: {text[0][:200] if text else ''}"
 
 
@@ -247,13 +345,39 @@ def check_same_run(record, settings, fingerprint, out):
                        f"the new run another directory", argument="resume")
 
 
+def _record_problem(record):
+    """What makes ``record`` other than a record ``checkpoint_record`` writes (a JSON file made
+    or edited by hand, its digest made again), in words; None for a record of the right form."""
+    if not isinstance(record, dict):
+        return f"its record is a JSON {type(record).__name__}, not an object"
+    if not isinstance(record.get("settings"), dict):
+        return "its record has no settings object"
+    history = record.get("history")
+    if not (isinstance(history, list) and history
+            and all(isinstance(e, dict) and type(e.get("iteration")) is int for e in history)):
+        return "its record's history is not a list of epochs, each with its iteration"
+    data = record.get("data")
+    if data is not None and not (isinstance(data, dict) and {"name", "train", "test", "sha256"} <= data.keys()
+                                 and isinstance(data["sha256"], str)):
+        return "its record's data is not a fingerprint of data (name, train, test, sha256)"
+    for key, kind in (("digest", str), ("record_digest", str), ("dtypes", list), ("jax_enable_x64", bool)):
+        if key in record and not isinstance(record[key], kind):
+            return f"its record's {key} is not a {kind.__name__}"
+    return None
+
+
 def _readable(checkpoints, step, template, sharding, check, accept_unverified=False):
     """``(state, record, None)`` for checkpoint ``step`` if it reads and its arrays match its
     digest, else ``(None, None, why)``. ``check(record)`` runs before any array is read."""
+    drop_event_loop_leftovers()  # a damaged file's reads left in flight print as late as the process ends
     try:
         record = checkpoints.record(step)
     except Exception as e:  # noqa: BLE001 - any damage: try the one before
+        checkpoints.quiet_leftovers()
         return None, None, e
+    problem = _record_problem(record)
+    if problem is not None:
+        return None, None, ValueError(problem)
     if "record_digest" in record and record_digest(record) != record["record_digest"]:
         return None, None, ValueError("its record does not match the digest saved with it")
     if "digest" not in record and not accept_unverified:
@@ -261,12 +385,13 @@ def _readable(checkpoints, step, template, sharding, check, accept_unverified=Fa
                        f"arrays cannot be verified; accept them knowingly with accept_unverified=True",
                        argument="accept_unverified")
     check(record)  # a checkpoint of another model is refused before its arrays are read
-    saved_at = record["history"][-1]["iteration"] if record.get("history") else None
+    saved_at = record["history"][-1]["iteration"]
     if saved_at != step:  # a copy of another step renamed: an older state under a later number
         return None, None, ValueError(f"its record says iteration {saved_at}, not {step}")
     try:
         state, _ = checkpoints.restore(template, sharding, step=step)
     except Exception as e:  # noqa: BLE001
+        checkpoints.quiet_leftovers()
         return None, None, e
     if "digest" in record and state_digest(state) != record["digest"]:
         return None, None, ValueError("its arrays do not match the digest saved with them")
@@ -290,8 +415,6 @@ def restore_newest(checkpoints, template, check, out, sharding=None, log=print, 
         raise RunError(f"no checkpoint in {checkpoints.directory} can be read: "
                        + "; ".join(f"{step}: {_short(e)}" for step, e in skipped), argument="resume")
     if skipped:
-        quiet = _QuietOrbaxLeftovers()
-        checkpoints.on_close(quiet.close)
         if primary:
             for step, e in skipped:
                 where = checkpoints.set_aside(step, Path(out) / "damaged-checkpoints")
@@ -322,8 +445,10 @@ class QuietLogger:
 
 def drop_event_loop_leftovers():
     """After a failed write, orbax's I/O still in flight finds its event loop closed and prints
-    ``RuntimeError: Event loop is closed`` from its callbacks, now or as the process ends; the
-    run has said what failed. Those, and only those, are dropped from then on."""
+    ``RuntimeError: Event loop is closed`` from its callbacks, now or as the process ends; after
+    a failed read, its reads still in flight print ``Exception ignored in: <coroutine object
+    _read_array_index_and_device_put ...>`` when they are collected, which may be as the
+    process ends. The run has said what failed. Those, and only those, are dropped from then on."""
     if getattr(sys.excepthook, "drops_event_loop_leftovers", False):
         return  # installed already: the command does so from its start, a failed write again
 
@@ -336,7 +461,13 @@ def drop_event_loop_leftovers():
             previous_except(kind, error, tb)
     excepthook.drops_event_loop_leftovers = True
     sys.excepthook = excepthook
-    sys.unraisablehook = lambda u: None if leftover(u.exc_value) else previous_unraisable(u)
+    sys.unraisablehook = lambda u: None if leftover(u.exc_value) or _a_read_of_orbax(u) else previous_unraisable(u)
+
+
+def _a_read_of_orbax(unraisable):
+    """Whether an unraisable exception comes from one of orbax's reads (a coroutine of its own)."""
+    where = repr(unraisable.object)
+    return "_read_array" in where or "orbax" in where or "tensorstore" in where.lower()
 
 
 def write_error(e, directory, step):
@@ -371,10 +502,9 @@ class _QuietOrbaxLeftovers:
         sys.unraisablehook = self
 
     def __call__(self, unraisable):
-        error, where = unraisable.exc_value, repr(unraisable.object)
+        error = unraisable.exc_value
         leftover = (isinstance(error, RuntimeError) and "Event loop is closed" in str(error)
-                    or isinstance(error, GeneratorExit) or "orbax" in where or "tensorstore" in where
-                    or "_read_array" in where)
+                    or isinstance(error, GeneratorExit) or _a_read_of_orbax(unraisable))
         if not leftover:
             self.previous(unraisable)
 

@@ -66,7 +66,7 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="d
         # (one that ended at an iters_num between two) completes that epoch first.
         n_steps = jnp.clip(jnp.minimum(config.iters_num - state.iteration,
                                        iter_per_epoch - state.iteration % iter_per_epoch), 0, iter_per_epoch)
-        losses = jnp.full((iter_per_epoch,), jnp.nan, jnp.float32)
+        losses = jnp.zeros((iter_per_epoch,), jnp.float32)  # beyond n_steps 0, never NaN (see Records)
         state, losses = jax.lax.fori_loop(0, n_steps, step, (state, losses))
         return state, losses, jnp.arange(iter_per_epoch) < n_steps
 
@@ -75,16 +75,21 @@ def make_epoch_fn(model, config, iter_per_epoch, batch_sharding=None, *, feed="d
 
 class Records(NamedTuple):
     """What one call of ``make_epochs_fn``'s function reports; arrays of ``max_epochs`` entries,
-    of which the first ``done`` are real."""
+    of which the first ``done`` are real.
+
+    What is not measured (the entries past ``done``, the accuracies of a model measured by its
+    loss, the test loss of one measured by its accuracy) is 0, never a NaN placeholder: under
+    ``jax_debug_nans`` a NaN in the program's output is an error, and the only NaN it may hold
+    is the user's own (a loss that became NaN)."""
     train_loss: jax.Array  # float32: mean mini-batch loss of each epoch
-    train_acc: jax.Array  # float32: accuracy on the whole training set after each epoch (NaN: loss models)
-    test_acc: jax.Array  # float32: accuracy on the whole test set after each epoch (NaN: loss models)
+    train_acc: jax.Array  # float32: accuracy on the whole training set after each epoch (0: loss models)
+    test_acc: jax.Array  # float32: accuracy on the whole test set after each epoch (0: loss models)
     iteration: jax.Array  # int32: updates done after each epoch
     done: jax.Array  # int32 scalar: epochs completed with a finite loss
     bad_iteration: jax.Array  # int32 scalar: the first update whose loss was not finite, or 0
     bad_loss: jax.Array  # float32 scalar: that loss (NaN or infinite), or 0
     first_loss: jax.Array  # float32 scalar: the loss of the call's first step, before its update
-    test_loss: jax.Array  # float32: mean criterion on the whole test set after each epoch (NaN: accuracy models)
+    test_loss: jax.Array  # float32: mean criterion on the whole test set after each epoch (0: accuracy models)
 
 
 def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=256, batch_sharding=None,
@@ -118,7 +123,7 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
         def on(train_data, test_data, n_tr, n_te):
             test_value = accuracy(state.params, state.model_state, *test_data, n_te)
             if not by_accuracy:  # a loss model records the test loss alone: the training set is not evaluated
-                return jnp.float32(jnp.nan), test_value
+                return jnp.float32(0), test_value
             return accuracy(state.params, state.model_state, *train_data, n_tr), test_value
         if sample is None:
             return on(evaluation.train, evaluation.test, n_train, n_test)
@@ -147,21 +152,22 @@ def make_epochs_fn(model, config, iter_per_epoch, n_train, n_test, max_epochs=25
             train_value, test_value = evaluate(state, evaluation)
             if on_evaluation is not None:
                 jax.debug.callback(lambda i, *_: on_evaluation(False, i), state.iteration, train_value, test_value)
-            nan = jnp.float32(jnp.nan)
-            train_acc, test_acc = (train_value, test_value) if by_accuracy else (nan, nan)
+            unmeasured = jnp.float32(0)
+            train_acc, test_acc = (train_value, test_value) if by_accuracy else (unmeasured, unmeasured)
             mean_loss = (jnp.sum(jnp.where(active, losses, 0.0)) / jnp.sum(active)).astype(jnp.float32)
             r = r._replace(
                 train_loss=r.train_loss.at[e].set(mean_loss), train_acc=r.train_acc.at[e].set(train_acc),
                 test_acc=r.test_acc.at[e].set(test_acc),
-                test_loss=r.test_loss.at[e].set(nan if by_accuracy else test_value), iteration=r.iteration.at[e].set(state.iteration),
+                test_loss=r.test_loss.at[e].set(unmeasured if by_accuracy else test_value),
+                iteration=r.iteration.at[e].set(state.iteration),
                 bad_iteration=jnp.where(ok, 0, state.iteration + first_bad + 1).astype(jnp.int32),
                 bad_loss=jnp.where(ok, 0.0, losses[first_bad]),
                 first_loss=jnp.where(e == 0, losses[0], r.first_loss))
             return e + ok.astype(jnp.int32), state, r
 
-        nan = jnp.full((max_epochs,), jnp.nan, jnp.float32)
-        records = Records(nan, nan, nan, jnp.zeros((max_epochs,), jnp.int32), jnp.zeros((), jnp.int32),
-                          jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), nan)
+        zeros = jnp.zeros((max_epochs,), jnp.float32)
+        records = Records(zeros, zeros, zeros, jnp.zeros((max_epochs,), jnp.int32), jnp.zeros((), jnp.int32),
+                          jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), zeros)
         e, state, records = jax.lax.while_loop(
             running, one_epoch, (jnp.zeros((), jnp.int32), state, records))
         return state, records._replace(done=e)
@@ -173,8 +179,10 @@ def evaluation_mean(model, params, model_state, xs, ts, n):
     """The mean over the ``n`` real examples of ``eval_chunks``' ``(xs, ts)`` (the padding left out)
     of the model's ``Metric`` of each example: its correctness, score or criterion."""
     per_example = model.measure().per_example
+    real = jnp.arange(xs.shape[0] * xs.shape[1]).reshape(xs.shape[:2]) < n
+    if jnp.issubdtype(ts.dtype, jnp.integer):  # the padding's labels -1 made class 0: no criterion a NaN
+        ts = jnp.where(real.reshape(real.shape + (1,) * (ts.ndim - 2)), ts, 0)
     values = jax.lax.map(lambda batch: per_example(model, params, model_state, *batch), (xs, ts))
-    real = jnp.arange(values.size).reshape(values.shape) < n
     return (jnp.sum(jnp.where(real, values, 0.0)) / n).astype(jnp.float32)
 
 
@@ -211,7 +219,22 @@ class Programs:
     def compiled(self, program, args):
         """``(executable, fresh)``: ``program`` (a jitted epochs program) compiled for ``args`` ahead
         of its call, so that the trainer can time compiling apart from training, and whether it was
-        compiled (or loaded from the persistent cache) now."""
+        compiled (or loaded from the persistent cache) now.
+
+        Under ``jax_debug_nans`` or ``jax_debug_infs`` it is the jitted ``program`` itself, compiled
+        by its first call: an ahead-of-time executable reports a NaN only as JAX's internal error,
+        where the jitted program runs again op by op and raises ``FloatingPointError`` at the
+        operation that made the NaN, which is what those settings are for. The settings are
+        entered again around each call: JAX checks a jitted call's outputs through a per-thread
+        hook that tracing a ``vmap`` of a jitted function clears, so a setting made globally
+        (``jax.config.update``, ``JAX_DEBUG_NANS=1``) would stop being checked after the first
+        trace."""
+        nans, infs = jax.config.jax_debug_nans, jax.config.jax_debug_infs
+        if nans or infs:
+            def checked(*args):
+                with jax.debug_nans(nans), jax.debug_infs(infs):
+                    return program(*args)
+            return checked, False
         leaves, treedef = jax.tree.flatten(args)
         key = (program, treedef, tuple((jax.typeof(leaf), getattr(leaf, "sharding", None)) for leaf in leaves))
         executable = self._executables.get(key)

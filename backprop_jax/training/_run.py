@@ -6,6 +6,7 @@ import errno
 import hashlib
 import importlib
 import json
+import math
 import os
 import socket
 import threading
@@ -18,8 +19,9 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from backprop_jax._io import writable_directory, write_json
+from backprop_jax._values import check_count
 from backprop_jax.training._checkpoint import (
-    Checkpoints, QuietLogger, _readable, _short, at_recorded_dtypes, check_precision, checkpoint_record, check_same_run,
+    Checkpoints, QuietLogger, _readable, _record_problem, _short, at_recorded_dtypes, check_precision, checkpoint_record, check_same_run,
     restore_newest)
 from backprop_jax.training._config import TrainConfig, init_state
 from backprop_jax.training._errors import CheckpointWriteError, RunError, RunInterrupted
@@ -54,6 +56,11 @@ def claim_run_directory(out):
         raise RunError(f"{str(out)!r}: give the run its own directory (a new or empty one)",
                        argument="out")
     out = Path(out)
+    try:
+        str(out.absolute()).encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8, kept by Python as surrogates
+        raise RunError(f"{str(out)!r}: the path is not valid UTF-8, and checkpoints (TensorStore) can only be "
+                       f"written under a UTF-8 path; choose another", argument="out") from None
     try:
         _check_run_directory(out)
     except OSError as e:  # a name too long, a directory that cannot be listed
@@ -218,6 +225,7 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
     Returns:
       ``(state, history)`` as ``train``.
     """
+    _check_run_arguments(settings, checkpoint_every, checkpoint_interval, metrics_interval)
     primary = jax.process_index() == 0
     # The training settings are always part of what a resumed run must match; an optax
     # transformation as the optimiser is recorded by its description.
@@ -238,6 +246,23 @@ def run(model, data, config, *, dataset, settings, out=None, resume=False, check
             divergence_factor=divergence_factor, primary=primary, stop=stop,
             accept_unverified=accept_unverified, start_over=start_over, between_epochs=between_epochs)
         return _run(model, data, config, options)
+
+
+def _check_run_arguments(settings, checkpoint_every, checkpoint_interval, metrics_interval):
+    """``ValueError`` naming the first of ``run``'s own arguments that it cannot use, before anything
+    is trained: settings a resumed run could never match (not JSON, or NaN, which equals nothing)."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"settings must be a dict of the run's settings, got {type(settings).__name__}")
+    try:
+        json.dumps(settings, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"settings must be JSON values with finite numbers, as checkpoints record them: {e}") from None
+    check_count("checkpoint_every", checkpoint_every, optional=True)
+    for name, value in (("checkpoint_interval", checkpoint_interval), ("metrics_interval", metrics_interval)):
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and 0 <= value < math.inf):
+            raise ValueError(f"{name} must be {'None or ' if name == 'checkpoint_interval' else ''}a number of "
+                             f"seconds >= 0, got {value!r}")
 
 
 class _RunOptions(NamedTuple):
@@ -356,7 +381,11 @@ def _open_run(model, data, config, o):
     if o.resume and not steps:
         o.log(f"no checkpoint in {o.out / 'checkpoints'} yet: starting a new run")
     elif o.resume:
-        state, history = _restore(checkpoints, model, config, fingerprint, o)
+        try:
+            state, history = _restore(checkpoints, model, config, fingerprint, o)
+        except BaseException:
+            checkpoints.close()  # orbax's reads of a damaged one end here, quietly, not as the process ends
+            raise
         if int(state.iteration) > config.iters_num:
             o.log(f"the run in {o.out} is already at iteration {int(state.iteration)}, past the "
                   f"{config.iters_num} asked: nothing to train")
@@ -385,7 +414,11 @@ def _restore(checkpoints, model, config, fingerprint, o):
 
     state, record = restore_newest(checkpoints, template, check, o.out, sharding, o.log, o.primary,
                                    o.accept_unverified)
-    return state, [Epoch(**e) for e in record["history"]]
+    try:
+        return state, [Epoch(**e) for e in record["history"]]
+    except TypeError as e:  # fields of no Epoch (a record made by hand, its digest made again)
+        raise RunError(f"the checkpoint in {o.out} holds epochs this program does not write ({e})",
+                       argument="resume") from None
 
 
 def _run(model, data, config, o):
@@ -465,7 +498,7 @@ def _newest_record(checkpoints, out):
             record = checkpoints.record(step)
         except Exception:  # noqa: BLE001 - a damaged record: the one before
             continue
-        if isinstance(record, dict) and isinstance(record.get("settings"), dict):
+        if _record_problem(record) is None:
             return record
     raise RunError(f"{out}: no checkpoint in {checkpoints.directory} has a record that reads")
 
@@ -513,12 +546,12 @@ def restore_run(out, model, settings=None, log=None, accept_unverified=False):
             state, _, why = _readable(checkpoints, step, template, None, lambda record: None, accept_unverified)
             if why is None:
                 break
-            skipped.append(f"{step}: {_short(why)}")
-            if log is not None:
-                log(f"checkpoint {step} in {checkpoints.directory} cannot be trusted ({_short(why)}); skipped it")
-        else:
+            skipped.append((step, _short(why)))
+        else:  # each one's reason in the error, once
             raise RunError(f"{out}: no checkpoint in {checkpoints.directory} can be read and verified "
-                           f"for this model: " + "; ".join(skipped))
+                           f"for this model: " + "; ".join(f"{step}: {why}" for step, why in skipped))
+        for step, why in skipped if log is not None else ():
+            log(f"checkpoint {step} in {checkpoints.directory} cannot be trusted ({why}); skipped it")
         return state
     finally:
         checkpoints.close()
