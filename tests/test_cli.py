@@ -576,6 +576,15 @@ def test_a_closed_or_full_stdout_is_one_line_after_the_work_is_done(tmp_path):
         assert out.read_text().startswith("digraph")
 
 
+def test_help_and_version_to_a_closed_or_full_stdout_are_one_line():
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    for args in ("--help", "--version", "train --help"):
+        for redirect, message in [(">&-", "standard output is closed"), ("> /dev/full", "No space left on device")]:
+            result = subprocess.run(["bash", "-c", f"exec {sys.executable} -m backprop_jax {args} {redirect}"],
+                                    stderr=subprocess.PIPE, text=True, timeout=120, env=env)
+            assert (result.returncode, result.stderr) == (1, f"backprop-jax: error: cannot write the output: {message}\n")
+
+
 @pytest.mark.slow
 def test_platforms_encodings_and_long_names_are_one_line(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "bogus"}

@@ -71,23 +71,22 @@ def _use_compilation_cache():
 
 
 def run(argv=None):
-    """Parses ``argv`` (default: the process's arguments) and runs the command it names."""
+    """Parses ``argv`` (default: the process's arguments) and runs the command it names. What it
+    prints (``--help`` and ``--version`` included) must reach standard output, or the command
+    fails in one line."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    command = COMMANDS[args.command]
-    if command.compiles:
-        _use_compilation_cache()
-    joins = any(getattr(args, name, None) not in (None, False)
-                for name in ("coordinator", "num_processes", "process_id", "distributed"))
-    if os.environ.get("JAX_PLATFORMS") and args.command != "download" and not joins:  # joining starts JAX itself
-        _check_platforms(os.environ["JAX_PLATFORMS"])
-    if sys.stdout is not None:
-        sys.stdout = _Output(sys.stdout)
+    sys.stdout = _Output(sys.stdout if sys.stdout is not None else _Closed())
     try:
+        args = _parse(parser, argv)
+        command = COMMANDS[args.command]
+        if command.compiles:
+            _use_compilation_cache()
+        joins = any(getattr(args, name, None) not in (None, False)
+                    for name in ("coordinator", "num_processes", "process_id", "distributed"))
+        if os.environ.get("JAX_PLATFORMS") and args.command != "download" and not joins:  # joining starts JAX itself
+            _check_platforms(os.environ["JAX_PLATFORMS"])
         command.run(args, parser)
-        if sys.stdout is None:  # started with stdout closed (`>&-`): print wrote nowhere
-            sys.exit("backprop-jax: error: cannot write the output: standard output is closed")
-        sys.stdout.flush()
+        _flush_output()
     except BrokenPipeError:  # `backprop-jax train | head -1`: stop quietly, as Unix tools do
         _stdout_to_devnull()
         sys.exit(141)
@@ -96,7 +95,39 @@ def run(argv=None):
         sys.exit(f"backprop-jax: error: cannot write the output: {e}")
     finally:
         if isinstance(sys.stdout, _Output):
-            sys.stdout = sys.stdout.stream
+            sys.stdout = sys.stdout.stream if not isinstance(sys.stdout.stream, _Closed) else None
+
+
+def _parse(parser, argv):
+    """``parser.parse_args(argv)``; ``--help`` and ``--version``, which print and exit there, are
+    held to the same standard as a command's output."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as e:
+        if e.code in (0, None):
+            _flush_output()
+        raise
+
+
+def _flush_output():
+    if isinstance(getattr(sys.stdout, "stream", None), _Closed):  # started with `>&-`: printed nowhere
+        sys.exit("backprop-jax: error: cannot write the output: standard output is closed")
+    sys.stdout.flush()
+
+
+class _Closed:
+    """Standard output when the process started without one (``>&-``): what is printed goes
+    nowhere, and the command ends saying so."""
+    encoding = "utf-8"
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
 
 
 def _check_platforms(platforms):
