@@ -253,6 +253,14 @@ def test_gradcheck_refuses_sizes_that_cannot_fit_before_computing(flag, part):
                         r".* the \w+ device has; give a smaller --batch or --hidden", e.value.code), e.value.code
 
 
+def test_compare_optimizers_refuses_a_length_the_loop_cannot_count_before_any_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["compare-optimizers", "--iters", str(2 ** 31), "--out", str(tmp_path / "co")])
+    assert e.value.code == 2 and not (tmp_path / "co").exists()
+    assert re.search(r"error: --iters 2147483648: iters_num must be at most 2\*\*31 - 1 = 2147483647 .*, got "
+                     r"2147483648\n$", capsys.readouterr().err)
+
+
 def test_output_paths_are_checked_before_any_training(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")

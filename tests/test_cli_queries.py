@@ -159,6 +159,10 @@ def test_generate_verifies_the_checkpoint_as_evaluate_and_falls_back_to_the_one_
     from_older = capsys.readouterr().out
     main(["generate", str(out), "--length", "12", "--seed", "1"])
     assert capsys.readouterr().out != from_older  # the newest is what an intact run generates from
+    with pytest.raises(SystemExit) as e:
+        main(["generate", str(out), "--length", str(2 ** 31)])
+    assert re.fullmatch(r"backprop-jax: error: --length 2147483648: generate: sample_size must be at most "
+                        r"2\*\*31 - 1 = 2147483647 \(.*\), got 2147483648", e.value.code), e.value.code
     forged = tmp_path / "forged"
     shutil.copytree(out, forged)
     forge_digest(forged / "checkpoints" / newest.name)
