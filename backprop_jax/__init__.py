@@ -47,8 +47,8 @@ _FROM = {
     "backprop_jax.training": """OPTIMIZERS Checkpoints CheckpointWriteError DistributedError Epoch Evaluation Optimizer
         RunError RunInterrupted TrainConfig TrainingDiverged TrainState data_fingerprint data_parallel_mesh
         eval_chunks evaluation_sets init_state iterations_per_epoch make_epoch_fn make_epochs_fn optimizers
-        perplexity restore_run run run_settings train estimate_cost Cost ComputedValues computed_values check_memory
-        DeviceOutOfMemory out_of_memory_errors""",
+        perplexity restore_run run run_record run_settings train estimate_cost Cost ComputedValues computed_values
+        check_memory check_fits DeviceOutOfMemory out_of_memory_errors""",
 }
 _MODULE_OF = {name: module for module, names in _FROM.items() for name in names.split()}
 
@@ -101,11 +101,11 @@ __all__ = [
     "Optimizer", "data_parallel_mesh", "make_epoch_fn", "make_epochs_fn", "eval_chunks", "Evaluation",
     "evaluation_sets", "iterations_per_epoch", "perplexity",
     # What training will cost, from shapes alone; whether it fits the device.
-    "estimate_cost", "Cost", "ComputedValues", "computed_values", "check_memory", "DeviceOutOfMemory",
+    "estimate_cost", "Cost", "ComputedValues", "computed_values", "check_memory", "check_fits", "DeviceOutOfMemory",
     "out_of_memory_errors",
     # Runs with files: checkpoints, metrics, resume; the optimiser comparison.
     "run", "RunError", "RunInterrupted", "data_fingerprint", "Checkpoints", "CheckpointWriteError", "restore_run",
-    "run_settings", "compare_optimizers", "DistributedError",
+    "run_record", "run_settings", "compare_optimizers", "DistributedError",
     "atomic_path", "write_json", "writable_directory",
     # The book's recipes: a run settled once (network, data, training settings, report).
     "RECIPES", "Recipe", "RecipeData",

@@ -57,13 +57,17 @@ def cache_dir():
 def read_idx(path, ndim):
     """Reads a gzip-compressed IDX file of unsigned bytes with ``ndim`` dimensions.
 
-    Raises ``DatasetError`` naming the file if it is not gzip, has the wrong
-    magic number, or is truncated or too long for the sizes in its header.
+    Raises ``DatasetError`` naming the file if it is not a regular file (a FIFO, a device: what
+    it is), is not gzip, has the wrong magic number, or is truncated or too long for the sizes
+    in its header.
     """
     path = Path(path)
     try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
+        compressed = read_regular_file(path)  # never a FIFO or a device: neither ends
+    except OSError as e:
+        raise DatasetError(f"{e}; delete it and download the file again") from None
+    try:
+        raw = gzip.decompress(compressed)
     except (OSError, EOFError, zlib.error) as e:
         raise DatasetError(f"{path}: not a readable gzip file ({e}); delete it and download it again") from None
     expected_magic = bytes([0, 0, 0x08, ndim])
@@ -105,11 +109,13 @@ def _directory(path):
 
 
 def missing_files(data_dir):
-    """Names of the four MNIST files that are not in ``data_dir``; ``DatasetError`` if the
-    directory cannot be read or is a file."""
+    """Names of the four MNIST files that are not in ``data_dir`` (nothing by that name, or a
+    symbolic link to nothing); ``DatasetError`` if the directory cannot be read or is a file. A
+    name that is there but not a regular file (a FIFO, a device) is not missing: reading it
+    (``load_mnist``) says what it is."""
     data_dir = _directory(Path(data_dir))
     try:
-        return [name for name, _ in MNIST_FILES.values() if not (data_dir / name).is_file()]
+        return [name for name, _ in MNIST_FILES.values() if not (data_dir / name).exists()]
     except OSError as e:
         raise DatasetError(f"cannot read the data directory {data_dir}: {e.strerror or e}") from None
 

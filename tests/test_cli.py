@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -240,6 +241,24 @@ def test_gradcheck_command(capsys):
     assert lines[0].startswith("mean |hand - numeric| per parameter")
     assert [l.split(":")[0].strip() for l in lines[1:5]] == ["W1", "W2", "b1", "b2"]
     assert out.rstrip().endswith("gradient check passed")
+
+
+@pytest.mark.parametrize("flag, part", [("--batch", r"inputs 628 TB"),
+                                        ("--hidden", r"parameters and two gradients 1.91e\+03 TB")])
+def test_gradcheck_refuses_sizes_that_cannot_fit_before_computing(flag, part):
+    # 99999999999 float64 inputs of 784 values: 628 TB; that many hidden units: 3 x 795 x 8 bytes each.
+    with pytest.raises(SystemExit) as e:
+        main(["gradcheck", flag, "99999999999"])
+    assert re.fullmatch(rf"backprop-jax: error: the gradient check needs at least .*\(.*{part}.*\), more than the "
+                        r".* the \w+ device has; give a smaller --batch or --hidden", e.value.code), e.value.code
+
+
+def test_compare_optimizers_refuses_a_length_the_loop_cannot_count_before_any_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["compare-optimizers", "--iters", str(2 ** 31), "--out", str(tmp_path / "co")])
+    assert e.value.code == 2 and not (tmp_path / "co").exists()
+    assert re.search(r"error: --iters 2147483648: iters_num must be at most 2\*\*31 - 1 = 2147483647 .*, got "
+                     r"2147483648\n$", capsys.readouterr().err)
 
 
 def test_output_paths_are_checked_before_any_training(tmp_path, capsys):

@@ -2,6 +2,12 @@
 word2vec run's vectors, or count-based vectors of a text) and ``generate`` (the sequel's
 generate_text.py on a language model's run), each against the sequel's formulas written out."""
 
+import hashlib
+import json
+import os
+import re
+import shutil
+
 import jax
 import numpy as np
 import pytest
@@ -16,6 +22,16 @@ def text(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "words.txt"
     path.write_text(datasets.date_text(300, seed=5))
     return path
+
+
+def forge_digest(step_dir):
+    """Sets the record's digest of the arrays to zeros and makes the record's own digest again."""
+    path = step_dir / "record" / "metadata"
+    record = json.loads(path.read_text())
+    record["digest"] = "0" * 64
+    fields = {k: v for k, v in record.items() if k != "record_digest"}
+    record["record_digest"] = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+    path.write_text(json.dumps(record))
 
 
 def printed_pairs(out, header):
@@ -68,6 +84,17 @@ def test_words_answers_as_the_sequels_most_similar_and_analogy_on_a_cbow_run(tex
     with pytest.raises(SystemExit):
         main(["generate", str(out)])
     assert "is a run of 'cbow'; this command takes runs of rnnlm, better-rnnlm" in capsys.readouterr().err
+    # Arrays that do not match their digest are never queried, as evaluate never scores them.
+    forged = tmp_path / "forged"
+    shutil.copytree(out, forged)
+    for step in (forged / "checkpoints").iterdir():
+        forge_digest(step)
+    with pytest.raises(SystemExit) as e:
+        main(["words", str(forged), "--similar", "july"])
+    err = e.value.code  # printed as one line, status 1
+    assert isinstance(err, str) and len(err.splitlines()) == 1, err
+    assert re.match(r"backprop-jax: error: .*forged: no checkpoint in .* can be read and verified for this model: "
+                    r".*do not match the digest saved with them", err), err
 
 
 def test_words_count_based_are_the_sequels_ppmi_and_svd_of_the_text(text, capsys):
@@ -117,3 +144,45 @@ def test_generate_samples_the_runs_language_model_as_the_sequels_generate_text(m
     # generate_text.py: ' '.join(words), then ' <eos>' as '.\n'
     assert printed == " ".join(words).replace(" <eos>", ".\n") + "\n"
     assert words[0] == "july" and "," not in words and "/" not in words
+
+
+def test_generate_verifies_the_checkpoint_as_evaluate_and_falls_back_to_the_one_before(text, tmp_path, capsys):
+    out = tmp_path / "rnnlm"
+    main(["train", "--model", "rnnlm", "--data", str(text), "--hidden", "8", "--wordvec-size", "8", "--batch-size", "4",
+          "--epochs", "2", "--no-progress", "--out", str(out)])
+    newest, older = sorted((out / "checkpoints").iterdir(), key=lambda p: -int(p.name))
+    only_older = tmp_path / "only-older"
+    shutil.copytree(out, only_older)
+    shutil.rmtree(only_older / "checkpoints" / newest.name)
+    capsys.readouterr()
+    main(["generate", str(only_older), "--length", "12", "--seed", "1"])
+    from_older = capsys.readouterr().out
+    main(["generate", str(out), "--length", "12", "--seed", "1"])
+    assert capsys.readouterr().out != from_older  # the newest is what an intact run generates from
+    with pytest.raises(SystemExit) as e:
+        main(["generate", str(out), "--length", str(2 ** 31)])
+    assert re.fullmatch(r"backprop-jax: error: --length 2147483648: generate: sample_size must be at most "
+                        r"2\*\*31 - 1 = 2147483647 \(.*\), got 2147483648", e.value.code), e.value.code
+    forged = tmp_path / "forged"
+    shutil.copytree(out, forged)
+    forge_digest(forged / "checkpoints" / newest.name)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(out, truncated)
+    arrays = [os.path.join(d, f) for d, _, files in os.walk(truncated / "checkpoints" / newest.name / "state" / "d")
+              for f in files]
+    for path in arrays:
+        os.truncate(path, 10)
+    for run, why in [(forged, "its arrays do not match the digest saved with them"), (truncated, "ValueError")]:
+        main(["generate", str(run), "--length", "12", "--seed", "1"])
+        captured = capsys.readouterr()
+        assert captured.out == from_older
+        assert re.fullmatch(rf"checkpoint {newest.name} in .* cannot be trusted \(.*{why}.*\); skipped it\n",
+                            captured.err), captured.err
+    # A record that is not a regular file is skipped too; when none reads, one line and status 1.
+    for step in (forged / "checkpoints").iterdir():
+        (step / "record" / "metadata").unlink()
+        os.mkfifo(step / "record" / "metadata")
+    with pytest.raises(SystemExit) as e:
+        main(["generate", str(forged), "--length", "5"])
+    assert re.fullmatch(r"backprop-jax: error: .*forged: no checkpoint in .* has a record that reads",
+                        str(e.value.code)), e.value.code

@@ -38,6 +38,24 @@ def test_missing_files_error_names_directory_and_files(tmp_path):
         assert name in message
 
 
+@pytest.mark.parametrize("kind", ["a FIFO", "a device"])
+def test_files_that_are_not_regular_files_are_named_as_what_they_are(tmp_path, kind):
+    import os
+
+    fake_mnist(tmp_path)
+    for name, _ in datasets.MNIST_FILES.values():  # none read: a FIFO would wait, /dev/zero never ends
+        (tmp_path / name).unlink()
+        os.mkfifo(tmp_path / name) if kind == "a FIFO" else (tmp_path / name).symlink_to("/dev/zero")
+    assert datasets.missing_files(tmp_path) == []  # there, though unreadable: not missing
+    first = tmp_path / datasets.MNIST_FILES["train_img"][0]
+    with pytest.raises(datasets.DatasetError, match=rf"^{first} is {kind}, not a regular file; delete it and "
+                                                    r"download the file again$"):
+        datasets.load_mnist(data_dir=tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()  # a name that is not there at all is still missing
+    with pytest.raises(datasets.DatasetError, match="missing t10k-labels-idx1-ubyte.gz. Place"):
+        datasets.load_mnist(data_dir=tmp_path)
+
+
 def corrupt(path, how):
     raw = gzip.decompress(path.read_bytes())
     if how == "truncated":

@@ -76,3 +76,5 @@ def test_generate_refuses_what_it_cannot_do():
         generation.generate(params, 0, key=jax.random.key(0), skip_ids=range(8))
     with pytest.raises(ValueError, match="sample_size must be an integer >= 1, got 0"):
         generation.generate(params, 0, key=jax.random.key(0), sample_size=0)
+    with pytest.raises(ValueError, match=r"sample_size must be at most 2\*\*31 - 1 = 2147483647 .*, got 2147483648"):
+        generation.generate(params, 0, key=jax.random.key(0), sample_size=2 ** 31)

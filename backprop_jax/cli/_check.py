@@ -41,12 +41,27 @@ def run_gradcheck(args, parser):
     import jax.numpy as jnp
 
     from backprop_jax.checking import gradcheck
+    from backprop_jax.training import DeviceOutOfMemory, check_fits, out_of_memory_errors
 
-    model, params, state, x, t = _two_layer_check_inputs(jax.random.key(args.seed), args.hidden, args.batch,
-                                                         jnp.float64)
-    # Nonzero biases, so that their gradients are exercised too.
-    params["b1"] = 0.01 * jax.random.normal(jax.random.key(args.seed + 1), (args.hidden,), jnp.float64)
-    report = gradcheck(model.loss_fn(state), params, x, t, argnums=0, numeric_elements=args.numeric_elements)
+    # What the check holds at once, at the least, in float64: the parameters and two gradients of
+    # them (the hand rules' and autodiff's), the inputs and labels, and the hidden layer's product.
+    parameters = 784 * args.hidden + args.hidden + args.hidden * 10 + 10
+    try:
+        check_fits({"parameters and two gradients": 3 * 8 * parameters, "inputs": 8 * args.batch * (784 + 1),
+                    "the hidden layer's product": 8 * args.batch * args.hidden},
+                   "the gradient check", "give a smaller --batch or --hidden")
+    except ValueError as e:
+        fail(e)
+    try:
+        with out_of_memory_errors("the gradient check"):
+            model, params, state, x, t = _two_layer_check_inputs(jax.random.key(args.seed), args.hidden, args.batch,
+                                                                 jnp.float64)
+            # Nonzero biases, so that their gradients are exercised too.
+            params["b1"] = 0.01 * jax.random.normal(jax.random.key(args.seed + 1), (args.hidden,), jnp.float64)
+            report = gradcheck(model.loss_fn(state), params, x, t, argnums=0,
+                               numeric_elements=args.numeric_elements)
+    except DeviceOutOfMemory as e:
+        fail(f"{e}; give a smaller --batch or --hidden")
     print("mean |hand - numeric| per parameter (the book's check):")
     for line in report.book_lines():
         print("  " + line)

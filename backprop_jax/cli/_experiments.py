@@ -88,7 +88,12 @@ def run_compare(args, parser):
     import os
 
     from backprop_jax.experiments import compare_optimizers
+    from backprop_jax.training import TrainConfig
 
+    try:  # a length past what the compiled loop counts, refused as train refuses it
+        TrainConfig(iters_num=args.iters, seed=args.seed)
+    except ValueError as e:
+        parser.error(f"--iters {args.iters}: {e}")
     _writable(args.out)
     data = load_data(recipes()["two-layer"], args, parser)
     if data.description:

@@ -28,6 +28,7 @@ def run(args, parser):
     import jax
 
     from backprop_jax.nets import generation
+    from backprop_jax.training import DeviceOutOfMemory, out_of_memory_errors
 
     _, data, params = trained_run(args.run, args.data, parser, ("text",))
     text = data.source
@@ -37,8 +38,11 @@ def run(args, parser):
     if unknown:
         fail(f"{', '.join(map(repr, unknown))} not in the run's vocabulary ({len(text.word_to_id)} words)")
     try:
-        ids = generation.generate(params, text.word_to_id[start], key=jax.random.key(args.seed),
-                                  sample_size=args.length, skip_ids=[text.word_to_id[w] for w in skip])
-    except ValueError as e:
-        fail(str(e))
+        with out_of_memory_errors("generation"):
+            ids = generation.generate(params, text.word_to_id[start], key=jax.random.key(args.seed),
+                                      sample_size=args.length, skip_ids=[text.word_to_id[w] for w in skip])
+    except ValueError as e:  # a length past what the compiled loop counts
+        fail(f"--length {args.length}: {e}" if "sample_size" in str(e) else str(e))
+    except DeviceOutOfMemory as e:
+        fail(f"{e}; give a smaller --length")
     print(text.decode(ids).replace(" <eos>", ".\n"))

@@ -1,29 +1,27 @@
 """A trained run read back for a query: its recipe, its data and its parameters, from the
-settings its newest checkpoint recorded (the commands ``words`` and ``generate``)."""
+settings its newest readable record holds (the commands ``words`` and ``generate``), its
+checkpoint verified as ``evaluate`` verifies it (``restore_run``)."""
 
 import os
+import sys
 
-from backprop_jax.cli._flags import fail
+from backprop_jax.cli._flags import as_flags, fail
 
 
 def trained_run(run_dir, data_file, parser, kinds):
     """``(recipe, data, params)`` of the run in ``run_dir`` whose recipe learns one of ``kinds``
     (``Recipe.data``); its text read again from ``data_file`` or from what the run recorded (its
     file, or the generated text of its seed) and checked against the run's fingerprint."""
-    import jax
-
     from backprop_jax import datasets
     from backprop_jax.recipes import RECIPES
-    from backprop_jax.training import OPTIMIZERS, Checkpoints, data_fingerprint, init_state
+    from backprop_jax.training import OPTIMIZERS, RunError, data_fingerprint, restore_run, run_record
 
-    directory = os.path.join(run_dir, "checkpoints")
-    if not os.path.isdir(directory):
+    if not os.path.isdir(os.path.join(run_dir, "checkpoints")):
         parser.error(f"{run_dir}: not a run directory of train --out (no checkpoints in it)")
-    checkpoints = Checkpoints(directory)
-    try:
-        record = checkpoints.record()
-    except FileNotFoundError as e:
-        fail(f"{run_dir}: {e}")
+    try:  # the newest record that reads, as evaluate takes it
+        record = run_record(run_dir)
+    except RunError as e:
+        fail(as_flags(e))
     settings, recorded = record["settings"], record.get("data") or {}
     recipe = RECIPES.get(settings.get("model"))
     takes = [name for name, r in RECIPES.items() if r.data in kinds]
@@ -41,12 +39,12 @@ def trained_run(run_dir, data_file, parser, kinds):
         fail(f"{data.name} is not the text the run in {run_dir} trained on ({recorded.get('name')}); "
              f"give that text with --data")
     model = recipe.model(data)
-    optimizer = settings.get("optimizer")
+    optimizer = settings.get("optimizer")  # the recipe's own when the record names none it knows
     config = recipe.config(data, optimizer=optimizer if optimizer in OPTIMIZERS else None,
                            max_grad=settings.get("max_grad"), seed=settings.get("seed", 0))
-    try:
-        state, _ = checkpoints.restore(jax.eval_shape(lambda: init_state(model, config)))
-    except Exception as e:  # noqa: BLE001 - orbax's errors for a checkpoint of another shape
-        fail(f"{run_dir}: its checkpoint does not hold the parameters its settings describe "
-             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+    try:  # verified as evaluate and a resumed run verify it, an older checkpoint if the newest is damaged
+        state = restore_run(run_dir, model, recipe.record(data), log=lambda line: print(line, file=sys.stderr),
+                            config=config)
+    except RunError as e:  # each names the run or its checkpoint
+        fail(as_flags(e))
     return recipe, data, state.params

@@ -49,6 +49,9 @@ def generate(params, start_id, *, key, sample_size=100, skip_ids=(), state=None)
     V = params["b_affine"].shape[0]
     if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
         raise ValueError(f"generate: sample_size must be an integer >= 1, got {sample_size!r}")
+    if sample_size > 2 ** 31 - 1:  # the compiled loop counts the words in 32-bit integers
+        raise ValueError(f"generate: sample_size must be at most 2**31 - 1 = {2 ** 31 - 1} (the compiled loop "
+                         f"counts it in 32-bit integers), got {sample_size}")
     skip = jnp.asarray(list(skip_ids) if not isinstance(skip_ids, jax.Array) else skip_ids, jnp.int32).reshape(-1)
     if skip.size and (int(skip.min()) < 0 or int(skip.max()) >= V):
         raise ValueError(f"generate: skip_ids must be word ids from 0 to {V - 1}, got {skip.tolist()}")

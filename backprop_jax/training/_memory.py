@@ -94,10 +94,16 @@ def check_memory(model, data, config, devices=1, *, shapes=None, cost=None):
     parts = {"parameters and optimiser state, twice": 2 * nbytes([shapes.params, shapes.opt_state]),
              "data": train_set + -(-held(x_train, t_train, x_test, t_test) // devices),
              largest[1]: largest[0]}
+    return check_fits(parts, "training", "use a smaller batch_size or model")
+
+
+def check_fits(parts, what, advice):
+    """``ValueError`` when the memory ``parts`` (``{what it is: bytes}``) of the work ``what``
+    together pass the memory the first device has: one line naming each part, the total, the
+    device's memory and ``advice``. Returns ``parts``."""
     total, available = sum(parts.values()), _available_memory(jax.devices()[0])
     if available is not None and total > available:
         detail = ", ".join(f"{k} {formatnbytes(v)}" for k, v in parts.items())
-        raise ValueError(f"training needs at least {formatnbytes(total)} ({detail}), more than the "
-                         f"{formatnbytes(available)} the {jax.devices()[0].platform} device has; use a smaller "
-                         f"batch_size or model")
+        raise ValueError(f"{what} needs at least {formatnbytes(total)} ({detail}), more than the "
+                         f"{formatnbytes(available)} the {jax.devices()[0].platform} device has; {advice}")
     return parts

@@ -482,9 +482,17 @@ def _bar(**kwargs):
 def run_settings(out):
     """The settings recorded by the run in directory ``out`` (its model's name and settings and
     its training settings), from the newest checkpoint whose record reads; ``RunError`` if none."""
+    return dict(run_record(out)["settings"])
+
+
+def run_record(out):
+    """The record of the newest checkpoint of the run in directory ``out`` whose record reads
+    (older ones are tried when the newest is damaged): its ``settings``, its ``data``
+    (``data_fingerprint`` of what it trained on, where it recorded one) and its ``history``; its
+    arrays are not read (``restore_run`` reads and verifies them). ``RunError`` if none reads."""
     checkpoints = Checkpoints(Path(out) / "checkpoints")
     try:
-        return dict(_newest_record(checkpoints, out)["settings"])
+        return _newest_record(checkpoints, out)
     finally:
         checkpoints.close()
 
@@ -503,7 +511,7 @@ def _newest_record(checkpoints, out):
     raise RunError(f"{out}: no checkpoint in {checkpoints.directory} has a record that reads")
 
 
-def restore_run(out, model, settings=None, log=None, accept_unverified=False):
+def restore_run(out, model, settings=None, log=None, accept_unverified=False, config=None):
     """The ``TrainState`` of the newest checkpoint in the run directory ``out``, for ``model`` (the
     network the run trained), its optimiser state rebuilt from the settings the run recorded.
 
@@ -513,12 +521,15 @@ def restore_run(out, model, settings=None, log=None, accept_unverified=False):
     run must have recorded (the model's name and settings, ``Recipe.record()``); any other value
     is an error naming both. The arrays are read in the dtypes the run recorded (a float32 run
     stays float32 with ``jax_enable_x64`` on). ``accept_unverified``: accept a checkpoint of an
-    older format without a digest (by default refused).
+    older format without a digest (by default refused). ``config``: the run's ``TrainConfig``,
+    for a run whose optimiser its record cannot rebuild (a recipe's own, ``Recipe.config``); by
+    default made from the record.
 
     Raises:
       RunError: there is no checkpoint, none verifies, the run recorded other ``settings``, the
-        run's optimiser cannot be rebuilt from its record (an optax transformation of your own:
-        restore it with ``Checkpoints.restore`` and a template of its state), or the checkpoint
+        run's optimiser cannot be rebuilt from its record and no ``config`` is given (an optax
+        transformation of your own: give ``config``, or restore it with ``Checkpoints.restore``
+        and a template of its state), or the checkpoint
         does not hold ``model``'s parameters.
     """
     checkpoints = Checkpoints(Path(out) / "checkpoints")
@@ -533,10 +544,11 @@ def restore_run(out, model, settings=None, log=None, accept_unverified=False):
                                + ", ".join(f"{k} {a!r}, {b!r}" for k, (a, b) in sorted(diff.items())))
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         try:
-            config = TrainConfig(**{k: v for k, v in saved.items() if k in fields})
+            config = config or TrainConfig(**{k: v for k, v in saved.items() if k in fields})
         except ValueError:
             raise RunError(f"{out}: the run used an optimiser that cannot be rebuilt from its record "
-                           f"({saved.get('optimizer')!r:.60}); restore it with Checkpoints.restore") from None
+                           f"({saved.get('optimizer')!r:.60}); give its config, or restore it with "
+                           f"Checkpoints.restore") from None
         try:
             template = at_recorded_dtypes(jax.eval_shape(lambda: init_state(model, config)), newest, out)
         except RunError as e:
