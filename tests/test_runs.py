@@ -20,6 +20,26 @@ from backprop_jax import (
 from conftest import diverging_model, small
 
 
+def test_a_loss_not_finite_before_any_update_blames_the_start_not_the_learning_rate(sample):
+    data = small(sample)
+    huge = two_layer_net.model(weight_init_std=1e300)  # float32 weights of inf: the first loss is NaN
+    with pytest.raises(TrainingDiverged) as e:
+        train(huge, data, TrainConfig(iters_num=5, batch_size=60))
+    assert str(e.value).startswith("the loss of the initial parameters is nan, before any update")
+    assert "learning rate" in str(e.value) and "Try a smaller learning rate" not in str(e.value)
+
+
+def test_a_run_directory_inside_another_runs_set_aside_checkpoints_is_refused(tmp_path, sample):
+    first = tmp_path / "first"
+    run(two_layer_net.model(hidden_size=4), small(sample), TrainConfig(iters_num=2, batch_size=60),
+        dataset="s", settings={}, out=first, progress=False, log=lambda *a: None)
+    for name in ("checkpoints", "damaged-checkpoints"):
+        with pytest.raises(RunError, match=f"is inside the {name} of the run in {first}, whose clean-up"):
+            run(two_layer_net.model(hidden_size=4), small(sample), TrainConfig(iters_num=2, batch_size=60),
+                dataset="s", settings={}, out=first / name / "new", progress=False)
+        assert not (first / name / "new").exists()
+
+
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     x = np.zeros((200, 3), np.float32)
     t = np.zeros(200, np.int32)

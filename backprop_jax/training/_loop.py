@@ -339,6 +339,11 @@ class _Calls:
                 f"{recent[-1].epoch}); stopped with the parameters of iteration {self.iteration}. Try a smaller "
                 f"learning rate (now {self.config.optimizer_name()}), or turn this check off "
                 f"(divergence_factor=None) to go on.")
+        if records.bad_iteration == 1:  # the loss of the initial parameters: no update has run yet
+            raise TrainingDiverged(
+                f"the loss of the initial parameters is {records.bad_loss}, before any update: the model "
+                f"or its initialisation (a weight scale or weight decay far too large) or the data make it, "
+                f"not the learning rate; nothing was trained.")
         if records.bad_iteration:
             raise TrainingDiverged(
                 f"the loss became {records.bad_loss} at iteration {int(records.bad_iteration)} "

@@ -79,9 +79,9 @@ def claim_run_directory(out):
 
 def _check_run_directory(out):
     for parent in [out.absolute(), *out.absolute().parents]:
-        if parent.name == "checkpoints" and ((parent.parent / MARKER).exists()
-                                             or (parent.parent / "metrics.json").exists()):
-            raise RunError(f"{out} is inside the checkpoints of the run in {parent.parent}, whose "
+        if parent.name in ("checkpoints", "damaged-checkpoints") and (
+                (parent.parent / MARKER).exists() or (parent.parent / "metrics.json").exists()):
+            raise RunError(f"{out} is inside the {parent.name} of the run in {parent.parent}, whose "
                            f"clean-up would delete it; choose a directory outside it", argument="out")
     if out.is_symlink() and not out.exists():
         raise RunError(f"{out} is a symbolic link to nothing", argument="out")
