@@ -79,6 +79,10 @@ def test_a_nan_the_model_makes_is_still_caught_by_nan_debugging(debug_nans):
         bj.train(diverging_model(), ((x, t), (x, t)), config)
     with debug_nans(), pytest.raises(FloatingPointError, match=r"invalid value \(nan\)"):
         bj.train(diverging_model(), ((x, t), (x, t)), config)
+    # Without jit (as the training guide says), the error names the operation inside the loop.
+    with debug_nans(), jax.disable_jit(), pytest.raises(FloatingPointError,
+                                                        match=r"invalid value \(nan\) encountered in sqrt"):
+        bj.train(diverging_model(), ((x, t), (x, t)), dataclasses.replace(config, iters_num=45))
 
 
 def test_a_label_out_of_range_under_jit_is_nan_and_named_under_nan_debugging():
