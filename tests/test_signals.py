@@ -19,24 +19,27 @@ ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
 
 def stopped(args, sig, after, cwd=None):
     """Starts ``backprop-jax *args``, sends ``sig`` ``after`` seconds later (or when ``after()``
-    holds), and returns ``(status, stderr, seconds from the signal to the end)``."""
-    proc = subprocess.Popen([sys.executable, "-m", "backprop_jax", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=cwd)
-    try:
-        if callable(after):
-            deadline = time.monotonic() + 120
-            while not after() and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.02)
-        else:
-            time.sleep(after)
-        assert proc.poll() is None, "the command ended before the signal"
-        sent = time.monotonic()
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-        return proc.returncode, err, time.monotonic() - sent
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    holds), and returns ``(status, stderr, seconds from the signal to the end)``, or None if the
+    command ended before the signal."""
+    with subprocess.Popen([sys.executable, "-m", "backprop_jax", *args], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, env=ENV, cwd=cwd) as proc:
+        try:
+            if callable(after):
+                deadline = time.monotonic() + 120
+                while not after() and time.monotonic() < deadline and proc.poll() is None:
+                    time.sleep(0.02)
+            else:
+                time.sleep(after)
+            if proc.poll() is not None:
+                proc.communicate()
+                return None
+            sent = time.monotonic()
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=60)
+            return proc.returncode, err, time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def one_line(err):
@@ -48,7 +51,7 @@ def test_a_signal_while_the_command_starts_ends_it_in_one_line():
     # Moments spread over the imports of NumPy and JAX, the data and the model: each ends the same way.
     for after in (0.15, 0.5, 1.0):
         status, err, took = stopped(["train", "--iters", "100000", "--no-progress"], signal.SIGINT, after)
-        assert status == 130 and one_line(err), (after, err)
+        assert status == 130 and one_line(err), (after, err)  # (a None would be a training of 100,000 done)
         assert err.strip().startswith("backprop-jax: "), err
 
 
@@ -145,9 +148,16 @@ def test_every_command_stops_in_one_line_while_it_compiles_or_computes(tmp_path)
                 ["evaluate", "--params", str(run)], ["graph", "two-layer-net", "--out", str(tmp_path / "g.svg")],
                 ["train", "--model", "convnet", "--iters", "400", "--no-progress", "--out", str(tmp_path / "cnn")]]
     for args in commands:
-        for sig, status, after in ((signal.SIGINT, 130, 1.0), (signal.SIGTERM, 143, 2.0)):
-            code, err, took = stopped(args, sig, after, cwd=tmp_path)
+        landed = 0
+        # Moments from JAX's import to the command's work (evaluate, the quickest, lasts about 2 s).
+        for sig, status, after in ((signal.SIGINT, 130, 0.5), (signal.SIGTERM, 143, 0.9), (signal.SIGINT, 130, 1.3)):
+            result = stopped(args, sig, after, cwd=tmp_path)
+            if result is None:
+                continue
+            code, err, took = result
+            landed += 1
             assert code == status and one_line(err), (args, err)
             assert took < 5, (args, took)
+        assert landed >= 2, args
     leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []  # no write under way was left half done

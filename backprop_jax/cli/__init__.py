@@ -15,11 +15,19 @@ def main(argv=None):
 
     SIGINT (Ctrl-C) and SIGTERM end it at any moment, in one line, with status 130 or 143;
     ``train`` first saves the iteration reached, or keeps its last checkpoint. Called with
-    ``argv``, the previous signal handlers come back on return; as the program (no ``argv``),
-    the command's handling lasts until the process ends, its shutdown included."""
+    ``argv``, the previous signal handlers come back on return. As the program (no ``argv``),
+    the process ends here once the command is done, its exit functions run under the same
+    handling (``_signals.end_program``): a signal during them is one line as well."""
     with _signals.Signals() as signals:
-        signals.keep = argv is None
-        importlib.import_module("backprop_jax.cli._main").run(argv)
+        if argv is not None:
+            importlib.import_module("backprop_jax.cli._main").run(argv)
+            return
+        signals.keep = True
+        try:
+            importlib.import_module("backprop_jax.cli._main").run()
+        except SystemExit as e:
+            _signals.end_program(e.code)
+        _signals.end_program(0)
 
 
 def __getattr__(name):

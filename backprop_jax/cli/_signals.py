@@ -132,6 +132,32 @@ class Signals:
         _end(self._last_words(name), 128 + signal.Signals[name].value)
 
 
+def end_program(code):
+    """Ends the process as Python would on ``sys.exit(code)`` (a message printed, status 1; a number
+    its status; None 0), after its other threads and exit functions (JAX's, logging's, ...), but
+    without Python's finalisation and the native libraries' teardown after it: they take a few
+    tenths of a second after the work is done, during which the signals are the system's again
+    and would end the process without a word."""
+    import atexit
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        status = 1
+        try:
+            print(code, file=sys.stderr)
+        except Exception:  # noqa: BLE001 - no standard error to say it on
+            pass
+    for thread in threading.enumerate():  # as Python waits for them before its exit functions
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    _flush()
+    os._exit(status & 0xFF)
+
+
 def _end(message, status):
     """Ends the process now: the temporary files of atomic writes under way removed, ``message`` and
     a newline written to standard error, without Python's shutdown (whose finalisers and exit hooks
