@@ -1,3 +1,4 @@
 from backprop_jax.cli import main
 
-main()
+if __name__ == "__main__":  # `python -m backprop_jax`; importing this module runs nothing
+    main()
