@@ -327,6 +327,29 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
     assert proc.returncode == 141
 
 
+def test_a_run_of_your_own_model_resumes_with_its_file_given_by_another_path(tmp_path, capsys, monkeypatch):
+    mine = tmp_path / "a" / "mine.py"
+    mine.parent.mkdir()
+    mine.write_text("from backprop_jax import two_layer_net\n\n"
+                    "def model():\n    return two_layer_net.model(784, 6, 10)\n")
+    out = tmp_path / "run"
+    flags = ["train", "--dataset", "mnist-sample", "--no-progress", "--out", str(out)]
+    main([*flags, "--model", f"{mine}:model", "--iters", "40"])
+    # The same file from another working directory, by a relative path, and a copy elsewhere.
+    monkeypatch.chdir(tmp_path / "a")
+    copy = tmp_path / "copy.py"
+    copy.write_text(mine.read_text())
+    for given, iters in (("mine.py", "80"), (str(copy), "120")):
+        capsys.readouterr()
+        main([*flags, "--model", f"{given}:model", "--iters", iters, "--resume"])
+        assert f"resuming from iteration {int(iters) - 40}" in capsys.readouterr().out
+    # Another content is another model: refused, naming the settings that differ.
+    copy.write_text(mine.read_text().replace("784, 6, 10", "784, 7, 10"))
+    with pytest.raises(SystemExit) as e:
+        main([*flags, "--model", f"{copy}:model", "--iters", "160", "--resume"])
+    assert "model_file_sha256" in str(e.value.code)
+
+
 def test_library_errors_reach_the_command_line_as_one_line(tmp_path, capsys):
     five = tmp_path / "five.py"
     five.write_text("from backprop_jax import nn\n"

@@ -131,6 +131,8 @@ def run(args, parser):
                                                        ("--batch-size", args.batch_size)) if value is not None]
         parser.error(f"{', '.join(given) or 'the recipe'}: {e}")
     settings = recipe.record(data)
+    if args.resume and "model_file_sha256" in settings:
+        settings = _as_recorded(args.out, settings)
     if n_processes > 1:
         _check_processes_agree(args, {**settings, **config.record()}, data)
     (x_train, _), (x_test, _) = data.arrays
@@ -212,6 +214,24 @@ def _run(model, data, config, settings, mesh, args, n_processes, between_epochs)
              f"all are stopped, start every process again with --resume to continue from the last checkpoint")
     finally:
         current().immediate_mode()  # the run is over: a signal now ends the command at once
+
+
+def _as_recorded(out, settings):
+    """``settings`` of a ``FILE.py:FUNCTION`` model with the file spelled as the run in ``out``
+    recorded it, when it is the same function of a file with the same content (the record's
+    digest): a resume may give the file by another path (absolute, from elsewhere, a copy).
+    Anything else stays as given, for the run to compare with its record and refuse."""
+    from backprop_jax.training import RunError, run_settings
+
+    try:
+        saved = run_settings(out)
+    except RunError:  # no run there yet, or none readable: the run itself says what it finds
+        return settings
+    name = saved.get("model")
+    if (isinstance(name, str) and name.rpartition(":")[2] == settings["model"].rpartition(":")[2]
+            and saved.get("model_file_sha256") == settings["model_file_sha256"]):
+        return {**settings, "model": name}
+    return settings
 
 
 def _join_processes(args, parser):
