@@ -150,9 +150,11 @@ def end_program(code):
             print(code, file=sys.stderr)
         except Exception:  # noqa: BLE001 - no standard error to say it on
             pass
-    for thread in threading.enumerate():  # as Python waits for them before its exit functions
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    # What Python does before its finalisation, in its order: the threading module's exit hooks
+    # (thread pools told to stop), its other threads joined, then the exit functions.
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
     atexit._run_exitfuncs()
     _flush()
     os._exit(status & 0xFF)
