@@ -19,12 +19,12 @@ def main(argv=None):
     the process ends here once the command is done, its exit functions run under the same
     handling (``_signals.end_program``): a signal during them is one line as well."""
     with _signals.Signals() as signals:
+        run = importlib.import_module("backprop_jax.cli._main").run
         if argv is not None:
-            importlib.import_module("backprop_jax.cli._main").run(argv)
-            return
+            return run(argv)
         signals.keep = True
         try:
-            importlib.import_module("backprop_jax.cli._main").run()
+            run()
         except SystemExit as e:
             _signals.end_program(e.code)
         _signals.end_program(0)

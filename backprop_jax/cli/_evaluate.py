@@ -5,7 +5,7 @@ import sys
 
 from backprop_jax.cli._flags import (
     add_data_flags, add_model_flags, as_flags, build_model, check_model_fits, fail, flag, load_data, recipe_from_flags,
-    recipes, shown)
+    recipes, same_function, shown)
 
 
 def add_parser(sub):
@@ -80,12 +80,12 @@ def _take_the_runs_network(args, parser):
     except RunError as e:
         fail(f"--params {as_flags(e)}")
     name = saved.get("model")
-    if args.model is not None and args.model != name and not _same_function(args.model, name):
+    if args.model is not None and args.model != name and not same_function(args.model, name):
         parser.error(f"--model {args.model}: the run in {args.params} trained --model {name}")
     if args.model is None:
         args.model = name
         path, _, function = str(name).rpartition(":")
-        if _same_function(name, name) and not os.path.isfile(path):
+        if same_function(name, name) and not os.path.isfile(path):
             parser.error(f"--params {args.params}: the run's model file {path} (recorded as it was given where "
                          f"the run trained) is not found from here; give it with --model PATH:{function}")
     recipe = recipes().get(name)
@@ -104,14 +104,6 @@ def _take_the_runs_network(args, parser):
             parser.error(f"{flag(setting.name)} {shown(getattr(args, setting.name))}: the run in {args.params} "
                          f"trained with {flag(setting.name)} {shown(value)}")
     return name
-
-
-def _same_function(given, recorded):
-    """Whether both name a function of a Python file (``FILE.py:FUNCTION``), the same function."""
-    def function(spec):
-        path, sep, name = str(spec).rpartition(":")
-        return name if sep and path.endswith(".py") else None
-    return function(given) is not None and function(given) == function(recorded)
 
 
 def _params(model, path, dtype, settings=None, accept_unverified=False):

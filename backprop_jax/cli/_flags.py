@@ -277,6 +277,15 @@ def failure(error, path):
     return f"raised {type(error).__name__}: {message[0] if message else ''}{where}"
 
 
+def same_function(given, recorded):
+    """Whether both name a function of a Python file (``FILE.py:FUNCTION``), the same function (the
+    files' paths may differ)."""
+    def function(spec):
+        path, sep, name = str(spec).rpartition(":")
+        return name if sep and path.endswith(".py") else None
+    return function(given) is not None and function(given) == function(recorded)
+
+
 def load_function(spec, parser, what, choices=None):
     """The function named by ``FILE.py:FUNCTION`` (the file is executed), or a usage error; the
     message offers ``choices`` (default: the recipes)."""

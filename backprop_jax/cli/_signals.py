@@ -28,6 +28,11 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _NUMBERS = frozenset(int(s) for s in SIGNALS)
 
 
+def _stopped(name):
+    """A command's last line when a signal ends it."""
+    return f"backprop-jax: stopped by {name}"
+
+
 def current():
     """The ``Signals`` the running command installed (a fresh one, not installed, outside a command)."""
     return _current[-1] if _current else Signals()
@@ -47,7 +52,7 @@ class Signals:
         self.keep = False
         self._requests = False  # a run asks for the first signal
         self._answered = threading.Event()  # ... and has taken it
-        self._last_words = lambda name: f"backprop-jax: stopped by {name}"
+        self._last_words = _stopped
         self._installed = None
 
     def request_mode(self, last_words):
@@ -59,7 +64,7 @@ class Signals:
     def immediate_mode(self):
         """From now on a signal ends the process at once (the default)."""
         self._requests = False
-        self._last_words = lambda name: f"backprop-jax: stopped by {name}"
+        self._last_words = _stopped
 
     def requested(self):
         """The name of the first signal received, or None; a name returned is the run's answer."""

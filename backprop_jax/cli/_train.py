@@ -6,7 +6,7 @@ import time
 
 from backprop_jax.cli._flags import (
     add_data_flags, add_model_flags, as_flags, build_model, check_model_fits, fail, load_data, non_negative_int,
-    number, positive_int, recipe_from_flags, recipes, seconds, seed)
+    number, positive_int, recipe_from_flags, recipes, same_function, seconds, seed)
 
 
 def add_parser(sub):
@@ -228,8 +228,7 @@ def _as_recorded(out, settings):
     except RunError:  # no run there yet, or none readable: the run itself says what it finds
         return settings
     name = saved.get("model")
-    if (isinstance(name, str) and name.rpartition(":")[2] == settings["model"].rpartition(":")[2]
-            and saved.get("model_file_sha256") == settings["model_file_sha256"]):
+    if same_function(settings["model"], name) and saved.get("model_file_sha256") == settings["model_file_sha256"]:
         return {**settings, "model": name}
     return settings
 
